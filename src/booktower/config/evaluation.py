@@ -1,0 +1,46 @@
+"""Evaluation and baseline configuration."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from booktower.config._base import StrictModel
+
+
+class EvaluationConfig(StrictModel):
+    """Full-catalogue ranking evaluation."""
+
+    ks: list[int] = Field(default_factory=lambda: [10, 20, 50])
+    """Cut-offs for every @K metric."""
+    user_chunk: int = Field(4096, ge=1)
+    """Users scored per matrix product (bounds memory)."""
+    bootstrap_samples: int = Field(1000, ge=10)
+    """Bootstrap resamples for confidence intervals and paired tests."""
+    audit_users: int = Field(5, ge=0)
+    """Users shown in the recommendation audit."""
+
+    @field_validator("ks")
+    @classmethod
+    def _positive_sorted(cls, ks: list[int]) -> list[int]:
+        if not ks or any(k < 1 for k in ks):
+            raise ValueError("evaluation.ks must be a non-empty list of positive integers")
+        return sorted(set(ks))
+
+
+class BaselineConfig(StrictModel):
+    """Simple baselines, fitted on the same training data."""
+
+    ease_lambda: float = Field(500.0, gt=0)
+    """EASE L2 regularisation."""
+    ease_max_items: int = Field(20000, ge=1)
+    """EASE runs on the N most popular items (others score 0) so memory stays bounded."""
+    itemknn_neighbors: int | None = Field(None, ge=1)
+    """ItemKNN: keep this many neighbours per item (None = all)."""
+    als_factors: int = Field(128, ge=1)
+    als_regularization: float = Field(0.05, ge=0)
+    als_alpha: float = Field(2.0, gt=0)
+    als_iterations: int = Field(15, ge=1)
+    bpr_factors: int = Field(128, ge=1)
+    bpr_learning_rate: float = Field(0.01, gt=0)
+    bpr_regularization: float = Field(0.01, ge=0)
+    bpr_iterations: int = Field(100, ge=1)

@@ -1,0 +1,120 @@
+"""Reading YAML configs, applying `--set key=value` overrides, and explaining validation errors."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from booktower.config.root import BooktowerConfig
+
+INHERIT_KEY = "inherit"
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message names the file, the key and what is allowed."""
+
+
+def _deep_merge(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in delta.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist; pass an existing YAML file (see configs/)")
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: `{INHERIT_KEY}` forms a cycle through {[str(p) for p in seen]}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    parent = raw.pop(INHERIT_KEY, None)
+    if parent is None:
+        return raw
+    # Inheritance lets experiment configs hold only their deltas.
+    parent_path = (path.parent / str(parent)).resolve()
+    return _deep_merge(_read_yaml(parent_path, seen + (path.resolve(),)), raw)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` -> (["a", "b", "c"], value parsed as YAML, so `10`, `true`, `[10, 20]` get their types)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value (e.g. data.min_item_interactions=10)")
+    key, _, value_text = text.partition("=")
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(value_text) if value_text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML: {exc}") from exc
+    return parts, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    result = dict(raw)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = result
+        for part in parts[:-1]:
+            child = node.get(part)
+            child = dict(child) if isinstance(child, dict) else {}
+            node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    current: Any = model
+    for part in loc[:-1]:
+        field = current.model_fields.get(str(part)) if isinstance(current, type) else None
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return []
+        current = field.annotation
+    return sorted(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
+
+
+def explain_validation_error(exc: ValidationError, source: str) -> ConfigError:
+    lines = [f"{source}: the config is not valid:"]
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(BooktowerConfig, loc)
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f" (did you mean {'.'.join(str(p) for p in loc[:-1] + (close[0],))}?)" if close else ""
+            lines.append(f"  - {dotted}: unknown key{hint}; allowed here: {', '.join(allowed)}")
+        else:
+            lines.append(f"  - {dotted}: {err['msg']} (got {err.get('input')!r})")
+    return ConfigError("\n".join(lines))
+
+
+def load_config(path: Path | str | None, overrides: list[str] | None = None) -> BooktowerConfig:
+    """Read, merge and validate a config. `path=None` gives the defaults (plus overrides)."""
+    overrides = overrides or []
+    raw = _read_yaml(Path(path)) if path is not None else {}
+    raw = apply_overrides(raw, overrides)
+    source = str(path) if path is not None else "(defaults)"
+    if overrides:
+        source += " with --set " + " --set ".join(overrides)
+    try:
+        return BooktowerConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise explain_validation_error(exc, source) from None
+
+
+def dump_config(config: BooktowerConfig) -> str:
+    """The resolved config as YAML (what every run writes beside its artefacts)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,82 @@
+"""Model configuration: the two towers, their inputs and the DAT augmentation."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from booktower.config._base import StrictModel
+
+
+class HistoryConfig(StrictModel):
+    """The user tower's view of the reader's earlier books (strictly before the target interaction)."""
+
+    pooling: Literal["none", "mean", "recency", "attention"] = "mean"
+    """How the history is pooled: off, mean, exponentially recency-weighted, or a small self-attention encoder."""
+    max_length: int = Field(50, ge=1)
+    """Most recent items kept."""
+    recency_half_life: float = Field(10.0, gt=0)
+    """recency: half-life in positions (the newest item weighs 1, one `half_life` older weighs 0.5)."""
+    attention_heads: int = Field(2, ge=1)
+    """attention: heads of the self-attention encoder."""
+    attention_layers: int = Field(1, ge=1)
+    """attention: layers of the self-attention encoder."""
+
+
+class TowerConfig(StrictModel):
+    """One tower (the user and item towers share this shape)."""
+
+    id_dim: int = Field(64, ge=1)
+    """ID embedding width."""
+    feature_hidden: list[int] = Field(default_factory=lambda: [192, 96])
+    """Feature encoder MLP over the engineered numeric features (the design note's 192 -> 96)."""
+    categorical_dim: int = Field(32, ge=1)
+    """Width of categorical (category path, author, other) embedding bags."""
+    text_dim: int = Field(32, ge=1)
+    """Width of the hashed title-token EmbeddingBag."""
+    hidden: list[int] = Field(default_factory=lambda: [256, 128])
+    """Tower MLP hidden layers (ReLU); the output layer is `model.output_dim`."""
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Dropout inside the tower MLP."""
+    id_dropout: float = Field(0.0, ge=0.0, le=1.0)
+    """Probability of zeroing a row's ID embedding in training, so the content path alone stays useful."""
+    use_features: bool = True
+    """Feed the engineered features to this tower."""
+
+
+class DATConfig(StrictModel):
+    """Dual Augmented Two-tower (Yu et al., DLP-KDD 2021)."""
+
+    augment: bool = True
+    """Add the ID-keyed augmented vectors a_u, a_v to the tower inputs (needed by AMM)."""
+    augment_dim: int = Field(32, ge=1)
+    """Width of a_u and a_v (paper: 32). Must equal `model.output_dim` for the mimic losses."""
+
+
+class ModelConfig(StrictModel):
+    """The two-tower model."""
+
+    output_dim: int = Field(32, ge=2)
+    """Embedding size of both towers' outputs (paper: 32)."""
+    fusion: Literal["concat", "sum", "gate"] = "concat"
+    """How ID, feature, text, categorical, history and augmented inputs are fused before the tower MLP."""
+    sparse_ids: bool = True
+    """ID tables produce sparse gradients (SparseAdam); False makes them dense."""
+    normalize: bool = True
+    """L2-normalise tower outputs (score = cosine)."""
+    temperature: float = Field(0.05, gt=0)
+    """Scores are divided by this before the loss."""
+    user: TowerConfig = Field(default_factory=TowerConfig)
+    item: TowerConfig = Field(default_factory=TowerConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
+    dat: DATConfig = Field(default_factory=DATConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelConfig":
+        if self.dat.augment and self.dat.augment_dim != self.output_dim:
+            raise ValueError(
+                f"model.dat.augment_dim ({self.dat.augment_dim}) must equal model.output_dim ({self.output_dim}): "
+                "a_u mimics the item tower's output vector"
+            )
+        return self

@@ -1,0 +1,30 @@
+"""The root config: one validated object made at the CLI edge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from booktower.config._base import StrictModel
+from booktower.config.data import DataConfig
+from booktower.config.evaluation import BaselineConfig, EvaluationConfig
+from booktower.config.model import ModelConfig
+from booktower.config.serving import ServingConfig, TrackingConfig
+from booktower.config.training import TrainingConfig
+
+
+class BooktowerConfig(StrictModel):
+    """A whole run."""
+
+    seed: int = 42
+    """Seeds every generator of the run."""
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    baselines: BaselineConfig = Field(default_factory=BaselineConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    sweep: dict[str, Any] = Field(default_factory=dict)
+    """Search space for `booktower sweep` (dotted key -> spec); ignored by other commands."""

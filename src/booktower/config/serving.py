@@ -1,0 +1,40 @@
+"""Serving, tracking and sweep configuration."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from booktower.config._base import StrictModel
+
+
+class IndexConfig(StrictModel):
+    """Retrieval index."""
+
+    kind: Literal["exact", "hnsw", "ivf"] = "exact"
+    hnsw_m: int = Field(32, ge=4)
+    hnsw_ef_search: int = Field(128, ge=1)
+    hnsw_ef_construction: int = Field(200, ge=1)
+    ivf_nlist: int = Field(256, ge=1)
+    ivf_nprobe: int = Field(16, ge=1)
+    overfetch: int = Field(4, ge=1)
+    """Candidates fetched per requested result before filters are applied (multiplier)."""
+
+
+class ServingConfig(StrictModel):
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    max_k: int = Field(200, ge=1)
+    """Largest k a request may ask for."""
+    max_history: int = Field(500, ge=1)
+    """Largest history an anonymous request may carry."""
+
+
+class TrackingConfig(StrictModel):
+    """Experiment tracking (off by default)."""
+
+    mlflow: bool = False
+    """Log params, per-epoch metrics, final metrics, report and model to MLflow."""
+    mlflow_uri: str = "sqlite:///mlruns.db"
+    """Tracking store; a local SQLite file by default."""
+    experiment: str = "booktower"

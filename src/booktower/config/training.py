@@ -1,0 +1,101 @@
+"""Training configuration: loss, DAT loss weights, negatives, optimisers, loop control."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from booktower.config._base import StrictModel
+
+
+class LossConfig(StrictModel):
+    """The objective: main loss + l1 * loss_u + l2 * loss_v + l3 * loss_CA."""
+
+    main: Literal["bce", "sampled_softmax", "cosine_contrastive"] = "sampled_softmax"
+    """`bce`: the paper's binary cross-entropy with sampled negatives. `sampled_softmax`: softmax over in-batch
+    and sampled negatives with logQ correction. `cosine_contrastive`: margin loss on cosines."""
+    logq_correction: bool = True
+    """Subtract log(sampling probability) from negative logits (sampled softmax)."""
+    mask_accidental_hits: bool = True
+    """Negatives that are one of the user's training positives are masked out of the loss."""
+    contrastive_margin: float = Field(0.5, ge=-1.0, le=1.0)
+    """cosine_contrastive: negatives are pushed below this cosine."""
+    amm_user_weight: float = Field(0.5, ge=0)
+    """l1: weight of loss_u = ||a_u - stopgrad(p_v)||^2 (0 switches it off)."""
+    amm_item_weight: float = Field(0.5, ge=0)
+    """l2: weight of loss_v = ||a_v - stopgrad(p_u)||^2 (0 switches it off)."""
+    amm_reduction: Literal["mean", "sum"] = "mean"
+    """How the squared distance is reduced over the embedding dimension (then always averaged over pairs)."""
+    cal_weight: float = Field(0.0, ge=0)
+    """l3: weight of the Category Alignment Loss (paper: 1; 0 switches it off; skipped without categories)."""
+    cal_min_items: int = Field(2, ge=2)
+    """Categories with fewer items than this in a batch are skipped by CAL."""
+
+
+class NegativeConfig(StrictModel):
+    """Negative sampling."""
+
+    sampler: Literal["uniform", "popularity", "in_batch", "mixed"] = "mixed"
+    """uniform; popularity^alpha; in-batch (the other positives of the batch); mixed = in-batch + uniform."""
+    num_negatives: int = Field(128, ge=0)
+    """Sampled negatives per batch (shared by the batch) or per positive for `bce`."""
+    popularity_alpha: float = Field(0.75, ge=0)
+    """popularity: sampling weight = count^alpha."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "NegativeConfig":
+        if self.sampler != "in_batch" and self.num_negatives == 0:
+            raise ValueError(f"negatives.num_negatives must be > 0 for sampler {self.sampler!r}")
+        return self
+
+
+class OptimizerConfig(StrictModel):
+    """Optimisers: SparseAdam for sparse ID tables, AdamW for the rest (or one dense optimiser)."""
+
+    kind: Literal["hybrid", "adamw"] = "hybrid"
+    """`hybrid`: SparseAdam on sparse tables + AdamW on dense parameters. `adamw`: one dense AdamW."""
+    lr: float = Field(2e-3, gt=0)
+    """Learning rate of the dense optimiser."""
+    sparse_lr: float = Field(1e-2, gt=0)
+    """Learning rate of SparseAdam."""
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW weight decay (dense parameters)."""
+    schedule: Literal["none", "cosine", "linear_warmup"] = "none"
+    """Learning-rate schedule over the planned epochs."""
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)
+    """linear_warmup: fraction of steps spent warming up."""
+
+
+class EarlyStoppingConfig(StrictModel):
+    """Early stopping on a validation metric (validation split only)."""
+
+    metric: str = "NDCG@20"
+    """Validation metric to watch (higher is better)."""
+    patience: int = Field(3, ge=0)
+    """Epochs without improvement before stopping (0 disables early stopping)."""
+    min_delta: float = Field(0.0, ge=0)
+    """Smallest improvement that counts."""
+
+
+class TrainingConfig(StrictModel):
+    """The training loop."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(1024, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto` uses CUDA when available."""
+    bf16: bool = True
+    """bf16 autocast on CUDA (ignored on CPU)."""
+    loss: LossConfig = Field(default_factory=LossConfig)
+    negatives: NegativeConfig = Field(default_factory=NegativeConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    eval_every: int = Field(1, ge=1)
+    """Validate every this many epochs."""
+    max_valid_users: int | None = Field(None, ge=1)
+    """Validate on a fixed random subset of users to save time (None = all)."""
+    num_threads: int | None = Field(None, ge=1)
+    """torch CPU threads (None = torch default)."""
+    grad_clip: float | None = Field(None, gt=0)
+    """Clip the dense gradients' global norm."""

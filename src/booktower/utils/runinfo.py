@@ -1,0 +1,82 @@
+"""What every run records beside its artefacts: resolved config, input fingerprint, seed, versions, timings."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import sys
+import time
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+from booktower.utils.atomic import atomic_write_json, atomic_write_text
+
+_PACKAGES = ("booktower", "torch", "numpy", "polars", "pyarrow", "pydantic", "scipy", "implicit", "faiss-cpu")
+
+
+def file_fingerprint(paths: list[Path]) -> dict[str, Any]:
+    """sha256 of each input file (streamed) and one combined digest."""
+    files: dict[str, dict[str, Any]] = {}
+    combined = hashlib.sha256()
+    for path in sorted({Path(p) for p in paths}):
+        digest = hashlib.sha256()
+        if path.is_dir():
+            children = sorted(p for p in path.rglob("*") if p.is_file())
+        else:
+            children = [path]
+        size = 0
+        for child in children:
+            with open(child, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+                    size += len(block)
+        files[str(path)] = {"sha256": digest.hexdigest(), "bytes": size}
+        combined.update(f"{path}:{digest.hexdigest()}".encode())
+    return {"files": files, "sha256": combined.hexdigest()}
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+class Timings:
+    """Named wall-clock timings of a run's steps."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
+
+
+def write_run_info(
+    output_dir: Path, *, config_yaml: str, seed: int, inputs: list[Path], timings: dict[str, float],
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write `config.yaml` and `run.json` (fingerprint, seed, versions, timings) into `output_dir`."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output_dir / "config.yaml", config_yaml)
+    info = {
+        "seed": seed,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "inputs": file_fingerprint([p for p in inputs if p.exists()]),
+        "versions": package_versions(),
+        "timings_seconds": timings,
+        "command": sys.argv,
+    }
+    if extra:
+        info.update(extra)
+    atomic_write_json(output_dir / "run.json", info)
