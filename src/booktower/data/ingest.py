@@ -1,0 +1,228 @@
+"""From source files to three standard tables, validating and counting every dropped row.
+
+Standard interaction columns: user_id, item_id (str), timestamp (int64 epoch seconds), order (int64 tie-break),
+rating (float, optional), split_label (str, optional). Catalogue: item_id plus title, author, categories
+(list[str]), numeric and categorical metadata. Users: user_id plus metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from booktower.config.data import ColumnMapping, DataConfig, SourceConfig
+from booktower.data.errors import DataError, DropLedger
+from booktower.data.readers import read_table, require_columns
+from booktower.data.textparse import parse_list_column, parse_text_column
+
+log = logging.getLogger(__name__)
+
+_UNIT_DIVISOR = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+@dataclass
+class RawData:
+    interactions: pl.DataFrame
+    catalogue: pl.DataFrame | None
+    users: pl.DataFrame | None
+    input_paths: list[Path]
+
+
+def resolve_source(source: SourceConfig) -> tuple[Path, Path | None, list[str]]:
+    """Pick the files to read, falling back (with a warning) to the configured samples."""
+    warnings: list[str] = []
+    interactions, items = source.interactions, source.items
+    if not interactions.exists() and source.fallback_interactions is not None:
+        warnings.append(f"{interactions} not found: using the bundled sample {source.fallback_interactions}")
+        interactions = source.fallback_interactions
+        if source.fallback_items is not None:
+            items = source.fallback_items
+    elif items is not None and not items.exists() and source.fallback_items is not None:
+        warnings.append(f"{items} not found: using the bundled sample {source.fallback_items}")
+        items = source.fallback_items
+    for message in warnings:
+        log.warning(message)
+    return interactions, items, warnings
+
+
+def _row_numbers(frame: pl.DataFrame, mask: pl.Series) -> list[int]:
+    # +2: one for the header line, one because people count rows from 1.
+    return [int(i) + 2 for i in frame.with_row_index("_r").filter(mask)["_r"].head(5).to_list()]
+
+
+def parse_timestamps(frame: pl.DataFrame, column: str, unit: str, path: Path) -> pl.Series:
+    raw = frame[column].cast(pl.String).str.strip_chars()
+    if unit == "iso":
+        parsed = raw.str.to_datetime(strict=False, time_zone="UTC").dt.epoch("s")
+    else:
+        numeric = raw.cast(pl.Float64, strict=False)
+        parsed = (numeric / _UNIT_DIVISOR[unit]).floor().cast(pl.Int64)
+    bad = parsed.is_null() & raw.is_not_null() & (raw != "")
+    if bad.any():
+        examples = raw.filter(bad).head(3).to_list()
+        raise DataError(
+            f"{int(bad.sum())} timestamps could not be parsed as {'ISO-8601 text' if unit == 'iso' else 'epoch ' + unit}"
+            f" (e.g. {examples})",
+            path=path, column=column, rows=_row_numbers(frame, bad),
+            fix="fix those values, or set data.columns.timestamp_unit to the right unit (s, ms, us, ns, iso)",
+        )
+    return parsed
+
+
+def parse_numeric(frame: pl.DataFrame, column: str, path: Path, key: str) -> pl.Series:
+    raw = frame[column].cast(pl.String).str.strip_chars()
+    cleaned = raw.str.replace_all(r"^\$", "").replace({"": None, "None": None, "nan": None, "NaN": None, "null": None})
+    values = cleaned.cast(pl.Float64, strict=False)
+    bad = values.is_null() & cleaned.is_not_null()
+    if bad.any():
+        raise DataError(
+            f"{int(bad.sum())} values are not numbers (e.g. {raw.filter(bad).head(3).to_list()})",
+            path=path, column=column, rows=_row_numbers(frame, bad),
+            fix=f"clean the column, or remove it from {key} if it is not numeric",
+        )
+    return values
+
+
+def standardise_interactions(
+    frame: pl.DataFrame, path: Path, columns: ColumnMapping, ledger: DropLedger, *, split_column: bool
+) -> pl.DataFrame:
+    needed = [(columns.user, "data.columns.user"), (columns.item, "data.columns.item"),
+              (columns.timestamp, "data.columns.timestamp")]
+    if columns.order:
+        needed.append((columns.order, "data.columns.order"))
+    if columns.rating:
+        needed.append((columns.rating, "data.columns.rating"))
+    if split_column:
+        if not columns.split:
+            raise DataError("split.kind is `column` but no split column is named", path=path,
+                            fix="set data.columns.split to the column holding train/validation/test labels")
+        needed.append((columns.split, "data.columns.split"))
+    require_columns(frame, path, "interactions", needed)
+
+    out = pl.DataFrame({
+        "user_id": frame[columns.user].cast(pl.String).str.strip_chars(),
+        "item_id": frame[columns.item].cast(pl.String).str.strip_chars(),
+        "timestamp": parse_timestamps(frame, columns.timestamp, columns.timestamp_unit, path),
+    })
+    file_order = pl.int_range(frame.height, dtype=pl.Int64, eager=True)
+    if columns.order:
+        order = parse_numeric(frame, columns.order, path, "data.columns.order").cast(pl.Int64)
+        out = out.with_columns(order=order.fill_null(file_order))
+    else:
+        out = out.with_columns(order=file_order)
+    out = out.with_columns(row=file_order)
+    if columns.rating:
+        out = out.with_columns(rating=parse_numeric(frame, columns.rating, path, "data.columns.rating"))
+    if split_column and columns.split:
+        out = out.with_columns(split_label=frame[columns.split].cast(pl.String).str.strip_chars().str.to_lowercase())
+
+    out = _drop(out, (pl.col("user_id").is_null() | (pl.col("user_id") == "")), "missing_user_id", ledger, path, columns.user)
+    out = _drop(out, (pl.col("item_id").is_null() | (pl.col("item_id") == "")), "missing_item_id", ledger, path, columns.item)
+    out = _drop(out, pl.col("timestamp").is_null(), "missing_timestamp", ledger, path, columns.timestamp)
+    if columns.rating:
+        lo, hi = columns.rating_range
+        out = _drop(out, pl.col("rating").is_null(), "missing_rating", ledger, path, columns.rating)
+        out = _drop(out, (pl.col("rating") < lo) | (pl.col("rating") > hi), "rating_out_of_range", ledger, path, columns.rating)
+        if columns.min_rating is not None:
+            out = _drop(out, pl.col("rating") < columns.min_rating, "below_min_rating", ledger, path, columns.rating,
+                        fix="lower data.columns.min_rating to keep them")
+    duplicated = out.select(pl.struct("user_id", "item_id").is_first_distinct().not_()).to_series()
+    out = _drop(out, duplicated, "duplicate_user_item", ledger, path, None,
+                fix="duplicates keep the first occurrence; deduplicate the file to silence this")
+    return out
+
+
+def _drop(
+    frame: pl.DataFrame, condition: pl.Expr | pl.Series, reason: str, ledger: DropLedger, path: Path,
+    column: str | None, fix: str = "fix or remove those rows, or set data.strict: false to drop them",
+) -> pl.DataFrame:
+    mask = frame.select(condition).to_series() if isinstance(condition, pl.Expr) else condition
+    count = int(mask.sum())
+    if count:
+        rows = [int(r) + 2 for r in frame.filter(mask)["row"].head(5).to_list()] if "row" in frame.columns else []
+        ledger.drop(reason, count, path=path, column=column, rows=rows, fix=fix)
+        log.info("dropped %d rows (%s) from %s", count, reason, path)
+        return frame.filter(~mask)
+    return frame
+
+
+def standardise_catalogue(frame: pl.DataFrame, path: Path, columns: ColumnMapping, ledger: DropLedger) -> pl.DataFrame:
+    needed = [(columns.item, "data.columns.item")]
+    for key in ("item_title", "item_author", "item_categories"):
+        name = getattr(columns, key)
+        if name:
+            needed.append((name, f"data.columns.{key}"))
+    needed += [(c, "data.columns.item_numeric") for c in columns.item_numeric]
+    needed += [(c, "data.columns.item_categorical") for c in columns.item_categorical]
+    require_columns(frame, path, "items", needed)
+
+    out = frame.select(pl.col(columns.item).cast(pl.String).str.strip_chars().alias("item_id"))
+    out = out.with_columns(
+        title=parse_text_column(frame[columns.item_title]) if columns.item_title else pl.lit("", dtype=pl.String),
+        author=frame[columns.item_author].cast(pl.String).fill_null("") if columns.item_author else pl.lit(""),
+        categories=parse_list_column(frame[columns.item_categories]) if columns.item_categories
+        else pl.lit([], dtype=pl.List(pl.String)),
+        row=pl.int_range(frame.height, dtype=pl.Int64),
+    )
+    for name in columns.item_numeric:
+        out = out.with_columns(parse_numeric(frame, name, path, "data.columns.item_numeric").alias(f"num:{name}"))
+    for name in columns.item_categorical:
+        out = out.with_columns(frame[name].cast(pl.String).alias(f"cat:{name}"))
+    out = _drop(out, pl.col("item_id").is_null() | (pl.col("item_id") == ""), "catalogue_missing_item_id", ledger, path, columns.item)
+    out = _drop(out, pl.col("item_id").is_first_distinct().not_(), "catalogue_duplicate_item", ledger, path, columns.item,
+                fix="each book must appear once in the catalogue; the first row is kept")
+    for name in columns.item_nonnegative:
+        negative = out[f"num:{name}"] < 0
+        count = int(negative.fill_null(False).sum())
+        if count:
+            rows = [int(r) + 2 for r in out.filter(negative.fill_null(False))["row"].head(5).to_list()]
+            ledger.drop(f"negative_{name}", count, path=path, column=name, rows=rows,
+                        fix=f"{name} must be >= 0; negative values are removed (treated as missing)")
+            out = out.with_columns(pl.when(pl.col(f"num:{name}") < 0).then(None).otherwise(pl.col(f"num:{name}")).alias(f"num:{name}"))
+    return out.drop("row")
+
+
+def standardise_users(frame: pl.DataFrame, path: Path, columns: ColumnMapping, ledger: DropLedger) -> pl.DataFrame:
+    needed = [(columns.user, "data.columns.user")]
+    needed += [(c, "data.columns.user_numeric") for c in columns.user_numeric]
+    needed += [(c, "data.columns.user_categorical") for c in columns.user_categorical]
+    require_columns(frame, path, "users", needed)
+    out = frame.select(pl.col(columns.user).cast(pl.String).str.strip_chars().alias("user_id"))
+    out = out.with_columns(row=pl.int_range(frame.height, dtype=pl.Int64))
+    for name in columns.user_numeric:
+        out = out.with_columns(parse_numeric(frame, name, path, "data.columns.user_numeric").alias(f"num:{name}"))
+    for name in columns.user_categorical:
+        out = out.with_columns(frame[name].cast(pl.String).alias(f"cat:{name}"))
+    out = _drop(out, pl.col("user_id").is_first_distinct().not_(), "users_duplicate_user", ledger, path, columns.user)
+    return out.drop("row")
+
+
+def drop_unknown_items(interactions: pl.DataFrame, catalogue: pl.DataFrame, ledger: DropLedger, path: Path) -> pl.DataFrame:
+    known = interactions["item_id"].is_in(catalogue["item_id"].implode())
+    return _drop(interactions, ~known, "item_not_in_catalogue", ledger, path, "item",
+                 fix="add the books to the catalogue, or set data.drop_items_missing_from_catalogue: false")
+
+
+def load_raw(config: DataConfig, ledger: DropLedger) -> tuple[RawData, list[str]]:
+    """Read and validate the configured sources into standard tables."""
+    from booktower.data.formats import read_source
+
+    interactions_path, items_path, warnings = resolve_source(config.source)
+    frames = read_source(config.source, interactions_path, items_path)
+    columns = config.columns
+    interactions = standardise_interactions(
+        frames.interactions, frames.interactions_path, columns, ledger, split_column=config.split.kind == "column"
+    )
+    catalogue = None
+    if frames.items is not None:
+        catalogue = standardise_catalogue(frames.items, frames.items_path or Path("?"), columns, ledger)
+        if config.drop_items_missing_from_catalogue:
+            interactions = drop_unknown_items(interactions, catalogue, ledger, frames.interactions_path)
+    users = standardise_users(frames.users, frames.users_path or Path("?"), columns, ledger) if frames.users is not None else None
+    if interactions.height == 0:
+        raise DataError("no interactions are left after validation", path=frames.interactions_path,
+                        fix=f"check the dropped-row counts {ledger.as_dict()} and the column mapping")
+    return RawData(interactions.drop("row"), catalogue, users, frames.paths), warnings

@@ -1,0 +1,126 @@
+"""Reading one table from disk (CSV/CSV.gz/TSV, Parquet, JSON lines), turning reader failures into DataErrors."""
+
+from __future__ import annotations
+
+import difflib
+import gzip
+from pathlib import Path
+from typing import Sequence
+
+import polars as pl
+
+from booktower.data.errors import DataError
+
+_CANDIDATE_SEPARATORS = (",", "\t", "|", ";")
+
+
+def table_format(path: Path) -> str:
+    name = path.name.lower()
+    for suffix, fmt in ((".parquet", "parquet"), (".jsonl.gz", "jsonl"), (".jsonl", "jsonl"), (".json.gz", "jsonl")):
+        if name.endswith(suffix):
+            return fmt
+    return "csv"
+
+
+def _head_bytes(path: Path, n: int = 65536) -> bytes:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        return handle.read(n)
+
+
+def sniff_separator(path: Path, encoding: str) -> str:
+    head = _head_bytes(path)
+    text = head.decode("latin-1" if encoding == "latin1" else "utf-8", errors="replace")
+    header = text.splitlines()[0] if text.strip() else ""
+    counts = {sep: header.count(sep) for sep in _CANDIDATE_SEPARATORS}
+    best = max(counts, key=counts.get)  # type: ignore[arg-type]
+    return best if counts[best] > 0 else ","
+
+
+def _check_exists(path: Path, role: str) -> None:
+    if not path.exists():
+        raise DataError(
+            f"the {role} file does not exist",
+            path=path,
+            fix=f"check data.source.{role} in the config (relative paths resolve against {Path.cwd()}), "
+            "or run `booktower data synth` / `booktower data fetch` to create it",
+        )
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(f"the {role} file is empty", path=path, fix="point the config at a file with a header and rows")
+
+
+def read_table(path: Path, role: str, *, separator: str | None = None, encoding: str = "utf8") -> pl.DataFrame:
+    """Read a whole table with every column as text (typing happens in validation, where errors are named)."""
+    _check_exists(path, role)
+    fmt = table_format(path)
+    if fmt == "parquet":
+        frame = pl.read_parquet(path)
+    elif fmt == "jsonl":
+        frame = pl.read_ndjson(path, infer_schema_length=10000)
+    else:
+        frame = _read_csv(path, role, separator, encoding)
+    if frame.height == 0:
+        raise DataError(f"the {role} file has a header but no rows", path=path, fix="point the config at a file with rows")
+    return frame
+
+
+def _read_csv(path: Path, role: str, separator: str | None, encoding: str) -> pl.DataFrame:
+    sep = separator or sniff_separator(path, encoding)
+    if encoding == "utf8":
+        try:
+            _head_bytes(path).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            # A multi-byte character cut at the 64 KiB boundary is not an encoding error.
+            if exc.start < 65536 - 4:
+                raise DataError(
+                    f"the {role} file is not valid UTF-8 (byte {exc.start} of the file)",
+                    path=path,
+                    fix="set data.source.encoding: latin1 (or re-save the file as UTF-8)",
+                ) from None
+    try:
+        frame = pl.read_csv(
+            path,
+            separator=sep,
+            infer_schema=False,  # all text: typed explicitly later with row-numbered errors
+            encoding="utf8-lossy" if encoding == "utf8" else "utf8",
+            quote_char='"',
+            truncate_ragged_lines=False,
+        ) if encoding == "utf8" else pl.read_csv(
+            path.read_bytes().decode("latin-1").encode("utf-8"), separator=sep, infer_schema=False
+        )
+    except pl.exceptions.NoDataError:
+        raise DataError(f"the {role} file is empty", path=path, fix="point the config at a file with a header and rows") from None
+    except (pl.exceptions.ComputeError, pl.exceptions.ShapeError) as exc:
+        raise DataError(
+            f"the {role} file could not be parsed as CSV with separator {sep!r}: {str(exc).splitlines()[0]}",
+            path=path,
+            fix="check the separator (data.source.separator), quoting and that every row has the header's columns",
+        ) from None
+    if encoding == "utf8" and any(frame[c].str.contains("\ufffd").any() for c in frame.columns[:50]):
+        raise DataError(
+            f"the {role} file contains bytes that are not valid UTF-8",
+            path=path,
+            fix="set data.source.encoding: latin1 (or re-save the file as UTF-8)",
+        )
+    if frame.width == 1 and any(s in frame.columns[0] for s in _CANDIDATE_SEPARATORS if s != sep):
+        raise DataError(
+            f"the {role} file has a single column {frame.columns[0]!r}: the separator looks wrong",
+            path=path,
+            fix="set data.source.separator to the file's delimiter (e.g. '\\t' or '|')",
+        )
+    return frame
+
+
+def require_columns(frame: pl.DataFrame, path: Path | str, role: str, needed: Sequence[tuple[str, str]]) -> None:
+    """`needed` holds (column, config key that names it); a missing one is reported with the closest match."""
+    for column, key in needed:
+        if column in frame.columns:
+            continue
+        close = difflib.get_close_matches(column, frame.columns, n=1, cutoff=0.5)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise DataError(
+            f"the {role} file has no column {column!r}.{hint} Its columns are {frame.columns[:20]}",
+            path=path,
+            column=column,
+            fix=f"rename the column in the file or set {key} to the right name",
+        )

@@ -1,0 +1,62 @@
+"""Parsing text-ish metadata: JSON-list strings, category paths, titles, tokens."""
+
+from __future__ import annotations
+
+import re
+import zlib
+
+import numpy as np
+import polars as pl
+
+_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def parse_list_column(raw: pl.Series) -> pl.Series:
+    """JSON-list strings (`["Books", "Fiction"]`), `a > b > c` paths or `a|b` text -> list[str] (empty when missing)."""
+    text = raw.cast(pl.String).fill_null("").str.strip_chars()
+    is_json = text.str.starts_with("[")
+    as_json = text.str.json_decode(pl.List(pl.String)) if bool(is_json.any()) else None
+    def _split(s: pl.Series) -> pl.Series:
+        return s.str.replace_all("|", " > ", literal=True).str.split(" > ")
+    plain = _split(text)
+    if as_json is not None:
+        parsed = pl.select(pl.when(is_json).then(as_json).otherwise(plain)).to_series()
+    else:
+        parsed = plain
+    return parsed.list.eval(pl.element().str.strip_chars().filter(pl.element() != "")).fill_null([]).rename(raw.name)
+
+
+def parse_text_column(raw: pl.Series) -> pl.Series:
+    """A title that may be a JSON-list string (`["Chaucer"]`) -> plain text."""
+    text = raw.cast(pl.String).fill_null("").str.strip_chars()
+    if bool(text.str.starts_with("[").any()):
+        listed = parse_list_column(text).list.join(" ")
+        text = pl.select(pl.when(text.str.starts_with("[")).then(listed).otherwise(text)).to_series()
+    return text.rename("title")
+
+
+def stable_hash(token: str, buckets: int) -> int:
+    """A hash that is the same in every process and version (Python's hash() is salted; polars' may change)."""
+    return zlib.crc32(token.encode("utf-8")) % buckets
+
+
+def tokenize(titles: pl.Series) -> pl.Series:
+    return titles.str.to_lowercase().str.extract_all(r"[^\W_]+")
+
+
+def hash_tokens(titles: pl.Series, buckets: int, max_tokens: int, bigrams: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Titles -> CSR (offsets, bucket ids) of hashed tokens; unique tokens are hashed once."""
+    tokens = tokenize(titles).list.head(max_tokens)
+    if bigrams:
+        tokens = tokens.list.eval(
+            pl.concat_list(pl.element(), pl.element() + pl.lit(" ") + pl.element().shift(-1)).explode().drop_nulls()
+        )
+    lengths = tokens.list.len().fill_null(0).to_numpy().astype(np.int64)
+    flat = tokens.explode().drop_nulls()
+    unique = flat.unique()
+    table = pl.DataFrame({"tok": unique, "h": [stable_hash(t, buckets) for t in unique.to_list()]},
+                         schema={"tok": pl.String, "h": pl.Int64})
+    values = pl.DataFrame({"tok": flat}).join(table, on="tok", how="left", maintain_order="left")["h"].to_numpy()
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets, values.astype(np.int64)
