@@ -13,11 +13,13 @@ import polars as pl
 
 from booktower.config.data import DataConfig
 from booktower.data.errors import DataError, DropLedger
-from booktower.data.features import item_features, user_features
+from booktower.data.featurize import (
+    fit_feature_spec, item_category_ids, transform_items, transform_users, user_numeric_columns,
+)
 from booktower.data.ingest import RawData, load_raw
 from booktower.data.pruning import k_core
 from booktower.data.splits import TEST, TRAIN, VALID, assign_parts, order_by_time
-from booktower.data.types import Interactions, PreparedData, Split
+from booktower.data.types import Interactions, PreparedData, Ragged, Split
 from booktower.data.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -67,28 +69,30 @@ def prepare_from_raw(raw: RawData, config: DataConfig, ledger: DropLedger) -> Pr
     frame = frame.with_columns(assign_parts(frame, config.split))
     users, items = build_vocabularies(frame, raw.catalogue)
     frame = frame.with_columns(user=users.encode(frame["user_id"]), item=items.encode(frame["item_id"]))
+    frame = frame.sort(["user", "timestamp", "order"], maintain_order=True)
     split = Split(config.split.kind, _interactions(frame, TRAIN), _interactions(frame, VALID), _interactions(frame, TEST))
     if len(split.train) == 0:
         raise DataError("the split left no training interactions", fix="check data.split")
 
-    train_counts = np.bincount(split.train.item, minlength=len(items))
+    has_catalogue, has_users = raw.catalogue is not None, raw.users is not None
+    cols = config.columns
     catalogue_defaults = {"title": pl.String, "author": pl.String, "categories": pl.List(pl.String)}
     aligned_items = _align(raw.catalogue, "item_id", items, catalogue_defaults).with_columns(
         pl.col("title").fill_null(""), pl.col("author").fill_null(""), pl.col("categories").fill_null([])
     )
-    cols = config.columns
-    item_feats, item_cat, cat_names = item_features(
-        aligned_items, train_counts, config.features,
-        cols.item_numeric if raw.catalogue is not None else [],
-        cols.item_count_columns if raw.catalogue is not None else [],
-        cols.item_categorical if raw.catalogue is not None else [],
+    aligned_users = _align(raw.users, "user_id", users, {}) if has_users else None
+    popularity = np.bincount(split.train.item, minlength=len(items)).astype(np.float64)
+    train_hist = _ragged_by_user(split.train, len(users))
+    user_numeric = cols.user_numeric if has_users else []
+    user_columns = user_numeric_columns(len(users), train_hist, split.train.timestamp, popularity, aligned_users, user_numeric)
+    spec = fit_feature_spec(
+        aligned_items, popularity, user_columns, aligned_users, np.diff(train_hist.offsets) > 0, config.features,
+        cols.item_numeric if has_catalogue else [], cols.item_count_columns if has_catalogue else [],
+        cols.item_categorical if has_catalogue else [], cols.user_categorical if has_users else [],
     )
-    aligned_users = _align(raw.users, "user_id", users, {}) if raw.users is not None else None
-    user_feats = user_features(
-        len(users), split.train.user, split.train.item, split.train.timestamp, train_counts.astype(np.float64),
-        aligned_users, cols.user_numeric if raw.users is not None else [],
-        cols.user_categorical if raw.users is not None else [], config.features.categorical_top_k,
-    )
+    item_feats = transform_items(spec, aligned_items, popularity)
+    user_feats = transform_users(spec, user_columns, aligned_users, len(users))
+    item_cat, cat_names = item_category_ids(spec, aligned_items["categories"]), spec.category_names
     metadata = aligned_items.select(
         "item_id", "title", "author", pl.col("categories").list.join(" > ").alias("categories")
     )
@@ -97,15 +101,21 @@ def prepare_from_raw(raw: RawData, config: DataConfig, ledger: DropLedger) -> Pr
         "n_users": len(users),
         "n_items": len(items),
         **split.sizes(),
-        "n_raw_interactions": int(raw.interactions.height + sum(v for k, v in ledger.counts.items()
-                                                                 if not k.startswith(("catalogue", "negative", "users")) and k != "k_core_pruned")),
+        "n_after_validation": int(raw.interactions.height),
         "k_core_rounds": rounds,
         "split": config.split.kind,
         "dropped": ledger.as_dict(),
         "feature_dims": {"user": user_feats.dims(), "item": item_feats.dims(), "n_categories": len(cat_names)},
         "catalogue_items": int(raw.catalogue.height) if raw.catalogue is not None else None,
     }
-    return PreparedData(users, items, split, user_feats, item_feats, item_cat, cat_names, metadata, summary)
+    return PreparedData(users, items, split, user_feats, item_feats, item_cat, cat_names, metadata, summary, spec)
+
+
+def _ragged_by_user(part: Interactions, n_users: int) -> Ragged:
+    """`part` is sorted by (user, time, order), so each user's items are one contiguous, time-ordered run."""
+    offsets = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(part.user, minlength=n_users), out=offsets[1:])
+    return Ragged(offsets, part.item)
 
 
 def cache_key(config: DataConfig, fingerprint: str) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from booktower.data.features import FeatureSpec
 from booktower.data.types import CategoricalField, Interactions, PreparedData, Ragged, SideFeatures, Split
 from booktower.data.vocab import Vocabulary
 from booktower.utils.atomic import atomic_write_json
@@ -57,6 +58,7 @@ def save_prepared(data: PreparedData, directory: Path) -> None:
         (tmp / "meta.json").write_text(json.dumps({
             "split_kind": data.split.kind, "category_names": data.category_names,
             "user_features": user_meta, "item_features": item_meta,
+            "feature_spec": data.feature_spec.to_json() if data.feature_spec is not None else None,
         }))
         atomic_write_json(tmp / "summary.json", data.summary)
         if directory.exists():
@@ -83,4 +85,5 @@ def load_prepared(directory: Path) -> PreparedData:
         category_names=list(meta["category_names"]),
         item_metadata=pl.read_parquet(directory / "item_metadata.parquet"),
         summary=json.loads((directory / "summary.json").read_text()),
+        feature_spec=FeatureSpec.from_json(meta["feature_spec"]) if meta.get("feature_spec") else None,
     )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
 from booktower.data.vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from booktower.data.features import FeatureSpec
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ class PreparedData:
     category_names: list[str]
     item_metadata: pl.DataFrame  # item_id, title, author, categories (display strings), row order = item index
     summary: dict[str, Any]
+    feature_spec: "FeatureSpec | None" = None  # fitted on train; featurises new books and anonymous readers
 
     @property
     def n_users(self) -> int:
@@ -122,3 +126,19 @@ class PreparedData:
     @property
     def n_items(self) -> int:
         return len(self.items)
+
+    def item_popularity(self) -> np.ndarray:
+        """Training interactions per item (n_items,)."""
+        return np.bincount(self.split.train.item, minlength=self.n_items)
+
+    def histories(self, *parts: str) -> tuple[Ragged, np.ndarray]:
+        """Each user's items (and timestamps) from the named parts ("train", "valid", "test"), oldest first."""
+        chosen = [getattr(self.split, p) for p in parts]
+        user = np.concatenate([c.user for c in chosen])
+        item = np.concatenate([c.item for c in chosen])
+        ts = np.concatenate([c.timestamp for c in chosen])
+        rank = np.concatenate([np.full(len(c), i) for i, c in enumerate(chosen)])
+        order = np.lexsort((rank, ts, user))  # stable within a part: file/seq order already applied
+        offsets = np.zeros(self.n_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(user, minlength=self.n_users), out=offsets[1:])
+        return Ragged(offsets, item[order]), ts[order]
