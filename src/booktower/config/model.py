@@ -27,6 +27,8 @@ class HistoryConfig(StrictModel):
 class TowerConfig(StrictModel):
     """One tower (the user and item towers share this shape)."""
 
+    use_id: bool = True
+    """Give this side an ID embedding (False: content and history only, every row is served like a cold one)."""
     id_dim: int = Field(64, ge=1)
     """ID embedding width."""
     feature_hidden: list[int] = Field(default_factory=lambda: [192, 96])

@@ -28,6 +28,8 @@ class ServingConfig(StrictModel):
     """Largest k a request may ask for."""
     max_history: int = Field(500, ge=1)
     """Largest history an anonymous request may carry."""
+    max_body_bytes: int = Field(65536, ge=1024)
+    """Largest request body accepted (bytes); larger ones get 413 before they are parsed."""
 
 
 class TrackingConfig(StrictModel):

@@ -99,3 +99,5 @@ class TrainingConfig(StrictModel):
     """torch CPU threads (None = torch default)."""
     grad_clip: float | None = Field(None, gt=0)
     """Clip the dense gradients' global norm."""
+    progress: bool = True
+    """Show a progress bar (loss, examples/s, ETA) per epoch."""

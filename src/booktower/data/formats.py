@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
-from booktower.config.data import SourceConfig
+from booktower.config.data import ColumnMapping, SourceConfig
 from booktower.data.errors import DataError
-from booktower.data.readers import read_table
+from booktower.data.readers import iter_ndjson_batches, ndjson_keys, read_table, require_columns
 
 
 @dataclass
@@ -23,13 +25,18 @@ class SourceFrames:
     paths: list[Path] = field(default_factory=list)
 
 
-def read_source(source: SourceConfig, interactions_path: Path, items_path: Path | None) -> SourceFrames:
+def read_source(
+    source: SourceConfig, interactions_path: Path, items_path: Path | None, columns: ColumnMapping | None = None
+) -> SourceFrames:
     if source.format == "movielens-100k":
         return read_movielens_100k(interactions_path)
+    if source.format == "amazon2023-jsonl":
+        return read_amazon2023_jsonl(interactions_path, items_path, columns or ColumnMapping())
     interactions = read_table(interactions_path, "interactions", separator=source.separator, encoding=source.encoding)
     frames = SourceFrames(interactions, interactions_path, paths=[interactions_path])
     if items_path is not None:
-        frames.items = flatten_amazon_meta(read_table(items_path, "items", separator=source.separator, encoding=source.encoding))
+        items = read_table(items_path, "items", separator=source.separator, encoding=source.encoding)
+        frames.items = flatten_amazon_meta(items)
         frames.items_path = items_path
         frames.paths.append(items_path)
     if source.users is not None:
@@ -40,23 +47,59 @@ def read_source(source: SourceConfig, interactions_path: Path, items_path: Path 
 
 
 def flatten_amazon_meta(frame: pl.DataFrame) -> pl.DataFrame:
-    """Amazon 2023 `meta_Books.jsonl` nests `author` as {name, ...} and holds lists; flatten to text columns."""
+    """Amazon 2023 `meta_Books.jsonl` nests `author` as {name, ...}: take the name. Lists stay lists (the
+    text parsers accept list columns directly, so no per-row JSON round trip)."""
     exprs = []
     for name, dtype in frame.schema.items():
         if isinstance(dtype, pl.Struct):
             fields = [f.name for f in dtype.fields]
             inner = "name" if "name" in fields else fields[0]
             exprs.append(pl.col(name).struct.field(inner).cast(pl.String).alias(name))
-        elif isinstance(dtype, pl.List):
-            exprs.append(pl.col(name).cast(pl.List(pl.String)).list.eval(pl.element().fill_null(""))
-                         .map_elements(lambda v: _json_list(v), return_dtype=pl.String).alias(name))
     return frame.with_columns(exprs) if exprs else frame
 
 
-def _json_list(values: pl.Series) -> str:
-    import json
+# The fields of the Amazon Reviews 2023 JSON lines that the default format uses, with their JSON types.
+REVIEW_SCHEMA: dict[str, pl.DataType] = {
+    "rating": pl.Float64(), "parent_asin": pl.String(), "user_id": pl.String(), "timestamp": pl.Int64(),
+}
+META_SCHEMA: dict[str, pl.DataType] = {
+    "title": pl.String(), "author": pl.Struct({"name": pl.String()}), "average_rating": pl.Float64(),
+    "rating_number": pl.Int64(), "price": pl.String(), "categories": pl.List(pl.String()), "parent_asin": pl.String(),
+}
 
-    return json.dumps(values.to_list(), ensure_ascii=False)
+
+def _mapped_schema(path: Path, role: str, needed: list[tuple[str, str]], known: dict[str, pl.DataType]) -> dict:
+    """Validate the mapping against the file's fields, then read only those fields (known ones typed)."""
+    keys = ndjson_keys(path, role)
+    require_columns(pl.DataFrame(schema={k: pl.String for k in keys}), path, role, needed)
+    return {column: known.get(column, pl.String()) for column, _ in needed}
+
+
+def read_amazon2023_jsonl(reviews: Path, meta: Path | None, columns: ColumnMapping) -> SourceFrames:
+    """`Books.jsonl.gz` (reviews) and `meta_Books.jsonl.gz` read in streamed batches, mapped columns only.
+
+    The column mapping names raw JSON fields, e.g. `columns.user: user_id` (the reviews' field name).
+    """
+    needed = [(columns.user, "data.columns.user"), (columns.item, "data.columns.item"),
+              (columns.timestamp, "data.columns.timestamp")]
+    needed += [(c, f"data.columns.{k}") for k, c in (("rating", columns.rating), ("order", columns.order),
+                                                    ("split", columns.split)) if c]
+    schema = _mapped_schema(reviews, "interactions", needed, REVIEW_SCHEMA | {columns.user: pl.String()})
+    interactions = pl.concat(list(iter_ndjson_batches(reviews, schema)), how="vertical")
+    frames = SourceFrames(interactions, reviews, paths=[reviews])
+    if meta is not None:
+        item_needed = [(columns.item, "data.columns.item")]
+        item_needed += [(c, f"data.columns.{k}") for k, c in (("item_title", columns.item_title),
+                        ("item_author", columns.item_author), ("item_categories", columns.item_categories)) if c]
+        item_needed += [(c, "data.columns.item_numeric") for c in columns.item_numeric]
+        item_needed += [(c, "data.columns.item_categorical") for c in columns.item_categorical]
+        # Numeric fields are read as text: price is a number, a string or null in the real dump.
+        known = {k: v for k, v in META_SCHEMA.items() if k not in columns.item_numeric}
+        meta_schema = _mapped_schema(meta, "items", item_needed, known)
+        items = pl.concat([flatten_amazon_meta(b) for b in iter_ndjson_batches(meta, meta_schema)], how="vertical")
+        frames.items, frames.items_path = items, meta
+        frames.paths.append(meta)
+    return frames
 
 
 MOVIELENS_GENRES = [
@@ -80,18 +123,16 @@ def read_movielens_100k(folder: Path) -> SourceFrames:
     item_cols = ["item_id", "title", "release_date", "video_release_date", "imdb_url", *MOVIELENS_GENRES]
     items_raw = pl.read_csv(paths["u.item"].read_bytes().decode("latin-1").encode("utf-8"), separator="|",
                             has_header=False, infer_schema=False, new_columns=item_cols, quote_char=None)
-    flags = items_raw.select(MOVIELENS_GENRES).with_columns(pl.all().cast(pl.Int8))
-    genres = [
-        [g for g, f in zip(MOVIELENS_GENRES, row) if f == 1 and g != "unknown"] for row in flags.iter_rows()
-    ]
-    import json
-
+    flags = items_raw.select(MOVIELENS_GENRES[1:]).with_columns(pl.all().cast(pl.Int8)).to_numpy() == 1  # (n, 18)
+    names = np.array(MOVIELENS_GENRES[1:], dtype=object)
+    genres = [json.dumps(list(names[row])) for row in flags]
     items = items_raw.select(
         "item_id", "title",
         pl.col("release_date").str.slice(-4).alias("release_year"),
-        pl.Series("genres", [json.dumps(g) for g in genres]),
+        pl.Series("genres", genres),
     )
     users = pl.read_csv(paths["u.user"], separator="|", has_header=False, infer_schema=False,
                         new_columns=["user_id", "age", "gender", "occupation", "zip"])
     return SourceFrames(ratings, paths["u.data"], items, paths["u.item"], users, paths["u.user"],
                         paths=list(paths.values()))
+

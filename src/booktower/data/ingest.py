@@ -31,20 +31,40 @@ class RawData:
     input_paths: list[Path]
 
 
+PACKAGE_PREFIX = "pkg:"
+_WARNED: set[str] = set()
+
+
+def resolve_path(path: Path) -> Path:
+    """`pkg:sample/x.csv` names a file bundled in `booktower/resources/` (found from any working directory)."""
+    text = str(path)
+    if not text.startswith(PACKAGE_PREFIX):
+        return path
+    from importlib.resources import files
+
+    return Path(str(files("booktower").joinpath("resources", *text[len(PACKAGE_PREFIX):].split("/"))))
+
+
 def resolve_source(source: SourceConfig) -> tuple[Path, Path | None, list[str]]:
     """Pick the files to read, falling back (with a warning) to the configured samples."""
     warnings: list[str] = []
-    interactions, items = source.interactions, source.items
-    if not interactions.exists() and source.fallback_interactions is not None:
-        warnings.append(f"{interactions} not found: using the bundled sample {source.fallback_interactions}")
-        interactions = source.fallback_interactions
-        if source.fallback_items is not None:
-            items = source.fallback_items
-    elif items is not None and not items.exists() and source.fallback_items is not None:
-        warnings.append(f"{items} not found: using the bundled sample {source.fallback_items}")
-        items = source.fallback_items
+    interactions = resolve_path(source.interactions)
+    items = resolve_path(source.items) if source.items is not None else None
+    fallback_interactions = resolve_path(source.fallback_interactions) if source.fallback_interactions else None
+    fallback_items = resolve_path(source.fallback_items) if source.fallback_items else None
+    if not interactions.exists() and fallback_interactions is not None:
+        warnings.append(f"{interactions} not found: using the bundled sample {fallback_interactions} "
+                        "(a small synthetic sample; put the full files there or run `booktower data fetch`)")
+        interactions = fallback_interactions
+        if fallback_items is not None:
+            items = fallback_items
+    elif items is not None and not items.exists() and fallback_items is not None:
+        warnings.append(f"{items} not found: using the bundled sample {fallback_items}")
+        items = fallback_items
     for message in warnings:
-        log.warning(message)
+        if message not in _WARNED:  # prepare resolves twice (cache key, then reading): say it once
+            _WARNED.add(message)
+            log.warning(message)
     return interactions, items, warnings
 
 
@@ -211,7 +231,7 @@ def load_raw(config: DataConfig, ledger: DropLedger) -> tuple[RawData, list[str]
     from booktower.data.formats import read_source
 
     interactions_path, items_path, warnings = resolve_source(config.source)
-    frames = read_source(config.source, interactions_path, items_path)
+    frames = read_source(config.source, interactions_path, items_path, config.columns)
     columns = config.columns
     interactions = standardise_interactions(
         frames.interactions, frames.interactions_path, columns, ledger, split_column=config.split.kind == "column"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import difflib
 import gzip
+import json
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import polars as pl
 
@@ -109,6 +110,53 @@ def _read_csv(path: Path, role: str, separator: str | None, encoding: str) -> pl
             fix="set data.source.separator to the file's delimiter (e.g. '\\t' or '|')",
         )
     return frame
+
+
+def ndjson_keys(path: Path, role: str, n_lines: int = 200) -> list[str]:
+    """Field names seen in the first lines of a JSON-lines file (to validate a mapping before a full read)."""
+    _check_exists(path, role)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    keys: dict[str, None] = {}
+    with opener(path, "rb") as handle:
+        for number, line in zip(range(1, n_lines + 1), handle):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise DataError(f"line {number} is not JSON ({exc})", path=path,
+                                fix="check the file is the .jsonl(.gz) download, one JSON object per line") from None
+            if not isinstance(record, dict):
+                raise DataError(f"line {number} is not a JSON object", path=path,
+                                fix="check the file is the .jsonl(.gz) download, one JSON object per line")
+            keys.update(dict.fromkeys(record))
+    if not keys:
+        raise DataError(f"the {role} file has no JSON lines", path=path, fix="point the config at a non-empty file")
+    return list(keys)
+
+
+def iter_ndjson_batches(
+    path: Path, schema: dict[str, pl.DataType], batch_bytes: int = 64 << 20
+) -> Iterator[pl.DataFrame]:
+    """Stream a (gzipped) JSON-lines file as DataFrames of the `schema` fields only, ~batch_bytes of text each.
+
+    Memory stays at one batch of text plus the selected columns, so multi-GB dumps convert on a laptop.
+    """
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        while True:
+            try:
+                lines = handle.readlines(batch_bytes)
+            except (EOFError, OSError) as exc:  # truncated download, bad CRC
+                raise DataError(f"the file is truncated or corrupt ({exc})", path=path,
+                                fix="delete it and download it again (`booktower data fetch` resumes)") from None
+            if not lines:
+                return
+            try:
+                yield pl.read_ndjson(b"".join(lines), schema=schema)
+            except pl.exceptions.PolarsError as exc:
+                raise DataError(f"a JSON line could not be read: {str(exc).splitlines()[0]}", path=path,
+                                fix="re-download the file (it may be truncated or corrupt)") from None
 
 
 def require_columns(frame: pl.DataFrame, path: Path | str, role: str, needed: Sequence[tuple[str, str]]) -> None:

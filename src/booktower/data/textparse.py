@@ -12,7 +12,13 @@ _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 def parse_list_column(raw: pl.Series) -> pl.Series:
-    """JSON-list strings (`["Books", "Fiction"]`), `a > b > c` paths or `a|b` text -> list[str] (empty when missing)."""
+    """JSON-list strings (`["Books", "Fiction"]`), `a > b > c` paths or `a|b` text -> list[str] (empty when missing).
+
+    A column that is already a list (JSON-lines sources) is only cleaned.
+    """
+    if isinstance(raw.dtype, pl.List):
+        cleaned = raw.cast(pl.List(pl.String)).list.eval(pl.element().str.strip_chars().filter(pl.element() != ""))
+        return cleaned.fill_null([]).rename(raw.name)
     text = raw.cast(pl.String).fill_null("").str.strip_chars()
     is_json = text.str.starts_with("[")
     as_json = text.str.json_decode(pl.List(pl.String)) if bool(is_json.any()) else None
@@ -27,12 +33,24 @@ def parse_list_column(raw: pl.Series) -> pl.Series:
 
 
 def parse_text_column(raw: pl.Series) -> pl.Series:
-    """A title that may be a JSON-list string (`["Chaucer"]`) -> plain text."""
+    """A title that may be a JSON-list string (`["Chaucer"]`) or a list -> plain text."""
+    if isinstance(raw.dtype, pl.List):
+        return raw.cast(pl.List(pl.String)).list.join(" ").fill_null("").rename("title")
     text = raw.cast(pl.String).fill_null("").str.strip_chars()
     if bool(text.str.starts_with("[").any()):
         listed = parse_list_column(text).list.join(" ")
         text = pl.select(pl.when(text.str.starts_with("[")).then(listed).otherwise(text)).to_series()
     return text.rename("title")
+
+
+def json_list_strings(lists: pl.Series) -> pl.Series:
+    """list[str] -> JSON-list strings (`["Books","Fiction"]`), vectorised (no Python call per row)."""
+    name = lists.name or "values"
+    encoded = pl.DataFrame({name: lists.cast(pl.List(pl.String))}).select(pl.struct(name).struct.json_encode()).to_series()
+    # json_encode writes {"name":[...]}: keep the list. A null list becomes [].
+    prefix = len('{"' + name + '":')
+    body = encoded.str.slice(prefix).str.strip_suffix("}")
+    return pl.select(pl.when(body == "null").then(pl.lit("[]")).otherwise(body)).to_series().rename(name)
 
 
 def stable_hash(token: str, buckets: int) -> int:

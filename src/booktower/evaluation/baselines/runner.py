@@ -1,0 +1,92 @@
+"""The baseline protocol: validation metrics from a fit on train, test metrics from a fit on train + validation."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from booktower.config.evaluation import BaselineConfig
+from booktower.data.types import PreparedData
+from booktower.evaluation.baselines.base import Recommender, interaction_matrix
+from booktower.evaluation.baselines.ease import EASE
+from booktower.evaluation.baselines.implicit_models import ALS, BPR
+from booktower.evaluation.baselines.itemknn import ItemKNN
+from booktower.evaluation.baselines.popularity import MostPopular
+from booktower.evaluation.evaluator import EvaluationResult, evaluate_split
+from booktower.utils.atomic import atomic_write_json, atomic_write_parquet
+
+log = logging.getLogger(__name__)
+
+Factory = Callable[[BaselineConfig, int], Recommender]
+BASELINES: dict[str, Factory] = {
+    "pop": lambda cfg, seed: MostPopular(),
+    "itemknn": lambda cfg, seed: ItemKNN(cfg.itemknn_neighbors),
+    "ease": lambda cfg, seed: EASE(cfg.ease_lambda, cfg.ease_max_items),
+    "als": lambda cfg, seed: ALS(cfg.als_factors, cfg.als_regularization, cfg.als_alpha, cfg.als_iterations, seed),
+    "bpr": lambda cfg, seed: BPR(cfg.bpr_factors, cfg.bpr_learning_rate, cfg.bpr_regularization,
+                                 cfg.bpr_iterations, seed),
+}
+
+
+def make_baseline(name: str, config: BaselineConfig, seed: int) -> Recommender:
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
+    return BASELINES[name](config, seed)
+
+
+@dataclass
+class BaselineResult:
+    name: str
+    validation: EvaluationResult
+    test: EvaluationResult
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        return {"validation": self.validation.metrics, "test": self.test.metrics}
+
+
+def run_baseline(name: str, config: BaselineConfig, data: PreparedData, ks: list[int], seed: int,
+                 chunk: int = 4096) -> BaselineResult:
+    """Fit on train -> validation metrics; refit on train + validation -> test metrics (same evaluator)."""
+    split, seconds = data.split, {}
+    results = {}
+    for part, parts in (("validation", (split.train,)), ("test", (split.train, split.valid))):
+        model = make_baseline(name, config, seed)
+        start = time.perf_counter()
+        model.fit(interaction_matrix(data.n_users, data.n_items, *parts))
+        seconds[f"fit_{part}"] = round(time.perf_counter() - start, 2)
+        start = time.perf_counter()
+        results[part] = evaluate_split(model.score, data, part, ks, chunk=chunk, progress=True)
+        seconds[f"evaluate_{part}"] = round(time.perf_counter() - start, 2)
+        log.info("%s %s: %s (%.1fs fit)", name, part, _short(results[part].metrics), seconds[f"fit_{part}"])
+    return BaselineResult(name, results["validation"], results["test"], seconds)
+
+
+def _short(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(("HR@", "NDCG@")))
+
+
+def run_baselines(names: list[str], config: BaselineConfig, data: PreparedData, ks: list[int], seed: int,
+                  output_dir: Path, chunk: int = 4096) -> dict[str, dict[str, dict[str, float]]]:
+    """Run each baseline, writing DIR/metrics.json (updated after every model) and DIR/<name>/per_user_test.parquet."""
+    for name in names:
+        make_baseline(name, config, seed)  # fail on a misspelt name before any long fit
+    output_dir.mkdir(parents=True, exist_ok=True)
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    timings: dict[str, dict[str, float]] = {}
+    for name in names:
+        result = run_baseline(name, config, data, ks, seed, chunk)
+        table[name] = result.metrics()
+        timings[name] = result.seconds
+        atomic_write_parquet(result.test.per_user, output_dir / name / "per_user_test.parquet")
+        atomic_write_parquet(result.validation.per_user, output_dir / name / "per_user_validation.parquet")
+        atomic_write_json(output_dir / "metrics.json", table)
+        atomic_write_json(output_dir / "timings.json", timings)
+    return table
+
+

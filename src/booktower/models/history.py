@@ -1,0 +1,49 @@
+"""Pooling a reader's history (items before the target, oldest first, left-padded) into one vector."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from booktower.models.spec import HistorySpec
+
+
+class HistoryPooler(nn.Module):
+    """mean, recency (weight 0.5 ** (age / half_life), newest age 0) or self-attention then a masked mean."""
+
+    def __init__(self, spec: HistorySpec, dim: int) -> None:
+        super().__init__()
+        if spec.pooling not in ("mean", "recency", "attention"):
+            raise ValueError(f"unknown history pooling {spec.pooling!r}; choose none, mean, recency or attention")
+        self.kind = spec.pooling
+        self.max_length = spec.max_length
+        ages = torch.arange(spec.max_length - 1, -1, -1, dtype=torch.float32)  # (L,) newest (last) is 0
+        self.register_buffer("decay", 0.5 ** (ages / spec.recency_half_life), persistent=False)
+        if self.kind == "attention":
+            if dim % spec.attention_heads:
+                raise ValueError(f"history width {dim} is not divisible by model.history.attention_heads "
+                                 f"({spec.attention_heads})")
+            self.position = nn.Parameter(torch.zeros(spec.max_length, dim))  # (L, dim)
+            nn.init.normal_(self.position, std=0.02)
+            layer = nn.TransformerEncoderLayer(dim, spec.attention_heads, dim_feedforward=2 * dim, dropout=0.0,
+                                               batch_first=True, norm_first=True)
+            self.encoder = nn.TransformerEncoder(layer, spec.attention_layers, enable_nested_tensor=False)
+
+    def forward(self, vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(B, L, dim), (B, L) bool -> (B, dim); a row without history gives zeros."""
+        length = vectors.shape[1]
+        weights = valid.to(vectors.dtype)  # (B, L)
+        if self.kind == "recency":
+            weights = weights * self.decay[-length:].to(vectors.dtype)
+        elif self.kind == "attention":
+            vectors = self._attend(vectors, valid)
+        total = weights.sum(dim=1, keepdim=True).clamp(min=1e-6)  # (B, 1)
+        return torch.einsum("bl,bld->bd", weights / total, vectors)  # (B, dim)
+
+    def _attend(self, vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        length = vectors.shape[1]
+        # A row with no history would attend to nothing (NaN); let it see its last (zero) slot instead.
+        padding = ~valid
+        padding[:, -1] = padding[:, -1] & valid.any(dim=1)
+        x = vectors + self.position[-length:].to(vectors.dtype)  # (B, L, dim)
+        return self.encoder(x, src_key_padding_mask=padding)  # (B, L, dim)

@@ -1,0 +1,38 @@
+"""Saving and loading a TwoTower: safetensors weights + model.json (the ModelSpec). Never pickle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from booktower.models.spec import ModelSpec
+from booktower.models.two_tower import TwoTower
+from booktower.utils.atomic import atomic_path, atomic_write_json
+
+WEIGHTS, SPEC = "model.safetensors", "model.json"
+
+
+def state_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Contiguous CPU copies of every persistent tensor (what safetensors wants)."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def save_model(model: TwoTower, directory: Path | str) -> None:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_path(directory / WEIGHTS) as tmp:
+        save_file(state_tensors(model), str(tmp))
+    atomic_write_json(directory / SPEC, model.spec.to_dict())
+
+
+def load_model(directory: Path | str, device: torch.device | str = "cpu") -> TwoTower:
+    directory = Path(directory)
+    if not (directory / SPEC).exists():
+        raise FileNotFoundError(f"{directory / SPEC} is missing: not a saved booktower model directory")
+    spec = ModelSpec.from_dict(json.loads((directory / SPEC).read_text()))
+    model = TwoTower(spec)
+    model.load_state_dict(load_file(str(directory / WEIGHTS)))
+    return model.to(device).eval()

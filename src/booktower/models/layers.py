@@ -1,0 +1,78 @@
+"""Small building blocks of the towers: MLPs, ID lookups with an "unknown" row, bags, fusion."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from booktower.models.batches import Bags
+
+
+def mlp(in_dim: int, hidden: list[int], out_dim: int, dropout: float = 0.0) -> nn.Sequential:
+    """Linear-ReLU(-Dropout) blocks, then a plain Linear to `out_dim`."""
+    layers: list[nn.Module] = []
+    width = in_dim
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    layers.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*layers)
+
+
+class IdEmbedding(nn.Module):
+    """An ID table where index -1 means "no row": it looks up row 0 and returns zeros for that row."""
+
+    def __init__(self, n: int, dim: int, sparse: bool, std: float = 0.05) -> None:
+        super().__init__()
+        self.table = nn.Embedding(n, dim, sparse=sparse)
+        nn.init.normal_(self.table.weight, std=std)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        known = ids >= 0  # (...,)
+        rows = self.table(ids.clamp(min=0))  # (..., dim)
+        return rows * known.unsqueeze(-1).to(rows.dtype)
+
+
+class BagEmbedding(nn.Module):
+    """Mean of a bag's embeddings (empty bag -> zeros)."""
+
+    def __init__(self, n: int, dim: int, sparse: bool) -> None:
+        super().__init__()
+        self.bag = nn.EmbeddingBag(n, dim, mode="mean", sparse=sparse)
+        nn.init.normal_(self.bag.weight, std=0.05)
+
+    def forward(self, bags: Bags) -> torch.Tensor:
+        return self.bag(bags.values, bags.offsets)  # (B, dim)
+
+
+class Fusion(nn.Module):
+    """Fuse the input parts before the tower MLP.
+
+    concat: [p_1, ..., p_k]; sum: sum_k W_k p_k; gate: sum_k g_k W_k p_k with g = softmax(W_g [p_1..p_k]).
+    `out_dim` is the width handed to the tower MLP.
+    """
+
+    def __init__(self, kind: str, part_dims: list[int], width: int) -> None:
+        super().__init__()
+        if kind not in ("concat", "sum", "gate"):
+            raise ValueError(f"unknown fusion {kind!r}; choose concat, sum or gate")
+        self.kind = kind
+        total = sum(part_dims)
+        if kind == "concat":
+            self.out_dim = total
+            return
+        self.out_dim = width
+        self.project = nn.ModuleList(nn.Linear(d, width) for d in part_dims)
+        if kind == "gate":
+            self.gate = nn.Linear(total, len(part_dims))
+
+    def forward(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        if self.kind == "concat":
+            return torch.cat(parts, dim=-1)  # (B, sum d_k)
+        projected = torch.stack([proj(p) for proj, p in zip(self.project, parts)], dim=1)  # (B, k, w)
+        if self.kind == "sum":
+            return torch.relu(projected.sum(dim=1))  # (B, w)
+        weights = torch.softmax(self.gate(torch.cat(parts, dim=-1)), dim=-1)  # (B, k)
+        return torch.relu((weights.unsqueeze(-1) * projected).sum(dim=1))  # (B, w)

@@ -1,0 +1,97 @@
+"""ModelSpec: everything needed to rebuild a TwoTower, as plain JSON-serialisable dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from booktower.config.model import ModelConfig, TowerConfig
+from booktower.data.types import SideFeatures
+
+
+@dataclass(frozen=True)
+class SideSpec:
+    """One tower's inputs and layers. A width of 0 switches that input off."""
+
+    n_ids: int  # ID rows (vocabulary size); 0 = no ID embedding
+    id_dim: int
+    numeric_dim: int  # engineered numeric features; 0 = none
+    feature_hidden: list[int]
+    categorical: dict[str, int]  # field name -> cardinality
+    categorical_dim: int
+    text_buckets: int  # 0 = no title tokens
+    text_dim: int
+    hidden: list[int]
+    dropout: float
+    id_dropout: float
+    augment_dim: int  # width of the DAT augmented vector a_u / a_v; 0 = off
+
+
+@dataclass(frozen=True)
+class HistorySpec:
+    pooling: str  # none | mean | recency | attention
+    max_length: int
+    recency_half_life: float
+    attention_heads: int
+    attention_layers: int
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    user: SideSpec
+    item: SideSpec
+    history: HistorySpec
+    output_dim: int
+    fusion: str
+    normalize: bool
+    temperature: float
+    sparse: bool
+    format: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "ModelSpec":
+        raw = dict(raw)
+        return cls(
+            user=SideSpec(**raw.pop("user")), item=SideSpec(**raw.pop("item")),
+            history=HistorySpec(**raw.pop("history")), **raw,
+        )
+
+
+def _side_spec(tower: TowerConfig, features: SideFeatures, n_ids: int, augment_dim: int) -> SideSpec:
+    use = tower.use_features
+    return SideSpec(
+        n_ids=n_ids if tower.use_id else 0,
+        id_dim=tower.id_dim,
+        numeric_dim=int(features.numeric.shape[1]) if use else 0,
+        feature_hidden=list(tower.feature_hidden),
+        categorical={f.name: f.cardinality for f in features.categorical} if use else {},
+        categorical_dim=tower.categorical_dim,
+        text_buckets=int(features.text_buckets) if use and features.text is not None else 0,
+        text_dim=tower.text_dim,
+        hidden=list(tower.hidden),
+        dropout=tower.dropout,
+        id_dropout=tower.id_dropout,
+        augment_dim=augment_dim,
+    )
+
+
+def spec_from_config(
+    config: ModelConfig, user_features: SideFeatures, item_features: SideFeatures, n_users: int, n_items: int
+) -> ModelSpec:
+    """The architecture for this data: feature widths and vocabulary sizes come from the prepared data."""
+    augment = config.dat.augment_dim if config.dat.augment else 0
+    h = config.history
+    return ModelSpec(
+        user=_side_spec(config.user, user_features, n_users, augment),
+        item=_side_spec(config.item, item_features, n_items, augment),
+        history=HistorySpec(h.pooling, h.max_length, h.recency_half_life, h.attention_heads, h.attention_layers),
+        output_dim=config.output_dim,
+        fusion=config.fusion,
+        normalize=config.normalize,
+        temperature=config.temperature,
+        sparse=config.sparse_ids,
+    )

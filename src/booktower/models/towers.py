@@ -1,0 +1,88 @@
+"""One tower: ID embedding + feature MLP + categorical/text bags + DAT augmented vector -> fusion -> MLP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from booktower.models.batches import ItemBatch, UserBatch
+from booktower.models.layers import BagEmbedding, Fusion, IdEmbedding, mlp
+from booktower.models.spec import SideSpec
+
+
+@dataclass(frozen=True)
+class TowerOutput:
+    vector: torch.Tensor  # (B, d) the tower's embedding (L2-normalised when configured)
+    augmented: torch.Tensor | None  # (B, d) the raw DAT augmented vector a_u / a_v (zeros for unknown ids)
+
+
+class Tower(nn.Module):
+    """Inputs are assembled in a fixed order: id, features, categorical fields (sorted), text, augment, extras."""
+
+    def __init__(self, spec: SideSpec, fusion: str, output_dim: int, normalize: bool, sparse: bool,
+                 extra_dims: list[int] | None = None) -> None:
+        super().__init__()
+        self.spec = spec
+        self.normalize = normalize
+        dims: list[int] = []
+        self.ids = IdEmbedding(spec.n_ids, spec.id_dim, sparse) if spec.n_ids > 0 else None
+        dims += [spec.id_dim] if self.ids is not None else []
+        self.features = None
+        if spec.numeric_dim > 0:
+            *hidden, out = spec.feature_hidden or [spec.numeric_dim]
+            self.features = nn.Sequential(mlp(spec.numeric_dim, hidden, out), nn.ReLU())
+            dims.append(out)
+        self.categorical = nn.ModuleDict(
+            {name: BagEmbedding(n, spec.categorical_dim, sparse) for name, n in sorted(spec.categorical.items())})
+        dims += [spec.categorical_dim] * len(self.categorical)
+        self.text = BagEmbedding(spec.text_buckets, spec.text_dim, sparse) if spec.text_buckets > 0 else None
+        dims += [spec.text_dim] if self.text is not None else []
+        self.augment = None
+        if spec.augment_dim > 0 and spec.n_ids > 0:
+            self.augment = IdEmbedding(spec.n_ids, spec.augment_dim, sparse, std=0.01)
+            dims.append(spec.augment_dim)
+        dims += list(extra_dims or [])
+        if not dims:
+            raise ValueError("a tower needs at least one input (IDs, features, text or history)")
+        self.fusion = Fusion(fusion, dims, spec.hidden[0] if spec.hidden else output_dim)
+        hidden = spec.hidden[1:] if fusion != "concat" else spec.hidden
+        self.mlp = mlp(self.fusion.out_dim, hidden, output_dim, spec.dropout)
+
+    def _id_keep(self, ids: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """(B, 1) 1.0 where the ID path is used: a known id, not dropped by ID dropout in training."""
+        keep = (ids >= 0).unsqueeze(-1).float()
+        if self.training and self.spec.id_dropout > 0:
+            draw = torch.rand(ids.shape[0], 1, generator=generator, device=ids.device)
+            keep = keep * (draw >= self.spec.id_dropout).float()
+        return keep
+
+    def content(self, batch: ItemBatch | UserBatch, text: bool = True) -> list[torch.Tensor]:
+        """The non-ID inputs: feature MLP, categorical bags, title tokens."""
+        parts = []
+        if self.features is not None:
+            parts.append(self.features(batch.numeric))  # (B, f)
+        for name, bag in self.categorical.items():
+            parts.append(bag(batch.categorical[name]))  # (B, c)
+        if text and self.text is not None and isinstance(batch, ItemBatch) and batch.text is not None:
+            parts.append(self.text(batch.text))  # (B, t)
+        return parts
+
+    def forward(self, batch: ItemBatch | UserBatch, extras: list[torch.Tensor] | None = None,
+                generator: torch.Generator | None = None) -> TowerOutput:
+        keep = self._id_keep(batch.ids, generator)  # (B, 1)
+        parts = []
+        if self.ids is not None:
+            parts.append(self.ids(batch.ids) * keep)  # (B, id_dim)
+        parts += self.content(batch)
+        augmented = None
+        if self.augment is not None:
+            augmented = self.augment(batch.ids)  # (B, d)
+            parts.append(augmented * keep)
+        parts += list(extras or [])
+        out = self.mlp(self.fusion(parts))  # (B, d)
+        if self.normalize:
+            out = F.normalize(out.float(), dim=-1)
+        return TowerOutput(out, augmented)

@@ -1,0 +1,57 @@
+"""TwoTower: a user tower (optionally reading the reader's history) and an item tower. Embeddings only."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from booktower.models.batches import ItemBatch, UserBatch
+from booktower.models.history import HistoryPooler
+from booktower.models.spec import ModelSpec
+from booktower.models.towers import Tower, TowerOutput
+
+
+class TwoTower(nn.Module):
+    """score(u, v) = <p_u, p_v> / temperature. Losses live in `booktower.training.losses`."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.history = None
+        extra: list[int] = []
+        if spec.history.pooling != "none":
+            if spec.item.n_ids == 0:
+                raise ValueError("history pooling reads the item ID embeddings: set model.item.use_id=true "
+                                 "or model.history.pooling=none")
+            self.history = HistoryPooler(spec.history, spec.item.id_dim)
+            extra.append(spec.item.id_dim)
+        self.user_tower = Tower(spec.user, spec.fusion, spec.output_dim, spec.normalize, spec.sparse, extra)
+        self.item_tower = Tower(spec.item, spec.fusion, spec.output_dim, spec.normalize, spec.sparse)
+
+    @property
+    def temperature(self) -> float:
+        return self.spec.temperature
+
+    def pooled_history(self, history: torch.Tensor) -> torch.Tensor:
+        """(B, L) item indices (-1 = padding) -> (B, id_dim), read through the item tower's ID table."""
+        assert self.history is not None and self.item_tower.ids is not None
+        history = history[:, -self.spec.history.max_length:]
+        vectors = self.item_tower.ids(history)  # (B, L, id_dim), zeros at padding
+        return self.history(vectors, history >= 0)
+
+    def encode_user(self, batch: UserBatch, generator: torch.Generator | None = None) -> TowerOutput:
+        extras = []
+        if self.history is not None:
+            if batch.history is None:
+                raise ValueError("this model pools the reader's history: the UserBatch needs `history`")
+            extras.append(self.pooled_history(batch.history))
+        return self.user_tower(batch, extras, generator)
+
+    def encode_item(self, batch: ItemBatch, generator: torch.Generator | None = None) -> TowerOutput:
+        return self.item_tower(batch, None, generator)
+
+    def user_embeddings(self, batch: UserBatch) -> torch.Tensor:
+        return self.encode_user(batch).vector  # (B, d)
+
+    def item_embeddings(self, batch: ItemBatch) -> torch.Tensor:
+        return self.encode_item(batch).vector  # (B, d)

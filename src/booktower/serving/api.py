@@ -1,0 +1,115 @@
+"""HTTP API over one bundle (FastAPI). Every answer carries the books' display metadata.
+
+Errors: an unknown user, book or category -> 404 naming it; k or a body field out of range -> 422; a body
+larger than `max_body_bytes` -> 413 (checked on Content-Length and on the bytes actually streamed). No route
+takes a path or file name, so no request can make the server read a file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, HTTPException, Path as PathParam, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+import booktower
+from booktower.config.serving import ServingConfig
+from booktower.data.vocab import UnknownIdError
+from booktower.serving.limits import BodySizeLimit
+from booktower.serving.service import Recommendation, Recommender
+
+ID_PATTERN = r"^[^\x00-\x1f]{1,200}$"
+_ID_LIST_MAX = 500
+_ERRORS = {404: {"description": "Unknown user, book or category (named in `detail`)"},
+           413: {"description": "Request body too large"}}
+
+
+class Item(BaseModel):
+    item_id: str
+    score: float
+    title: str
+    author: str
+    categories: str
+
+
+class RecommendationList(BaseModel):
+    user_id: str | None = Field(None, description="The reader (null for an anonymous history request)")
+    item_id: str | None = Field(None, description="The book (similar-items requests)")
+    k: int
+    items: list[Item]
+
+
+class HistoryRequest(BaseModel):
+    """An anonymous reader: recently read books (known ids, oldest first) and optional reader metadata."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    history: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(..., min_length=1, max_length=_ID_LIST_MAX)
+    k: int = Field(10, ge=1)
+    features: dict[Annotated[str, Field(max_length=100)], float | str | None] | None = Field(
+        None, max_length=50, description="Reader metadata by name (e.g. age, gender); unknown names are ignored")
+    exclude: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(default_factory=list, max_length=_ID_LIST_MAX)
+    categories: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=50)
+
+
+class Health(BaseModel):
+    status: str
+    n_items: int
+    n_users: int
+    dim: int
+    index: str
+    format_version: int | None
+    booktower_version: str | None
+    created: str | None
+
+
+def _items(rows: list[Recommendation]) -> list[Item]:
+    return [Item(**row.as_dict()) for row in rows]
+
+
+def create_app(bundle: Recommender | Path | str, config: ServingConfig | None = None) -> FastAPI:
+    """An app answering from `bundle` (a loaded Recommender, or a bundle folder to load and verify)."""
+    recommender = bundle if isinstance(bundle, Recommender) else Recommender.from_bundle(Path(bundle), config)
+    limits = recommender.config
+    app = FastAPI(title="booktower", version=booktower.__version__,
+                  description="Two-tower book recommendations from a verified bundle.")
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+
+    def k_query() -> Any:  # a fresh parameter object per route: FastAPI must not share them
+        return Query(10, ge=1, le=limits.max_k, description=f"Number of results, 1..{limits.max_k}")
+
+    @app.exception_handler(UnknownIdError)
+    async def _unknown(_: Request, exc: UnknownIdError) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": str(exc.args[0]) if exc.args else "not found"})
+
+    @app.get("/health", response_model=Health)
+    def health() -> dict[str, Any]:
+        return recommender.info()
+
+    @app.get("/recommendations/{user_id}", response_model=RecommendationList, responses=_ERRORS)
+    def recommend_user(user_id: str = PathParam(..., pattern=ID_PATTERN), k: int = k_query(),
+                       category: list[str] = Query([], max_length=50, description="Only books in these categories"),
+                       ) -> RecommendationList:
+        """A known reader's top-k; books they have read are excluded."""
+        rows = recommender.for_user(user_id, k, categories=category)
+        return RecommendationList(user_id=user_id, k=k, items=_items(rows))
+
+    @app.post("/recommendations", response_model=RecommendationList, responses=_ERRORS)
+    def recommend_history(request: HistoryRequest) -> RecommendationList:
+        """An anonymous reader: the user tower builds the vector from the history; history books are excluded."""
+        if request.k > limits.max_k:
+            raise HTTPException(422, f"k must be in [1, {limits.max_k}], got {request.k}")
+        if len(request.history) > limits.max_history:
+            raise HTTPException(422, f"history holds {len(request.history)} items; at most {limits.max_history}")
+        rows = recommender.for_history(request.history, request.k, request.exclude, request.categories,
+                                       request.features)
+        return RecommendationList(k=request.k, items=_items(rows))
+
+    @app.get("/items/{item_id}/similar", response_model=RecommendationList, responses=_ERRORS)
+    def similar(item_id: str = PathParam(..., pattern=ID_PATTERN), k: int = k_query()) -> RecommendationList:
+        """Books nearest to one book in the item tower's space (the book itself excluded)."""
+        return RecommendationList(item_id=item_id, k=k, items=_items(recommender.similar(item_id, k)))
+
+    return app

@@ -1,0 +1,79 @@
+"""Trained run -> serving bundle: encode every book and known reader once, measure the ANN index, write."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from booktower.config.serving import IndexConfig
+from booktower.data.types import PreparedData
+from booktower.serving.bundle import BundleParts, sha256_file, write_bundle
+from booktower.serving.index import AnnReport, compare_with_exact
+
+log = logging.getLogger(__name__)
+
+
+def model_files(model: Any) -> dict[str, bytes]:
+    """The model as the files `models.io.save_model` writes (safetensors + JSON spec)."""
+    from booktower.models.io import save_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        save_model(model, Path(tmp))
+        return {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.suffix in (".safetensors", ".json")}
+
+
+def parts_from_model(data: PreparedData, model: Any) -> BundleParts:
+    """Item vectors for the whole catalogue, reader vectors from train + validation histories (as at test time)."""
+    from booktower.models.encode import encode_items, encode_users
+
+    if data.feature_spec is None:
+        raise ValueError("the prepared data carries no feature spec: re-prepare it with this booktower version")
+    history, _ = data.histories("train", "valid")
+    items = encode_items(model, data.item_features).cpu().numpy()  # (n_items, d)
+    users = encode_users(model, data.user_features, np.arange(data.n_users), history).cpu().numpy()  # (U, d)
+    return BundleParts(
+        item_vectors=items.astype(np.float32), user_vectors=users.astype(np.float32), items=data.items,
+        users=data.users, metadata=data.item_metadata, seen=history,
+        popularity=data.item_popularity().astype(np.int64), feature_spec=data.feature_spec.to_json(),
+        model_files=model_files(model), n_model_items=data.n_items,
+    )
+
+
+def measure_index(parts: BundleParts, config: IndexConfig, rng: np.random.Generator, k: int = 10,
+                  n_queries: int = 1000) -> AnnReport:
+    """ANN recall@k and speed-up against exact, on the bundle's own items and a sample of its readers.
+
+    With `kind: exact` configured, HNSW with the configured parameters is measured, so the report says what
+    switching would cost.
+    """
+    approx = config if config.kind != "exact" else config.model_copy(update={"kind": "hnsw"})
+    chosen = rng.choice(len(parts.user_vectors), size=min(n_queries, len(parts.user_vectors)), replace=False)
+    return compare_with_exact(parts.item_vectors, parts.user_vectors[np.sort(chosen)], approx, k=k)
+
+
+def export_parts(parts: BundleParts, output_dir: Path, config: IndexConfig, rng: np.random.Generator,
+                 source: dict[str, Any] | None = None) -> dict[str, Any]:
+    report = measure_index(parts, config, rng)
+    parts.info = {"index": config.model_dump(mode="json"), "ann": report.as_dict(), "source": source or {}}
+    return write_bundle(parts, output_dir)
+
+
+def export_run(run_dir: Path, output_dir: Path, index_kind: str | None = None, seed: int | None = None) -> dict[str, Any]:
+    """`booktower export`: load the run, encode, measure, write the bundle. Returns the manifest."""
+    from booktower.training.run import load_run
+
+    run = load_run(Path(run_dir))
+    config = run.config.serving.index
+    if index_kind is not None:
+        config = config.model_copy(update={"kind": index_kind})
+    log.info("encoding %d books and %d readers", run.data.n_items, run.data.n_users)
+    parts = parts_from_model(run.data, run.model)
+    run_json = Path(run_dir) / "run.json"
+    source = {"run": str(Path(run_dir).resolve()),
+              "run_json_sha256": sha256_file(run_json) if run_json.is_file() else None}
+    rng = np.random.default_rng(run.config.seed if seed is None else seed)
+    return export_parts(parts, Path(output_dir), config, rng, source)

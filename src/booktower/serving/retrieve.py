@@ -1,0 +1,77 @@
+"""Filtered retrieval: seen items and business filters are applied before the cut to k, never after.
+
+The index is asked for more candidates than needed (`overfetch` x k, growing), the filters remove some, and the
+first k survivors are returned. When the index runs out of candidates (an approximate index can miss rows, or
+a filter keeps only a few items) the allowed rows are scored exactly, so a request never gets fewer than k
+results while k allowed items exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from booktower.serving.index import RetrievalIndex
+
+
+@dataclass(frozen=True)
+class Hits:
+    """One query's results, best first."""
+
+    ids: np.ndarray  # (m,) int64 item indices
+    scores: np.ndarray  # (m,) float32
+
+
+def allowed_mask(n_items: int, exclude: np.ndarray | None = None, only: np.ndarray | None = None) -> np.ndarray | None:
+    """A boolean (n_items,) mask of items that may be returned, or None when everything may."""
+    if (exclude is None or exclude.size == 0) and only is None:
+        return None
+    mask = np.ones(n_items, dtype=bool) if only is None else np.zeros(n_items, dtype=bool)
+    if only is not None:
+        mask[only] = True
+    if exclude is not None and exclude.size:
+        mask[exclude] = False
+    return mask
+
+
+def search_filtered(
+    index: RetrievalIndex, vectors: np.ndarray, query: np.ndarray, k: int, allowed: np.ndarray | None,
+    overfetch: int = 4,
+) -> Hits:
+    """Top-k of one query (d,) among the allowed items. `vectors` (n, d) are the index's rows (for the exact fallback)."""
+    n = len(index)
+    if allowed is None:
+        scores, ids = index.search(query, k)
+        keep = ids[0] >= 0
+        if keep.sum() >= min(k, n):
+            return Hits(ids[0][keep][:k], scores[0][keep][:k])
+        allowed = np.ones(n, dtype=bool)
+    n_allowed = int(allowed.sum())
+    want = min(k, n_allowed)
+    if want == 0:
+        return Hits(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+    # A filter that keeps few items is cheaper to score exactly than to dig for through the index.
+    if n_allowed <= 4 * k * overfetch:
+        return _exact_among(vectors, query, np.flatnonzero(allowed), want)
+    # Expect to discard the excluded share: scale by n / n_allowed, plus room for a few seen items at the top.
+    fetch = min(n, int(np.ceil(k * overfetch * n / n_allowed)) + min(n - n_allowed, n // 10))
+    while True:
+        scores, ids = index.search(query, fetch)
+        ids, scores = ids[0], scores[0]
+        valid = ids >= 0
+        ids, scores = ids[valid], scores[valid]
+        keep = allowed[ids]
+        if keep.sum() >= want:
+            return Hits(ids[keep][:want], scores[keep][:want])
+        if fetch >= n:
+            return _exact_among(vectors, query, np.flatnonzero(allowed), want)
+        fetch = min(n, fetch * 4)
+
+
+def _exact_among(vectors: np.ndarray, query: np.ndarray, candidates: np.ndarray, k: int) -> Hits:
+    scores = vectors[candidates] @ np.asarray(query, dtype=np.float32).reshape(-1)  # (m,)
+    k = min(k, len(candidates))
+    top = np.argpartition(-scores, k - 1)[:k] if k < len(candidates) else np.arange(len(candidates))
+    top = top[np.lexsort((candidates[top], -scores[top]))]  # best first, ties by index (deterministic)
+    return Hits(candidates[top].astype(np.int64), scores[top].astype(np.float32))

@@ -1,0 +1,110 @@
+"""Checkpoints: a folder of safetensors (weights, optimiser tensors) + state.json, swapped in atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from booktower.models.io import save_model, state_tensors
+from booktower.models.two_tower import TwoTower
+
+OPTIMIZER, STATE = "optimizer.safetensors", "state.json"
+
+
+def _split_optimizer_state(optimizers: list[torch.optim.Optimizer]) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """Tensors go to safetensors (keyed `opt.param.name`); everything else stays JSON."""
+    tensors: dict[str, torch.Tensor] = {}
+    meta: list[dict] = []
+    for k, opt in enumerate(optimizers):
+        sd = opt.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for pid, pstate in sd["state"].items():
+            for name, value in pstate.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"{k}.{pid}.{name}"] = value.detach().to("cpu").contiguous().clone()
+                else:
+                    scalars.setdefault(str(pid), {})[name] = value
+        meta.append({"param_groups": sd["param_groups"], "scalars": scalars})
+    return tensors, meta
+
+
+def _join_optimizer_state(tensors: dict[str, torch.Tensor], meta: list[dict]) -> list[dict]:
+    states: list[dict] = [{"state": {}, "param_groups": m["param_groups"]} for m in meta]
+    for key, value in tensors.items():
+        k, pid, name = key.split(".", 2)
+        states[int(k)]["state"].setdefault(int(pid), {})[name] = value
+    for k, m in enumerate(meta):
+        for pid, scalars in m["scalars"].items():
+            states[k]["state"].setdefault(int(pid), {}).update(scalars)
+    return states
+
+
+def _fsync_dir(path: Path) -> None:
+    for child in path.iterdir():
+        with open(child, "rb") as handle:
+            os.fsync(handle.fileno())
+
+
+def save_checkpoint(directory: Path, model: TwoTower, optimizers: list[torch.optim.Optimizer],
+                    state: dict[str, Any]) -> None:
+    """Write into a temporary sibling, then swap it in: a reader finds the old or the new checkpoint whole."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.new.", dir=directory.parent))
+    try:
+        save_model(model, tmp)
+        tensors, meta = _split_optimizer_state(optimizers)
+        save_file(tensors, str(tmp / OPTIMIZER))
+        (tmp / STATE).write_text(json.dumps({**state, "optimizers": meta}))
+        _fsync_dir(tmp)
+        old = directory.parent / f".{directory.name}.old"
+        if old.exists():
+            shutil.rmtree(old)
+        if directory.exists():
+            directory.rename(old)
+        tmp.rename(directory)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def find_checkpoint(directory: Path) -> Path | None:
+    """The checkpoint folder, or the previous one left by a crash between the two renames of a swap."""
+    directory = Path(directory)
+    if (directory / STATE).exists():
+        return directory
+    old = directory.parent / f".{directory.name}.old"
+    return old if (old / STATE).exists() else None
+
+
+def load_checkpoint(directory: Path, model: TwoTower, optimizers: list[torch.optim.Optimizer]) -> dict[str, Any]:
+    """Restore weights and optimiser state in place; return the rest of the saved state."""
+    model.load_state_dict(load_file(str(directory / "model.safetensors")))
+    state = json.loads((directory / STATE).read_text())
+    opt_states = _join_optimizer_state(load_file(str(directory / OPTIMIZER)), state.pop("optimizers"))
+    if len(opt_states) != len(optimizers):
+        raise ValueError(f"{directory}: the checkpoint has {len(opt_states)} optimisers, this run builds "
+                         f"{len(optimizers)}: the config changed since it was written")
+    device = next(model.parameters()).device
+    for opt, sd in zip(optimizers, opt_states):
+        opt.load_state_dict(sd)
+        for pstate in opt.state.values():
+            for name, value in pstate.items():
+                if isinstance(value, torch.Tensor) and name != "step":
+                    pstate[name] = value.to(device)
+    return state
+
+
+def load_weights(directory: Path, model: TwoTower) -> None:
+    model.load_state_dict(load_file(str(Path(directory) / "model.safetensors")))
+
+
+__all__ = ["find_checkpoint", "load_checkpoint", "load_weights", "save_checkpoint", "state_tensors"]

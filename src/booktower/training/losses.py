@@ -1,0 +1,98 @@
+"""Losses as small pure functions of tensors. Shapes: B rows (positive pairs), C candidates per row.
+
+Every main loss takes a logit matrix whose column `positive[b]` is row b's positive and whose other columns are
+negatives; `invalid` marks negatives to leave out (accidental hits); `log_q` (broadcastable to (B, C)) is the
+log sampling probability that logQ correction subtracts from every logit.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def corrected_logits(logits: torch.Tensor, log_q: torch.Tensor | None) -> torch.Tensor:
+    """logQ correction (Yi et al., RecSys 2019): s(u, v) - log q(v), positives included."""
+    return logits if log_q is None else logits - log_q
+
+
+def _negative_mask(logits: torch.Tensor, positive: torch.Tensor, invalid: torch.Tensor | None) -> torch.Tensor:
+    """(B, C) True where a column is a usable negative."""
+    is_positive = torch.zeros_like(logits, dtype=torch.bool)
+    is_positive[torch.arange(logits.shape[0], device=logits.device), positive] = True
+    usable = ~is_positive
+    return usable if invalid is None else usable & ~invalid
+
+
+def sampled_softmax(logits: torch.Tensor, positive: torch.Tensor, invalid: torch.Tensor | None = None,
+                    log_q: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over rows of -log softmax(corrected logits)[positive], accidental hits removed from the softmax."""
+    z = corrected_logits(logits.float(), log_q)  # (B, C)
+    keep = _negative_mask(z, positive, invalid)
+    keep[torch.arange(z.shape[0], device=z.device), positive] = True
+    z = z.masked_fill(~keep, float("-inf"))
+    return F.cross_entropy(z, positive)
+
+
+def sampled_bce(logits: torch.Tensor, positive: torch.Tensor, invalid: torch.Tensor | None = None,
+                log_q: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy over every (positive or usable negative) pair, averaged over those pairs."""
+    z = corrected_logits(logits.float(), log_q)  # (B, C)
+    rows = torch.arange(z.shape[0], device=z.device)
+    negatives = _negative_mask(z, positive, invalid)  # (B, C)
+    pos_loss = F.softplus(-z[rows, positive]).sum()  # -log sigmoid(z+)
+    neg_loss = (F.softplus(z) * negatives).sum()  # -log(1 - sigmoid(z-))
+    return (pos_loss + neg_loss) / (z.shape[0] + negatives.sum())
+
+
+def cosine_contrastive(cosines: torch.Tensor, positive: torch.Tensor, invalid: torch.Tensor | None = None,
+                       margin: float = 0.5) -> torch.Tensor:
+    """mean(1 - cos(u, v+)) + mean over usable negatives of relu(cos(u, v-) - margin). Takes raw cosines."""
+    c = cosines.float()  # (B, C)
+    rows = torch.arange(c.shape[0], device=c.device)
+    negatives = _negative_mask(c, positive, invalid)
+    pos_term = (1.0 - c[rows, positive]).mean()
+    neg_term = (F.relu(c - margin) * negatives).sum() / negatives.sum().clamp(min=1)
+    return pos_term + neg_term
+
+
+def mimic_loss(augmented: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """DAT adaptive-mimic loss ||a - stopgrad(p)||^2: reduced over the dimension by `reduction` (mean or sum),
+    then averaged over the positive pairs. Only `augmented` receives a gradient."""
+    squared = (augmented.float() - target.detach().float()) ** 2  # (B, d)
+    if reduction == "mean":
+        per_pair = squared.mean(dim=1)
+    elif reduction == "sum":
+        per_pair = squared.sum(dim=1)
+    else:
+        raise ValueError(f"unknown mimic reduction {reduction!r}; choose mean or sum")
+    return per_pair.mean()
+
+
+def covariance(x: torch.Tensor) -> torch.Tensor:
+    """Unbiased covariance matrix of the rows of x. (n, d) -> (d, d); needs n >= 2."""
+    centred = x - x.mean(dim=0, keepdim=True)
+    return centred.T @ centred / (x.shape[0] - 1)
+
+
+def category_alignment(vectors: torch.Tensor, categories: torch.Tensor, min_items: int = 2) -> torch.Tensor:
+    """DAT Category Alignment Loss: sum over the other categories i of ||C(major) - C(S_i)||_F^2.
+
+    The major category is the one with the most items in the batch (ties: the smallest id). Items with category
+    -1 and categories with fewer than `min_items` items are skipped. No usable pair of categories gives 0.
+    """
+    known = categories >= 0
+    cats, x = categories[known], vectors[known].float()  # (n,), (n, d)
+    if cats.numel() == 0:
+        return vectors.sum() * 0.0
+    ids, counts = torch.unique(cats, return_counts=True)
+    major = ids[torch.argmax(counts)]  # argmax returns the first maximum: the smallest id among ties
+    if counts.max() < max(min_items, 2):
+        return vectors.sum() * 0.0
+    major_cov = covariance(x[cats == major])  # (d, d)
+    loss = vectors.sum() * 0.0
+    for cat, count in zip(ids.tolist(), counts.tolist()):
+        if cat == int(major) or count < max(min_items, 2):
+            continue
+        loss = loss + ((major_cov - covariance(x[cats == cat])) ** 2).sum()
+    return loss

@@ -1,0 +1,109 @@
+"""The training task: wires the towers, the negatives and the losses for one batch. Holds no loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from booktower.config.training import LossConfig
+from booktower.data.samplers import NegativeSampler, accidental_hits, gather_rows
+from booktower.models.batches import SideTensors
+from booktower.models.two_tower import TwoTower
+from booktower.training import losses
+from booktower.training.batching import TrainBatch, TrainingData
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Row b's candidates: logits (B, C), the column of its positive, accidental hits, logQ terms."""
+
+    scores: torch.Tensor  # (B, C) raw inner products (cosines when normalised)
+    positive: torch.Tensor  # (B,)
+    invalid: torch.Tensor | None  # (B, C)
+    log_q: torch.Tensor  # (B, C) or (C,)
+
+
+class TrainTask:
+    """loss = main + l1 * loss_u + l2 * loss_v + l3 * loss_CA; every part can be switched off."""
+
+    def __init__(self, model: TwoTower, data: TrainingData, users: SideTensors, items: SideTensors,
+                 sampler: NegativeSampler, n_negatives: int, loss: LossConfig, item_category: torch.Tensor,
+                 dropout_generator: torch.Generator | None = None) -> None:
+        self.model, self.data, self.users, self.items = model, data, users, items
+        self.sampler, self.n_negatives, self.config = sampler, n_negatives, loss
+        self.item_category = item_category  # (n_items,) -1 = none
+        self.use_cal = loss.cal_weight > 0 and bool((item_category >= 0).any())
+        self.generator = dropout_generator
+        # The paper's BCE draws S negatives per positive; every other case shares one set per batch.
+        self.per_row = loss.main == "bce" and not sampler.uses_in_batch
+
+    def _negatives(self, batch_size: int) -> torch.Tensor:
+        if self.n_negatives == 0:
+            return torch.zeros(0, dtype=torch.int64, device=self.data.device)
+        rows = batch_size if self.per_row else None
+        return self.sampler.sample(self.n_negatives, rows, self.data.device)
+
+    def _encode_items(self, items: torch.Tensor):
+        distinct, inverse = torch.unique(items, return_inverse=True)
+        out = self.model.encode_item(self.items.item_batch(distinct), self.generator)
+        return out, inverse
+
+    def candidates(self, batch: TrainBatch, user_vec: torch.Tensor, pos_vec: torch.Tensor,
+                   neg_vec: torch.Tensor, negatives: torch.Tensor) -> Candidates:
+        """Logits of the positives and negatives, in-batch or not, shared or per row."""
+        b, s = len(batch.items), self.n_negatives
+        if self.sampler.uses_in_batch:
+            cand = torch.cat([batch.items, negatives])  # (C,) = (B + S,)
+            scores = user_vec @ torch.cat([pos_vec, neg_vec]).T  # (B, C)
+            positive = torch.arange(b, device=scores.device)
+            log_q = self.sampler.log_expected_count(cand, b, s)  # (C,)
+            invalid = self._hits(batch, cand)
+            return Candidates(scores, positive, invalid, log_q)
+        pos_scores = (user_vec * pos_vec).sum(-1, keepdim=True)  # (B, 1)
+        if self.per_row:
+            neg_scores = torch.einsum("bd,bsd->bs", user_vec, neg_vec)  # (B, S)
+        else:
+            neg_scores = user_vec @ neg_vec.T  # (B, S)
+        scores = torch.cat([pos_scores, neg_scores], dim=1)  # (B, 1 + S)
+        log_q = torch.cat([self.sampler.log_expected_count(batch.items, b, s)[:, None],
+                           self.sampler.log_expected_count(negatives, b, s).expand(b, s)], dim=1)
+        hits = self._hits(batch, negatives)  # (B, S)
+        invalid = None if hits is None else torch.cat([torch.zeros_like(hits[:, :1]), hits], dim=1)
+        return Candidates(scores, torch.zeros(b, dtype=torch.int64, device=scores.device), invalid, log_q)
+
+    def _hits(self, batch: TrainBatch, candidates: torch.Tensor) -> torch.Tensor | None:
+        if not self.config.mask_accidental_hits:
+            return None
+        pos_items, pos_rows = gather_rows(self.data.pos_offsets, self.data.pos_items, batch.users)
+        return accidental_hits(candidates, pos_items, pos_rows, len(batch.users), self.data.n_items)
+
+    def main_loss(self, c: Candidates) -> torch.Tensor:
+        kind = self.config.main
+        if kind == "cosine_contrastive":
+            return losses.cosine_contrastive(c.scores, c.positive, c.invalid, self.config.contrastive_margin)
+        logits = c.scores / self.model.temperature
+        log_q = c.log_q if self.config.logq_correction else None
+        if kind == "bce":
+            return losses.sampled_bce(logits, c.positive, c.invalid, log_q)
+        return losses.sampled_softmax(logits, c.positive, c.invalid, log_q)
+
+    def losses(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
+        """The weighted parts of the loss for one batch; their sum is what backward runs on."""
+        user = self.model.encode_user(self.users.user_batch(batch.users, history=batch.history), self.generator)
+        negatives = self._negatives(len(batch.items))
+        item_out, inverse = self._encode_items(torch.cat([batch.items, negatives.flatten()]))
+        vectors = item_out.vector[inverse]  # (B + S', d)
+        b = len(batch.items)
+        pos_vec, neg_vec = vectors[:b], vectors[b:].view(*negatives.shape, -1)
+        parts = {"main": self.main_loss(self.candidates(batch, user.vector, pos_vec, neg_vec, negatives))}
+        cfg = self.config
+        if cfg.amm_user_weight > 0 and user.augmented is not None:
+            parts["amm_user"] = cfg.amm_user_weight * losses.mimic_loss(user.augmented, pos_vec, cfg.amm_reduction)
+        if cfg.amm_item_weight > 0 and item_out.augmented is not None:
+            pos_aug = item_out.augmented[inverse[:b]]  # (B, d)
+            parts["amm_item"] = cfg.amm_item_weight * losses.mimic_loss(pos_aug, user.vector, cfg.amm_reduction)
+        if self.use_cal:
+            cal = losses.category_alignment(pos_vec, self.item_category[batch.items], cfg.cal_min_items)
+            parts["cal"] = cfg.cal_weight * cal
+        return parts

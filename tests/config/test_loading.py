@@ -1,0 +1,100 @@
+from pathlib import Path
+
+import pytest
+
+from booktower.config import BooktowerConfig, ConfigError, dump_config, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults_validate():
+    config = load_config(None)
+    assert config.data.min_item_interactions == 5
+    assert config.model.feature_hidden if hasattr(config.model, "feature_hidden") else config.model.item.feature_hidden
+
+
+def test_unknown_key_names_file_key_and_suggestion(tmp_path):
+    path = write(tmp_path, "bad.yaml", "data:\n  min_item_interaction: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert str(path) in message
+    assert "data.min_item_interaction" in message
+    assert "did you mean data.min_item_interactions" in message
+    assert "allowed here" in message
+
+
+def test_wrong_type_is_reported_with_value(tmp_path):
+    path = write(tmp_path, "bad.yaml", "training:\n  epochs: many\n")
+    with pytest.raises(ConfigError, match=r"training\.epochs.*'many'"):
+        load_config(path)
+
+
+def test_cross_field_check(tmp_path):
+    path = write(tmp_path, "bad.yaml", "data:\n  columns:\n    min_rating: 4\n")
+    with pytest.raises(ConfigError, match="min_rating needs columns.rating"):
+        load_config(path)
+
+
+def test_overrides_are_typed_and_win(tmp_path):
+    path = write(tmp_path, "c.yaml", "data:\n  min_item_interactions: 3\n")
+    config = load_config(path, ["data.min_item_interactions=10", "evaluation.ks=[5, 1]", "data.cache_dir=null"])
+    assert config.data.min_item_interactions == 10
+    assert config.evaluation.ks == [1, 5]
+    assert config.data.cache_dir is None
+
+
+def test_override_without_equals_is_an_error():
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(None, ["data.min_item_interactions"])
+
+
+def test_unknown_override_key_is_an_error():
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(None, ["training.epochz=3"])
+
+
+def test_inherit_merges_deltas(tmp_path):
+    write(tmp_path, "base.yaml", "seed: 1\ndata:\n  min_user_interactions: 2\n  min_item_interactions: 3\n")
+    child = write(tmp_path, "child.yaml", "inherit: base.yaml\ndata:\n  min_item_interactions: 7\n")
+    config = load_config(child)
+    assert (config.seed, config.data.min_user_interactions, config.data.min_item_interactions) == (1, 2, 7)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_dump_round_trips(tmp_path):
+    config = load_config(None, ["seed=7"])
+    path = write(tmp_path, "dumped.yaml", dump_config(config))
+    assert load_config(path) == config
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    assert isinstance(load_config(path), BooktowerConfig)
+
+
+def test_every_field_is_documented():
+    from pydantic import BaseModel
+
+    undocumented = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, f"{prefix}{name}.")
+            elif not field.description:
+                undocumented.append(prefix + name)
+
+    walk(BooktowerConfig, "")
+    assert undocumented == []

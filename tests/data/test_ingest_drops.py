@@ -1,0 +1,89 @@
+"""Row-level problems are dropped and counted by reason; `strict` turns any drop into an error."""
+
+from __future__ import annotations
+
+import pytest
+
+from booktower.config.data import DataConfig
+from booktower.data.errors import DataError, DropLedger
+from booktower.data.ingest import load_raw
+from booktower.data.prepare import prepare
+
+BOOKS = (
+    "title,author,average_rating,rating_number,price,categories,parent_asin\n"
+    '"[""One""]",A,4.5,10,5.0,"[""Books""]",B1\n'
+    '"[""Two""]",B,4.0,3,-2.0,"[""Books""]",B2\n'  # negative price
+    '"[""Three""]",C,4.0,3,1.0,"[""Books""]",B3\n'
+)
+USERS = (
+    "parent_asin,userId,timestamp,rating\n"
+    "B1,U1,1600000000000,5\n"
+    "B2,U1,1600000001000,4\n"
+    "B1,U1,1600000002000,3\n"  # duplicate (U1, B1)
+    "B1,,1600000003000,5\n"  # missing user id
+    ",U2,1600000004000,5\n"  # missing item id
+    "B9,U2,1600000005000,5\n"  # item absent from the catalogue
+    "B3,U2,1600000006000,9\n"  # rating out of range
+    "B3,U3,1600000007000,2\n"
+)
+
+
+def make_config(tmp_path, strict: bool = False) -> DataConfig:
+    (tmp_path / "books.csv").write_text(BOOKS)
+    (tmp_path / "users.csv").write_text(USERS)
+    return DataConfig.model_validate({
+        "source": {"interactions": str(tmp_path / "users.csv"), "items": str(tmp_path / "books.csv")},
+        "columns": {"rating": "rating"}, "strict": strict,
+        "min_user_interactions": 1, "min_item_interactions": 1, "cache_dir": None,
+    })
+
+
+def test_each_reason_is_counted(tmp_path):
+    ledger = DropLedger()
+    raw, _ = load_raw(make_config(tmp_path), ledger)
+    assert ledger.as_dict() == {
+        "duplicate_user_item": 1, "item_not_in_catalogue": 1, "missing_item_id": 1, "missing_user_id": 1,
+        "negative_price": 1, "rating_out_of_range": 1,
+    }
+    assert raw.interactions.height == 3
+    assert raw.catalogue is not None and raw.catalogue["num:price"].null_count() == 1  # negative -> missing
+    # the duplicate keeps the first occurrence
+    kept = raw.interactions.filter((raw.interactions["user_id"] == "U1") & (raw.interactions["item_id"] == "B1"))
+    assert kept["timestamp"].to_list() == [1600000000]
+
+
+def test_example_rows_are_recorded(tmp_path):
+    ledger = DropLedger()
+    load_raw(make_config(tmp_path), ledger)
+    assert ledger.notes["missing_user_id"] == "example rows 5"  # file line 5 (header = line 1)
+
+
+def test_counts_land_in_the_summary(tmp_path):
+    cfg = make_config(tmp_path)
+    data, _ = prepare(cfg)
+    assert data.summary["dropped"]["item_not_in_catalogue"] == 1
+    assert data.summary["dropped"]["negative_price"] == 1
+
+
+def test_strict_turns_a_drop_into_an_error(tmp_path):
+    with pytest.raises(DataError) as exc:
+        load_raw(make_config(tmp_path, strict=True), DropLedger(strict=True))
+    message = str(exc.value)
+    assert str(tmp_path / "users.csv") in message and "data.strict" in message and "Fix:" in message
+
+
+def test_strict_accepts_clean_data(tmp_path):
+    cfg = make_config(tmp_path, strict=True)
+    (tmp_path / "books.csv").write_text(BOOKS.replace("-2.0", "2.0"))
+    (tmp_path / "users.csv").write_text("parent_asin,userId,timestamp,rating\nB1,U1,1600000000000,5\nB2,U1,1600000001000,4\n")
+    raw, _ = load_raw(cfg, DropLedger(strict=True))
+    assert raw.interactions.height == 2
+
+
+def test_min_rating_drops_below_threshold(tmp_path):
+    cfg = make_config(tmp_path)
+    cfg = cfg.model_copy(update={"columns": cfg.columns.model_copy(update={"min_rating": 4.0})})
+    ledger = DropLedger()
+    raw, _ = load_raw(cfg, ledger)
+    assert ledger.counts["below_min_rating"] == 2  # the rating-3 repeat and U3's rating 2
+    assert set(raw.interactions["user_id"]) == {"U1"}

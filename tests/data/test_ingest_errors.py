@@ -1,0 +1,133 @@
+"""Every named DataError: the message names the file and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from booktower.config.data import DataConfig
+from booktower.data.errors import DataError, DropLedger
+from booktower.data.ingest import load_raw
+
+BOOKS = (
+    'title,author,average_rating,rating_number,price,categories,parent_asin\n'
+    '"[""A Book""]",Ann Writer,4.5,10,5.0,"[""Books"", ""Fiction""]",B1\n'
+    '"[""Another""]",Bob Writer,4.0,3,7.5,"[""Books"", ""History""]",B2\n'
+)
+USERS = "parent_asin,userId,timestamp\nB1,U1,1600000000000\nB2,U1,1600000001000\nB1,U2,1600000002000\n"
+
+
+def config(users: Path, books: Path | None, **data) -> DataConfig:
+    return DataConfig.model_validate({
+        "source": {"interactions": str(users), "items": str(books) if books else None, **data.pop("source", {})},
+        "min_user_interactions": 1, "min_item_interactions": 1, "cache_dir": None, **data,
+    })
+
+
+def load(cfg: DataConfig) -> None:
+    load_raw(cfg, DropLedger(strict=cfg.strict))
+
+
+def assert_names(exc: pytest.ExceptionInfo[DataError], path: Path, *fix_words: str) -> None:
+    message = str(exc.value)
+    assert str(path) in message
+    assert "Fix:" in message
+    for word in fix_words:
+        assert word in message.split("Fix:")[1], message
+
+
+def test_missing_file_names_the_path_and_the_config_key(tmp_path):
+    missing = tmp_path / "nope.csv"
+    with pytest.raises(DataError) as exc:
+        load(config(missing, None))
+    assert "does not exist" in str(exc.value)
+    assert_names(exc, missing, "data.source.interactions", "booktower data synth")
+
+
+def test_misspelt_column_suggests_the_closest_name(write_file):
+    users = write_file("users.csv", USERS.replace("userId", "user_Id"))
+    with pytest.raises(DataError) as exc:
+        load(config(users, None))
+    assert "Did you mean 'user_Id'?" in str(exc.value)
+    assert exc.value.column == "userId"
+    assert_names(exc, users, "data.columns.user")
+
+
+def test_missing_catalogue_column_names_the_key(write_file):
+    users = write_file("users.csv", USERS)
+    books = write_file("books.csv", BOOKS.replace("categories", "genre"))
+    with pytest.raises(DataError) as exc:
+        load(config(users, books))
+    assert "no column 'categories'" in str(exc.value)
+    assert_names(exc, books, "data.columns.item_categories")
+
+
+@pytest.mark.parametrize("content", ["", "parent_asin,userId,timestamp\n"], ids=["zero-bytes", "header-only"])
+def test_empty_file(write_file, content):
+    users = write_file("users.csv", content)
+    with pytest.raises(DataError) as exc:
+        load(config(users, None))
+    assert "empty" in str(exc.value) or "no rows" in str(exc.value)
+    assert_names(exc, users, "point the config at a file")
+
+
+def test_wrong_delimiter_is_explained(write_file):
+    users = write_file("users.tsv", USERS.replace(",", "\t"))
+    with pytest.raises(DataError) as exc:
+        load(config(users, None, source={"separator": ","}))
+    assert "separator looks wrong" in str(exc.value)
+    assert_names(exc, users, "data.source.separator")
+
+
+def test_sniffed_delimiter_needs_no_config(write_file):
+    users = write_file("users.tsv", USERS.replace(",", "\t"))
+    raw, _ = load_raw(config(users, None), DropLedger())
+    assert raw.interactions.height == 3
+
+
+def test_wrong_encoding_suggests_latin1(write_file):
+    users = write_file("users.csv", ("parent_asin,userId,timestamp\nB1,Zoë,1600000000000\n").encode("latin-1"))
+    with pytest.raises(DataError) as exc:
+        load(config(users, None))
+    assert "UTF-8" in str(exc.value)
+    assert_names(exc, users, "encoding: latin1")
+
+
+def test_latin1_file_loads_when_configured(write_file):
+    users = write_file("users.csv", ("parent_asin,userId,timestamp\nB1,Zoë,1600000000000\n").encode("latin-1"))
+    raw, _ = load_raw(config(users, None, source={"encoding": "latin1"}), DropLedger())
+    assert raw.interactions["user_id"].to_list() == ["Zoë"]
+
+
+def test_unparsable_timestamps_give_rows_and_unit_fix(write_file):
+    users = write_file("users.csv", USERS + "B2,U2,yesterday\n")
+    with pytest.raises(DataError) as exc:
+        load(config(users, None))
+    assert "could not be parsed" in str(exc.value) and "yesterday" in str(exc.value)
+    assert exc.value.rows == [5]  # header is line 1
+    assert_names(exc, users, "data.columns.timestamp_unit")
+
+
+def test_iso_timestamps_parse_with_the_iso_unit(write_file):
+    users = write_file("users.csv", "parent_asin,userId,timestamp\nB1,U1,2020-01-02T03:04:05\n")
+    raw, _ = load_raw(config(users, None, columns={"timestamp_unit": "iso"}), DropLedger())
+    assert raw.interactions["timestamp"].to_list() == [1577934245]
+
+
+def test_non_numeric_numeric_column(write_file):
+    users = write_file("users.csv", USERS)
+    books = write_file("books.csv", BOOKS.replace("4.0,3,7.5", "4.0,3,cheap"))
+    with pytest.raises(DataError) as exc:
+        load(config(users, books))
+    assert exc.value.column == "price" and "cheap" in str(exc.value)
+    assert_names(exc, books, "data.columns.item_numeric")
+
+
+def test_dollar_prices_and_blank_numbers_are_accepted(write_file):
+    users = write_file("users.csv", USERS)
+    books = write_file("books.csv", BOOKS.replace("4.0,3,7.5", "4.0,,$7.50"))
+    raw, _ = load_raw(config(users, books), DropLedger())
+    assert raw.catalogue is not None
+    assert raw.catalogue["num:price"].to_list() == [5.0, 7.5]
+    assert raw.catalogue["num:rating_number"].to_list()[1] is None

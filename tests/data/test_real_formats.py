@@ -1,0 +1,120 @@
+"""Real files load through the column mapping: Goodreads catalogue, Amazon 2023 rows, MovieLens-100K, JSON lines."""
+
+from __future__ import annotations
+
+import gzip
+
+import polars as pl
+
+from booktower.config.data import DataConfig
+from booktower.data.errors import DropLedger
+from booktower.data.ingest import load_raw
+from booktower.data.prepare import prepare, prepare_from_raw
+from conftest import shared_data_path
+
+
+def test_goodbooks_catalogue_loads_with_an_item_id_mapping(tmp_path):
+    books = shared_data_path("goodbooks-10k-catalog", "books.csv")
+    # A tiny log that refers to Goodreads book ids (the catalogue has no interactions of its own).
+    log = "book_id,reader,when\n" + "".join(f"{b},r{u},{1500000000 + 86400 * (u * 7 + b)}\n"
+                                             for u in range(6) for b in (1, 2, 3, 4, 5, 27))
+    (tmp_path / "log.csv").write_text(log)
+    cfg = DataConfig.model_validate({
+        "source": {"interactions": str(tmp_path / "log.csv"), "items": str(books)},
+        "columns": {
+            "user": "reader", "item": "book_id", "timestamp": "when", "timestamp_unit": "s",
+            "item_title": "title", "item_author": "authors", "item_categories": None,
+            "item_numeric": ["average_rating", "ratings_count", "original_publication_year"],
+            "item_count_columns": ["ratings_count"], "item_nonnegative": ["ratings_count"],
+            "item_categorical": ["language_code"],
+        },
+        "min_user_interactions": 1, "min_item_interactions": 1, "cache_dir": None,
+    })
+    ledger = DropLedger()
+    raw, _ = load_raw(cfg, ledger)
+    catalogue = raw.catalogue
+    assert catalogue is not None and catalogue.height == 10_000
+    assert catalogue["item_id"].n_unique() == 10_000
+    by_id = dict(zip(catalogue["item_id"].to_list(), catalogue["title"].to_list()))
+    assert by_id["1"] == "The Hunger Games (The Hunger Games, #1)"  # commas inside a quoted field
+    assert any("é" in t or "ö" in t for t in catalogue["title"].to_list())  # unicode survives
+    assert catalogue["num:original_publication_year"].null_count() > 0  # missing values stay missing
+    assert "J.K. Rowling, Mary GrandPré" in catalogue["author"].to_list()
+    data = prepare_from_raw(raw, cfg, ledger)
+    assert data.n_items == 6
+    assert {f.name for f in data.item_features.categorical} >= {"author", "language_code"}
+
+
+def test_amazon_2023_format_rows_parse(tmp_path):
+    folder = shared_data_path("amazon-2023-books-format")
+    cfg = DataConfig.model_validate({
+        "source": {"interactions": str(folder / "users_trimmed.csv"), "items": str(folder / "books_trimmed.csv")},
+        "min_user_interactions": 1, "min_item_interactions": 1, "drop_items_missing_from_catalogue": False,
+        "cache_dir": None,
+    })
+    raw, _ = load_raw(cfg, DropLedger())
+    catalogue = raw.catalogue
+    assert catalogue is not None and catalogue.height == 10
+    row = catalogue.filter(pl.col("item_id") == "0701169850").row(0, named=True)
+    assert row["title"] == "Chaucer"  # JSON-list string -> plain text
+    assert row["categories"] == ["Books", "Literature & Fiction", "History & Criticism"]
+    assert row["author"] == "Peter Ackroyd" and row["num:price"] == 8.23
+    parker = catalogue.filter(pl.col("item_id") == "B00KFOP3RG").row(0, named=True)
+    assert parker["categories"][1] == "Mystery, Thriller & Suspense"  # a comma inside a JSON element
+    assert raw.interactions.height == 10
+    assert raw.interactions["timestamp"].to_list()[0] == 1642399598  # ms -> s
+
+
+def test_movielens_builds_user_and_item_features(repo_root, monkeypatch):
+    shared_data_path("movielens-100k", "u.data")
+    monkeypatch.chdir(repo_root)
+    from booktower.config import load_config
+
+    cfg = load_config(repo_root / "configs" / "movielens-100k.yaml", ["data.cache_dir=null"]).data
+    data, _ = prepare(cfg)
+    assert (data.n_users, data.n_items, data.summary["n_interactions"]) == (943, 1349, 99_287)
+    user_fields = {f.name: f for f in data.user_features.categorical}
+    assert set(user_fields) == {"gender", "occupation"}
+    assert {"F", "M"} <= set(user_fields["gender"].levels)
+    assert "age" in data.user_features.numeric_names
+    genre = {f.name: f for f in data.item_features.categorical}["category"]
+    assert {"Action", "Comedy", "Drama"} <= set(genre.levels)
+    assert "unknown" not in genre.levels
+    assert len(data.category_names) >= 17  # CAL labels: first genre of each film
+
+
+def test_amazon2023_jsonl_format_reads_the_raw_files(tmp_path, fixtures_dir):
+    for name in ("Books.jsonl", "meta_Books.jsonl"):
+        (tmp_path / f"{name}.gz").write_bytes(gzip.compress((fixtures_dir / "amazon2023" / name).read_bytes()))
+    cfg = DataConfig.model_validate({
+        "source": {"format": "amazon2023-jsonl", "interactions": str(tmp_path / "Books.jsonl.gz"),
+                   "items": str(tmp_path / "meta_Books.jsonl.gz")},
+        "columns": {"user": "user_id", "rating": "rating"},
+        "min_user_interactions": 1, "min_item_interactions": 1, "cache_dir": None,
+    })
+    raw, _ = load_raw(cfg, DropLedger())
+    assert raw.interactions.height == 36 and raw.interactions["user_id"].n_unique() == 6
+    catalogue = raw.catalogue
+    assert catalogue is not None
+    camus = catalogue.filter(pl.col("item_id") == "2070360024").row(0, named=True)
+    assert camus["title"] == 'L\'Étranger "édition poche"' and camus["author"] == "Albert Camus"
+    assert catalogue.filter(pl.col("item_id") == "0316185361")["num:price"].to_list() == [17.17]  # string price
+    assert catalogue.filter(pl.col("item_id") == "1087848539").row(0, named=True)["categories"] == []
+    data = prepare_from_raw(raw, cfg, DropLedger())
+    assert data.summary["n_test"] == 6
+
+
+def test_amazon2023_jsonl_misspelt_field_is_named(tmp_path, fixtures_dir):
+    from booktower.data.errors import DataError
+
+    (tmp_path / "Books.jsonl").write_bytes((fixtures_dir / "amazon2023" / "Books.jsonl").read_bytes())
+    cfg = DataConfig.model_validate({
+        "source": {"format": "amazon2023-jsonl", "interactions": str(tmp_path / "Books.jsonl"), "items": None},
+        "cache_dir": None,  # default mapping says userId; the reviews call it user_id
+    })
+    try:
+        load_raw(cfg, DropLedger())
+    except DataError as exc:
+        assert "Did you mean 'user_id'?" in str(exc) and "data.columns.user" in str(exc)
+    else:
+        raise AssertionError("expected a DataError")

@@ -1,0 +1,73 @@
+"""Planted-cluster vectors and a tiny in-memory bundle for serving tests (no trained model needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from booktower.data.types import Ragged
+from booktower.data.vocab import Vocabulary
+from booktower.serving.bundle import BundleParts
+
+
+def planted_clusters(n_clusters: int = 8, per_cluster: int = 40, dim: int = 16, noise: float = 0.05,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(centres (C, d), vectors (C * per, d), labels (C * per,)): unit vectors tightly around orthogonal-ish centres."""
+    rng = np.random.default_rng(seed)
+    centres = np.linalg.qr(rng.normal(size=(dim, dim)))[0][:n_clusters]  # (C, d) orthonormal
+    labels = np.repeat(np.arange(n_clusters), per_cluster)
+    vectors = centres[labels] + noise * rng.normal(size=(len(labels), dim))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return centres.astype(np.float32), vectors.astype(np.float32), labels
+
+
+class MeanEncoder:
+    """A stand-in model: a reader is the mean of their books; a new book sits on its category's centre."""
+
+    def __init__(self, vectors: np.ndarray, centres: dict[str, np.ndarray]) -> None:
+        self.vectors = vectors
+        self.centres = centres
+
+    def user_vectors(self, histories: Ragged, features=None) -> np.ndarray:
+        rows = [self.vectors[histories.row(r)].mean(axis=0) for r in range(histories.n_rows)]
+        return np.stack(rows).astype(np.float32)
+
+    def item_vectors(self, catalogue: pl.DataFrame) -> np.ndarray:
+        return np.stack([self.centres[c[0]] for c in catalogue["categories"].to_list()]).astype(np.float32)
+
+
+def toy_parts(n_clusters: int = 4, per_cluster: int = 30, seen_per_user: int = 5) -> tuple[BundleParts, np.ndarray]:
+    """Items in planted clusters; reader u belongs to cluster u % C and has read `seen_per_user` of its books."""
+    centres, vectors, labels = planted_clusters(n_clusters, per_cluster, dim=8)
+    n_users = 3 * n_clusters
+    user_cluster = np.arange(n_users) % n_clusters
+    seen = Ragged.from_lists([np.flatnonzero(labels == c)[:seen_per_user].tolist() for c in user_cluster])
+    metadata = pl.DataFrame({
+        "item_id": [f"b{i}" for i in range(len(labels))],
+        "title": [f"book {i} of cluster {c}" for i, c in enumerate(labels)],
+        "author": [f"author {c}" for c in labels],
+        "categories": [f"Books > c{c}" for c in labels],
+    })
+    parts = BundleParts(
+        item_vectors=vectors, user_vectors=centres[user_cluster], items=Vocabulary(metadata["item_id"], "item_id"),
+        users=Vocabulary([f"u{u}" for u in range(n_users)], "user_id"), metadata=metadata, seen=seen,
+        popularity=np.ones(len(labels), dtype=np.int64), feature_spec={"note": "toy"},
+        model_files={"model.json": b"{}"}, n_model_items=len(labels),
+    )
+    return parts, labels
+
+
+@pytest.fixture
+def parts_and_labels() -> tuple[BundleParts, np.ndarray]:
+    return toy_parts()
+
+
+def toy_recommender(**serving: object):
+    """A Recommender over `toy_parts` with the MeanEncoder (centres keyed by category tag c0, c1...)."""
+    from booktower.config.serving import ServingConfig
+    from booktower.serving.service import Recommender
+
+    parts, labels = toy_parts()
+    centres = {f"c{c}": parts.item_vectors[labels == c].mean(axis=0) for c in np.unique(labels)}
+    return Recommender(parts, ServingConfig.model_validate(serving), MeanEncoder(parts.item_vectors, centres)), labels

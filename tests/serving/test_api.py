@@ -1,0 +1,91 @@
+"""The HTTP API: answers, metadata, error codes, body limits (FastAPI TestClient; no network)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from booktower.serving.api import create_app
+
+from .conftest import toy_recommender
+
+
+@pytest.fixture(scope="module")
+def client_and_labels() -> tuple[TestClient, np.ndarray]:
+    rec, labels = toy_recommender(max_k=50, max_body_bytes=2048)
+    return TestClient(create_app(rec), raise_server_exceptions=False), labels
+
+
+def test_health_and_schema(client_and_labels) -> None:
+    client, _ = client_and_labels
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["n_items"] == 120
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/health", "/recommendations/{user_id}", "/recommendations", "/items/{item_id}/similar"} <= set(paths)
+
+
+def test_user_recommendations(client_and_labels) -> None:
+    client, labels = client_and_labels
+    body = client.get("/recommendations/u2", params={"k": 7}).json()
+    assert body["user_id"] == "u2" and len(body["items"]) == 7
+    assert all(labels[int(i["item_id"][1:])] == 2 and i["title"] for i in body["items"])
+    only = client.get("/recommendations/u2", params={"k": 3, "category": "c1"}).json()
+    assert all(labels[int(i["item_id"][1:])] == 1 for i in only["items"])
+
+
+def test_history_and_similar(client_and_labels) -> None:
+    client, labels = client_and_labels
+    history = [f"b{i}" for i in np.flatnonzero(labels == 0)[:3]]
+    body = client.post("/recommendations", json={"history": history, "k": 5}).json()
+    assert len(body["items"]) == 5 and body["user_id"] is None
+    assert not set(history) & {i["item_id"] for i in body["items"]}
+    similar = client.get("/items/b40/similar", params={"k": 3}).json()
+    assert similar["item_id"] == "b40" and len(similar["items"]) == 3 and similar["items"][0]["author"]
+
+
+@pytest.mark.parametrize(("method", "url", "payload", "named"), [
+    ("get", "/recommendations/ghost", None, "ghost"),
+    ("get", "/items/b9999/similar", None, "b9999"),
+    ("post", "/recommendations", {"history": ["b1", "b-nope"]}, "b-nope"),
+    ("get", "/recommendations/u1?category=nowhere", None, "nowhere"),
+])
+def test_unknown_ids_are_404_naming_them(client_and_labels, method, url, payload, named) -> None:
+    client, _ = client_and_labels
+    response = client.request(method.upper(), url, json=payload)
+    assert response.status_code == 404 and named in response.json()["detail"]
+
+
+@pytest.mark.parametrize(("method", "url", "payload"), [
+    ("get", "/recommendations/u1?k=0", None),
+    ("get", "/recommendations/u1?k=51", None),
+    ("get", "/recommendations/u1?k=ten", None),
+    ("get", "/items/b1/similar?k=-3", None),
+    ("post", "/recommendations", {"history": ["b1"], "k": 51}),
+    ("post", "/recommendations", {"history": []}),
+    ("post", "/recommendations", {"history": ["b1"], "surprise": 1}),
+    ("post", "/recommendations", {"history": "b1"}),
+])
+def test_bad_input_is_422(client_and_labels, method, url, payload) -> None:
+    client, _ = client_and_labels
+    assert client.request(method.upper(), url, json=payload).status_code == 422
+
+
+def test_oversized_bodies_are_413(client_and_labels) -> None:
+    client, _ = client_and_labels
+    big = {"history": ["b1"] * 1000}
+    assert client.post("/recommendations", json=big).status_code == 413
+
+    def chunks():  # no Content-Length: the streamed size is what counts
+        for _ in range(10):
+            yield b" " * 1000
+
+    response = client.post("/recommendations", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_paths_are_ids_not_files(client_and_labels) -> None:
+    client, _ = client_and_labels
+    for probe in ("..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "manifest.json"):
+        response = client.get(f"/recommendations/{probe}")
+        assert response.status_code in (404, 422) and "root:" not in response.text

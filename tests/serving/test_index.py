@@ -1,0 +1,98 @@
+"""Contract tests every retrieval index passes (exact and FAISS alike)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from booktower.config.serving import IndexConfig
+from booktower.serving.index import ExactIndex, build_index, compare_with_exact
+from booktower.serving.retrieve import allowed_mask, search_filtered
+
+from .conftest import planted_clusters
+
+KINDS = ["exact", "hnsw", "ivf"]
+
+
+def _index(kind: str, vectors: np.ndarray):
+    return build_index(vectors, IndexConfig(kind=kind, ivf_nlist=4, ivf_nprobe=4, hnsw_m=8))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_top1_is_the_planted_neighbour(kind: str) -> None:
+    centres, vectors, labels = planted_clusters()
+    index = _index(kind, vectors)
+    for c, centre in enumerate(centres):
+        _, ids = index.search(centre, 5)
+        assert np.all(labels[ids[0]] == c)
+    # each item's nearest neighbour is itself
+    _, ids = index.search(vectors[:20], 1)
+    assert np.array_equal(ids[:, 0], np.arange(20))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_k_bounds(kind: str) -> None:
+    _, vectors, _ = planted_clusters(n_clusters=2, per_cluster=40)
+    index = _index(kind, vectors)
+    scores, ids = index.search(vectors[0], 7)
+    assert ids.shape == (1, 7) and scores.shape == (1, 7)
+    assert np.all(np.diff(scores[0]) <= 1e-6), "scores are sorted best first"
+    _, ids = index.search(vectors[0], 10_000)
+    assert ids.shape[1] == len(vectors)  # k is capped at the catalogue size
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_filters_remove_items_before_the_cut(kind: str) -> None:
+    centres, vectors, labels = planted_clusters(n_clusters=4, per_cluster=50)
+    index = _index(kind, vectors)
+    same = np.flatnonzero(labels == 0)
+    exclude = same[:45]  # most of the query's own cluster is "seen"
+    hits = search_filtered(index, vectors, centres[0], 10, allowed_mask(len(vectors), exclude), overfetch=2)
+    assert len(hits.ids) == 10, "never fewer than k while enough items remain"
+    assert not set(hits.ids) & set(exclude)
+    assert set(same[45:]) <= set(hits.ids), "the 5 unseen books of the cluster come first"
+    only = np.flatnonzero(labels == 3)
+    hits = search_filtered(index, vectors, centres[0], 10, allowed_mask(len(vectors), None, only))
+    assert len(hits.ids) == 10 and np.all(labels[hits.ids] == 3)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_filter_leaving_fewer_than_k_returns_all_allowed(kind: str) -> None:
+    _, vectors, _ = planted_clusters(n_clusters=2, per_cluster=40)
+    index = _index(kind, vectors)
+    allowed = allowed_mask(len(vectors), np.arange(3, len(vectors)))  # only 3 items remain
+    hits = search_filtered(index, vectors, vectors[0], 10, allowed)
+    assert sorted(hits.ids.tolist()) == [0, 1, 2]
+    nothing = allowed_mask(len(vectors), np.arange(len(vectors)))
+    assert len(search_filtered(index, vectors, vectors[0], 10, nothing).ids) == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_add_appends_rows(kind: str) -> None:
+    centres, vectors, _ = planted_clusters(n_clusters=2, per_cluster=40)
+    index = _index(kind, vectors)
+    index.add(-centres[:1])  # the opposite of cluster 0
+    assert len(index) == len(vectors) + 1
+    _, ids = index.search(-centres[0], 1)
+    assert ids[0, 0] == len(vectors)
+
+
+def test_filtered_search_matches_exact_reference() -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(300, 8)).astype(np.float32)
+    index = ExactIndex(vectors)
+    for trial in range(20):
+        query = rng.normal(size=8).astype(np.float32)
+        allowed = rng.random(300) < rng.uniform(0.02, 0.95)
+        k = int(rng.integers(1, 30))
+        hits = search_filtered(index, vectors, query, k, allowed, overfetch=1)
+        scores = np.where(allowed, vectors @ query, -np.inf)
+        expected = np.argsort(-scores, kind="stable")[: min(k, int(allowed.sum()))]
+        np.testing.assert_allclose(np.sort(hits.scores), np.sort(scores[expected]), rtol=1e-5)
+
+
+def test_compare_with_exact_reports_recall() -> None:
+    _, vectors, _ = planted_clusters(n_clusters=8, per_cluster=60, dim=16)
+    report = compare_with_exact(vectors, vectors[:50], IndexConfig(kind="hnsw"), k=10)
+    assert 0.9 <= report.recall <= 1.0
+    assert report.as_dict()["recall@10"] == round(report.recall, 4)
