@@ -39,5 +39,93 @@ def baselines_command(
     console.print(f"wrote {output_dir / 'metrics.json'}")
 
 
+def evaluate_command(run: Path = RUN_OPTION, report: bool = typer.Option(True, help="Re-render report.md.")) -> None:
+    """Re-score a trained run on validation and test; rewrite metrics.json, per-user tables, diagnostics."""
+    from booktower.evaluation.report import write_report
+    from booktower.evaluation.run_eval import evaluate_trained, load_trained
+
+    setup_logging()
+    with friendly_errors():
+        config, data, model = load_trained(run)
+        evaluation = evaluate_trained(run, model, data, config)
+        from booktower.evaluation.tables import print_metric_table
+
+        print_metric_table({"validation": evaluation.validation.metrics, "test": evaluation.test.metrics},
+                           config.evaluation.ks, console, title=str(run))
+        if report:
+            console.print(f"wrote {write_report(run)}")
+    console.print(f"wrote {run / 'metrics.json'}")
+
+
+def report_command(run: Path = RUN_OPTION) -> None:
+    """Render RUN/report.md and RUN/plots/*.png from the run's files."""
+    from booktower.evaluation.report import write_report
+
+    setup_logging()
+    with friendly_errors():
+        path = write_report(run)
+    console.print(f"wrote {path}")
+
+
+def compare_command(
+    runs: Optional[list[Path]] = typer.Argument(None, help="RUN_A RUN_B (run or baseline directories)."),
+    run_opt: Optional[list[Path]] = typer.Option(None, "--run", "-r", help="Alternative to the arguments."),
+    metric: str = typer.Option("NDCG@10", help="Per-user metric column to compare."),
+    samples: int = typer.Option(2000, help="Bootstrap resamples."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap."),
+) -> None:
+    """Paired comparison of two runs on the same split: mean difference, 95% CI, bootstrap and Wilcoxon p."""
+    import json
+
+    import numpy as np
+
+    from booktower.evaluation.compare import compare_runs
+
+    setup_logging()
+    chosen = list(runs or []) + list(run_opt or [])
+    if len(chosen) != 2:
+        console.print("[red]error[/red]: give exactly two runs: booktower compare RUN_A RUN_B")
+        raise typer.Exit(2)
+    with friendly_errors():
+        try:
+            result = compare_runs(chosen[0], chosen[1], metric, np.random.default_rng(seed), samples)
+        except ValueError as exc:
+            console.print(f"[red]error[/red]: {exc}")
+            raise typer.Exit(2) from None
+    console.print(f"A = {chosen[0]}\nB = {chosen[1]}")
+    console.print(f"{metric}: A {result.mean_a:.4f}  B {result.mean_b:.4f}  A - B {result.diff:+.4f} "
+                  f"[{result.ci_low:+.4f}, {result.ci_high:+.4f}]  p(bootstrap) {result.p_bootstrap:.3g}  "
+                  f"p(Wilcoxon) {result.p_wilcoxon:.3g}  users A better/worse {result.wins}/{result.losses} "
+                  f"of {result.n_users}")
+    print(json.dumps(result.as_dict()))
+
+
+def recommend_command(
+    run: Path = RUN_OPTION,
+    all_test_users: bool = typer.Option(False, "--all-test-users", help="Every user with a test item."),
+    users: Optional[list[str]] = typer.Option(None, "--user", help="Raw user id (repeatable)."),
+    k: int = typer.Option(50, "--k", min=1, help="List length."),
+    out: Path = typer.Option(..., "--out", help="Parquet file: user_id, rank, item_id, score."),
+) -> None:
+    """Write masked test top-K lists (train + validation items masked), the lists test metrics come from."""
+    from booktower.evaluation.run_eval import load_trained, recommend_test
+
+    setup_logging()
+    if not all_test_users and not users:
+        console.print("[red]error[/red]: pass --all-test-users or at least one --user")
+        raise typer.Exit(2)
+    with friendly_errors():
+        config, data, model = load_trained(run)
+        frame = recommend_test(model, data, k, None if all_test_users else users, config.evaluation.user_chunk)
+        from booktower.utils.atomic import atomic_write_parquet
+
+        atomic_write_parquet(frame, out)
+    console.print(f"wrote {out} ({frame['user_id'].n_unique()} users x top-{k})")
+
+
 def register(app: typer.Typer) -> None:
     app.command("baselines")(baselines_command)
+    app.command("evaluate")(evaluate_command)
+    app.command("report")(report_command)
+    app.command("compare")(compare_command)
+    app.command("recommend")(recommend_command)

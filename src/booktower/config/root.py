@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
 from booktower.config._base import StrictModel
@@ -11,6 +9,7 @@ from booktower.config.data import DataConfig
 from booktower.config.evaluation import BaselineConfig, EvaluationConfig
 from booktower.config.model import ModelConfig
 from booktower.config.serving import ServingConfig, TrackingConfig
+from booktower.config.sweep import SweepConfig
 from booktower.config.training import TrainingConfig
 
 
@@ -26,5 +25,5 @@ class BooktowerConfig(StrictModel):
     baselines: BaselineConfig = Field(default_factory=BaselineConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    sweep: dict[str, Any] = Field(default_factory=dict)
-    """Search space for `booktower sweep` (dotted key -> spec); ignored by other commands."""
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
+    """Search space for `booktower sweep`; ignored by other commands."""

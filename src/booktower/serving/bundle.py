@@ -187,10 +187,11 @@ def verify_bundle(directory: Path) -> dict[str, Any]:
     required = {ITEM_VECTORS, USER_VECTORS, VOCAB_USERS, VOCAB_ITEMS, FEATURE_SPEC, ITEMS, SEEN}
     for name in sorted(required - set(files)):
         raise BundleError(f"{directory / MANIFEST}: the manifest does not list {name}")
-    for name, entry in files.items():
-        path = (directory / name).resolve()
-        if directory.resolve() not in path.parents:
+    for name in files:  # before any file is opened: a manifest must not point a reader elsewhere
+        if directory.resolve() not in (directory / name).resolve().parents:
             raise BundleError(f"{directory / MANIFEST}: file entry {name!r} points outside the bundle")
+    for name, entry in files.items():
+        path = directory / name
         if not path.is_file():
             raise BundleError(f"{directory / name} is listed in the manifest but missing")
         if sha256_file(path) != entry.get("sha256"):
@@ -217,7 +218,7 @@ def load_bundle(directory: Path) -> tuple[BundleParts, dict[str, Any]]:
         feature_spec=json.loads((directory / FEATURE_SPEC).read_text(encoding="utf-8")),
         model_files=model_files,
         n_model_items=int(manifest["n_model_items"]),
-        info={k: v for k, v in manifest.items() if k in ("index", "ann", "source")},
+        info={k: v for k, v in manifest.items() if k in ("index", "ann", "source", "added_books")},
     )
     if parts.dim != manifest["dim"] or len(items) != manifest["n_items"]:
         raise BundleError(f"{directory}: vectors ({parts.item_vectors.shape}) disagree with the manifest")

@@ -44,6 +44,7 @@ class Recommender:
         self.manifest = manifest or {}
         self.index = build_index(parts.item_vectors, config.index)
         self._vectors = np.ascontiguousarray(parts.item_vectors, dtype=np.float32)  # (n, d)
+        self._ids = parts.items.ids.to_list()  # plain lists: a request touches ~10 rows, polars calls cost more
         self._titles = parts.metadata["title"].fill_null("").to_list()
         self._authors = parts.metadata["author"].fill_null("").to_list()
         self._categories = parts.metadata["categories"].fill_null("").to_list()
@@ -127,9 +128,8 @@ class Recommender:
         return self._rows(hits)
 
     def _rows(self, hits: Hits) -> list[Recommendation]:
-        ids = self.parts.items.decode(hits.ids)
-        return [Recommendation(raw, float(score), self._titles[i], self._authors[i], self._categories[i])
-                for raw, i, score in zip(ids, hits.ids.tolist(), hits.scores.tolist())]
+        return [Recommendation(self._ids[i], float(score), self._titles[i], self._authors[i], self._categories[i])
+                for i, score in zip(hits.ids.tolist(), hits.scores.tolist())]
 
     def info(self) -> dict[str, Any]:
         return {

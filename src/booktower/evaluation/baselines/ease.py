@@ -17,21 +17,22 @@ log = logging.getLogger(__name__)
 
 
 def ease_weights(gram: np.ndarray, lam: float) -> np.ndarray:
-    """(N, N) float64 Gram matrix -> EASE weights with a zero diagonal (float32). Inverts through Cholesky."""
-    from scipy.linalg import lapack
+    """(N, N) Gram matrix -> EASE weights with a zero diagonal (float32).
 
-    gram = gram.astype(np.float64, copy=False)
-    gram[np.diag_indices_from(gram)] += lam
-    chol, info = lapack.dpotrf(gram, lower=True, overwrite_a=True)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"EASE: Cholesky failed (info={info}); increase baselines.ease_lambda")
-    inv, info = lapack.dpotri(chol, lower=True, overwrite_c=True)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"EASE: inverse failed (info={info})")
-    inv = np.tril(inv) + np.tril(inv, -1).T  # dpotri fills one triangle only
-    weights = inv / (-np.diag(inv))[None, :]
-    np.fill_diagonal(weights, 0.0)
-    return weights.astype(np.float32)
+    Inverts in float64 through a Cholesky factor with torch (MKL LAPACK: several times faster than the
+    reference LAPACK inverse on 20k x 20k).
+    """
+    matrix = torch.from_numpy(np.asarray(gram, dtype=np.float64))  # (N, N), shares memory when already float64
+    matrix.diagonal().add_(lam)
+    chol, info = torch.linalg.cholesky_ex(matrix)
+    if int(info) != 0:
+        raise np.linalg.LinAlgError(f"EASE: Cholesky failed (info={int(info)}); increase baselines.ease_lambda")
+    del matrix
+    inv = torch.cholesky_inverse(chol)  # (N, N) P = (X^T X + lambda I)^-1
+    del chol
+    weights = inv / (-inv.diagonal())[None, :]  # B = I - P diag(1 / diag(P)), off the diagonal
+    weights.fill_diagonal_(0.0)
+    return weights.to(torch.float32).numpy()
 
 
 class EASE(Recommender):
@@ -50,12 +51,13 @@ class EASE(Recommender):
         sub = sp.csc_matrix(matrix[:, self.items], dtype=np.float64)
         log.info("EASE: inverting a %d x %d Gram matrix", n, n)
         gram = np.asarray((sub.T @ sub).toarray())
-        self.weights = torch.from_numpy(ease_weights(gram, self.lam))  # (N, N)
+        self.weights = ease_weights(gram, self.lam)  # (N, N) float32
         self.n_items = matrix.shape[1]
 
     def score(self, users: np.ndarray) -> torch.Tensor:
-        known = self.matrix[users][:, self.items]  # (U, N) sparse
-        dense = torch.from_numpy(np.asarray(known.toarray(), dtype=np.float32))
+        known = self.matrix[users][:, self.items]  # (U, N) sparse, a few items per reader
+        # sparse x dense costs nnz * N, not U * N * N as a dense product would
+        partial = np.asarray(known @ self.weights, dtype=np.float32)  # (U, N)
         out = torch.zeros(len(users), self.n_items)  # (U, n_items): items outside the N score 0
-        out[:, torch.from_numpy(self.items)] = dense @ self.weights
+        out[:, torch.from_numpy(self.items)] = torch.from_numpy(partial)
         return out

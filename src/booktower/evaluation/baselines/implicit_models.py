@@ -40,8 +40,8 @@ class ALS(_Factorisation):
         from implicit.cpu.als import AlternatingLeastSquares
 
         # each user's (item's) solve is independent of the others, so several threads stay deterministic
-        model = AlternatingLeastSquares(**self.params, random_state=self.seed, num_threads=self.threads)
         with _single_threaded_blas():  # implicit parallelises itself; a BLAS pool inside it only oversubscribes
+            model = AlternatingLeastSquares(**self.params, random_state=self.seed, num_threads=self.threads)
             model.fit(matrix, show_progress=False)
         self._store(model)
 
@@ -60,7 +60,7 @@ class BPR(_Factorisation):
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
         # Hogwild SGD races between threads; one thread makes the seed reproduce the run exactly
-        model = BayesianPersonalizedRanking(**self.params, random_state=self.seed, num_threads=1)
         with _single_threaded_blas():
+            model = BayesianPersonalizedRanking(**self.params, random_state=self.seed, num_threads=1)
             model.fit(matrix, show_progress=False)
         self._store(model)

@@ -1,0 +1,71 @@
+"""Training throughput: examples/s of the training step (batching + forward + backward + optimiser) for a config.
+
+    .venv/bin/python benchmarks/train_throughput.py --config configs/amazon-books-2014.yaml [--set k=v ...]
+        [--steps 30] [--threads 1 2] [--profile]
+
+Prints one table row per thread count. Other processes on the machine change these numbers: report the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+
+from booktower.config import load_config
+from booktower.data.prepare import prepare
+from booktower.training.pipeline import build_model
+from booktower.training.trainer import Trainer, peak_memory_mb
+
+
+def make_step(trainer: Trainer, perm: torch.Tensor, batch_size: int):
+    def step(k: int) -> None:
+        index = perm[(k * batch_size) % (len(perm) - batch_size):][:batch_size]
+        parts = trainer.task.losses(trainer.train.batch(index))
+        total = sum(parts.values())
+        trainer.optim.zero_grad()
+        total.backward()
+        trainer.optim.step(k)
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/amazon-books-2014.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    config = load_config(args.config, ["training.progress=false", *args.overrides])
+    data, _ = prepare(config.data)
+    print(f"load average {os.getloadavg()[0]:.2f}; batch {config.training.batch_size}; "
+          f"{config.training.loss.main} + {config.training.negatives.sampler}({config.training.negatives.num_negatives})")
+    print(f"{'threads':>7} {'ms/step':>9} {'examples/s':>11} {'peak MB':>8}")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        model = build_model(config, data, torch.device("cpu"))
+        trainer = Trainer(model, data, config.training, config.seed, config.evaluation.ks, "/tmp/booktower-bench")
+        perm = torch.randperm(trainer.train.n, generator=torch.Generator().manual_seed(0))
+        step = make_step(trainer, perm, config.training.batch_size)
+        for k in range(3):
+            step(k)
+        start = time.perf_counter()
+        for k in range(3, 3 + args.steps):
+            step(k)
+        seconds = (time.perf_counter() - start) / args.steps
+        print(f"{threads:>7} {seconds * 1000:>9.1f} {config.training.batch_size / seconds:>11.0f} {peak_memory_mb():>8.0f}")
+        if args.profile:
+            from torch.profiler import profile
+
+            with profile(record_shapes=True) as prof:
+                for k in range(5):
+                    step(k)
+            print(prof.key_averages(group_by_input_shape=True).table(
+                sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=30, max_shapes_column_width=60))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""`booktower train`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from booktower.cli._common import CONFIG_OPTION, SET_OPTION, cli_config, console, friendly_errors, setup_logging
+
+
+def train_command(
+    config: Optional[Path] = CONFIG_OPTION,
+    set_: Optional[list[str]] = SET_OPTION,
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="The run directory."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from RUN/checkpoints/last."),
+) -> None:
+    """Train the two-tower model; write the run (checkpoints, epochs.csv, model, metrics.json, report)."""
+    from booktower.training.pipeline import maybe_write_report, train_run
+
+    setup_logging()
+    cfg = cli_config(config, set_)
+    with friendly_errors():
+        result = train_run(cfg, output_dir, resume=resume)
+        report = maybe_write_report(output_dir)
+    test = result.metrics["test"]
+    console.print("test " + "  ".join(f"{k} {test[k]:.4f}" for k in ("HR@10", "NDCG@10", "HR@20", "NDCG@20",
+                                                                     "HR@50", "NDCG@50") if k in test))
+    console.print(f"wrote {output_dir}" + (f" and {report}" if report else ""))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)

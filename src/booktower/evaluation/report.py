@@ -1,0 +1,123 @@
+"""write_report(run_dir): RUN/report.md and RUN/plots/*.png, rendered purely from the run's files."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from booktower.config import EvaluationConfig, load_config
+from booktower.evaluation import _plots
+from booktower.evaluation.report_sections import (
+    audit_section, comparison_section, data_section, diagnostics_section, headline_section, slices_section,
+)
+from booktower.utils.atomic import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunFiles:
+    """Everything the report reads; missing files are None / empty and their sections say so."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    evaluation: EvaluationConfig
+    seed: int
+    config_text: str = ""
+    epochs: pl.DataFrame | None = None
+    per_user: pl.DataFrame | None = None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    audit: dict[str, Any] = field(default_factory=dict)
+    data_summary: dict[str, Any] = field(default_factory=dict)
+    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    baseline_per_user: dict[str, pl.DataFrame] = field(default_factory=dict)
+
+
+def _json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def read_run(run_dir: Path) -> RunFiles:
+    run_dir = Path(run_dir)
+    if not (run_dir / "metrics.json").exists():
+        raise FileNotFoundError(f"{run_dir / 'metrics.json'} is missing: train or evaluate the run first "
+                                f"(booktower evaluate --run {run_dir})")
+    config_path = run_dir / "config.yaml"
+    config = load_config(config_path) if config_path.exists() else load_config(None)
+    files = RunFiles(run_dir, _json(run_dir / "metrics.json"), config.evaluation, config.seed,
+                     config_path.read_text(encoding="utf-8") if config_path.exists() else "")
+    if (run_dir / "epochs.csv").exists():
+        files.epochs = pl.read_csv(run_dir / "epochs.csv")
+    if (run_dir / "per_user_test.parquet").exists():
+        files.per_user = pl.read_parquet(run_dir / "per_user_test.parquet")
+    files.diagnostics = _json(run_dir / "diagnostics.json")
+    files.audit = _json(run_dir / "audit.json")
+    files.data_summary = _json(run_dir / "data_summary.json")
+    files.baselines = _json(run_dir / "baselines" / "metrics.json")
+    for name in files.baselines:
+        path = run_dir / "baselines" / name / "per_user_test.parquet"
+        if path.exists():
+            files.baseline_per_user[name] = pl.read_parquet(path)
+    return files
+
+
+def _plots_for(files: RunFiles) -> dict[str, Path]:
+    plots_dir = files.run_dir / "plots"
+    ks = files.evaluation.ks
+    rows = {"model": files.metrics.get("test", {})}
+    rows.update({name: parts.get("test", {}) for name, parts in files.baselines.items()})
+    made = {
+        "training": _plots.training_curves(files.epochs, plots_dir / "training.png") if files.epochs is not None else None,
+        "metric_at_k": _plots.metric_at_k(rows, ks, plots_dir / "metric_at_k.png"),
+        "popularity": _plots.popularity_bars(rows, ks[0], plots_dir / "popularity.png"),
+    }
+    if files.per_user is not None:
+        from booktower.evaluation.report_sections import slice_tables
+
+        tables = slice_tables(files.per_user, ks)
+        made["slices"] = _plots.slice_bars(tables, f"NDCG@{ks[0]}", plots_dir / "slices.png")
+        n_items = int(files.data_summary.get("n_items", files.per_user["rank"].max() or 1))
+        made["ranks"] = _plots.rank_histogram(files.per_user["rank"].to_numpy(), n_items, plots_dir / "ranks.png")
+    return {name: path for name, path in made.items() if path is not None}
+
+
+def _image(plots: dict[str, Path], name: str, caption: str) -> str:
+    return f"![{caption}](plots/{plots[name].name})\n" if name in plots else f"_({caption}: no data)_\n"
+
+
+def render(files: RunFiles, plots: dict[str, Path]) -> str:
+    ks = files.evaluation.ks
+    rng = np.random.default_rng(files.seed)
+    parts = [
+        f"# booktower report: `{files.run_dir.name}`\n",
+        "Exact full-catalogue ranking (no sampled candidates). Validation masks train items; test masks train + "
+        "validation items. Intervals are 95% percentile bootstrap intervals over users "
+        f"({files.evaluation.bootstrap_samples} resamples).\n",
+        headline_section(files, rng),
+        comparison_section(files, rng),
+        "## Training curves\n", _image(plots, "training", "loss and validation metrics per epoch"),
+        "## Metrics at K\n", _image(plots, "metric_at_k", "HR, NDCG, MRR against K"),
+        slices_section(files), _image(plots, "slices", "NDCG by slice"),
+        "## Where the held-out item ranks\n", _image(plots, "ranks", "rank histogram"),
+        "## Popularity bias\n", _image(plots, "popularity", "popularity percentile and coverage"),
+        diagnostics_section(files.diagnostics),
+        audit_section(files.audit),
+        data_section(files.data_summary),
+        "## Resolved config\n", f"```yaml\n{files.config_text.strip()}\n```\n" if files.config_text else "_(none)_\n",
+    ]
+    return "\n".join(parts)
+
+
+def write_report(run_dir: Path | str) -> Path:
+    """Render RUN/report.md (and RUN/plots/*.png) from the files in `run_dir`; returns the report path."""
+    files = read_run(Path(run_dir))
+    plots = _plots_for(files)
+    path = files.run_dir / "report.md"
+    atomic_write_text(path, render(files, plots))
+    return path

@@ -1,0 +1,153 @@
+"""Markdown sections of the report, each a pure function of already-read run files."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from booktower.evaluation.stats import ACTIVITY_BINS, mean_ci, paired_compare, slice_table, with_activity
+from booktower.evaluation.tables import markdown_table
+
+if TYPE_CHECKING:
+    from booktower.evaluation.report import RunFiles
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "nan" if np.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _ci_cell(per_user: pl.DataFrame | None, metric: str, mean: float | None, rng, samples: int) -> str:
+    if per_user is None or metric not in per_user.columns:
+        return _fmt(mean)
+    value, low, high = mean_ci(per_user[metric].to_numpy(), rng, samples)
+    return f"{value:.4f} [{low:.4f}, {high:.4f}]"
+
+
+def headline_section(files: "RunFiles", rng: np.random.Generator) -> str:
+    ks = files.evaluation.ks
+    k0, samples = ks[0], files.evaluation.bootstrap_samples
+    others = [f"{name}@{k}" for k in ks[1:] for name in ("HR", "NDCG")]
+    header = ["model", f"HR@{k0} (95% CI)", f"NDCG@{k0} (95% CI)", *others, f"MRR@{k0}", f"coverage@{ks[-1]}"]
+    sources = {"**model**": (files.metrics.get("test", {}), files.per_user)}
+    for name, parts in files.baselines.items():
+        sources[name] = (parts.get("test", {}), files.baseline_per_user.get(name))
+    rows = []
+    for name, (metrics, per_user) in sources.items():
+        rows.append([name, _ci_cell(per_user, f"HR@{k0}", metrics.get(f"HR@{k0}"), rng, samples),
+                     _ci_cell(per_user, f"NDCG@{k0}", metrics.get(f"NDCG@{k0}"), rng, samples),
+                     *(_fmt(metrics.get(key)) for key in others), _fmt(metrics.get(f"MRR@{k0}")),
+                     _fmt(metrics.get(f"coverage@{ks[-1]}"))])
+    text = ["## Headline: test metrics beside the baselines\n", markdown_table(header, rows), ""]
+    if not files.baselines:
+        text.append("_No baselines in this run (`booktower baselines --config CFG -o RUN/baselines` adds them)._\n")
+    validation = files.metrics.get("validation", {})
+    if validation:
+        keys = [f"{name}@{k}" for k in ks for name in ("HR", "NDCG")]
+        text += ["Validation (model selection happens here, never on test):\n",
+                 markdown_table(keys, [[_fmt(validation.get(k)) for k in keys]]), ""]
+    return "\n".join(text)
+
+
+def comparison_section(files: "RunFiles", rng: np.random.Generator) -> str:
+    if files.per_user is None or not files.baseline_per_user:
+        return ""
+    metric = f"NDCG@{files.evaluation.ks[0]}"
+    rows = []
+    for name, other in files.baseline_per_user.items():
+        try:
+            c = paired_compare(files.per_user, other, metric, rng, files.evaluation.bootstrap_samples)
+        except ValueError as exc:
+            rows.append([name, "-", "-", "-", "-", str(exc)[:60]])
+            continue
+        rows.append([name, f"{c.diff:+.4f}", f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]", f"{c.p_bootstrap:.3g}",
+                     f"{c.p_wilcoxon:.3g}", f"{c.wins} / {c.losses}"])
+    header = ["baseline", f"model - baseline ({metric})", "95% CI", "p (paired bootstrap)", "p (Wilcoxon)",
+              "users better / worse"]
+    return "\n".join(["## Paired comparison with each baseline (same users, same held-out items)\n",
+                      markdown_table(header, rows), ""])
+
+
+def slice_tables(per_user: pl.DataFrame, ks: list[int]) -> dict[str, pl.DataFrame]:
+    columns = [c for k in (ks[0], ks[-1]) for c in (f"HR@{k}", f"NDCG@{k}") if c in per_user.columns]
+    columns = list(dict.fromkeys(columns))
+    frame = with_activity(per_user)
+    tables = {"activity (train interactions)": slice_table(frame, "activity", columns, ["0", *[b[2] for b in ACTIVITY_BINS]])}
+    if "popularity_group" in frame.columns:
+        tables["held-out item popularity"] = slice_table(frame, "popularity_group", columns, ["head", "torso", "tail"])
+    if "category" in frame.columns and frame["category"].null_count() < frame.height:
+        tables["held-out item category"] = slice_table(frame.drop_nulls("category"), "category", columns).head(12)
+    return tables
+
+
+def slices_section(files: "RunFiles") -> str:
+    if files.per_user is None:
+        return "## Slices\n\n_(no per_user_test.parquet)_\n"
+    text = ["## Slices (test)\n",
+            "Head / torso / tail: the most popular items holding the first third of known interactions, the "
+            "next third, and the rest.\n"]
+    for title, table in slice_tables(files.per_user, files.evaluation.ks).items():
+        header = [title, *table.columns[1:]]
+        rows = [[_fmt(v) for v in row] for row in table.iter_rows()]
+        text += [f"**{title}**\n", markdown_table(header, rows), ""]
+    return "\n".join(text)
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out += _flat(value, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
+def diagnostics_section(diagnostics: dict[str, Any]) -> str:
+    if not diagnostics:
+        return "## Embedding diagnostics\n\n_(no diagnostics.json)_\n"
+    rows = [[key, _fmt(value)] for key, value in _flat(diagnostics) if not key.startswith("covariance_gap.gaps")]
+    notes = ("Alignment (lower = positives closer) and uniformity (lower = more spread) follow Wang & Isola "
+             "(2020); anisotropy is the mean cosine of random pairs; neighbour overlap compares the share of "
+             "same-category/author cosine neighbours with random neighbours.\n")
+    return "\n".join(["## Embedding diagnostics\n", notes, markdown_table(["diagnostic", "value"], rows), ""])
+
+
+def _book(row: dict[str, Any]) -> str:
+    title = (row.get("title") or row.get("item_id") or "?").replace("|", "/")[:60]
+    extra = " · ".join(str(v).replace("|", "/")[:30] for v in (row.get("author"), row.get("category")) if v)
+    mark = " **(held out)**" if row.get("held_out") else ""
+    return f"{title}{' (' + extra + ')' if extra else ''}{mark}"
+
+
+def audit_section(audit: dict[str, Any]) -> str:
+    if not audit:
+        return "## Recommendation audit\n\n_(no audit.json)_\n"
+    rates = audit.get("rates", {})
+    text = ["## Recommendation audit\n",
+            "Match rates: share of top-{k} books whose category / author appears in the reader's history "
+            "({n} sampled readers): category {c}, author {a}.\n".format(
+                k=rates.get("k"), n=rates.get("n_users"), c=_fmt(rates.get("category_match"), 3),
+                a=_fmt(rates.get("author_match"), 3))]
+    for example in audit.get("examples", []):
+        history = example.get("recent_history", [])
+        recommended = example.get("recommended", [])
+        rows = [[_book(history[i]) if i < len(history) else "", f"{i + 1}. {_book(recommended[i])}"
+                 if i < len(recommended) else ""] for i in range(max(len(history), len(recommended)))]
+        text += [f"**reader {example['user_id']}** ({example.get('n_history')} books read; held out: "
+                 f"{_book(example.get('held_out', {}))})\n",
+                 markdown_table(["recent history (newest first)", "top recommendations"], rows), ""]
+    return "\n".join(text)
+
+
+def data_section(summary: dict[str, Any]) -> str:
+    if not summary:
+        return "## Data\n\n_(no data_summary.json)_\n"
+    rows = [[key, _fmt(value)] for key, value in _flat(summary)
+            if not isinstance(value, (list, dict)) and len(str(value)) < 120]
+    return "\n".join(["## Data summary\n", markdown_table(["field", "value"], rows[:40]), ""])

@@ -1,0 +1,126 @@
+"""Evaluating a trained run end to end: metrics, per-user tables, diagnostics and the audit, written as files."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import polars as pl
+
+from booktower.config import BooktowerConfig
+from booktower.data.types import PreparedData
+from booktower.evaluation.audit import recommendation_audit
+from booktower.evaluation.evaluator import EvaluationResult, Part, evaluate_split
+from booktower.evaluation.ranking import ScoreFn, TopK
+from booktower.utils.atomic import atomic_write_json, atomic_write_parquet
+
+log = logging.getLogger(__name__)
+
+ScoreFnFactory = Callable[[Part], ScoreFn]
+
+
+@dataclass
+class RunEvaluation:
+    validation: EvaluationResult
+    test: EvaluationResult
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        return {"validation": self.validation.metrics, "test": self.test.metrics}
+
+
+def evaluate_parts(score_fn_for_part: ScoreFnFactory, data: PreparedData, config: BooktowerConfig) -> RunEvaluation:
+    ev = config.evaluation
+    results = {part: evaluate_split(score_fn_for_part(part), data, part, ev.ks, chunk=ev.user_chunk, progress=True)
+               for part in ("validation", "test")}
+    return RunEvaluation(results["validation"], results["test"])
+
+
+def write_metrics(run_dir: Path, evaluation: RunEvaluation) -> None:
+    """metrics.json keeps any other top-level keys the trainer wrote; validation/test are replaced."""
+    path = run_dir / "metrics.json"
+    existing: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    existing.update(evaluation.metrics())
+    atomic_write_json(path, existing)
+    atomic_write_parquet(evaluation.test.per_user, run_dir / "per_user_test.parquet")
+    atomic_write_parquet(evaluation.validation.per_user, run_dir / "per_user_validation.parquet")
+
+
+def top_k_frame(top_k: TopK, data: PreparedData, k: int | None = None) -> pl.DataFrame:
+    """Long table of masked top-K lists with raw ids: user_id, rank (from 1), item_id, score."""
+    k = top_k.items.shape[1] if k is None else min(k, top_k.items.shape[1])
+    n_users = len(top_k.users)
+    return pl.DataFrame({
+        "user_id": np.repeat(np.array(data.users.decode(top_k.users), dtype=object), k).tolist(),
+        "rank": np.tile(np.arange(1, k + 1, dtype=np.int64), n_users),
+        "item_id": data.items.decode(top_k.items[:, :k].reshape(-1)),
+        "score": top_k.scores[:, :k].reshape(-1).astype(np.float64),
+    }, schema={"user_id": pl.String, "rank": pl.Int64, "item_id": pl.String, "score": pl.Float64})
+
+
+def model_vectors(model: Any, data: PreparedData, part: Part) -> dict[str, np.ndarray]:
+    """p_u (history of `part`), p_v, and the DAT augmented tables a_u / a_v when the model has them."""
+    import torch
+
+    from booktower.models.encode import encode_items, encode_users
+    from booktower.training.scoring import histories_for
+
+    out = {
+        "user": encode_users(model, data.user_features, np.arange(data.n_users), histories_for(data, part)).cpu().numpy(),
+        "item": encode_items(model, data.item_features).cpu().numpy(),
+    }
+    for side, tower, n in (("user_aug", "user_tower", data.n_users), ("item_aug", "item_tower", data.n_items)):
+        table = getattr(getattr(model, tower, None), "augment", None)
+        if table is not None:
+            with torch.no_grad():
+                ids = torch.arange(n, device=next(model.parameters()).device)
+                out[side] = table(ids).float().cpu().numpy()  # (n, d) a_u / a_v per ID row
+    return out
+
+
+def evaluate_trained(run_dir: Path, model: Any, data: PreparedData, config: BooktowerConfig) -> RunEvaluation:
+    """Score validation and test with the trained model; write metrics, per-user tables, diagnostics, audit."""
+    from booktower.evaluation.diagnostics import embedding_diagnostics
+    from booktower.training.scoring import score_fn_for
+
+    evaluation = evaluate_parts(lambda part: score_fn_for(model, data, part), data, config)
+    write_metrics(run_dir, evaluation)
+    rng = np.random.default_rng(config.seed)
+    try:
+        vectors = model_vectors(model, data, "test")
+        diagnostics = embedding_diagnostics(vectors["user"], vectors["item"], data, rng,
+                                            vectors.get("user_aug"), vectors.get("item_aug"))
+        atomic_write_json(run_dir / "diagnostics.json", diagnostics)
+    except (AttributeError, ImportError, RuntimeError, ValueError) as exc:  # diagnostics never block metrics
+        log.warning("embedding diagnostics skipped: %s", exc)
+    write_audit(run_dir, evaluation.test, data, config, rng)
+    return evaluation
+
+
+def write_audit(run_dir: Path, result: EvaluationResult, data: PreparedData, config: BooktowerConfig,
+                rng: np.random.Generator) -> None:
+    truth = data.items.encode(result.per_user["item_id"])
+    audit = recommendation_audit(result.top_k, truth, data, result.part, rng, n_users=config.evaluation.audit_users)
+    atomic_write_json(run_dir / "audit.json", audit)
+
+
+def load_trained(run_dir: Path) -> tuple[BooktowerConfig, PreparedData, Any]:
+    """(config, data, model) through the training package's `load_run` (the vocabularies are checked there)."""
+    from booktower.training.run import load_run
+
+    trained = load_run(run_dir)
+    return trained.config, trained.data, trained.model
+
+
+def recommend_test(model: Any, data: PreparedData, k: int, user_ids: list[str] | None = None,
+                   chunk: int = 4096) -> pl.DataFrame:
+    """Masked test top-k (train + validation masked) of every test user, or of the given raw user ids."""
+    from booktower.training.scoring import score_fn_for
+
+    users = None if user_ids is None else data.users.encode(user_ids)
+    result = evaluate_split(score_fn_for(model, data, "test"), data, "test", [k], chunk=chunk, users=users,
+                            progress=True)
+    return top_k_frame(result.top_k, data, k)

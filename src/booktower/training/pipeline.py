@@ -1,0 +1,103 @@
+"""train_run: prepare -> build model -> fit -> evaluate best on validation and test once -> write the run."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from booktower.config import BooktowerConfig, dump_config
+from booktower.data.prepare import prepare
+from booktower.data.types import PreparedData
+from booktower.models.io import save_model
+from booktower.models.spec import spec_from_config
+from booktower.models.two_tower import TwoTower
+from booktower.training.checkpoint import load_weights
+from booktower.training.evaluate import evaluate_model
+from booktower.training.trainer import FitResult, Trainer, peak_memory_mb, resolve_device
+from booktower.utils.atomic import atomic_write_json, atomic_write_parquet
+from booktower.utils.runinfo import Timings, write_run_info
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict[str, dict[str, float]]  # {"validation": {...}, "test": {...}}
+    fit: FitResult
+    model: TwoTower
+    data: PreparedData
+
+
+def build_model(config: BooktowerConfig, data: PreparedData, device: torch.device) -> TwoTower:
+    """Seeded construction: the same config and data give the same initial weights."""
+    torch.manual_seed(config.seed)
+    spec = spec_from_config(config.model, data.user_features, data.item_features, data.n_users, data.n_items)
+    return TwoTower(spec).to(device)
+
+
+def _check_resume_config(run_dir: Path, config_yaml: str) -> None:
+    saved = run_dir / "config.yaml"
+    if saved.exists() and saved.read_text(encoding="utf-8") != config_yaml:
+        raise ValueError(f"{saved} differs from this config: resume with the same --config and --set values")
+
+
+def final_metrics(model: TwoTower, data: PreparedData, config: BooktowerConfig, run_dir: Path) -> dict[str, Any]:
+    """Validation and test metrics of the best checkpoint; the test split is scored here, once."""
+    ks, chunk = config.evaluation.ks, config.evaluation.user_chunk
+    validation = evaluate_model(model, data, "validation", ks, chunk)
+    test = evaluate_model(model, data, "test", ks, chunk)
+    atomic_write_parquet(test.per_user, run_dir / "per_user_test.parquet")
+    return {"validation": validation.metrics, "test": test.metrics}
+
+
+def train_run(config: BooktowerConfig, run_dir: Path | str, resume: bool = False,
+              data: PreparedData | None = None) -> TrainResult:
+    """Train the configured model and write the whole run layout into `run_dir`."""
+    run_dir = Path(run_dir)
+    timings = Timings()
+    config_yaml = dump_config(config)
+    if resume:
+        _check_resume_config(run_dir, config_yaml)
+    if config.training.num_threads:
+        torch.set_num_threads(config.training.num_threads)
+    inputs: list[Path] = []
+    with timings.step("prepare"):
+        if data is None:
+            data, inputs = prepare(config.data)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config_yaml, encoding="utf-8")
+    atomic_write_json(run_dir / "data_summary.json", data.summary)
+    data.users.save(run_dir / "vocab" / "users.parquet")
+    data.items.save(run_dir / "vocab" / "items.parquet")
+    device = resolve_device(config.training.device)
+    model = build_model(config, data, device)
+    trainer = Trainer(model, data, config.training, config.seed, config.evaluation.ks, run_dir,
+                      config.evaluation.user_chunk)
+    with timings.step("fit"):
+        fit = trainer.fit(resume=resume)
+    load_weights(fit.best_checkpoint, model)
+    with timings.step("evaluate"):
+        metrics = final_metrics(model, data, config, run_dir)
+    save_model(model, run_dir / "model")
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    write_run_info(run_dir, config_yaml=config_yaml, seed=config.seed, inputs=inputs, timings=timings.seconds,
+                   extra={"device": str(device), "best_epoch": fit.best_epoch, "epochs_run": len(fit.rows),
+                          "stopped_early": fit.stopped_early, "peak_rss_mb": round(peak_memory_mb(), 1)})
+    log.info("test: %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()
+                                  if k.split("@")[0] in ("HR", "NDCG") and "@" in k))
+    return TrainResult(run_dir, metrics, fit, model, data)
+
+
+def maybe_write_report(run_dir: Path) -> Path | None:
+    """The evaluation owner's report, when that module is installed."""
+    try:
+        from booktower.evaluation.report import write_report
+    except ImportError:
+        return None
+    return write_report(run_dir)

@@ -1,0 +1,37 @@
+"""load_run: a finished run directory back as (config, data, model), checked against its vocabularies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from booktower.config import BooktowerConfig, load_config
+from booktower.data.prepare import prepare
+from booktower.data.types import PreparedData
+from booktower.data.vocab import Vocabulary
+from booktower.models.io import load_model
+from booktower.models.two_tower import TwoTower
+
+
+@dataclass
+class TrainedRun:
+    config: BooktowerConfig
+    data: PreparedData
+    model: TwoTower
+
+
+def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> TrainedRun:
+    """Re-prepare the data from RUN/config.yaml (cached), check it matches RUN/vocab, load RUN/model."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise FileNotFoundError(f"{run_dir}/config.yaml is missing: not a booktower run directory")
+    config = load_config(run_dir / "config.yaml")
+    data, _ = prepare(config.data)
+    for name, vocab in (("users", data.users), ("items", data.items)):
+        saved = Vocabulary.load(run_dir / "vocab" / f"{name}.parquet")
+        if saved != vocab:
+            raise ValueError(f"{run_dir}/vocab/{name}.parquet does not match the data that config.yaml prepares "
+                             f"now ({len(saved)} saved vs {len(vocab)} ids): the input files changed")
+    return TrainedRun(config, data, load_model(run_dir / "model", device))

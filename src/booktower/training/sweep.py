@@ -1,0 +1,111 @@
+"""Hyper-parameter sweeps with Optuna: sample config overrides, train on validation only, prune, resume.
+
+The objective is a validation metric; a sweep never scores the test split. Trials are stored in the Optuna
+storage (e.g. SQLite), so re-running the same command continues the study until it holds `trials` finished
+trials.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import polars as pl
+
+from booktower.config import BooktowerConfig, ConfigError, apply_overrides, dump_config
+from booktower.config.sweep import ParamSpec
+from booktower.utils.atomic import atomic_write_parquet, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+TrainFn = Callable[[BooktowerConfig, Path, Callable[[int, float], None]], float]
+"""(config, trial_dir, report(epoch, value)) -> best validation value. `report` may raise to prune."""
+
+
+def suggest(trial: Any, key: str, spec: ParamSpec) -> Any:
+    if spec.type == "categorical":
+        return trial.suggest_categorical(key, spec.choices)
+    if spec.type == "int":
+        return trial.suggest_int(key, int(spec.low), int(spec.high), step=int(spec.step or 1), log=spec.log)
+    return trial.suggest_float(key, float(spec.low), float(spec.high), step=spec.step, log=spec.log)
+
+
+def trial_config(base: BooktowerConfig, params: dict[str, Any]) -> BooktowerConfig:
+    """The base config with the sampled values applied; invalid combinations raise ConfigError."""
+    raw = base.model_dump(mode="json")
+    overrides = [f"{key}={_yaml_scalar(value)}" for key, value in params.items()]
+    merged = apply_overrides(raw, overrides)
+    try:
+        return BooktowerConfig.model_validate(merged)
+    except Exception as exc:  # pydantic's ValidationError: the sampled combination is not allowed
+        raise ConfigError(f"sampled parameters {params} give an invalid config: {exc}") from None
+
+
+def _yaml_scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass
+class SweepResult:
+    best_value: float
+    best_params: dict[str, Any]
+    best_config: BooktowerConfig
+    table: pl.DataFrame
+
+
+def run_sweep(base: BooktowerConfig, trials: int, storage: str, study_name: str, output_dir: Path,
+              train_fn: TrainFn) -> SweepResult:
+    import optuna
+
+    sweep = base.sweep
+    if not sweep.space:
+        raise ConfigError("the config has no sweep.space: declare the searched keys (see configs/*-sweep.yaml)")
+    pruner: optuna.pruners.BasePruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=sweep.startup_trials, n_warmup_steps=sweep.warmup_epochs)
+        if sweep.pruner == "median" else optuna.pruners.NopPruner()
+    )
+    study = optuna.create_study(
+        study_name=study_name, storage=storage, direction="maximize", load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=base.seed), pruner=pruner,
+    )
+    done = sum(t.state.is_finished() for t in study.trials)
+    remaining = max(0, trials - done)
+    log.info("study %s: %d finished trials in storage, running %d more", study_name, done, remaining)
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {key: suggest(trial, key, spec) for key, spec in sweep.space.items()}
+        config = trial_config(base, params)
+
+        def report(epoch: int, value: float) -> None:
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} with {sweep.metric} {value:.4f}")
+
+        return train_fn(config, output_dir / f"trial_{trial.number:04d}", report)
+
+    if remaining:
+        study.optimize(objective, n_trials=remaining, catch=(ConfigError,))
+    return summarise(study, base, output_dir)
+
+
+def summarise(study: Any, base: BooktowerConfig, output_dir: Path) -> SweepResult:
+    rows = [
+        {"trial": t.number, "state": t.state.name, "value": t.value, **{f"param:{k}": v for k, v in t.params.items()}}
+        for t in study.trials
+    ]
+    table = pl.DataFrame(rows).sort("value", descending=True, nulls_last=True)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_parquet(table, output_dir / "trials.parquet")
+    completed = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if not completed:
+        raise RuntimeError("no trial completed; see the log for the failures")
+    best = study.best_trial
+    best_config = trial_config(base, best.params)
+    atomic_write_text(output_dir / "best_config.yaml", dump_config(best_config))
+    return SweepResult(float(best.value), dict(best.params), best_config, table)

@@ -1,0 +1,227 @@
+"""The training loop: epochs, progress, validation, early stopping, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from booktower.config.training import TrainingConfig
+from booktower.data.samplers import build_sampler, generator_state, negatives_per_batch, set_generator_state
+from booktower.data.types import PreparedData
+from booktower.models.batches import SideTensors
+from booktower.models.two_tower import TwoTower
+from booktower.training.batching import TrainingData
+from booktower.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from booktower.training.evaluate import evaluate_model
+from booktower.training.optim import build_optimizers
+from booktower.training.task import TrainTask
+from booktower.utils.atomic import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EarlyStopping:
+    """Higher is better. `patience` epochs without an improvement of more than `min_delta` stop the run."""
+
+    patience: int
+    min_delta: float
+    best: float = -math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+
+    def update(self, value: float, epoch: int) -> bool:
+        """Record an epoch's value; True when it is the new best."""
+        if value > self.best + self.min_delta or self.best_epoch == 0:
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.bad_epochs >= self.patience
+
+
+@dataclass
+class FitResult:
+    rows: list[dict[str, Any]]
+    best_epoch: int
+    best_checkpoint: Path
+    stopped_early: bool
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def write_epochs_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def resolve_device(kind: str) -> torch.device:
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError("training.device=cuda but CUDA is not available; use training.device=auto or cpu")
+    return torch.device("cuda" if kind == "cuda" or (kind == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+class Trainer:
+    """Owns the loop; the model and its losses are wired by `TrainTask`."""
+
+    def __init__(self, model: TwoTower, data: PreparedData, config: TrainingConfig, seed: int, ks: list[int],
+                 run_dir: Path, eval_chunk: int = 4096) -> None:
+        self.model, self.data, self.config, self.ks = model, data, config, ks
+        self.run_dir, self.eval_chunk = Path(run_dir), eval_chunk
+        self.device = next(model.parameters()).device
+        self.shuffle_gen = torch.Generator().manual_seed(seed)
+        self.dropout_gen = torch.Generator(device=self.device).manual_seed(seed + 2)
+        history = model.spec.history.max_length if model.history is not None else None
+        self.train = TrainingData(data.split.train, data.n_users, data.n_items, history, self.device)
+        self.sampler = build_sampler(config.negatives, self.train.item_counts, torch.Generator().manual_seed(seed + 1))
+        users = SideTensors(data.user_features, self.device)
+        items = SideTensors(data.item_features, self.device)
+        category = torch.as_tensor(data.item_category, device=self.device)
+        self.task = TrainTask(model, self.train, users, items, self.sampler, negatives_per_batch(config.negatives),
+                              config.loss, category, self.dropout_gen)
+        self.steps_per_epoch = math.ceil(self.train.n / config.batch_size)
+        self.optim = build_optimizers(model, config.optimizer, self.steps_per_epoch * config.epochs, config.grad_clip)
+        self.valid_users = self._validation_users(seed)
+        self.stopper = EarlyStopping(config.early_stopping.patience, config.early_stopping.min_delta)
+        self.rows: list[dict[str, Any]] = []
+        self.epoch = 0
+        self.step = 0
+
+    def _validation_users(self, seed: int) -> np.ndarray | None:
+        limit = self.config.max_valid_users
+        users = np.unique(self.data.split.valid.user)
+        if limit is None or limit >= len(users):
+            return None
+        return np.sort(np.random.default_rng(seed + 3).choice(users, size=limit, replace=False))
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def _state(self, stopped: bool) -> dict[str, Any]:
+        state = {
+            "epoch": self.epoch, "step": self.step, "stopped": stopped, "rows": self.rows,
+            "early_stopping": {"best": self.stopper.best, "best_epoch": self.stopper.best_epoch,
+                               "bad_epochs": self.stopper.bad_epochs},
+            "sampler": self.sampler.state_dict(), "shuffle_generator": generator_state(self.shuffle_gen),
+            "dropout_generator": generator_state(self.dropout_gen), "torch_rng": torch.get_rng_state().tolist(),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device).tolist()
+        return state
+
+    def _restore(self) -> bool:
+        """Load the last checkpoint; return whether the run had already finished."""
+        found = find_checkpoint(self.checkpoints / "last")
+        if found is None:
+            log.warning("--resume: no checkpoint in %s, starting from scratch", self.checkpoints)
+            return False
+        state = load_checkpoint(found, self.model, self.optim.optimizers)
+        self.epoch, self.step, self.rows = state["epoch"], state["step"], state["rows"]
+        es = state["early_stopping"]
+        self.stopper.best, self.stopper.best_epoch, self.stopper.bad_epochs = es["best"], es["best_epoch"], es["bad_epochs"]
+        self.sampler.load_state_dict(state["sampler"])
+        set_generator_state(self.shuffle_gen, state["shuffle_generator"])
+        set_generator_state(self.dropout_gen, state["dropout_generator"])
+        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(torch.tensor(state["cuda_rng"], dtype=torch.uint8), self.device)
+        log.info("resumed from %s after epoch %d (step %d)", found, self.epoch, self.step)
+        return bool(state["stopped"])
+
+    def _train_epoch(self) -> dict[str, float]:
+        self.model.train()
+        cfg = self.config
+        perm = torch.randperm(self.train.n, generator=self.shuffle_gen).to(self.device)
+        sums: dict[str, torch.Tensor] = {}
+        start = time.perf_counter()
+        bar = tqdm(total=self.train.n, unit="ex", unit_scale=True, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                   disable=not cfg.progress, leave=False, mininterval=1.0)
+        use_bf16 = self.device.type == "cuda" and cfg.bf16
+        for k in range(self.steps_per_epoch):
+            index = perm[k * cfg.batch_size : (k + 1) * cfg.batch_size]
+            batch = self.train.batch(index)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                parts = self.task.losses(batch)
+            total = sum(parts.values())
+            self.optim.zero_grad()
+            total.backward()
+            self.optim.step(self.step)
+            self.step += 1
+            for name, value in {"total": total, **parts}.items():
+                sums[name] = sums.get(name, 0.0) + value.detach().float() * len(index)
+            bar.update(len(index))
+            if k % 20 == 0:
+                bar.set_postfix(loss=f"{float(total.detach()):.4f}")
+        bar.close()
+        seconds = time.perf_counter() - start
+        row = {f"loss_{name}": float(value) / self.train.n for name, value in sums.items()}
+        row.update(train_seconds=round(seconds, 3), examples_per_s=round(self.train.n / seconds, 1))
+        return row
+
+    def _validate(self) -> dict[str, float]:
+        start = time.perf_counter()
+        result = evaluate_model(self.model, self.data, "validation", self.ks, self.eval_chunk, self.valid_users)
+        metrics = {f"val_{k}": v for k, v in result.metrics.items() if "@" in k}
+        metrics["eval_seconds"] = round(time.perf_counter() - start, 3)
+        return metrics
+
+    def fit(self, resume: bool = False) -> FitResult:
+        start = time.perf_counter()
+        finished = self._restore() if resume else False
+        metric = self.config.early_stopping.metric
+        while not finished and self.epoch < self.config.epochs:
+            row: dict[str, Any] = {"epoch": self.epoch + 1, **self._train_epoch()}
+            self.epoch += 1
+            improved = False
+            if self.epoch % self.config.eval_every == 0 or self.epoch == self.config.epochs:
+                row.update(self._validate())
+                if f"val_{metric}" not in row:
+                    raise ValueError(f"training.early_stopping.metric {metric!r} is not a validation metric; "
+                                     f"known: {sorted(k[4:] for k in row if k.startswith('val_'))}")
+                improved = self.stopper.update(row[f"val_{metric}"], self.epoch)
+            row.update(lr_factor=self.optim.optimizers[-1].param_groups[0]["lr"] /
+                       self.optim.optimizers[-1].param_groups[0]["base_lr"], peak_rss_mb=round(peak_memory_mb(), 1))
+            self.rows.append(row)
+            finished = self.stopper.should_stop
+            self._log_epoch(row, metric)
+            self._checkpoint(improved, finished)
+        return FitResult(self.rows, self.stopper.best_epoch, self.checkpoints / "best",
+                         self.stopper.should_stop, round(time.perf_counter() - start, 3))
+
+    def _checkpoint(self, improved: bool, stopped: bool) -> None:
+        state = self._state(stopped)
+        if improved or not (self.checkpoints / "best").exists():
+            save_checkpoint(self.checkpoints / "best", self.model, self.optim.optimizers, state)
+        save_checkpoint(self.checkpoints / "last", self.model, self.optim.optimizers, state)
+        write_epochs_csv(self.run_dir / "epochs.csv", self.rows)
+
+    def _log_epoch(self, row: dict[str, Any], metric: str) -> None:
+        shown = f", val {metric} {row[f'val_{metric}']:.4f}" if f"val_{metric}" in row else ""
+        log.info("epoch %d: loss %.4f, %.0f examples/s, %.1fs%s", row["epoch"], row["loss_total"],
+                 row["examples_per_s"], row["train_seconds"], shown)

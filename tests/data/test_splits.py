@@ -1,0 +1,106 @@
+"""Splits: no test interaction in train; train never later than test; ties broken by order; cutoff and column."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from booktower.config.data import DataConfig, SplitConfig
+from booktower.data.errors import DataError, DropLedger
+from booktower.data.ingest import RawData
+from booktower.data.prepare import prepare, prepare_from_raw
+from booktower.data.splits import TEST, TRAIN, VALID, assign_parts, order_by_time
+
+events = st.lists(
+    st.tuples(st.integers(0, 6), st.integers(0, 20), st.integers(0, 5)),  # user, item, day (ties likely)
+    min_size=1, max_size=120,
+)
+
+
+def _frame(rows) -> pl.DataFrame:
+    frame = pl.DataFrame(rows, schema={"user_id": pl.Int64, "item_id": pl.Int64, "timestamp": pl.Int64}, orient="row")
+    frame = frame.unique(["user_id", "item_id"], keep="first", maintain_order=True)
+    return frame.with_columns(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String),
+                              order=pl.int_range(pl.len(), dtype=pl.Int64))
+
+
+@given(events)
+@settings(max_examples=80, deadline=None)
+def test_leave_last_out_properties(rows):
+    frame = order_by_time(_frame(rows))
+    frame = frame.with_columns(assign_parts(frame, SplitConfig()))
+    train = frame.filter(pl.col("part") == TRAIN)
+    test = frame.filter(pl.col("part") == TEST)
+    valid = frame.filter(pl.col("part") == VALID)
+    # no test interaction is in train
+    assert not set(zip(test["user_id"], test["item_id"])) & set(zip(train["user_id"], train["item_id"]))
+    # each user has at most one test and one validation interaction
+    assert test["user_id"].is_unique().all() and valid["user_id"].is_unique().all()
+    # train and validation are never later than the user's test event, in (timestamp, order)
+    last = dict(zip(test["user_id"], zip(test["timestamp"], test["order"])))
+    for part in (train, valid):
+        for user, ts, order in zip(part["user_id"], part["timestamp"], part["order"]):
+            if user in last:
+                assert (ts, order) < last[user]
+    # users with >= 2 interactions have a test item; users with >= 3 a validation item
+    counts = frame.group_by("user_id").len()
+    assert set(test["user_id"]) == set(counts.filter(pl.col("len") >= 2)["user_id"])
+    assert set(valid["user_id"]) == set(counts.filter(pl.col("len") >= 3)["user_id"])
+
+
+def test_timestamp_ties_are_broken_by_order():
+    # Same timestamp for all three; file order says b3 came last.
+    frame = pl.DataFrame({"user_id": ["u"] * 3, "item_id": ["b2", "b3", "b1"], "timestamp": [5, 5, 5],
+                          "order": [1, 2, 0]})
+    frame = order_by_time(frame)
+    frame = frame.with_columns(assign_parts(frame, SplitConfig()))
+    parts = dict(zip(frame["item_id"], frame["part"]))
+    assert parts == {"b1": TRAIN, "b2": VALID, "b3": TEST}
+
+
+def _raw(rows, **extra) -> RawData:
+    frame = pl.DataFrame(rows, schema={"user_id": pl.String, "item_id": pl.String, "timestamp": pl.Int64}, orient="row")
+    frame = frame.with_columns(order=pl.int_range(pl.len(), dtype=pl.Int64), **extra)
+    return RawData(frame, None, None, [])
+
+
+def test_time_cutoff_split():
+    day = 86_400
+    t0 = 1_577_836_800  # 2020-01-01
+    rows = [("u1", "a", t0), ("u1", "b", t0 + 40 * day), ("u2", "a", t0 + 70 * day), ("u2", "c", t0 + 10 * day)]
+    cfg = DataConfig.model_validate({"split": {"kind": "time_cutoff", "valid_start": "2020-02-01",
+                                                "test_start": "2020-03-01"},
+                                     "min_user_interactions": 1, "min_item_interactions": 1})
+    data = prepare_from_raw(_raw(rows), cfg, DropLedger())
+    decode = lambda part: set(zip(data.users.decode(part.user), data.items.decode(part.item)))  # noqa: E731
+    assert decode(data.split.train) == {("u1", "a"), ("u2", "c")}
+    assert decode(data.split.valid) == {("u1", "b")}
+    assert decode(data.split.test) == {("u2", "a")}
+    assert data.split.train.timestamp.max() < data.split.valid.timestamp.min()
+
+
+def test_column_split_reproduces_the_given_labels(tmp_path):
+    (tmp_path / "log.csv").write_text(
+        "user,item,ts,fold\n" "u1,a,1,train\n" "u1,b,2,valid\n" "u1,c,3,test\n" "u2,a,1,TRAIN\n" "u2,c,9,test\n"
+    )
+    cfg = DataConfig.model_validate({
+        "source": {"interactions": str(tmp_path / "log.csv"), "items": None},
+        "columns": {"user": "user", "item": "item", "timestamp": "ts", "timestamp_unit": "s", "split": "fold"},
+        "split": {"kind": "column"}, "min_user_interactions": 1, "min_item_interactions": 1, "cache_dir": None,
+    })
+    data, _ = prepare(cfg)
+    assert data.split.sizes() == {"n_train": 2, "n_valid": 1, "n_test": 2}
+    assert data.items.decode(data.split.valid.item) == ["b"]
+
+
+def test_column_split_with_an_unmapped_label_is_an_error(tmp_path):
+    (tmp_path / "log.csv").write_text("user,item,ts,fold\nu1,a,1,train\nu1,b,2,holdout\n")
+    cfg = DataConfig.model_validate({
+        "source": {"interactions": str(tmp_path / "log.csv"), "items": None},
+        "columns": {"user": "user", "item": "item", "timestamp": "ts", "timestamp_unit": "s", "split": "fold"},
+        "split": {"kind": "column"}, "min_user_interactions": 1, "min_item_interactions": 1, "cache_dir": None,
+    })
+    with pytest.raises(DataError, match="holdout.*data.split.labels"):
+        prepare(cfg)

@@ -1,0 +1,51 @@
+"""A run logged to a temporary SQLite store reads back through MLflow's own client."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from booktower.config import load_config
+from booktower.tracking import Tracker, flatten
+
+pytest.importorskip("mlflow")
+
+
+def test_disabled_tracker_is_a_no_op(tmp_path):
+    tracker = Tracker.start(load_config(None), tmp_path)
+    assert not tracker.enabled
+    tracker.log_epoch({"epoch": 0, "loss": 1.0})
+    tracker.finish({"test": {"HR@10": 0.1}}, tmp_path)
+
+
+def test_logged_run_reads_back(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    config = load_config(None, ["tracking.mlflow=true", f"tracking.mlflow_uri={uri}", "tracking.experiment=t"])
+    run_dir = tmp_path / "run"
+    (run_dir / "model").mkdir(parents=True)
+    (run_dir / "report.md").write_text("# report\n")
+    (run_dir / "model" / "model.json").write_text("{}")
+    (run_dir / "metrics.json").write_text(json.dumps({"test": {"HR@10": 0.25}}))
+    tracker = Tracker.start(config, run_dir)
+    for epoch, loss in enumerate([1.5, 1.0, 0.75]):
+        tracker.log_epoch({"epoch": epoch, "loss": loss, "val_NDCG@10": 0.1 * epoch, "note": "text is skipped"})
+    tracker.finish({"validation": {"NDCG@10": 0.2}, "test": {"HR@10": 0.25}}, run_dir)
+
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(tracker.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["seed"] == str(config.seed)
+    assert run.data.params["evaluation.ks"] == "[10, 20, 50]"
+    assert run.data.metrics["test.HR_at_10"] == 0.25
+    history = client.get_metric_history(tracker.run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(0, 1.5), (1, 1.0), (2, 0.75)]
+    artefacts = {a.path for a in client.list_artifacts(tracker.run_id)}
+    assert {"report.md", "metrics.json", "model"} <= artefacts
+    assert [a.path for a in client.list_artifacts(tracker.run_id, "model")] == ["model/model.json"]
+
+
+def test_flatten():
+    assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": "x"}) == {"a.b": 1, "a.c.d": [1, 2], "e": "x"}
