@@ -31,6 +31,25 @@ def make_step(trainer: Trainer, perm: torch.Tensor, batch_size: int):
     return step
 
 
+def phase_times(trainer: Trainer, perm: torch.Tensor, batch_size: int, steps: int) -> dict[str, float]:
+    """Mean milliseconds per step of each phase (batch, forward, backward, optimiser)."""
+    totals = {"batch": 0.0, "forward": 0.0, "backward": 0.0, "optimiser": 0.0}
+    for k in range(steps):
+        t0 = time.perf_counter()
+        batch = trainer.train.batch(perm[k * batch_size : (k + 1) * batch_size])
+        t1 = time.perf_counter()
+        total = sum(trainer.task.losses(batch).values())
+        t2 = time.perf_counter()
+        trainer.optim.zero_grad()
+        total.backward()
+        t3 = time.perf_counter()
+        trainer.optim.step(k)
+        t4 = time.perf_counter()
+        for name, dt in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            totals[name] += dt * 1000 / steps
+    return totals
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/amazon-books-2014.yaml")
@@ -38,6 +57,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--phases", action="store_true", help="also time batch / forward / backward / optimiser")
     args = parser.parse_args()
     config = load_config(args.config, ["training.progress=false", *args.overrides])
     data, _ = prepare(config.data)
@@ -57,6 +77,9 @@ def main() -> None:
             step(k)
         seconds = (time.perf_counter() - start) / args.steps
         print(f"{threads:>7} {seconds * 1000:>9.1f} {config.training.batch_size / seconds:>11.0f} {peak_memory_mb():>8.0f}")
+        if args.phases:
+            phases = phase_times(trainer, perm, config.training.batch_size, args.steps)
+            print("        ms/step by phase: " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
         if args.profile:
             from torch.profiler import profile
 

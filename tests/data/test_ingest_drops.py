@@ -87,3 +87,12 @@ def test_min_rating_drops_below_threshold(tmp_path):
     raw, _ = load_raw(cfg, ledger)
     assert ledger.counts["below_min_rating"] == 2  # the rating-3 repeat and U3's rating 2
     assert set(raw.interactions["user_id"]) == {"U1"}
+
+
+def test_ids_are_stripped_of_surrounding_spaces(tmp_path):
+    (tmp_path / "users.csv").write_text("parent_asin,userId,timestamp\n B1 ,U1,1600000000000\nB1,U1 ,1600000001000\n")
+    cfg = DataConfig.model_validate({"source": {"interactions": str(tmp_path / "users.csv"), "items": None},
+                                     "min_user_interactions": 1, "min_item_interactions": 1, "cache_dir": None})
+    ledger = DropLedger()
+    raw, _ = load_raw(cfg, ledger)
+    assert raw.interactions["item_id"].to_list() == ["B1"] and ledger.counts["duplicate_user_item"] == 1

@@ -26,7 +26,10 @@ def _parts(data, part):
 def test_matches_brute_force(part):
     data = random_prepared(n_users=60, n_items=40, per_user=8, seed=3)
     table, score_fn = _random_score_fn(data.n_users, data.n_items)
-    result = evaluate_split(score_fn, data, part, [5, 10], chunk=7)
+    result = evaluate_split(score_fn, data, part, [5, 10], chunk=7, full_rank=True)
+    in_lists = evaluate_split(score_fn, data, part, [5, 10], chunk=7)
+    full = result.per_user["rank"].to_numpy()
+    assert in_lists.per_user["rank"].to_list() == [int(r) if r <= 10 else None for r in full]
     truth_part, known_parts = _parts(data, part)
     truth = dict(zip(truth_part.user.tolist(), truth_part.item.tolist()))
     assert result.metrics["HR@10"] == pytest.approx(result.per_user["HR@10"].mean())

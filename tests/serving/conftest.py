@@ -71,3 +71,22 @@ def toy_recommender(**serving: object):
     parts, labels = toy_parts()
     centres = {f"c{c}": parts.item_vectors[labels == c].mean(axis=0) for c in np.unique(labels)}
     return Recommender(parts, ServingConfig.model_validate(serving), MeanEncoder(parts.item_vectors, centres)), labels
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    """(data, model, bundle_dir, manifest): a seeded, untrained two-tower model on random data, exported once."""
+    import torch
+
+    from booktower.config.model import ModelConfig
+    from booktower.config.serving import IndexConfig
+    from booktower.data.toy import random_prepared
+    from booktower.models import TwoTower, spec_from_config
+    from booktower.serving.export import export_parts, parts_from_model
+
+    torch.manual_seed(0)
+    data = random_prepared(n_users=60, n_items=40, per_user=8)
+    model = TwoTower(spec_from_config(ModelConfig(), data.user_features, data.item_features, data.n_users, data.n_items))
+    directory = tmp_path_factory.mktemp("bundle") / "b"
+    manifest = export_parts(parts_from_model(data, model), directory, IndexConfig(kind="hnsw"), np.random.default_rng(0))
+    return data, model, directory, manifest

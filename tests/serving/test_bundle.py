@@ -8,28 +8,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-import torch
 
-from booktower.config.model import ModelConfig
-from booktower.config.serving import IndexConfig
-from booktower.data.toy import random_prepared
-from booktower.models import TwoTower, spec_from_config
 from booktower.models.encode import encode_items, encode_users
 from booktower.serving.add_books import add_books
 from booktower.serving.bundle import BundleError, load_bundle, verify_bundle, write_bundle
-from booktower.serving.export import export_parts, parts_from_model
 from booktower.serving.service import Recommender
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory):
-    """An (untrained, seeded) two-tower model on random data, exported once for the module."""
-    torch.manual_seed(0)
-    data = random_prepared(n_users=60, n_items=40, per_user=8)
-    model = TwoTower(spec_from_config(ModelConfig(), data.user_features, data.item_features, data.n_users, data.n_items))
-    directory = tmp_path_factory.mktemp("bundle") / "b"
-    manifest = export_parts(parts_from_model(data, model), directory, IndexConfig(kind="hnsw"), np.random.default_rng(0))
-    return data, model, directory, manifest
 
 
 def _copy(src: Path, dst: Path) -> Path:

@@ -90,6 +90,19 @@ def recommend_rows(bundle: Path, user: str | None, history: str | None, k: int) 
         return recommend_from_bundle(bundle, user=user, history=items, k=k)
 
 
+def print_rows(rows: list[dict[str, Any]], title: str) -> None:
+    """The rows of `recommend_rows` as a table on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("rank", "item_id", "title", "score"):
+        table.add_column(column, justify="right" if column in ("rank", "score") else "left")
+    for row in rows:
+        table.add_row(str(row["rank"]), row["item_id"], row["title"], f"{row['score']:.4f}")
+    Console().print(table)
+
+
 def register(app: typer.Typer) -> None:
     app.command("export")(export_command)
     app.command("serve")(serve_command)

@@ -48,11 +48,9 @@ def _evaluated_users(truth: Ragged, users: np.ndarray | None) -> np.ndarray:
 
 
 def per_user_metrics(
-    top_items: np.ndarray, truth: Ragged, users: np.ndarray, ks: list[int], percentiles: np.ndarray,
+    top_items: np.ndarray, hits: np.ndarray, n_rel: np.ndarray, ks: list[int], percentiles: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """NAME@K -> (U,) values for every metric in PER_USER_METRICS and every K."""
-    hits = m.hit_matrix(top_items, truth, users)  # (U, K)
-    n_rel = (truth.offsets[users + 1] - truth.offsets[users]).astype(np.int64)
     out: dict[str, np.ndarray] = {}
     for k in ks:
         out[f"HR@{k}"] = m.hit_rate(hits, k)
@@ -75,7 +73,7 @@ def summarise(columns: dict[str, np.ndarray], top_items: np.ndarray, ks: list[in
 
 def _per_user_table(
     data: PreparedData, users: np.ndarray, mask_counts: np.ndarray, top_k: TopK,
-    columns: dict[str, np.ndarray], truth: Ragged, item_counts: np.ndarray,
+    columns: dict[str, np.ndarray], truth: Ragged, item_counts: np.ndarray, hits: np.ndarray,
 ) -> pl.DataFrame:
     # The last held-out item (time order) names the row; with leave-last-out it is the only one.
     last_item = truth.values[truth.offsets[users + 1] - 1] if len(users) else np.zeros(0, dtype=np.int64)
@@ -87,8 +85,9 @@ def _per_user_table(
         "n_train": train_counts[users].astype(np.int64),
         "n_known": mask_counts[users].astype(np.int64),
         "n_relevant": np.diff(truth.offsets)[users].astype(np.int64),
-        "rank": top_k.truth_rank if top_k.truth_rank is not None else np.full(len(users), -1, dtype=np.int64),
     })
+    rank = top_k.truth_rank if top_k.truth_rank is not None else rank_in_lists(hits)
+    frame = frame.with_columns(pl.Series("rank", rank, dtype=pl.Int64).replace(-1, None))
     frame = frame.with_columns(_item_columns(data, last_item, item_counts))
     return frame.with_columns([pl.Series(name, values) for name, values in columns.items()])
 
@@ -120,6 +119,12 @@ def _item_columns(data: PreparedData, items: np.ndarray, counts: np.ndarray) -> 
     return columns
 
 
+def rank_in_lists(hits: np.ndarray) -> np.ndarray:
+    """1-based rank of the first held-out item within each top-K list, -1 when absent. (U, K) -> (U,)."""
+    found = hits.any(axis=1)
+    return np.where(found, hits.argmax(axis=1) + 1, -1).astype(np.int64)
+
+
 def _held_out(truth_part: Interactions, n_users: int) -> Ragged:
     """Held-out items per user in time order (the interactions are sorted by user, time, order)."""
     order = np.argsort(truth_part.user, kind="stable")
@@ -130,12 +135,14 @@ def _held_out(truth_part: Interactions, n_users: int) -> Ragged:
 
 def evaluate_split(
     score_fn: ScoreFn, data: PreparedData, part: Part, ks: list[int], chunk: int = 4096,
-    users: np.ndarray | None = None, progress: bool = False,
+    users: np.ndarray | None = None, progress: bool = False, full_rank: bool = False,
 ) -> EvaluationResult:
     """Rank the full catalogue for every user with a held-out item in `part` and compute every metric.
 
     Validation masks each user's train items; test masks train + validation items. Nothing is sampled.
     Popularity percentiles come from the masked (known) interactions only, so no held-out item is counted.
+    The per-user `rank` is the held-out item's 1-based rank: over the whole catalogue with `full_rank` (one
+    extra comparison pass, about as costly as the scoring itself), else within the top max(ks) (null beyond).
     """
     ks = sorted(set(int(k) for k in ks))
     truth_part, known_parts = parts_for(data, part)
@@ -143,10 +150,12 @@ def evaluate_split(
     mask = known_items(data.n_users, *known_parts)
     evaluated = _evaluated_users(truth, users)
     top_k = rank_top_k(score_fn, evaluated, mask, max(ks), data.n_items, chunk=chunk, progress=progress,
-                       truth=truth)
+                       truth=truth if full_rank else None)
     counts = np.bincount(np.concatenate([p.item for p in known_parts]), minlength=data.n_items)
-    columns = per_user_metrics(top_k.items, truth, evaluated, ks, m.popularity_percentiles(counts))
+    hits = m.hit_matrix(top_k.items, truth, evaluated)  # (U, K)
+    n_rel = np.diff(truth.offsets)[evaluated]
+    columns = per_user_metrics(top_k.items, hits, n_rel, ks, m.popularity_percentiles(counts))
     metrics = summarise(columns, top_k.items, ks, data.n_items)
-    table = _per_user_table(data, evaluated, np.diff(mask.offsets), top_k, columns, truth, counts)
+    table = _per_user_table(data, evaluated, np.diff(mask.offsets), top_k, columns, truth, counts, hits)
     extra = {"n_users": float(len(evaluated)), "n_items": float(data.n_items)}
     return EvaluationResult(part, ks, metrics, table, top_k, extra)

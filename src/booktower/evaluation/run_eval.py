@@ -34,7 +34,8 @@ class RunEvaluation:
 
 def evaluate_parts(score_fn_for_part: ScoreFnFactory, data: PreparedData, config: BooktowerConfig) -> RunEvaluation:
     ev = config.evaluation
-    results = {part: evaluate_split(score_fn_for_part(part), data, part, ev.ks, chunk=ev.user_chunk, progress=True)
+    results = {part: evaluate_split(score_fn_for_part(part), data, part, ev.ks, chunk=ev.user_chunk, progress=True,
+                                    full_rank=True)
                for part in ("validation", "test")}
     return RunEvaluation(results["validation"], results["test"])
 

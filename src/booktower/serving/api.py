@@ -108,6 +108,11 @@ def create_app(bundle: Recommender | Path | str, config: ServingConfig | None = 
     async def _unknown(_: Request, exc: UnknownIdError) -> JSONResponse:
         return JSONResponse(status_code=404, content={"detail": str(exc.args[0]) if exc.args else "not found"})
 
+    @app.exception_handler(ValueError)
+    async def _invalid(_: Request, exc: ValueError) -> JSONResponse:
+        # the service re-checks limits (k, history length); a request that slips past the schema gets 422, not 500
+        return JSONResponse(status_code=422, content={"detail": [{"loc": ["request"], "msg": str(exc), "type": "value_error"}]})
+
     @app.get("/health", response_model=Health)
     def health() -> dict[str, Any]:
         return recommender.info()
@@ -120,12 +125,15 @@ def create_app(bundle: Recommender | Path | str, config: ServingConfig | None = 
         rows = recommender.for_user(user_id, k, categories=category)
         return RecommendationList(user_id=user_id, k=k, items=_items(rows))
 
-    @app.post("/recommendations", response_model=RecommendationList, responses=_BODY_ERRORS)
-    def recommend_history(request: AnonymousRequest) -> RecommendationList:
+    def recommend_history(request) -> RecommendationList:  # type: ignore[no-untyped-def]
         """An anonymous reader: the user tower builds the vector from the history; history books are excluded."""
         rows = recommender.for_history(request.history, request.k, request.exclude, request.categories,
                                        request.features)
         return RecommendationList(k=request.k, items=_items(rows))
+
+    # The body model is local (it carries this server's limits): give FastAPI the class, not a string annotation.
+    recommend_history.__annotations__["request"] = AnonymousRequest
+    app.post("/recommendations", response_model=RecommendationList, responses=_BODY_ERRORS)(recommend_history)
 
     @app.get("/items/{item_id}/similar", response_model=RecommendationList, responses=_ERRORS)
     def similar(item_id: str = PathParam(..., pattern=ID_PATTERN, examples=[item_example]), k: int = k_query()) -> RecommendationList:

@@ -19,6 +19,40 @@ def sparse_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [m.weight for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.sparse]
 
 
+class LazyAdam(torch.optim.Optimizer):
+    """Adam for sparse-gradient tables that touches only the rows in the gradient (like SparseAdam, whose
+    arithmetic it follows), with fewer passes: gather the rows' moments, update them, scatter them back."""
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001 - the Optimizer signature
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad.coalesce()  # the update is non-linear: each row once
+                rows, values = grad.indices()[0], grad.values()  # (r,), (r, d)
+                if values.numel() == 0:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                m = state["exp_avg"].index_select(0, rows).lerp_(values, 1 - beta1)  # (r, d)
+                v = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(values, values, value=1 - beta2)
+                state["exp_avg"].index_copy_(0, rows, m)
+                state["exp_avg_sq"].index_copy_(0, rows, v)
+                step = state["step"]
+                step_size = group["lr"] * math.sqrt(1 - beta2**step) / (1 - beta1**step)
+                p.index_add_(0, rows, m.div_(v.sqrt_().add_(group["eps"])), alpha=-step_size)
+        return None
+
+
 def lr_factor(schedule: str, step: int, total_steps: int, warmup_fraction: float) -> float:
     """Multiplier of the base learning rate at `step` (0-based) of `total_steps`."""
     if schedule == "none" or total_steps <= 1:
@@ -69,7 +103,7 @@ def build_optimizers(model: nn.Module, config: OptimizerConfig, total_steps: int
         raise ValueError("optimizer.kind=adamw cannot update sparse embedding tables: set model.sparse_ids=false "
                          "or optimizer.kind=hybrid")
     if sparse:
-        optimizers.append(torch.optim.SparseAdam(sparse, lr=config.sparse_lr))
+        optimizers.append(LazyAdam(sparse, lr=config.sparse_lr))
     if dense:
         optimizers.append(torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay))
     for opt in optimizers:
@@ -78,7 +112,7 @@ def build_optimizers(model: nn.Module, config: OptimizerConfig, total_steps: int
     n_sparse = sum(p.numel() for p in sparse)
     n_dense = sum(p.numel() for p in dense)
     log.info("optimisers: %s", ", ".join(
-        ([f"SparseAdam(lr={config.sparse_lr}) on {len(sparse)} sparse tables ({n_sparse:,} weights)"] if sparse else [])
+        ([f"LazyAdam (row-wise SparseAdam, lr={config.sparse_lr}) on {len(sparse)} sparse tables ({n_sparse:,} weights)"] if sparse else [])
         + ([f"AdamW(lr={config.lr}, weight_decay={config.weight_decay}) on {len(dense)} dense tensors "
             f"({n_dense:,} weights)"] if dense else [])) + f"; schedule {config.schedule} over {total_steps} steps")
     return Optimizers(optimizers, dense, config, total_steps, grad_clip)
