@@ -36,6 +36,24 @@ def _power_law_sampler(rng: np.random.Generator, n: int, exponent: float) -> np.
     return cum / cum[-1]
 
 
+def _random_ids(rng: np.random.Generator, n: int, width: int, prefix: str) -> pl.Series:
+    """n distinct ids that look like Amazon's: random upper-case/digit text with no long shared prefix.
+
+    The last 6 characters spell a permutation of 0..n-1 in base 36 (so ids are distinct); the rest is random.
+    """
+    alphabet = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", dtype=np.uint8)
+    numbers = rng.permutation(n).astype(np.int64)
+    powers = 36 ** np.arange(5, -1, -1, dtype=np.int64)
+    chunks = []
+    for start in range(0, n, 1_000_000):  # bounded temporary memory
+        part = numbers[start:start + 1_000_000]
+        digits = np.concatenate([rng.integers(0, 36, (len(part), width - len(prefix) - 6)),
+                                 (part[:, None] // powers) % 36], axis=1)  # (m, width - len(prefix))
+        text = np.ascontiguousarray(alphabet[digits]).view(f"S{width - len(prefix)}").ravel().astype(str)
+        chunks.append(pl.Series(np.char.add(prefix, text)))
+    return pl.concat(chunks)
+
+
 def generate_amazon_scale(folder: Path, n_interactions: int, n_books: int, n_users: int, seed: int = 0) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -43,11 +61,8 @@ def generate_amazon_scale(folder: Path, n_interactions: int, n_books: int, n_use
     user = np.searchsorted(_power_law_sampler(rng, n_users, 0.6), rng.random(n_interactions))  # (n,)
     item = np.searchsorted(_power_law_sampler(rng, n_books, 0.8), rng.random(n_interactions))  # (n,)
     stamp = rng.integers(1_262_304_000_000, 1_693_526_400_000, n_interactions)  # 2010 .. 2023-09, ms
-    users = pl.DataFrame({"i": item, "u": user, "timestamp": stamp}).select(
-        pl.format("B{}", pl.col("i").cast(pl.String).str.zfill(9)).alias("parent_asin"),
-        pl.format("A{}", pl.col("u").cast(pl.String).str.zfill(27)).alias("userId"),
-        "timestamp",
-    )
+    asins, user_ids = _random_ids(rng, n_books, 10, "B0"), _random_ids(rng, n_users, 28, "A")
+    users = pl.DataFrame({"parent_asin": asins.gather(item), "userId": user_ids.gather(user), "timestamp": stamp})
     users.write_csv(folder / "users.csv")
     del users, user, item, stamp
     genres = [f'"Books", "Genre {g}", "Sub {g}-{s}"' for g in range(30) for s in range(10)]
@@ -60,7 +75,7 @@ def generate_amazon_scale(folder: Path, n_interactions: int, n_books: int, n_use
         pl.Series(rng.zipf(1.8, n_books).clip(1, 10**6)).alias("rating_number"),
         pl.Series(np.round(rng.lognormal(2.5, 0.7, n_books), 2)).alias("price"),
         pl.format("[{}]", "g").alias("categories"),
-        pl.format("B{}", pl.col("i").cast(pl.String).str.zfill(9)).alias("parent_asin"),
+        asins.alias("parent_asin"),
     )
     books.write_csv(folder / "books.csv")
     print(f"generated {n_interactions:,} interactions / {n_books:,} books / {n_users:,} users in "

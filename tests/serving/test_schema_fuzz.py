@@ -11,11 +11,12 @@ from booktower.serving.api import create_app  # noqa: E402
 
 from .conftest import toy_recommender  # noqa: E402
 
-schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(toy_recommender(max_body_bytes=4096)[0]))
+schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(toy_recommender()[0]))
 
 
+@pytest.mark.slow
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_matches_its_schema(case) -> None:
     from schemathesis.specs.openapi.checks import positive_data_acceptance
 

@@ -113,12 +113,14 @@ def create_app(bundle: Recommender | Path | str, config: ServingConfig | None = 
         # the service re-checks limits (k, history length); a request that slips past the schema gets 422, not 500
         return JSONResponse(status_code=422, content={"detail": [{"loc": ["request"], "msg": str(exc), "type": "value_error"}]})
 
+    # Lookups take ~1 ms of numpy/torch: answered on the event loop, without a thread-pool hop. The anonymous
+    # path runs the user tower (several ms) and stays a plain `def`, so it runs in the pool.
     @app.get("/health", response_model=Health)
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:
         return recommender.info()
 
     @app.get("/recommendations/{user_id}", response_model=RecommendationList, responses=_ERRORS)
-    def recommend_user(user_id: str = PathParam(..., pattern=ID_PATTERN, examples=[user_example]), k: int = k_query(),
+    async def recommend_user(user_id: str = PathParam(..., pattern=ID_PATTERN, examples=[user_example]), k: int = k_query(),
                        category: list[str] = Query([], max_length=50, description="Only books in these categories"),
                        ) -> RecommendationList:
         """A known reader's top-k; books they have read are excluded."""
@@ -136,7 +138,7 @@ def create_app(bundle: Recommender | Path | str, config: ServingConfig | None = 
     app.post("/recommendations", response_model=RecommendationList, responses=_BODY_ERRORS)(recommend_history)
 
     @app.get("/items/{item_id}/similar", response_model=RecommendationList, responses=_ERRORS)
-    def similar(item_id: str = PathParam(..., pattern=ID_PATTERN, examples=[item_example]), k: int = k_query()) -> RecommendationList:
+    async def similar(item_id: str = PathParam(..., pattern=ID_PATTERN, examples=[item_example]), k: int = k_query()) -> RecommendationList:
         """Books nearest to one book in the item tower's space (the book itself excluded)."""
         return RecommendationList(item_id=item_id, k=k, items=_items(recommender.similar(item_id, k)))
 
