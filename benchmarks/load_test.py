@@ -5,9 +5,10 @@ by count and time.
 
 1. Capacity (closed loop): `--concurrency` clients per endpoint send back-to-back requests for `--probe-seconds`;
    requests/s there is the most the server sustains for that endpoint.
-2. Sustained (open loop): single-user recommendations arrive at a fixed rate (`--rate`, default 70% of the
-   measured capacity) for `--duration` seconds; latency includes any queueing, and errors / timeouts / requests
-   the client could not send on time (dropped) are counted.
+2. Rate search (open loop, `--step-seconds` each): single-user requests at 20/35/50/70/85% of that capacity; the
+   highest rate with no error, no drop and p99 under `--p99-budget` ms is kept (or give `--rate`).
+3. Sustained (open loop): single-user recommendations at that fixed rate for `--duration` seconds; latency
+   includes any queueing, and errors / timeouts / requests the client could not send on time (dropped) count.
 
     .venv/bin/python benchmarks/load_test.py --bundle BUNDLE [--workers 2] [--duration 60]
 """
@@ -142,6 +143,24 @@ def _print_table(title: str, rows: list[dict]) -> None:
         print(" | ".join(f"{row[c]!s:>10}" for c in columns) + (f"  {row['error_kinds']}" if row["error_kinds"] else ""))
 
 
+def _search_rate(url: str, requests: Requests, capacity: float, args: argparse.Namespace,
+                 results: dict[str, list[dict]]) -> float:
+    """The highest tried rate that kept every request, with p99 within budget (the lowest tried if none did)."""
+    results["rate_search"] = []
+    best = max(1.0, 0.2 * capacity)
+    for share in (0.2, 0.35, 0.5, 0.7, 0.85):
+        rate = max(1.0, share * capacity)
+        tally = asyncio.run(open_loop(url, requests, "user", rate, args.step_seconds, 256, args.timeout))
+        row = {**tally.row("user"), "target_rate": round(rate, 1)}
+        results["rate_search"].append(row)
+        if row["errors"] or row["dropped"] or row["p99_ms"] > args.p99_budget:
+            break
+        best = rate
+    _print_table(f"rate search (open loop, {args.step_seconds:.0f} s per step, p99 budget {args.p99_budget:.0f} ms)",
+                 results["rate_search"])
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", type=Path, required=True)
@@ -151,7 +170,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--probe-seconds", type=float, default=10.0)
     parser.add_argument("--duration", type=float, default=60.0, help="Seconds of the sustained single-user run.")
-    parser.add_argument("--rate", type=float, default=None, help="Requests/s of the sustained run (default 70%% of capacity).")
+    parser.add_argument("--rate", type=float, default=None, help="Requests/s of the sustained run (default: searched).")
+    parser.add_argument("--step-seconds", type=float, default=8.0)
+    parser.add_argument("--p99-budget", type=float, default=20.0, help="ms; the rate search keeps rates under it.")
     parser.add_argument("--max-requests", type=int, default=50_000, help="Cap per closed-loop phase.")
     parser.add_argument("--timeout", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -168,8 +189,7 @@ def main() -> None:
             results["capacity"].append(tally.row(endpoint))
         _print_table(f"capacity (closed loop, {args.concurrency} clients, {args.probe_seconds:.0f} s each, "
                      f"{args.workers} workers, index={args.index})", results["capacity"])
-        capacity = results["capacity"][0]["req_per_s"]
-        rate = args.rate or max(1.0, 0.7 * float(capacity))
+        rate = args.rate or _search_rate(url, requests, float(results["capacity"][0]["req_per_s"]), args, results)
         tally = asyncio.run(open_loop(url, requests, "user", rate, args.duration, 256, args.timeout))
         results["sustained"].append({**tally.row("user"), "target_rate": round(rate, 1)})
         _print_table(f"sustained (open loop, single-user recommendations at {rate:.0f} req/s for {args.duration:.0f} s)",

@@ -16,7 +16,6 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 from booktower.config import load_config

@@ -45,6 +45,7 @@ def test_logged_run_reads_back(tmp_path):
     artefacts = {a.path for a in client.list_artifacts(tracker.run_id)}
     assert {"report.md", "metrics.json", "model"} <= artefacts
     assert [a.path for a in client.list_artifacts(tracker.run_id, "model")] == ["model/model.json"]
+    assert (tmp_path / "mlartifacts").is_dir()  # beside the SQLite file, not ./mlruns in the working directory
 
 
 def test_flatten():

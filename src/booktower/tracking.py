@@ -70,7 +70,7 @@ class Tracker:
         return self.client is not None
 
     @classmethod
-    def start(cls, config: BooktowerConfig, run_dir: Path | str) -> "Tracker":
+    def start(cls, config: BooktowerConfig, run_dir: Path | str) -> Tracker:
         if not config.tracking.mlflow:
             return cls()
         from mlflow.tracking import MlflowClient

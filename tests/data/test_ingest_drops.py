@@ -96,3 +96,13 @@ def test_ids_are_stripped_of_surrounding_spaces(tmp_path):
     ledger = DropLedger()
     raw, _ = load_raw(cfg, ledger)
     assert raw.interactions["item_id"].to_list() == ["B1"] and ledger.counts["duplicate_user_item"] == 1
+
+
+def test_repeated_pairs_is_exact_and_keeps_the_first():
+    import polars as pl
+
+    from booktower.data.ingest import repeated_pairs
+
+    frame = pl.DataFrame({"user_id": ["u1", "u1", "u2", "u1", "u2"], "item_id": ["a", "b", "a", "a", "b"]})
+    assert repeated_pairs(frame).to_list() == [False, False, False, True, False]
+    assert repeated_pairs(frame.head(3)).to_list() == [False, False, False]

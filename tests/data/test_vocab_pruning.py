@@ -87,3 +87,13 @@ def test_k_core_keeps_the_largest_core(edges, min_user, min_item):
         ref = {(u, i) for u, i in ref if u not in bad_u and i not in bad_i}
     assert kept == ref
     assert np.all(pruned["user_id"].is_not_null().to_numpy())
+
+
+def test_dense_codes_fall_back_to_exact_on_a_hash_collision(monkeypatch):
+    """Force every hash to collide: the exact path must still separate the ids."""
+    from booktower.data import pruning
+
+    column = pl.Series("user_id", ["a", "b", "a", "c"])
+    monkeypatch.setattr(pl.Series, "hash", lambda self, *a, **k: pl.Series([0] * len(self), dtype=pl.UInt64))
+    codes, n = pruning._dense_codes(column)
+    assert n == 3 and codes[0] == codes[2] and len({codes[0], codes[1], codes[3]}) == 3

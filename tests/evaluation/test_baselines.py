@@ -11,7 +11,14 @@ import scipy.sparse as sp
 from booktower.config import BaselineConfig
 from booktower.data.toy import checkerboard
 from booktower.evaluation import evaluate_split
-from booktower.evaluation.baselines import EASE, ItemKNN, MostPopular, interaction_matrix, make_baseline, run_baselines
+from booktower.evaluation.baselines import (
+    EASE,
+    ItemKNN,
+    MostPopular,
+    interaction_matrix,
+    make_baseline,
+    run_baselines,
+)
 from booktower.evaluation.baselines.ease import ease_weights
 
 FAST = BaselineConfig(als_factors=16, als_iterations=10, bpr_factors=16, bpr_iterations=100, bpr_learning_rate=0.05)

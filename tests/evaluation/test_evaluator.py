@@ -71,7 +71,7 @@ def test_checkerboard_perfect_model_scores_one():
     def score_fn(users):  # same parity first, the reader's own number on top: the known answer
         same = (item_num[None, :] - user_num[users, None]) % 2 == 0
         own = item_num[None, :] == user_num[users, None]
-        return torch.from_numpy((same.astype(np.float32) + own.astype(np.float32)))
+        return torch.from_numpy(same.astype(np.float32) + own.astype(np.float32))
 
     result = evaluate_split(score_fn, data, "test", [1, 10])
     assert result.metrics["HR@1"] == 1.0 and result.metrics["NDCG@10"] == 1.0

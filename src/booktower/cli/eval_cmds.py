@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from booktower.cli._common import CONFIG_OPTION, SET_OPTION, cli_config, console, friendly_errors, setup_logging
+from booktower.cli._common import (
+    CONFIG_OPTION,
+    SET_OPTION,
+    cli_config,
+    console,
+    friendly_errors,
+    setup_logging,
+)
 
 RUN_OPTION = typer.Option(..., "--run", "-r", help="A run directory written by `booktower train`.")
 
 
 def baselines_command(
-    config: Optional[Path] = CONFIG_OPTION,
-    set_: Optional[list[str]] = SET_OPTION,
+    config: Path | None = CONFIG_OPTION,
+    set_: list[str] | None = SET_OPTION,
     models: str = typer.Option("pop,itemknn,ease,als,bpr", "--models", help="Comma-separated baselines."),
     output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Where metrics.json and per-user tables go."),
 ) -> None:
@@ -68,8 +74,8 @@ def report_command(run: Path = RUN_OPTION) -> None:
 
 
 def compare_command(
-    runs: Optional[list[Path]] = typer.Argument(None, help="RUN_A RUN_B (run or baseline directories)."),
-    run_opt: Optional[list[Path]] = typer.Option(None, "--run", "-r", help="Alternative to the arguments."),
+    runs: list[Path] | None = typer.Argument(None, help="RUN_A RUN_B (run or baseline directories)."),
+    run_opt: list[Path] | None = typer.Option(None, "--run", "-r", help="Alternative to the arguments."),
     metric: str = typer.Option("NDCG@10", help="Per-user metric column to compare."),
     samples: int = typer.Option(2000, help="Bootstrap resamples."),
     seed: int = typer.Option(0, help="Seed of the bootstrap."),
@@ -103,7 +109,7 @@ def compare_command(
 def recommend_command(
     run: Path = RUN_OPTION,
     all_test_users: bool = typer.Option(False, "--all-test-users", help="Every user with a test item."),
-    users: Optional[list[str]] = typer.Option(None, "--user", help="Raw user id (repeatable)."),
+    users: list[str] | None = typer.Option(None, "--user", help="Raw user id (repeatable)."),
     k: int = typer.Option(50, "--k", min=1, help="List length."),
     out: Path = typer.Option(..., "--out", help="Parquet file: user_id, rank, item_id, score."),
 ) -> None:

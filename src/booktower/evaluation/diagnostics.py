@@ -76,7 +76,7 @@ def neighbour_overlap(vecs: np.ndarray, labels: np.ndarray, rng: np.random.Gener
     same = (lab[top] == lab[queries, None]).mean()
     freq = np.bincount(lab) / len(lab)
     return {"same_label_at_k": float(same), "random_expectation": float((freq ** 2).sum()), "k": k,
-            "queries": int(len(queries))}
+            "queries": len(queries)}
 
 
 def mimic_cosine(augmented: np.ndarray, targets: np.ndarray) -> dict[str, float]:

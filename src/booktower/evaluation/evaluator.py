@@ -144,7 +144,7 @@ def evaluate_split(
     The per-user `rank` is the held-out item's 1-based rank: over the whole catalogue with `full_rank` (one
     extra comparison pass, about as costly as the scoring itself), else within the top max(ks) (null beyond).
     """
-    ks = sorted(set(int(k) for k in ks))
+    ks = sorted({int(k) for k in ks})
     truth_part, known_parts = parts_for(data, part)
     truth = _held_out(truth_part, data.n_users)
     mask = known_items(data.n_users, *known_parts)

@@ -14,7 +14,12 @@ import polars as pl
 from booktower.config import EvaluationConfig, load_config
 from booktower.evaluation import _plots
 from booktower.evaluation.report_sections import (
-    audit_section, comparison_section, data_section, diagnostics_section, headline_section, slices_section,
+    audit_section,
+    comparison_section,
+    data_section,
+    diagnostics_section,
+    headline_section,
+    slices_section,
 )
 from booktower.utils.atomic import atomic_write_text
 
@@ -92,13 +97,12 @@ def _image(plots: dict[str, Path], name: str, caption: str) -> str:
 
 
 def render(files: RunFiles, plots: dict[str, Path]) -> str:
-    ks = files.evaluation.ks
     rng = np.random.default_rng(files.seed)
     parts = [
         f"# booktower report: `{files.run_dir.name}`\n",
-        "Exact full-catalogue ranking (no sampled candidates). Validation masks train items; test masks train + "
-        "validation items. Intervals are 95% percentile bootstrap intervals over users "
-        f"({files.evaluation.bootstrap_samples} resamples).\n",
+        ("Exact full-catalogue ranking (no sampled candidates). Validation masks train items; test masks train + "
+         "validation items. Intervals are 95% percentile bootstrap intervals over users "
+         f"({files.evaluation.bootstrap_samples} resamples).\n"),
         headline_section(files, rng),
         comparison_section(files, rng),
         "## Training curves\n", _image(plots, "training", "loss and validation metrics per epoch"),

@@ -29,7 +29,7 @@ def _ci_cell(per_user: pl.DataFrame | None, metric: str, mean: float | None, rng
     return f"{value:.4f} [{low:.4f}, {high:.4f}]"
 
 
-def headline_section(files: "RunFiles", rng: np.random.Generator) -> str:
+def headline_section(files: RunFiles, rng: np.random.Generator) -> str:
     ks = files.evaluation.ks
     k0, samples = ks[0], files.evaluation.bootstrap_samples
     others = [f"{name}@{k}" for k in ks[1:] for name in ("HR", "NDCG")]
@@ -54,7 +54,7 @@ def headline_section(files: "RunFiles", rng: np.random.Generator) -> str:
     return "\n".join(text)
 
 
-def comparison_section(files: "RunFiles", rng: np.random.Generator) -> str:
+def comparison_section(files: RunFiles, rng: np.random.Generator) -> str:
     if files.per_user is None or not files.baseline_per_user:
         return ""
     metric = f"NDCG@{files.evaluation.ks[0]}"
@@ -85,12 +85,12 @@ def slice_tables(per_user: pl.DataFrame, ks: list[int]) -> dict[str, pl.DataFram
     return tables
 
 
-def slices_section(files: "RunFiles") -> str:
+def slices_section(files: RunFiles) -> str:
     if files.per_user is None:
         return "## Slices\n\n_(no per_user_test.parquet)_\n"
     text = ["## Slices (test)\n",
-            "Head / torso / tail: the most popular items holding the first third of known interactions, the "
-            "next third, and the rest.\n"]
+            ("Head / torso / tail: the most popular items holding the first third of known interactions, the "
+             "next third, and the rest.\n")]
     for title, table in slice_tables(files.per_user, files.evaluation.ks).items():
         header = [title, *table.columns[1:]]
         rows = [[_fmt(v) for v in row] for row in table.iter_rows()]
@@ -139,8 +139,8 @@ def audit_section(audit: dict[str, Any]) -> str:
         recommended = example.get("recommended", [])
         rows = [[_book(history[i]) if i < len(history) else "", f"{i + 1}. {_book(recommended[i])}"
                  if i < len(recommended) else ""] for i in range(max(len(history), len(recommended)))]
-        text += [f"**reader {example['user_id']}** ({example.get('n_history')} books read; held out: "
-                 f"{_book(example.get('held_out', {}))})\n",
+        text += [(f"**reader {example['user_id']}** ({example.get('n_history')} books read; held out: "
+                  f"{_book(example.get('held_out', {}))})\n"),
                  markdown_table(["recent history (newest first)", "top recommendations"], rows), ""]
     return "\n".join(text)
 

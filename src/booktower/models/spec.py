@@ -13,8 +13,8 @@ from booktower.data.types import SideFeatures
 class SideSpec:
     """One tower's inputs and layers. A width of 0 switches that input off."""
 
-    n_ids: int  # ID rows (vocabulary size); 0 = no ID embedding
-    id_dim: int
+    n_ids: int  # ID rows (vocabulary size) of the ID-keyed tables
+    id_dim: int  # 0 = no ID embedding (the augmented vector, if any, is still ID-keyed)
     numeric_dim: int  # engineered numeric features; 0 = none
     feature_hidden: list[int]
     categorical: dict[str, int]  # field name -> cardinality
@@ -64,8 +64,8 @@ class ModelSpec:
 def _side_spec(tower: TowerConfig, features: SideFeatures, n_ids: int, augment_dim: int) -> SideSpec:
     use = tower.use_features
     return SideSpec(
-        n_ids=n_ids if tower.use_id else 0,
-        id_dim=tower.id_dim,
+        n_ids=n_ids,
+        id_dim=tower.id_dim if tower.use_id else 0,
         numeric_dim=int(features.numeric.shape[1]) if use else 0,
         feature_hidden=list(tower.feature_hidden),
         categorical={f.name: f.cardinality for f in features.categorical} if use else {},

@@ -28,7 +28,7 @@ class Tower(nn.Module):
         self.spec = spec
         self.normalize = normalize
         dims: list[int] = []
-        self.ids = IdEmbedding(spec.n_ids, spec.id_dim, sparse) if spec.n_ids > 0 else None
+        self.ids = IdEmbedding(spec.n_ids, spec.id_dim, sparse) if spec.n_ids > 0 and spec.id_dim > 0 else None
         dims += [spec.id_dim] if self.ids is not None else []
         self.features = None
         if spec.numeric_dim > 0:

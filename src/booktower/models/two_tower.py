@@ -20,7 +20,7 @@ class TwoTower(nn.Module):
         self.history = None
         extra: list[int] = []
         if spec.history.pooling != "none":
-            if spec.item.n_ids == 0:
+            if spec.item.n_ids == 0 or spec.item.id_dim == 0:
                 raise ValueError("history pooling reads the item ID embeddings: set model.item.use_id=true "
                                  "or model.history.pooling=none")
             self.history = HistoryPooler(spec.history, spec.item.id_dim)

@@ -35,7 +35,7 @@ class Recommender(ABC):
             raise RuntimeError(f"{self.name}: call fit(interactions) before score(users)")
         return self._matrix
 
-    def fit(self, matrix: sp.csr_matrix) -> "Recommender":
+    def fit(self, matrix: sp.csr_matrix) -> Recommender:
         if not sp.issparse(matrix) or matrix.ndim != 2:
             raise ValueError(f"{self.name}: fit needs a scipy sparse (n_users, n_items) matrix")
         self._matrix = sp.csr_matrix(matrix, dtype=np.float32)

@@ -33,7 +33,8 @@ class ALS(_Factorisation):
     def __init__(self, factors: int = 128, regularization: float = 0.05, alpha: float = 2.0, iterations: int = 15,
                  seed: int = 0, threads: int = 0) -> None:
         super().__init__()
-        self.params = dict(factors=factors, regularization=regularization, alpha=alpha, iterations=iterations)
+        self.params = {"factors": factors, "regularization": regularization, "alpha": alpha,
+                       "iterations": iterations}
         self.seed, self.threads = seed, threads
 
     def _fit(self, matrix: sp.csr_matrix) -> None:
@@ -52,8 +53,8 @@ class BPR(_Factorisation):
     def __init__(self, factors: int = 128, learning_rate: float = 0.01, regularization: float = 0.01,
                  iterations: int = 100, seed: int = 0) -> None:
         super().__init__()
-        self.params = dict(factors=factors, learning_rate=learning_rate, regularization=regularization,
-                           iterations=iterations)
+        self.params = {"factors": factors, "learning_rate": learning_rate, "regularization": regularization,
+                       "iterations": iterations}
         self.seed = seed
 
     def _fit(self, matrix: sp.csr_matrix) -> None:

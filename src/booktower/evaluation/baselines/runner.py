@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
 
 from booktower.config.evaluation import BaselineConfig
 from booktower.data.types import PreparedData
