@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import running_server  # noqa: E402
+from _server import running_server
 
 
 @dataclass

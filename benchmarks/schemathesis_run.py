@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import running_server  # noqa: E402
+from _server import running_server
 
 # 404 for ids the fuzzer invents is the documented answer; schemathesis' positive-data check would count it.
 _EXCLUDED = "positive_data_acceptance"

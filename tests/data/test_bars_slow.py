@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import shared_data_path
 
 from booktower.config import load_config
 from booktower.data.prepare import prepare
-from conftest import shared_data_path
 
 
 @pytest.mark.slow

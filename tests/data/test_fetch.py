@@ -7,6 +7,7 @@ import hashlib
 import http.server
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import polars as pl
 import pytest
@@ -19,7 +20,7 @@ from booktower.data.fetch import download, fetch_amazon_2023_books
 class _RangeHandler(http.server.SimpleHTTPRequestHandler):
     """Static files with HTTP Range support (the stdlib handler has none); records the Range headers seen."""
 
-    ranges: list[str | None] = []
+    ranges: ClassVar[list[str | None]] = []
     honour_range = True
 
     def log_message(self, *args) -> None:  # keep test output quiet

@@ -5,12 +5,12 @@ from __future__ import annotations
 import gzip
 
 import polars as pl
+from conftest import shared_data_path
 
 from booktower.config.data import DataConfig
 from booktower.data.errors import DropLedger
 from booktower.data.ingest import load_raw
 from booktower.data.prepare import prepare, prepare_from_raw
-from conftest import shared_data_path
 
 
 def test_goodbooks_catalogue_loads_with_an_item_id_mapping(tmp_path):

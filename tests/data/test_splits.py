@@ -74,7 +74,7 @@ def test_time_cutoff_split():
                                                 "test_start": "2020-03-01"},
                                      "min_user_interactions": 1, "min_item_interactions": 1})
     data = prepare_from_raw(_raw(rows), cfg, DropLedger())
-    decode = lambda part: set(zip(data.users.decode(part.user), data.items.decode(part.item)))  # noqa: E731
+    decode = lambda part: set(zip(data.users.decode(part.user), data.items.decode(part.item)))
     assert decode(data.split.train) == {("u1", "a"), ("u2", "c")}
     assert decode(data.split.valid) == {("u1", "b")}
     assert decode(data.split.test) == {("u2", "a")}

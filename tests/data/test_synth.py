@@ -7,12 +7,12 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+from conftest import shared_data_path
 from typer.testing import CliRunner
 
 from booktower.config import load_config
 from booktower.data.prepare import prepare
 from booktower.data.synth import SynthConfig, generate, write_synthetic
-from conftest import shared_data_path
 
 
 @pytest.fixture(scope="module")

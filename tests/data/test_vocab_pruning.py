@@ -94,6 +94,11 @@ def test_dense_codes_fall_back_to_exact_on_a_hash_collision(monkeypatch):
     from booktower.data import pruning
 
     column = pl.Series("user_id", ["a", "b", "a", "c"])
-    monkeypatch.setattr(pl.Series, "hash", lambda self, *a, **k: pl.Series([0] * len(self), dtype=pl.UInt64))
+    real_hash = pl.Series.hash
+
+    def colliding(self, seed=0, *args, **kwargs):  # the first hash collides for everything, the check does not
+        return pl.Series([0] * len(self), dtype=pl.UInt64) if seed == 0 else real_hash(self, seed, *args, **kwargs)
+
+    monkeypatch.setattr(pl.Series, "hash", colliding)
     codes, n = pruning._dense_codes(column)
     assert n == 3 and codes[0] == codes[2] and len({codes[0], codes[1], codes[3]}) == 3

@@ -27,7 +27,9 @@ def make(small_config, data, tmp_path):
 
 
 def _trainer(small_config, data, tmp_path, *overrides: str) -> Trainer:
-    config = small_config("training.loss.cal_weight=1.0", *overrides)
+    # Every input switched on (reader IDs and a_u are off by default), so every path is exercised.
+    config = small_config("training.loss.cal_weight=1.0", "model.user.use_id=true", "model.dat.augment_users=true",
+                          *overrides)
     model = build_model(config, data, torch.device("cpu"))
     return Trainer(model, data, config.training, config.seed, [10], tmp_path)
 

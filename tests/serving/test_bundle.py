@@ -93,7 +93,7 @@ def test_known_reader_answers_use_exported_vectors(trained) -> None:
 
 
 def test_index_add_appends_content_only_books(trained, tmp_path: Path) -> None:
-    data, model, directory, _ = trained
+    data, _, directory, _ = trained
     copy = _copy(directory, tmp_path / "b")
     books = tmp_path / "new.csv"
     pl.DataFrame({"item_id": ["new-1", "new-2"], "title": ["the fantasy of dragons", "a history of rome"],

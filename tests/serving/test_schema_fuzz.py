@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is in the dev extra")
-from hypothesis import HealthCheck, settings  # noqa: E402
+from hypothesis import HealthCheck, settings
 
-from booktower.serving.api import create_app  # noqa: E402
+from booktower.serving.api import create_app
 
-from .conftest import toy_recommender  # noqa: E402
+from .conftest import toy_recommender
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(toy_recommender()[0]))
 

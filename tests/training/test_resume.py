@@ -43,7 +43,7 @@ training:
   progress: false
   num_threads: 1
   batch_size: 32
-  epochs: 6
+  epochs: 5
   negatives: {{num_negatives: 16}}
   early_stopping: {{patience: 0}}
 """)
@@ -63,7 +63,7 @@ def _finish(proc: subprocess.Popen) -> None:
 
 def test_train_cli_then_load_run_scores_like_the_saved_metrics(tmp_path):
     config = write_dataset(tmp_path / "data", 20)
-    _finish(train(config, tmp_path / "run", "--set", "training.epochs=2"))
+    _finish(train(config, tmp_path / "run", "--set", "training.epochs=1"))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     trained = load_run(tmp_path / "run")
     from booktower.evaluation import evaluate_split
@@ -74,7 +74,7 @@ def test_train_cli_then_load_run_scores_like_the_saved_metrics(tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_then_resume_ends_like_the_uninterrupted_run(tmp_path):
-    config = write_dataset(tmp_path / "data", 60)
+    config = write_dataset(tmp_path / "data", 50)
     _finish(train(config, tmp_path / "full"))
     proc = train(config, tmp_path / "killed")
     epochs = tmp_path / "killed" / "epochs.csv"

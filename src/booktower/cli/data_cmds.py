@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from booktower.cli._common import CONFIG_OPTION, SET_OPTION, cli_config, console, friendly_errors, setup_logging
+from booktower.cli._common import (
+    CONFIG_OPTION,
+    SET_OPTION,
+    cli_config,
+    console,
+    friendly_errors,
+    setup_logging,
+)
 
 data_app = typer.Typer(help="Create or download input data.", no_args_is_help=True)
 
 
 def prepare_command(
-    config: Optional[Path] = CONFIG_OPTION,
-    set_: Optional[list[str]] = SET_OPTION,
+    config: Path | None = CONFIG_OPTION,
+    set_: list[str] | None = SET_OPTION,
     output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Where data_summary.json and the prepared data go."),
 ) -> None:
     """Validate, prune, split and featurise the data; write DIR/data_summary.json."""
@@ -49,8 +55,8 @@ def synth_command(
 def fetch_command(
     dataset: str = typer.Argument(..., help="Dataset to download: amazon-2023-books."),
     output_dir: Path = typer.Option(Path("data"), "--output-dir", "-o", help="Where raw/, books.csv, users.csv go."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="Serve the files from BASE/<file name> instead."),
-    sha256: Optional[list[str]] = typer.Option(None, "--sha256", help="Expected checksum: FILE=HEX (repeatable)."),
+    base_url: str | None = typer.Option(None, "--base-url", help="Serve the files from BASE/<file name> instead."),
+    sha256: list[str] | None = typer.Option(None, "--sha256", help="Expected checksum: FILE=HEX (repeatable)."),
     convert: bool = typer.Option(True, "--convert/--no-convert", help="Convert to books.csv + users.csv."),
 ) -> None:
     """Download the public Amazon Reviews 2023 Books files (resumable, verified) and convert them."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import typer
 
@@ -33,7 +34,7 @@ def _bundle_errors() -> Iterator[None]:
 
 
 def export_command(run: Path = RUN_OPTION, output_dir: Path = typer.Option(..., "--output-dir", help="Bundle folder."),
-                   index: Optional[str] = INDEX_OPTION) -> None:
+                   index: str | None = INDEX_OPTION) -> None:
     """Write a serving bundle from a trained run and report the ANN index's recall and speed-up."""
     from booktower.serving.export import export_run
 
@@ -52,7 +53,7 @@ def export_command(run: Path = RUN_OPTION, output_dir: Path = typer.Option(..., 
 
 def serve_command(bundle: Path = BUNDLE_OPTION, host: str = typer.Option("127.0.0.1", help="Interface to bind."),
                   port: int = typer.Option(8000, help="TCP port."), workers: int = typer.Option(1, min=1, help="Worker processes."),
-                  index: Optional[str] = INDEX_OPTION,
+                  index: str | None = INDEX_OPTION,
                   threads: int = typer.Option(1, min=1, help="Torch threads per worker.")) -> None:
     """Serve recommendations over HTTP (FastAPI + uvicorn); the bundle is verified before any request."""
     import uvicorn

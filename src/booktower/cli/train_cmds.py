@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from booktower.cli._common import CONFIG_OPTION, SET_OPTION, cli_config, console, friendly_errors, setup_logging
+from booktower.cli._common import (
+    CONFIG_OPTION,
+    SET_OPTION,
+    cli_config,
+    console,
+    friendly_errors,
+    setup_logging,
+)
 
 
 def train_command(
-    config: Optional[Path] = CONFIG_OPTION,
-    set_: Optional[list[str]] = SET_OPTION,
+    config: Path | None = CONFIG_OPTION,
+    set_: list[str] | None = SET_OPTION,
     output_dir: Path = typer.Option(..., "--output-dir", "-o", help="The run directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN/checkpoints/last."),
 ) -> None:

@@ -16,7 +16,7 @@ import polars as pl
 
 from booktower.config.data import ColumnMapping, DataConfig, SourceConfig
 from booktower.data.errors import DataError, DropLedger
-from booktower.data.readers import read_table, require_columns
+from booktower.data.readers import require_columns
 from booktower.data.textparse import parse_list_column, parse_text_column
 
 log = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import difflib
 import gzip
 import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import polars as pl
 

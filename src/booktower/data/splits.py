@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
 
@@ -41,7 +41,7 @@ def _epoch(text: str, key: str) -> int:
     except ValueError:
         raise DataError(f"{key} {text!r} is not an ISO-8601 time", fix=f"write {key} like 2014-01-31") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp())
 
 

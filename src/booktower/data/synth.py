@@ -160,7 +160,7 @@ def make_catalogue(rng: np.random.Generator, config: SynthConfig) -> Catalogue:
     genre_weight = rng.dirichlet(np.full(len(names), 3.0))
     genre = rng.choice(len(names), size=n, p=genre_weight)
     sub = rng.integers(0, 3, size=n)
-    series_id, position, next_in_series, first_of_series = _assign_series(rng, genre, config.series_share)
+    _, position, next_in_series, first_of_series = _assign_series(rng, genre, config.series_share)
 
     # Authors write in one genre; a series has one author.
     n_authors = max(len(names), n // 6)

@@ -44,6 +44,8 @@ def training_curves(epochs: pl.DataFrame, path: Path) -> Path | None:
             ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        if len(x) == 1:  # one epoch: a point needs room around it, else the axis shows fractions of an epoch
+            ax.set_xlim(x[0] - 1, x[0] + 1)
     return _save(fig, path)
 
 

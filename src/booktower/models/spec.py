@@ -53,7 +53,7 @@ class ModelSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "ModelSpec":
+    def from_dict(cls, raw: dict[str, Any]) -> ModelSpec:
         raw = dict(raw)
         return cls(
             user=SideSpec(**raw.pop("user")), item=SideSpec(**raw.pop("item")),
@@ -83,11 +83,11 @@ def spec_from_config(
     config: ModelConfig, user_features: SideFeatures, item_features: SideFeatures, n_users: int, n_items: int
 ) -> ModelSpec:
     """The architecture for this data: feature widths and vocabulary sizes come from the prepared data."""
-    augment = config.dat.augment_dim if config.dat.augment else 0
+    dat = config.dat
     h = config.history
     return ModelSpec(
-        user=_side_spec(config.user, user_features, n_users, augment),
-        item=_side_spec(config.item, item_features, n_items, augment),
+        user=_side_spec(config.user, user_features, n_users, dat.augment_dim if dat.augment and dat.augment_users else 0),
+        item=_side_spec(config.item, item_features, n_items, dat.augment_dim if dat.augment and dat.augment_items else 0),
         history=HistorySpec(h.pooling, h.max_length, h.recency_half_life, h.attention_heads, h.attention_layers),
         output_dim=config.output_dim,
         fusion=config.fusion,

@@ -26,7 +26,7 @@ from booktower.config.data import DataConfig
 from booktower.data.errors import DropLedger
 from booktower.data.ingest import RawData, load_raw
 from booktower.data.prepare import prepare_from_raw
-from booktower.data.types import PreparedData, Ragged
+from booktower.data.types import PreparedData
 
 
 @dataclass
@@ -135,7 +135,7 @@ def run_cold_eval(config: BooktowerConfig, run_dir: Path, fraction: float = 0.05
     result = train_run(config, run_dir, data=split.data)
     metrics = score_cold(split, result.model.cpu().eval(), rng, ks)
     return {
-        "fraction": fraction, "n_held_books": split.n_held, "n_targets": int(len(split.target_users)),
+        "fraction": fraction, "n_held_books": split.n_held, "n_targets": len(split.target_users),
         "n_targets_lost_to_pruning": split.n_targets_lost, "n_catalogue": split.data.n_items + split.n_held,
         "warm_test_metrics": result.metrics.get("test", {}), "cold": metrics,
     }

@@ -71,7 +71,7 @@ class ModelEncoder:
         self.n_model_items = n_model_items
 
     @classmethod
-    def load(cls, model_dir: Path, spec: dict[str, Any], popularity: np.ndarray, n_model_items: int) -> "ModelEncoder":
+    def load(cls, model_dir: Path, spec: dict[str, Any], popularity: np.ndarray, n_model_items: int) -> ModelEncoder:
         from booktower.models.io import load_model
 
         return cls(load_model(Path(model_dir)), FeatureSpec.from_json(spec), popularity, n_model_items)

@@ -51,7 +51,7 @@ class Recommender:
         self._by_tag = _tag_index(self._categories)
 
     @classmethod
-    def from_bundle(cls, directory: Path, config: ServingConfig | None = None, index_kind: str | None = None) -> "Recommender":
+    def from_bundle(cls, directory: Path, config: ServingConfig | None = None, index_kind: str | None = None) -> Recommender:
         """Load and verify a bundle; the index settings come from the manifest unless `config` is given."""
         parts, manifest = load_bundle(Path(directory))
         if config is None:

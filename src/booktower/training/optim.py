@@ -27,7 +27,7 @@ class LazyAdam(torch.optim.Optimizer):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
 
     @torch.no_grad()
-    def step(self, closure=None):  # noqa: ANN001 - the Optimizer signature
+    def step(self, closure=None):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for p in group["params"]:
@@ -50,7 +50,6 @@ class LazyAdam(torch.optim.Optimizer):
                 step = state["step"]
                 step_size = group["lr"] * math.sqrt(1 - beta2**step) / (1 - beta1**step)
                 p.index_add_(0, rows, m.div_(v.sqrt_().add_(group["eps"])), alpha=-step_size)
-        return None
 
 
 def lr_factor(schedule: str, step: int, total_steps: int, warmup_fraction: float) -> float:
@@ -109,10 +108,12 @@ def build_optimizers(model: nn.Module, config: OptimizerConfig, total_steps: int
     for opt in optimizers:
         for group in opt.param_groups:
             group["base_lr"] = group["lr"]
-    n_sparse = sum(p.numel() for p in sparse)
-    n_dense = sum(p.numel() for p in dense)
-    log.info("optimisers: %s", ", ".join(
-        ([f"LazyAdam (row-wise SparseAdam, lr={config.sparse_lr}) on {len(sparse)} sparse tables ({n_sparse:,} weights)"] if sparse else [])
-        + ([f"AdamW(lr={config.lr}, weight_decay={config.weight_decay}) on {len(dense)} dense tensors "
-            f"({n_dense:,} weights)"] if dense else [])) + f"; schedule {config.schedule} over {total_steps} steps")
+    built = []
+    if sparse:
+        built.append(f"LazyAdam (row-wise SparseAdam, lr={config.sparse_lr}) on {len(sparse)} sparse tables "
+                     f"({sum(p.numel() for p in sparse):,} weights)")
+    if dense:
+        built.append(f"AdamW(lr={config.lr}, weight_decay={config.weight_decay}) on {len(dense)} dense tensors "
+                     f"({sum(p.numel() for p in dense):,} weights)")
+    log.info("optimisers: %s; schedule %s over %d steps", ", ".join(built), config.schedule, total_steps)
     return Optimizers(optimizers, dense, config, total_steps, grad_clip)
