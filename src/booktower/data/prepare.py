@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from booktower import __version__
 from booktower.config.data import DataConfig
 from booktower.data.errors import DataError, DropLedger
 from booktower.data.featurize import (
@@ -23,6 +24,9 @@ from booktower.data.types import Interactions, PreparedData, Ragged, Split
 from booktower.data.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 2
+"""Bump when the prepared layout or the data layer's behaviour changes, so old cache entries are not reused."""
 
 
 def build_vocabularies(frame: pl.DataFrame, catalogue: pl.DataFrame | None) -> tuple[Vocabulary, Vocabulary]:
@@ -120,7 +124,8 @@ def _ragged_by_user(part: Interactions, n_users: int) -> Ragged:
 
 def cache_key(config: DataConfig, fingerprint: str) -> str:
     payload = json.dumps({"data": config.model_dump(mode="json", exclude={"cache_dir", "strict"}), "inputs": fingerprint,
-                          "format": 1}, sort_keys=True)
+                          "format": CACHE_FORMAT,
+                          "booktower": __version__}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 

@@ -28,9 +28,10 @@ def sampled_softmax(logits: torch.Tensor, positive: torch.Tensor, invalid: torch
                     log_q: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over rows of -log softmax(corrected logits)[positive], accidental hits removed from the softmax."""
     z = corrected_logits(logits.float(), log_q)  # (B, C)
-    keep = _negative_mask(z, positive, invalid)
-    keep[torch.arange(z.shape[0], device=z.device), positive] = True
-    z = z.masked_fill(~keep, float("-inf"))
+    if invalid is not None:
+        drop = invalid.clone()
+        drop[torch.arange(z.shape[0], device=z.device), positive] = False  # a row's positive always stays
+        z = z.masked_fill(drop, float("-inf"))
     return F.cross_entropy(z, positive)
 
 

@@ -18,7 +18,7 @@ from booktower.training.batching import TrainBatch, TrainingData
 class Candidates:
     """Row b's candidates: logits (B, C), the column of its positive, accidental hits, logQ terms."""
 
-    scores: torch.Tensor  # (B, C) raw inner products (cosines when normalised)
+    scores: torch.Tensor  # (B, C) <p_u, p_v> / temperature (raw cosines for cosine_contrastive)
     positive: torch.Tensor  # (B,)
     invalid: torch.Tensor | None  # (B, C)
     log_q: torch.Tensor  # (B, C) or (C,)
@@ -82,7 +82,7 @@ class TrainTask:
         kind = self.config.main
         if kind == "cosine_contrastive":
             return losses.cosine_contrastive(c.scores, c.positive, c.invalid, self.config.contrastive_margin)
-        logits = c.scores / self.model.temperature
+        logits = c.scores  # already divided by the temperature (folded into the user vectors)
         log_q = c.log_q if self.config.logq_correction else None
         if kind == "bce":
             return losses.sampled_bce(logits, c.positive, c.invalid, log_q)
@@ -96,7 +96,9 @@ class TrainTask:
         vectors = item_out.vector[inverse]  # (B + S', d)
         b = len(batch.items)
         pos_vec, neg_vec = vectors[:b], vectors[b:].view(*negatives.shape, -1)
-        parts = {"main": self.main_loss(self.candidates(batch, user.vector, pos_vec, neg_vec, negatives))}
+        # Dividing the (B, d) user vectors by the temperature is cheaper than dividing the (B, C) logits.
+        query = user.vector if self.config.main == "cosine_contrastive" else user.vector / self.model.temperature
+        parts = {"main": self.main_loss(self.candidates(batch, query, pos_vec, neg_vec, negatives))}
         cfg = self.config
         if cfg.amm_user_weight > 0 and user.augmented is not None:
             parts["amm_user"] = cfg.amm_user_weight * losses.mimic_loss(user.augmented, pos_vec, cfg.amm_reduction)
