@@ -37,10 +37,18 @@ class BaselineConfig(StrictModel):
     itemknn_neighbors: int | None = Field(None, ge=1)
     """ItemKNN: keep this many neighbours per item (None = all)."""
     als_factors: int = Field(128, ge=1)
+    """ALS: latent factors."""
     als_regularization: float = Field(0.05, ge=0)
+    """ALS: L2 regularisation."""
     als_alpha: float = Field(2.0, gt=0)
+    """ALS: confidence scaling of implicit feedback."""
     als_iterations: int = Field(15, ge=1)
+    """ALS: alternating least-squares sweeps."""
     bpr_factors: int = Field(128, ge=1)
+    """BPR: latent factors."""
     bpr_learning_rate: float = Field(0.01, gt=0)
+    """BPR: SGD learning rate."""
     bpr_regularization: float = Field(0.01, ge=0)
+    """BPR: L2 regularisation."""
     bpr_iterations: int = Field(100, ge=1)
+    """BPR: epochs of SGD."""

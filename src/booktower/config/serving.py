@@ -13,11 +13,17 @@ class IndexConfig(StrictModel):
     """Retrieval index."""
 
     kind: Literal["exact", "hnsw", "ivf"] = "exact"
+    """`exact`: matrix product + top-K. `hnsw` / `ivf`: approximate FAISS indexes (inner product)."""
     hnsw_m: int = Field(32, ge=4)
+    """HNSW: links per node."""
     hnsw_ef_search: int = Field(128, ge=1)
+    """HNSW: candidate list size at query time (higher = better recall, slower)."""
     hnsw_ef_construction: int = Field(200, ge=1)
+    """HNSW: candidate list size while building."""
     ivf_nlist: int = Field(256, ge=1)
+    """IVF: number of coarse clusters."""
     ivf_nprobe: int = Field(16, ge=1)
+    """IVF: clusters searched per query."""
     overfetch: int = Field(4, ge=1)
     """Candidates fetched per requested result before filters are applied (multiplier)."""
 
@@ -40,6 +46,7 @@ class TrackingConfig(StrictModel):
     mlflow_uri: str = "sqlite:///mlruns.db"
     """Tracking store; a local SQLite file by default."""
     experiment: str = "booktower"
+    """MLflow experiment name."""
     """MLflow experiment name (created on first use)."""
     artifact_root: str | None = None
     """Artefact location of a newly created experiment; None = `mlartifacts/` beside a SQLite store's file."""

@@ -82,7 +82,9 @@ class TrainingConfig(StrictModel):
     """The training loop."""
 
     epochs: int = Field(10, ge=1)
+    """Most epochs to train (early stopping may end sooner)."""
     batch_size: int = Field(1024, ge=1)
+    """Positive interactions per step (and in-batch negatives per positive, minus one)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """`auto` uses CUDA when available."""
     bf16: bool = True

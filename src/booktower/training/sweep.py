@@ -109,3 +109,30 @@ def summarise(study: Any, base: BooktowerConfig, output_dir: Path) -> SweepResul
     best_config = trial_config(base, best.params)
     atomic_write_text(output_dir / "best_config.yaml", dump_config(best_config))
     return SweepResult(float(best.value), dict(best.params), best_config, table)
+
+
+def validation_trial(data: Any) -> TrainFn:
+    """A TrainFn that trains on the prepared data and returns the best validation value (test never scored)."""
+
+    def train(config: BooktowerConfig, trial_dir: Path, report: Callable[[int, float], None]) -> float:
+        from booktower.training.pipeline import build_model
+        from booktower.training.trainer import Trainer, resolve_device
+
+        metric = f"val_{config.sweep.metric}"
+        config = config.model_copy(update={"training": config.training.model_copy(
+            update={"early_stopping": config.training.early_stopping.model_copy(update={"metric": config.sweep.metric})})})
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(trial_dir / "config.yaml", dump_config(config))
+        model = build_model(config, data, resolve_device(config.training.device))
+        trainer = Trainer(model, data, config.training, config.seed, config.evaluation.ks, trial_dir,
+                          config.evaluation.user_chunk)
+
+        def on_epoch(row: dict[str, Any]) -> None:
+            if metric in row:
+                report(int(row["epoch"]), float(row[metric]))
+
+        fit = trainer.fit(on_epoch=on_epoch)
+        values = [row[metric] for row in fit.rows if metric in row]
+        return max(values) if values else float("nan")
+
+    return train

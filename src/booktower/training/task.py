@@ -37,6 +37,8 @@ class TrainTask:
         self.generator = dropout_generator
         # The paper's BCE draws S negatives per positive; every other case shares one set per batch.
         self.per_row = loss.main == "bce" and not sampler.uses_in_batch
+        # Under DDP (set by the trainer): (rank, world size); in-batch candidates are gathered from every rank.
+        self.rank, self.world_size = 0, 1
 
     def _negatives(self, batch_size: int) -> torch.Tensor:
         if self.n_negatives == 0:
@@ -54,6 +56,8 @@ class TrainTask:
         """Logits of the positives and negatives, in-batch or not, shared or per row."""
         b, s = len(batch.items), self.n_negatives
         if self.sampler.uses_in_batch:
+            if self.world_size > 1:
+                return self._gathered_candidates(batch, user_vec, pos_vec, neg_vec, negatives)
             cand = torch.cat([batch.items, negatives])  # (C,) = (B + S,)
             scores = user_vec @ torch.cat([pos_vec, neg_vec]).T  # (B, C)
             positive = torch.arange(b, device=scores.device)
@@ -71,6 +75,22 @@ class TrainTask:
         hits = self._hits(batch, negatives)  # (B, S)
         invalid = None if hits is None else torch.cat([torch.zeros_like(hits[:, :1]), hits], dim=1)
         return Candidates(scores, torch.zeros(b, dtype=torch.int64, device=scores.device), invalid, log_q)
+
+    def _gathered_candidates(self, batch: TrainBatch, user_vec: torch.Tensor, pos_vec: torch.Tensor,
+                             neg_vec: torch.Tensor, negatives: torch.Tensor) -> Candidates:
+        """In-batch candidates of every rank: W*B positives then W*S sampled negatives; the gather keeps the
+        gradients, so each rank's item vectors also learn from the other ranks' rows."""
+        from booktower.training.distributed import gather, gather_with_grad
+
+        b, s, w = len(batch.items), self.n_negatives, self.world_size
+        cand = torch.cat([gather(batch.items), gather(negatives)])  # (C,) = (W*B + W*S,)
+        vectors = gather_with_grad(torch.cat([pos_vec, neg_vec]))  # (W*(B + S), d) rank-major
+        vectors = vectors.view(w, b + s, -1)
+        vectors = torch.cat([vectors[:, :b].reshape(w * b, -1), vectors[:, b:].reshape(w * s, -1)])  # (C, d)
+        scores = user_vec @ vectors.T  # (B, C)
+        positive = self.rank * b + torch.arange(b, device=scores.device)
+        log_q = self.sampler.log_expected_count(cand, w * b, w * s)  # (C,)
+        return Candidates(scores, positive, self._hits(batch, cand), log_q)
 
     def _hits(self, batch: TrainBatch, candidates: torch.Tensor) -> torch.Tensor | None:
         if not self.config.mask_accidental_hits:

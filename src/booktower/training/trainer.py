@@ -10,7 +10,7 @@ import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -191,7 +191,9 @@ class Trainer:
         metrics["eval_seconds"] = round(time.perf_counter() - start, 3)
         return metrics
 
-    def fit(self, resume: bool = False) -> FitResult:
+    def fit(self, resume: bool = False, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
+        """Train until the planned epochs or early stopping. `on_epoch(row)` sees each epoch's row after it is
+        checkpointed (sweeps use it to report and prune; it may raise to stop the run)."""
         start = time.perf_counter()
         finished = self._restore() if resume else False
         metric = self.config.early_stopping.metric
@@ -211,6 +213,8 @@ class Trainer:
             finished = self.stopper.should_stop
             self._log_epoch(row, metric)
             self._checkpoint(improved, finished)
+            if on_epoch is not None:
+                on_epoch(row)
         return FitResult(self.rows, self.stopper.best_epoch, self.checkpoints / "best",
                          self.stopper.should_stop, round(time.perf_counter() - start, 3))
 

@@ -1,0 +1,37 @@
+"""`booktower sweep`: Optuna search over the config's `sweep.space`, on validation data only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from booktower.cli._common import CONFIG_OPTION, SET_OPTION, cli_config, console, friendly_errors, setup_logging
+
+
+def sweep_command(
+    config: Optional[Path] = CONFIG_OPTION,
+    set_: Optional[list[str]] = SET_OPTION,
+    trials: int = typer.Option(20, "--trials", min=1, help="Finished trials the study should hold."),
+    storage: str = typer.Option(..., "--storage", help="Optuna storage, e.g. sqlite:///sweep.db (resumable)."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name (default: the config file's stem)."),
+    output_dir: Path = typer.Option(Path("runs/sweep"), "--output-dir", "-o", help="Trial runs, trials.parquet, best_config.yaml."),
+) -> None:
+    """Search hyper-parameters on the validation split, prune bad trials, write the best config."""
+    from booktower.data.prepare import prepare
+    from booktower.training.sweep import run_sweep, validation_trial
+
+    setup_logging()
+    cfg = cli_config(config, set_)
+    name = study or (config.stem if config else "booktower")
+    with friendly_errors():
+        data, _ = prepare(cfg.data)
+        result = run_sweep(cfg, trials, storage, name, output_dir, validation_trial(data))
+    console.print(result.table.head(10))
+    console.print(f"best validation {cfg.sweep.metric} {result.best_value:.4f} with {result.best_params}")
+    console.print(f"wrote {output_dir / 'best_config.yaml'} and {output_dir / 'trials.parquet'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sweep")(sweep_command)

@@ -1,0 +1,59 @@
+"""The sweep: samples the declared space, reads validation only, resumes from its storage."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from booktower.config import ConfigError, load_config
+from booktower.data.toy import random_prepared
+from booktower.training import sweep as sweep_module
+
+pytest.importorskip("optuna")
+
+SPACE = [
+    "sweep.space={'training.optimizer.lr': {type: float, low: 0.001, high: 0.01, log: true},"
+    " 'model.history.pooling': {type: categorical, choices: [mean, recency]}}",
+    "sweep.pruner=none",
+]
+SMALL = ["training.epochs=2", "training.batch_size=256", "training.progress=false", "data.cache_dir=null",
+         "model.item.feature_hidden=[16]", "model.user.feature_hidden=[16]", "training.negatives.num_negatives=16"]
+
+
+def test_sweep_runs_resumes_and_never_scores_test(tmp_path, monkeypatch):
+    import booktower.training.trainer as trainer_module
+
+    parts_scored: list[str] = []
+    original = trainer_module.evaluate_model
+
+    def recording(model, data, part, *args, **kwargs):
+        parts_scored.append(part)
+        return original(model, data, part, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "evaluate_model", recording)
+    data = random_prepared(n_users=60, n_items=40, per_user=8)
+    config = load_config(None, SMALL + SPACE)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    result = sweep_module.run_sweep(config, 2, storage, "t", tmp_path / "out", sweep_module.validation_trial(data))
+    assert result.table.height == 2
+    assert set(parts_scored) == {"validation"}
+    best = load_config(tmp_path / "out" / "best_config.yaml")
+    assert best.model.history.pooling in ("mean", "recency")
+    assert 0.001 <= best.training.optimizer.lr <= 0.01
+
+    again = sweep_module.run_sweep(config, 3, storage, "t", tmp_path / "out", sweep_module.validation_trial(data))
+    assert again.table.height == 3  # continued the stored study: one more trial, not three
+    assert pl.read_parquet(tmp_path / "out" / "trials.parquet").height == 3
+
+
+def test_sweep_without_space_is_an_error(tmp_path):
+    config = load_config(None, SMALL)
+    with pytest.raises(ConfigError, match="sweep.space"):
+        sweep_module.run_sweep(config, 1, f"sqlite:///{tmp_path / 's.db'}", "t", tmp_path, lambda *a: 0.0)
+
+
+def test_trial_config_applies_dotted_keys():
+    base = load_config(None)
+    config = sweep_module.trial_config(base, {"training.loss.cal_weight": 0.3, "model.history.pooling": "attention"})
+    assert config.training.loss.cal_weight == 0.3
+    assert config.model.history.pooling == "attention"
