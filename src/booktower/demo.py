@@ -49,7 +49,8 @@ def demo_config(output_dir: Path, extra: list[str] | None = None) -> BooktowerCo
     ])
 
 
-def run_demo(output_dir: Path, seed: int = 0, extra: list[str] | None = None) -> DemoResult:
+def run_demo(output_dir: Path, seed: int = 0, extra: list[str] | None = None, synth: Any = None) -> DemoResult:
+    """Run the whole demo; `synth` (a SynthConfig) shrinks or grows the synthetic data."""
     from booktower.data.synth import SynthConfig, write_synthetic
     from booktower.evaluation.baselines import run_baselines
     from booktower.evaluation.report import write_report
@@ -61,7 +62,7 @@ def run_demo(output_dir: Path, seed: int = 0, extra: list[str] | None = None) ->
     output_dir = Path(output_dir)
     config = demo_config(output_dir, [f"seed={seed}", *(extra or [])])
     log.info("1/5 writing synthetic books and readers to %s", output_dir / "data")
-    write_synthetic(output_dir / "data", SynthConfig(), seed)
+    write_synthetic(output_dir / "data", synth or SynthConfig(), seed)
     run_dir = output_dir / "run"
     log.info("2/5 preparing data and training the two-tower model into %s", run_dir)
     result = train_run(config, run_dir)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import typer
@@ -26,9 +28,14 @@ def train_command(
     from booktower.training.pipeline import maybe_write_report, train_run
 
     setup_logging()
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 logs and reports
+    if not main_rank:
+        logging.getLogger().setLevel(logging.WARNING)
     cfg = cli_config(config, set_)
     with friendly_errors():
         result = train_run(cfg, output_dir, resume=resume)
+        if not main_rank:
+            return
         report = maybe_write_report(output_dir)
     test = result.metrics["test"]
     console.print("test " + "  ".join(f"{k} {test[k]:.4f}" for k in ("HR@10", "NDCG@10", "HR@20", "NDCG@20",

@@ -27,6 +27,15 @@ class TwoTower(nn.Module):
             extra.append(spec.item.id_dim)
         self.user_tower = Tower(spec.user, spec.fusion, spec.output_dim, spec.normalize, spec.sparse, extra)
         self.item_tower = Tower(spec.item, spec.fusion, spec.output_dim, spec.normalize, spec.sparse)
+        self.sparse_gradients = spec.sparse  # a runtime choice, not part of the architecture
+
+    def use_dense_gradients(self) -> None:
+        """Make every embedding table produce dense gradients (what DistributedDataParallel can all-reduce
+        with any backend). The weights and the saved spec are unchanged."""
+        for module in self.modules():
+            if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+                module.sparse = False
+        self.sparse_gradients = False
 
     @property
     def temperature(self) -> float:
@@ -36,7 +45,7 @@ class TwoTower(nn.Module):
         """(B, L) item indices (-1 = padding) -> (B, id_dim), read through the item tower's ID table."""
         assert self.history is not None and self.item_tower.ids is not None
         history = history[:, -self.spec.history.max_length:]
-        return self.history(self.item_tower.ids.table.weight, history, self.spec.sparse)  # (B, id_dim)
+        return self.history(self.item_tower.ids.table.weight, history, self.sparse_gradients)  # (B, id_dim)
 
     def encode_user(self, batch: UserBatch, generator: torch.Generator | None = None) -> TowerOutput:
         extras = []

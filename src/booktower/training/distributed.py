@@ -62,7 +62,8 @@ class DistContext:
         if dist.get_backend() == "nccl":
             t = t.cuda(self.local_rank)
         dist.all_reduce(t)
-        return {k: float(v) / self.world_size for k, v in zip(keys, t.cpu().tolist())}
+        means = {k: float(v) / self.world_size for k, v in zip(keys, t.cpu().tolist())}
+        return {k: means[k] for k in values}
 
 
 def init_distributed(device_kind: str) -> DistContext:
@@ -97,12 +98,27 @@ def rank_shard(perm: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     return full[rank::world_size]
 
 
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """(n, ...) on every rank -> (world * n, ...) in rank order; gradients flow back to each rank's part
-    (torch.distributed.nn's all_gather reduce-scatters them in backward)."""
-    from torch.distributed.nn.functional import all_gather
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sums every rank's gradient of the gathered tensor and keeps this rank's part
+    (an all-reduce then a slice: a reduce-scatter that also works on gloo)."""
 
-    return torch.cat(all_gather(x), dim=0)
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.rank, ctx.n = dist.get_rank(), x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n]
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """(n, ...) on every rank -> (world * n, ...) in rank order; gradients flow back to each rank's part."""
+    return _GatherWithGrad.apply(x)
 
 
 def gather(x: torch.Tensor) -> torch.Tensor:

@@ -33,8 +33,7 @@ class LazyAdam(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                grad = p.grad.coalesce()  # the update is non-linear: each row once
-                rows, values = grad.indices()[0], grad.values()  # (r,), (r, d)
+                rows, values = _touched_rows(p.grad)  # (r,), (r, d)
                 if values.numel() == 0:
                     continue
                 state = self.state[p]
@@ -50,6 +49,16 @@ class LazyAdam(torch.optim.Optimizer):
                 step = state["step"]
                 step_size = group["lr"] * math.sqrt(1 - beta2**step) / (1 - beta1**step)
                 p.index_add_(0, rows, m.div_(v.sqrt_().add_(group["eps"])), alpha=-step_size)
+
+
+def _touched_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows a gradient updates and their values. A sparse gradient is coalesced (the update is non-linear:
+    each row once); a dense one (tables under DDP) gives its non-zero rows, so the update stays lazy."""
+    if grad.is_sparse:
+        grad = grad.coalesce()
+        return grad.indices()[0], grad.values()
+    rows = grad.ne(0).any(dim=1).nonzero().squeeze(1)  # (r,)
+    return rows, grad.index_select(0, rows)
 
 
 def lr_factor(schedule: str, step: int, total_steps: int, warmup_fraction: float) -> float:

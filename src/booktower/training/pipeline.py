@@ -16,6 +16,7 @@ from booktower.models.io import save_model
 from booktower.models.spec import spec_from_config
 from booktower.models.two_tower import TwoTower
 from booktower.training.checkpoint import load_weights
+from booktower.training.distributed import DistContext, init_distributed, shutdown
 from booktower.training.evaluate import evaluate_model
 from booktower.training.trainer import FitResult, Trainer, peak_memory_mb, resolve_device
 from booktower.utils.atomic import atomic_write_json, atomic_write_parquet
@@ -55,10 +56,29 @@ def final_metrics(model: TwoTower, data: PreparedData, config: BooktowerConfig, 
     return {"validation": validation.metrics, "test": test.metrics}
 
 
+def _prepare_in_turn(config: BooktowerConfig, dist: DistContext) -> tuple[PreparedData, list[Path]]:
+    """Rank 0 prepares (and fills the cache) first; the other ranks then read the cache."""
+    if not dist.is_main:
+        dist.barrier()
+    data, inputs = prepare(config.data)
+    if dist.is_main:
+        dist.barrier()
+    return data, inputs
+
+
 def train_run(config: BooktowerConfig, run_dir: Path | str, resume: bool = False,
               data: PreparedData | None = None) -> TrainResult:
-    """Train the configured model and write the whole run layout into `run_dir`."""
-    run_dir = Path(run_dir)
+    """Train the configured model and write the whole run layout into `run_dir`. Under torchrun every rank
+    trains and only rank 0 writes; the other ranks return a result with empty metrics."""
+    dist = init_distributed(resolve_device(config.training.device).type)
+    try:
+        return _train_run(config, Path(run_dir), resume, data, dist)
+    finally:
+        shutdown(dist)
+
+
+def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: PreparedData | None,
+               dist: DistContext) -> TrainResult:
     timings = Timings()
     config_yaml = dump_config(config)
     if resume:
@@ -68,16 +88,20 @@ def train_run(config: BooktowerConfig, run_dir: Path | str, resume: bool = False
     inputs: list[Path] = []
     with timings.step("prepare"):
         if data is None:
-            data, inputs = prepare(config.data)
+            data, inputs = _prepare_in_turn(config, dist)
+    device = dist.device(resolve_device(config.training.device).type)
+    model = build_model(config, data, device)
+    trainer = Trainer(model, data, config.training, config.seed, config.evaluation.ks, run_dir,
+                      config.evaluation.user_chunk, dist)
+    if not dist.is_main:
+        fit = trainer.fit(resume=resume)
+        dist.barrier()  # wait for rank 0's final evaluation and artefacts
+        return TrainResult(run_dir, {}, fit, model, data)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config_yaml, encoding="utf-8")
     atomic_write_json(run_dir / "data_summary.json", data.summary)
     data.users.save(run_dir / "vocab" / "users.parquet")
     data.items.save(run_dir / "vocab" / "items.parquet")
-    device = resolve_device(config.training.device)
-    model = build_model(config, data, device)
-    trainer = Trainer(model, data, config.training, config.seed, config.evaluation.ks, run_dir,
-                      config.evaluation.user_chunk)
     with timings.step("fit"):
         fit = trainer.fit(resume=resume)
     load_weights(fit.best_checkpoint, model)
@@ -87,9 +111,11 @@ def train_run(config: BooktowerConfig, run_dir: Path | str, resume: bool = False
     atomic_write_json(run_dir / "metrics.json", metrics)
     write_run_info(run_dir, config_yaml=config_yaml, seed=config.seed, inputs=inputs, timings=timings.seconds,
                    extra={"device": str(device), "best_epoch": fit.best_epoch, "epochs_run": len(fit.rows),
-                          "stopped_early": fit.stopped_early, "peak_rss_mb": round(peak_memory_mb(), 1)})
+                          "stopped_early": fit.stopped_early, "peak_rss_mb": round(peak_memory_mb(), 1),
+                          "world_size": dist.world_size})
     log.info("test: %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()
                                   if k.split("@")[0] in ("HR", "NDCG") and "@" in k))
+    dist.barrier()
     return TrainResult(run_dir, metrics, fit, model, data)
 
 

@@ -22,6 +22,7 @@ from booktower.data.types import PreparedData
 from booktower.models.batches import SideTensors
 from booktower.models.two_tower import TwoTower
 from booktower.training.batching import TrainingData
+from booktower.training.distributed import DistContext, rank_shard
 from booktower.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from booktower.training.evaluate import evaluate_model
 from booktower.training.optim import build_optimizers
@@ -86,12 +87,35 @@ def resolve_device(kind: str) -> torch.device:
     return torch.device("cuda" if kind == "cuda" or (kind == "auto" and torch.cuda.is_available()) else "cpu")
 
 
+class LossModule(torch.nn.Module):
+    """The model with its training task as `forward`, so DistributedDataParallel sees one forward per step."""
+
+    def __init__(self, model: TwoTower, task: TrainTask) -> None:
+        super().__init__()
+        self.model = model
+        self.task = task
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        return self.task.losses(batch)
+
+
+def epoch_generator(seed: int, epoch: int, rank: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator that depends only on (seed, epoch, rank): what a rank draws in an epoch needs no saved state,
+    so a distributed run resumes under any world size."""
+    state = int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return torch.Generator(device=device).manual_seed(state)
+
+
 class Trainer:
-    """Owns the loop; the model and its losses are wired by `TrainTask`."""
+    """Owns the loop; the model and its losses are wired by `TrainTask`. Under torchrun (`dist.enabled`) each
+    rank trains on its shard of every epoch through DistributedDataParallel and only rank 0 validates, logs and
+    writes checkpoints."""
 
     def __init__(self, model: TwoTower, data: PreparedData, config: TrainingConfig, seed: int, ks: list[int],
-                 run_dir: Path, eval_chunk: int = 4096) -> None:
+                 run_dir: Path, eval_chunk: int = 4096, dist: DistContext | None = None) -> None:
         self.model, self.data, self.config, self.ks = model, data, config, ks
+        self.dist = dist or DistContext()
+        self.seed = seed
         self.run_dir, self.eval_chunk = Path(run_dir), eval_chunk
         self.device = next(model.parameters()).device
         self.shuffle_gen = torch.Generator().manual_seed(seed)
@@ -104,13 +128,34 @@ class Trainer:
         category = torch.as_tensor(data.item_category, device=self.device)
         self.task = TrainTask(model, self.train, users, items, self.sampler, negatives_per_batch(config.negatives),
                               config.loss, category, self.dropout_gen)
-        self.steps_per_epoch = math.ceil(self.train.n / config.batch_size)
+        self.shard_size = math.ceil(self.train.n / self.dist.world_size)
+        self.steps_per_epoch = math.ceil(self.shard_size / config.batch_size)
         self.optim = build_optimizers(model, config.optimizer, self.steps_per_epoch * config.epochs, config.grad_clip)
+        self.forward = self.task.losses
+        if self.dist.enabled:
+            self.forward = self._wrap_ddp()
         self.valid_users = self._validation_users(seed)
         self.stopper = EarlyStopping(config.early_stopping.patience, config.early_stopping.min_delta)
         self.rows: list[dict[str, Any]] = []
         self.epoch = 0
         self.step = 0
+
+    def _wrap_ddp(self):
+        from torch.nn.parallel import DistributedDataParallel
+
+        # NCCL cannot all-reduce sparse gradients and DDP's sparse path is gloo-only: the tables send dense
+        # gradients when distributed; LazyAdam still updates only the rows whose gradient is non-zero.
+        self.model.use_dense_gradients()
+        self.task.rank, self.task.world_size = self.dist.rank, self.dist.world_size
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(LossModule(self.model, self.task), device_ids=ids,
+                                       find_unused_parameters=True)
+
+    def _epoch_generators(self) -> None:
+        """Distributed: re-seed this rank's negative sampler and dropout from (seed, epoch, rank)."""
+        rank, epoch = self.dist.rank, self.epoch
+        self.sampler.generator = epoch_generator(self.seed + 1, epoch, rank)
+        self.task.generator = self.dropout_gen = epoch_generator(self.seed + 2, epoch, rank, self.device)
 
     def _validation_users(self, seed: int) -> np.ndarray | None:
         limit = self.config.max_valid_users
@@ -157,17 +202,20 @@ class Trainer:
     def _train_epoch(self) -> dict[str, float]:
         self.model.train()
         cfg = self.config
-        perm = torch.randperm(self.train.n, generator=self.shuffle_gen).to(self.device)
+        perm = torch.randperm(self.train.n, generator=self.shuffle_gen)  # the same on every rank
+        perm = rank_shard(perm, self.dist.rank, self.dist.world_size).to(self.device)
+        if self.dist.enabled:
+            self._epoch_generators()
         sums: dict[str, torch.Tensor] = {}
         start = time.perf_counter()
-        bar = tqdm(total=self.train.n, unit="ex", unit_scale=True, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-                   disable=not cfg.progress, leave=False, mininterval=1.0)
+        bar = tqdm(total=len(perm), unit="ex", unit_scale=True, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                   disable=not (cfg.progress and self.dist.is_main), leave=False, mininterval=1.0)
         use_bf16 = self.device.type == "cuda" and cfg.bf16
         for k in range(self.steps_per_epoch):
             index = perm[k * cfg.batch_size : (k + 1) * cfg.batch_size]
             batch = self.train.batch(index)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                parts = self.task.losses(batch)
+                parts = self.forward(batch)
             total = sum(parts.values())
             self.optim.zero_grad()
             total.backward()
@@ -180,8 +228,10 @@ class Trainer:
                 bar.set_postfix(loss=f"{float(total.detach()):.4f}")
         bar.close()
         seconds = time.perf_counter() - start
-        row = {f"loss_{name}": float(value) / self.train.n for name, value in sums.items()}
-        row.update(train_seconds=round(seconds, 3), examples_per_s=round(self.train.n / seconds, 1))
+        row = self.dist.mean({f"loss_{name}": float(value) / len(perm) for name, value in sums.items()})
+        # Throughput counts the interactions of all ranks (each rank ran its shard in the same time).
+        row.update(train_seconds=round(seconds, 3),
+                   examples_per_s=round(len(perm) * self.dist.world_size / seconds, 1))
         return row
 
     def _validate(self) -> dict[str, float]:
@@ -202,7 +252,8 @@ class Trainer:
             self.epoch += 1
             improved = False
             if self.epoch % self.config.eval_every == 0 or self.epoch == self.config.epochs:
-                row.update(self._validate())
+                # Rank 0 validates; the others wait in the broadcast and take the same early-stopping step.
+                row.update(self.dist.broadcast(self._validate() if self.dist.is_main else None))
                 if f"val_{metric}" not in row:
                     raise ValueError(f"training.early_stopping.metric {metric!r} is not a validation metric; "
                                      f"known: {sorted(k[4:] for k in row if k.startswith('val_'))}")
@@ -211,10 +262,12 @@ class Trainer:
                        self.optim.optimizers[-1].param_groups[0]["base_lr"], peak_rss_mb=round(peak_memory_mb(), 1))
             self.rows.append(row)
             finished = self.stopper.should_stop
-            self._log_epoch(row, metric)
-            self._checkpoint(improved, finished)
-            if on_epoch is not None:
-                on_epoch(row)
+            if self.dist.is_main:
+                self._log_epoch(row, metric)
+                self._checkpoint(improved, finished)
+                if on_epoch is not None:
+                    on_epoch(row)
+        self.dist.barrier()
         return FitResult(self.rows, self.stopper.best_epoch, self.checkpoints / "best",
                          self.stopper.should_stop, round(time.perf_counter() - start, 3))
 
