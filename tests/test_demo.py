@@ -27,10 +27,10 @@ def test_demo_end_to_end_beats_popularity_widely(tmp_path):
     from booktower.serving.bundle import verify_bundle
 
     result = run_demo(tmp_path, seed=3, synth=SynthConfig(n_users=700, n_books=500),
-                      extra=["training.epochs=5", "training.num_threads=1"])
+                      extra=["training.num_threads=1"])
     model, pop = result.metrics["test"], result.baselines["pop"]["test"]
     # planted tastes, authors and series: a model that learned them is far above popularity
-    assert model["NDCG@20"] > 1.5 * pop["NDCG@20"], (model["NDCG@20"], pop["NDCG@20"])
+    assert model["NDCG@20"] > 2 * pop["NDCG@20"], (model["NDCG@20"], pop["NDCG@20"])
     assert model["HR@20"] > pop["HR@20"] + 0.05
     assert result.report.exists()
     assert (result.run_dir / "metrics.json").exists() and (result.run_dir / "epochs.csv").exists()

@@ -16,8 +16,10 @@ from booktower.config import BooktowerConfig, load_config
 log = logging.getLogger(__name__)
 
 DEMO_SETTINGS: list[str] = [
-    "training.epochs=6",
-    "training.early_stopping.patience=2",
+    "training.epochs=15",
+    "training.early_stopping.patience=3",
+    "training.optimizer.sparse_lr=0.05",
+    "model.history.pooling=recency",
     "evaluation.bootstrap_samples=200",
 ]
 """Overrides on top of the defaults (the design note's Amazon 2023 Books format) that make the demo quick."""
