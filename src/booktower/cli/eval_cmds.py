@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -107,24 +108,41 @@ def compare_command(
 
 
 def recommend_command(
-    run: Path = RUN_OPTION,
-    all_test_users: bool = typer.Option(False, "--all-test-users", help="Every user with a test item."),
-    users: list[str] | None = typer.Option(None, "--user", help="Raw user id (repeatable)."),
+    run: Optional[Path] = typer.Option(None, "--run", "-r", help="A run directory (masked test top-K to a file)."),
+    bundle: Optional[Path] = typer.Option(None, "--bundle", help="A bundle from `booktower export` (print top-K)."),
+    all_test_users: bool = typer.Option(False, "--all-test-users", help="With --run: every user with a test item."),
+    users: Optional[list[str]] = typer.Option(None, "--user", help="Raw user id (repeatable; one with --bundle)."),
+    history: Optional[str] = typer.Option(None, "--history", help="With --bundle: ID,ID,... for an anonymous reader."),
     k: int = typer.Option(50, "--k", min=1, help="List length."),
-    out: Path = typer.Option(..., "--out", help="Parquet file: user_id, rank, item_id, score."),
+    out: Optional[Path] = typer.Option(None, "--out", help="With --run: Parquet file (user_id, rank, item_id, score)."),
 ) -> None:
-    """Write masked test top-K lists (train + validation items masked), the lists test metrics come from."""
-    from booktower.evaluation.run_eval import load_trained, recommend_test
-
+    """Recommend: from a bundle (titles and scores), or a run's masked test top-K lists (the metrics' source)."""
     setup_logging()
+    if (run is None) == (bundle is None):
+        console.print("[red]error[/red]: pass exactly one of --run RUN or --bundle BUNDLE")
+        raise typer.Exit(2)
+    if bundle is not None:
+        from booktower.cli.serve_cmds import print_rows, recommend_rows
+
+        if not users and not history:
+            console.print("[red]error[/red]: with --bundle pass --user USER_ID or --history ID,ID,...")
+            raise typer.Exit(2)
+        with friendly_errors():
+            rows = recommend_rows(bundle, (users or [None])[0], history, k)
+        print_rows(rows, f"top-{k} for {(users or ['anonymous reader'])[0]}")
+        return
     if not all_test_users and not users:
         console.print("[red]error[/red]: pass --all-test-users or at least one --user")
         raise typer.Exit(2)
+    if out is None:
+        console.print("[red]error[/red]: with --run pass --out FILE.parquet")
+        raise typer.Exit(2)
+    from booktower.evaluation.run_eval import load_trained, recommend_test
+    from booktower.utils.atomic import atomic_write_parquet
+
     with friendly_errors():
         config, data, model = load_trained(run)
         frame = recommend_test(model, data, k, None if all_test_users else users, config.evaluation.user_chunk)
-        from booktower.utils.atomic import atomic_write_parquet
-
         atomic_write_parquet(frame, out)
     console.print(f"wrote {out} ({frame['user_id'].n_unique()} users x top-{k})")
 

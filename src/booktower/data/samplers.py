@@ -141,3 +141,18 @@ def accidental_hits(candidates: torch.Tensor, pos_items: torch.Tensor, pos_rows:
         return torch.zeros_like(candidates, dtype=torch.bool)
     where = torch.searchsorted(keys, query).clamp(max=keys.numel() - 1)
     return keys[where] == query
+
+
+def accidental_hit_pairs(candidates: torch.Tensor, pos_items: torch.Tensor, pos_rows: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same hits as `accidental_hits` for shared (C,) candidates, as (row, column) coordinates instead of a
+    dense (rows, C) mask: hits are few, so this costs O(P log C) and never touches the whole logit matrix."""
+    distinct, inverse = torch.unique(candidates, return_inverse=True)  # (U,), (C,)
+    where = torch.searchsorted(distinct, pos_items).clamp(max=len(distinct) - 1)  # (P,)
+    found = distinct[where] == pos_items  # (P,)
+    # The columns holding each distinct candidate, as CSR rows over the distinct ids.
+    columns = torch.argsort(inverse, stable=True)  # (C,)
+    offsets = torch.zeros(len(distinct) + 1, dtype=torch.int64, device=candidates.device)
+    offsets[1:] = torch.cumsum(torch.bincount(inverse, minlength=len(distinct)), 0)
+    cols, k = gather_rows(offsets, columns, where[found])
+    return pos_rows[found][k], cols

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from booktower.config.training import LossConfig
-from booktower.data.samplers import NegativeSampler, accidental_hits, gather_rows
+from booktower.data.samplers import NegativeSampler, accidental_hit_pairs, accidental_hits, gather_rows
 from booktower.models.batches import SideTensors
 from booktower.models.two_tower import TwoTower
 from booktower.training import losses
@@ -39,6 +39,9 @@ class TrainTask:
         self.per_row = loss.main == "bce" and not sampler.uses_in_batch
         # Under DDP (set by the trainer): (rank, world size); in-batch candidates are gathered from every rank.
         self.rank, self.world_size = 0, 1
+        # The in-batch sampled softmax in few passes over the (B, C) logits (`_fused_softmax`); False runs the
+        # general path (the reference the tests and the throughput benchmark compare it with).
+        self.fused = True
 
     def _negatives(self, batch_size: int) -> torch.Tensor:
         if self.n_negatives == 0:
@@ -98,6 +101,33 @@ class TrainTask:
         pos_items, pos_rows = gather_rows(self.data.pos_offsets, self.data.pos_items, batch.users)
         return accidental_hits(candidates, pos_items, pos_rows, len(batch.users), self.data.n_items)
 
+    def _can_fuse(self) -> bool:
+        return (self.fused and self.world_size == 1 and self.sampler.uses_in_batch
+                and self.config.main == "sampled_softmax")
+
+    def _fused_softmax(self, batch: TrainBatch, query: torch.Tensor, vectors: torch.Tensor,
+                       negatives: torch.Tensor) -> torch.Tensor:
+        """losses.sampled_softmax over in-batch + shared candidates, same value and gradient, in fewer passes
+        over the (B, C) logits: one addmm writes logits - logQ, the accidental hits are set to -inf at their
+        (row, column) coordinates (no dense mask), then one cross-entropy."""
+        b = len(batch.items)
+        cand = torch.cat([batch.items, negatives])  # (C,)
+        positive = torch.arange(b, device=query.device)
+        if self.config.logq_correction:
+            log_q = self.sampler.log_expected_count(cand, b, self.n_negatives)  # (C,)
+            if torch.is_autocast_enabled():  # keep logQ in float32 next to bf16 logits
+                z = (query @ vectors.T).float() - log_q  # (B, C)
+            else:
+                z = torch.addmm(log_q.neg(), query, vectors.T)  # (B, C)
+        else:
+            z = (query @ vectors.T).float()  # (B, C)
+        if self.config.mask_accidental_hits:
+            pos_items, pos_rows = gather_rows(self.data.pos_offsets, self.data.pos_items, batch.users)
+            rows, cols = accidental_hit_pairs(cand, pos_items, pos_rows)
+            keep = cols != rows  # a row's own positive (column b of row b) always stays
+            z.index_put_((rows[keep], cols[keep]), torch.tensor(float("-inf"), dtype=z.dtype, device=z.device))
+        return torch.nn.functional.cross_entropy(z, positive)
+
     def main_loss(self, c: Candidates) -> torch.Tensor:
         kind = self.config.main
         if kind == "cosine_contrastive":
@@ -118,7 +148,11 @@ class TrainTask:
         pos_vec, neg_vec = vectors[:b], vectors[b:].view(*negatives.shape, -1)
         # Dividing the (B, d) user vectors by the temperature is cheaper than dividing the (B, C) logits.
         query = user.vector if self.config.main == "cosine_contrastive" else user.vector / self.model.temperature
-        parts = {"main": self.main_loss(self.candidates(batch, query, pos_vec, neg_vec, negatives))}
+        if self._can_fuse():
+            parts = {"main": self._fused_softmax(batch, query, torch.cat([pos_vec, neg_vec.view(-1, query.shape[1])]),
+                                                 negatives)}
+        else:
+            parts = {"main": self.main_loss(self.candidates(batch, query, pos_vec, neg_vec, negatives))}
         cfg = self.config
         if cfg.amm_user_weight > 0 and user.augmented is not None:
             parts["amm_user"] = cfg.amm_user_weight * losses.mimic_loss(user.augmented, pos_vec, cfg.amm_reduction)
