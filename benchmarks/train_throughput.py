@@ -21,9 +21,12 @@ from booktower.training.trainer import Trainer, peak_memory_mb
 
 
 def make_step(trainer: Trainer, perm: torch.Tensor, batch_size: int):
+    bf16 = trainer.device.type == "cuda" and trainer.config.bf16
+
     def step(k: int) -> None:
         index = perm[(k * batch_size) % (len(perm) - batch_size):][:batch_size]
-        parts = trainer.task.losses(trainer.train.batch(index))
+        with torch.autocast(trainer.device.type, dtype=torch.bfloat16, enabled=bf16):
+            parts = trainer.task.losses(trainer.train.batch(index))
         total = sum(parts.values())
         trainer.optim.zero_grad()
         total.backward()
@@ -50,6 +53,11 @@ def phase_times(trainer: Trainer, perm: torch.Tensor, batch_size: int, steps: in
     return totals
 
 
+def peak_mb(device: str) -> float:
+    """Peak host RSS on the CPU; peak allocated GPU memory on CUDA."""
+    return torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else peak_memory_mb()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/amazon-books-2014.yaml")
@@ -57,26 +65,37 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="cuda: bf16 autocast (training.bf16) and CUDA peak memory")
+    parser.add_argument("--paths", nargs="+", default=["general", "fused"], choices=["general", "fused"],
+                        help="the in-batch softmax paths to time in this one run (general = before, fused = after)")
     parser.add_argument("--phases", action="store_true", help="also time batch / forward / backward / optimiser")
     args = parser.parse_args()
     config = load_config(args.config, ["training.progress=false", *args.overrides])
     data, _ = prepare(config.data)
     print(f"load average {os.getloadavg()[0]:.2f}; batch {config.training.batch_size}; "
           f"{config.training.loss.main} + {config.training.negatives.sampler}({config.training.negatives.num_negatives})")
-    print(f"{'threads':>7} {'ms/step':>9} {'examples/s':>11} {'peak MB':>8}")
-    for threads in args.threads:
+    print(f"{'threads':>7} {'path':>8} {'ms/step':>9} {'examples/s':>11} {'epoch s':>8} {'peak MB':>8}")
+    for threads, path in [(t, p) for t in args.threads for p in args.paths]:
         torch.set_num_threads(threads)
-        model = build_model(config, data, torch.device("cpu"))
+        model = build_model(config, data, torch.device(args.device))
         trainer = Trainer(model, data, config.training, config.seed, config.evaluation.ks, "/tmp/booktower-bench")
-        perm = torch.randperm(trainer.train.n, generator=torch.Generator().manual_seed(0))
+        trainer.task.fused = path == "fused"
+        perm_device = trainer.device
+        perm = torch.randperm(trainer.train.n, generator=torch.Generator().manual_seed(0)).to(perm_device)
+        sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
         step = make_step(trainer, perm, config.training.batch_size)
         for k in range(3):
             step(k)
+        sync()
         start = time.perf_counter()
         for k in range(3, 3 + args.steps):
             step(k)
+        sync()
         seconds = (time.perf_counter() - start) / args.steps
-        print(f"{threads:>7} {seconds * 1000:>9.1f} {config.training.batch_size / seconds:>11.0f} {peak_memory_mb():>8.0f}")
+        rate = config.training.batch_size / seconds
+        print(f"{threads:>7} {path:>8} {seconds * 1000:>9.1f} {rate:>11.0f} {trainer.train.n / rate:>8.1f} "
+              f"{peak_mb(args.device):>8.0f}")
         if args.phases:
             phases = phase_times(trainer, perm, config.training.batch_size, args.steps)
             print("        ms/step by phase: " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))

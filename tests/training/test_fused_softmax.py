@@ -18,7 +18,7 @@ def test_hit_pairs_are_the_dense_mask_coordinates():
     pos_items = torch.randint(0, 30, (60,), generator=gen)
     pos_rows = torch.randint(0, 8, (60,), generator=gen)
     dense = accidental_hits(candidates, pos_items, pos_rows, 8, 30)
-    rows, cols = accidental_hit_pairs(candidates, pos_items, pos_rows)
+    rows, cols = accidental_hit_pairs(candidates, pos_items, pos_rows, 30)
     sparse = torch.zeros_like(dense)
     sparse[rows, cols] = True
     assert torch.equal(sparse, dense)

@@ -105,3 +105,18 @@ def test_cosine_contrastive_by_hand():
     positive = torch.tensor([0, 1])
     # positives: (1 - 0.9) + (1 - 0.8) -> mean 0.15; negatives above 0.5: 0.7 -> 0.2, 0.6 -> 0.1, over 4 -> 0.075
     assert float(losses.cosine_contrastive(cos, positive, None, 0.5)) == pytest.approx(0.15 + 0.075)
+
+
+def test_softmax_cross_entropy_matches_f_cross_entropy_with_masked_logits():
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(6, 9, generator=gen, dtype=torch.float64)
+    z[1, 4] = z[3, 0] = float("-inf")  # masked accidental hits
+    positive = torch.tensor([0, 1, 2, 3, 4, 5])
+    a, b = z.clone().requires_grad_(), z.clone().requires_grad_()
+    from booktower.training.losses import softmax_cross_entropy
+
+    mine, reference = softmax_cross_entropy(a, positive), torch.nn.functional.cross_entropy(b, positive)
+    (2.0 * mine).backward()
+    (2.0 * reference).backward()
+    torch.testing.assert_close(mine, reference)
+    torch.testing.assert_close(a.grad, b.grad)

@@ -35,6 +35,32 @@ def sampled_softmax(logits: torch.Tensor, positive: torch.Tensor, invalid: torch
     return F.cross_entropy(z, positive)
 
 
+class _SoftmaxCrossEntropy(torch.autograd.Function):
+    """mean_b(logsumexp(z_b) - z_b[positive_b]) with a hand-written backward (softmax - one-hot) / B: two passes
+    over the (B, C) logits instead of F.cross_entropy's log-softmax output, zero-filled NLL gradient and
+    log-softmax backward."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(z.shape[0], device=z.device)
+        lse = torch.logsumexp(z, dim=1)  # (B,)
+        ctx.save_for_backward(z, positive, lse)
+        return (lse - z[rows, positive]).mean()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        z, positive, lse = ctx.saved_tensors
+        rows = torch.arange(z.shape[0], device=z.device)
+        probs = torch.sub(z, lse[:, None]).exp_()  # (B, C) softmax; -inf logits give 0
+        probs[rows, positive] -= 1.0
+        return probs.mul_(grad / z.shape[0]), None
+
+
+def softmax_cross_entropy(z: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """F.cross_entropy(z, positive) (mean over rows) for float32 logits, computed in fewer passes."""
+    return _SoftmaxCrossEntropy.apply(z, positive)
+
+
 def sampled_bce(logits: torch.Tensor, positive: torch.Tensor, invalid: torch.Tensor | None = None,
                 log_q: torch.Tensor | None = None) -> torch.Tensor:
     """Binary cross-entropy over every (positive or usable negative) pair, averaged over those pairs."""

@@ -115,7 +115,7 @@ class TrainTask:
         positive = torch.arange(b, device=query.device)
         if self.config.logq_correction:
             log_q = self.sampler.log_expected_count(cand, b, self.n_negatives)  # (C,)
-            if torch.is_autocast_enabled():  # keep logQ in float32 next to bf16 logits
+            if torch.is_autocast_enabled(query.device.type):  # keep logQ in float32 next to bf16 logits
                 z = (query @ vectors.T).float() - log_q  # (B, C)
             else:
                 z = torch.addmm(log_q.neg(), query, vectors.T)  # (B, C)
@@ -123,10 +123,10 @@ class TrainTask:
             z = (query @ vectors.T).float()  # (B, C)
         if self.config.mask_accidental_hits:
             pos_items, pos_rows = gather_rows(self.data.pos_offsets, self.data.pos_items, batch.users)
-            rows, cols = accidental_hit_pairs(cand, pos_items, pos_rows)
+            rows, cols = accidental_hit_pairs(cand, pos_items, pos_rows, self.data.n_items)
             keep = cols != rows  # a row's own positive (column b of row b) always stays
             z.index_put_((rows[keep], cols[keep]), torch.tensor(float("-inf"), dtype=z.dtype, device=z.device))
-        return torch.nn.functional.cross_entropy(z, positive)
+        return losses.softmax_cross_entropy(z.float(), positive)
 
     def main_loss(self, c: Candidates) -> torch.Tensor:
         kind = self.config.main
@@ -145,7 +145,7 @@ class TrainTask:
         item_out, inverse = self._encode_items(torch.cat([batch.items, negatives.flatten()]))
         vectors = item_out.vector[inverse]  # (B + S', d)
         b = len(batch.items)
-        pos_vec, neg_vec = vectors[:b], vectors[b:].view(*negatives.shape, -1)
+        pos_vec, neg_vec = vectors[:b], vectors[b:].view(*negatives.shape, vectors.shape[1])
         # Dividing the (B, d) user vectors by the temperature is cheaper than dividing the (B, C) logits.
         query = user.vector if self.config.main == "cosine_contrastive" else user.vector / self.model.temperature
         if self._can_fuse():
