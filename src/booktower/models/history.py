@@ -45,7 +45,11 @@ class HistoryPooler(nn.Module):
         weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-6)  # (B, L)
         lengths = valid.sum(dim=1)  # (B,)
         offsets = torch.cumsum(lengths, 0) - lengths
-        return F.embedding_bag(history[valid], table, offsets, mode="sum", sparse=sparse,
+        # Look each distinct item up once: the table's (sparse) gradient then has one row per distinct item
+        # instead of one per history entry, which is what the optimiser would otherwise coalesce every step.
+        distinct, inverse = torch.unique(history[valid], return_inverse=True)  # (U,), (N,)
+        rows = F.embedding(distinct, table, sparse=sparse)  # (U, dim)
+        return F.embedding_bag(inverse, rows, offsets, mode="sum",
                                per_sample_weights=weights[valid])  # (B, dim)
 
     def _attend(self, vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

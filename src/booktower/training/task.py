@@ -24,6 +24,18 @@ class Candidates:
     log_q: torch.Tensor  # (B, C) or (C,)
 
 
+@dataclass(frozen=True)
+class InBatchPool:
+    """Candidates shared by every row: items (C,), their vectors (C, d), row b's positive column, and how many
+    positives and sampled negatives the pool holds (the logQ counts)."""
+
+    items: torch.Tensor  # (C,)
+    vectors: torch.Tensor  # (C, d)
+    positive: torch.Tensor  # (B,)
+    n_positives: int
+    n_sampled: int
+
+
 class TrainTask:
     """loss = main + l1 * loss_u + l2 * loss_v + l3 * loss_CA; every part can be switched off."""
 
@@ -54,19 +66,31 @@ class TrainTask:
         out = self.model.encode_item(self.items.item_batch(distinct), self.generator)
         return out, inverse
 
+    def _in_batch_pool(self, batch: TrainBatch, pos_vec: torch.Tensor, neg_vec: torch.Tensor,
+                       negatives: torch.Tensor) -> InBatchPool:
+        """The shared candidates: this batch's positives then its sampled negatives; under DDP those of every
+        rank (W*B positives then W*S negatives, gathered with gradients so each rank's item vectors also learn
+        from the other ranks' rows)."""
+        b, s, w = len(batch.items), self.n_negatives, self.world_size
+        positive = self.rank * b + torch.arange(b, device=pos_vec.device)  # (B,)
+        if w == 1:
+            return InBatchPool(torch.cat([batch.items, negatives]), torch.cat([pos_vec, neg_vec]), positive, b, s)
+        from booktower.training.distributed import gather, gather_with_grad
+
+        cand = torch.cat([gather(batch.items), gather(negatives)])  # (C,) = (W*B + W*S,)
+        vectors = gather_with_grad(torch.cat([pos_vec, neg_vec])).view(w, b + s, -1)  # rank-major
+        vectors = torch.cat([vectors[:, :b].reshape(w * b, -1), vectors[:, b:].reshape(w * s, -1)])  # (C, d)
+        return InBatchPool(cand, vectors, positive, w * b, w * s)
+
     def candidates(self, batch: TrainBatch, user_vec: torch.Tensor, pos_vec: torch.Tensor,
                    neg_vec: torch.Tensor, negatives: torch.Tensor) -> Candidates:
         """Logits of the positives and negatives, in-batch or not, shared or per row."""
         b, s = len(batch.items), self.n_negatives
         if self.sampler.uses_in_batch:
-            if self.world_size > 1:
-                return self._gathered_candidates(batch, user_vec, pos_vec, neg_vec, negatives)
-            cand = torch.cat([batch.items, negatives])  # (C,) = (B + S,)
-            scores = user_vec @ torch.cat([pos_vec, neg_vec]).T  # (B, C)
-            positive = torch.arange(b, device=scores.device)
-            log_q = self.sampler.log_expected_count(cand, b, s)  # (C,)
-            invalid = self._hits(batch, cand)
-            return Candidates(scores, positive, invalid, log_q)
+            pool = self._in_batch_pool(batch, pos_vec, neg_vec, negatives)
+            scores = user_vec @ pool.vectors.T  # (B, C)
+            log_q = self.sampler.log_expected_count(pool.items, pool.n_positives, pool.n_sampled)  # (C,)
+            return Candidates(scores, pool.positive, self._hits(batch, pool.items), log_q)
         pos_scores = (user_vec * pos_vec).sum(-1, keepdim=True)  # (B, 1)
         if self.per_row:
             neg_scores = torch.einsum("bd,bsd->bs", user_vec, neg_vec)  # (B, S)
@@ -79,22 +103,6 @@ class TrainTask:
         invalid = None if hits is None else torch.cat([torch.zeros_like(hits[:, :1]), hits], dim=1)
         return Candidates(scores, torch.zeros(b, dtype=torch.int64, device=scores.device), invalid, log_q)
 
-    def _gathered_candidates(self, batch: TrainBatch, user_vec: torch.Tensor, pos_vec: torch.Tensor,
-                             neg_vec: torch.Tensor, negatives: torch.Tensor) -> Candidates:
-        """In-batch candidates of every rank: W*B positives then W*S sampled negatives; the gather keeps the
-        gradients, so each rank's item vectors also learn from the other ranks' rows."""
-        from booktower.training.distributed import gather, gather_with_grad
-
-        b, s, w = len(batch.items), self.n_negatives, self.world_size
-        cand = torch.cat([gather(batch.items), gather(negatives)])  # (C,) = (W*B + W*S,)
-        vectors = gather_with_grad(torch.cat([pos_vec, neg_vec]))  # (W*(B + S), d) rank-major
-        vectors = vectors.view(w, b + s, -1)
-        vectors = torch.cat([vectors[:, :b].reshape(w * b, -1), vectors[:, b:].reshape(w * s, -1)])  # (C, d)
-        scores = user_vec @ vectors.T  # (B, C)
-        positive = self.rank * b + torch.arange(b, device=scores.device)
-        log_q = self.sampler.log_expected_count(cand, w * b, w * s)  # (C,)
-        return Candidates(scores, positive, self._hits(batch, cand), log_q)
-
     def _hits(self, batch: TrainBatch, candidates: torch.Tensor) -> torch.Tensor | None:
         if not self.config.mask_accidental_hits:
             return None
@@ -102,31 +110,26 @@ class TrainTask:
         return accidental_hits(candidates, pos_items, pos_rows, len(batch.users), self.data.n_items)
 
     def _can_fuse(self) -> bool:
-        return (self.fused and self.world_size == 1 and self.sampler.uses_in_batch
-                and self.config.main == "sampled_softmax")
+        return self.fused and self.sampler.uses_in_batch and self.config.main == "sampled_softmax"
 
-    def _fused_softmax(self, batch: TrainBatch, query: torch.Tensor, vectors: torch.Tensor,
-                       negatives: torch.Tensor) -> torch.Tensor:
-        """losses.sampled_softmax over in-batch + shared candidates, same value and gradient, in fewer passes
-        over the (B, C) logits: one addmm writes logits - logQ, the accidental hits are set to -inf at their
-        (row, column) coordinates (no dense mask), then one cross-entropy."""
-        b = len(batch.items)
-        cand = torch.cat([batch.items, negatives])  # (C,)
-        positive = torch.arange(b, device=query.device)
+    def _fused_softmax(self, batch: TrainBatch, query: torch.Tensor, pool: InBatchPool) -> torch.Tensor:
+        """losses.sampled_softmax over the in-batch pool, same value and gradient, in fewer passes over the
+        (B, C) logits: one addmm writes logits - logQ, the accidental hits are set to -inf at their (row, column)
+        coordinates (no dense mask), then one cross-entropy with a hand-written backward."""
         if self.config.logq_correction:
-            log_q = self.sampler.log_expected_count(cand, b, self.n_negatives)  # (C,)
+            log_q = self.sampler.log_expected_count(pool.items, pool.n_positives, pool.n_sampled)  # (C,)
             if torch.is_autocast_enabled(query.device.type):  # keep logQ in float32 next to bf16 logits
-                z = (query @ vectors.T).float() - log_q  # (B, C)
+                z = (query @ pool.vectors.T).float() - log_q  # (B, C)
             else:
-                z = torch.addmm(log_q.neg(), query, vectors.T)  # (B, C)
+                z = torch.addmm(log_q.neg(), query, pool.vectors.T)  # (B, C)
         else:
-            z = (query @ vectors.T).float()  # (B, C)
+            z = (query @ pool.vectors.T).float()  # (B, C)
         if self.config.mask_accidental_hits:
             pos_items, pos_rows = gather_rows(self.data.pos_offsets, self.data.pos_items, batch.users)
-            rows, cols = accidental_hit_pairs(cand, pos_items, pos_rows, self.data.n_items)
-            keep = cols != rows  # a row's own positive (column b of row b) always stays
+            rows, cols = accidental_hit_pairs(pool.items, pos_items, pos_rows, self.data.n_items)
+            keep = cols != pool.positive[rows]  # a row's own positive column always stays
             z.index_put_((rows[keep], cols[keep]), torch.tensor(float("-inf"), dtype=z.dtype, device=z.device))
-        return losses.softmax_cross_entropy(z.float(), positive)
+        return losses.softmax_cross_entropy(z.float(), pool.positive)
 
     def main_loss(self, c: Candidates) -> torch.Tensor:
         kind = self.config.main
@@ -149,8 +152,7 @@ class TrainTask:
         # Dividing the (B, d) user vectors by the temperature is cheaper than dividing the (B, C) logits.
         query = user.vector if self.config.main == "cosine_contrastive" else user.vector / self.model.temperature
         if self._can_fuse():
-            parts = {"main": self._fused_softmax(batch, query, torch.cat([pos_vec, neg_vec.view(-1, query.shape[1])]),
-                                                 negatives)}
+            parts = {"main": self._fused_softmax(batch, query, self._in_batch_pool(batch, pos_vec, neg_vec, negatives))}
         else:
             parts = {"main": self.main_loss(self.candidates(batch, query, pos_vec, neg_vec, negatives))}
         cfg = self.config
