@@ -8,9 +8,10 @@ import logging
 import math
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,8 +23,8 @@ from booktower.data.types import PreparedData
 from booktower.models.batches import SideTensors
 from booktower.models.two_tower import TwoTower
 from booktower.training.batching import TrainingData
-from booktower.training.distributed import DistContext, rank_shard
 from booktower.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from booktower.training.distributed import DistContext, rank_shard
 from booktower.training.evaluate import evaluate_model
 from booktower.training.optim import build_optimizers
 from booktower.training.task import TrainTask
