@@ -25,7 +25,7 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN/checkpoints/last."),
 ) -> None:
     """Train the two-tower model; write the run (checkpoints, epochs.csv, model, metrics.json, report)."""
-    from booktower.training.pipeline import maybe_write_report, train_run
+    from booktower.training.pipeline import train_run
 
     setup_logging()
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 logs and reports
@@ -36,7 +36,7 @@ def train_command(
         result = train_run(cfg, output_dir, resume=resume)
         if not main_rank:
             return
-        report = maybe_write_report(output_dir)
+        report = result.report
     test = result.metrics["test"]
     console.print("test " + "  ".join(f"{k} {test[k]:.4f}" for k in ("HR@10", "NDCG@10", "HR@20", "NDCG@20",
                                                                      "HR@50", "NDCG@50") if k in test))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -17,9 +16,10 @@ from booktower.models.spec import spec_from_config
 from booktower.models.two_tower import TwoTower
 from booktower.training.checkpoint import load_weights
 from booktower.training.distributed import DistContext, init_distributed, shutdown
-from booktower.training.evaluate import evaluate_model
+from booktower.evaluation.run_eval import evaluate_trained
+from booktower.tracking import Tracker
 from booktower.training.trainer import FitResult, Trainer, peak_memory_mb, resolve_device
-from booktower.utils.atomic import atomic_write_json, atomic_write_parquet
+from booktower.utils.atomic import atomic_write_json
 from booktower.utils.runinfo import Timings, write_run_info
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ class TrainResult:
     fit: FitResult
     model: TwoTower
     data: PreparedData
+    report: Path | None = None
 
 
 def build_model(config: BooktowerConfig, data: PreparedData, device: torch.device) -> TwoTower:
@@ -45,15 +46,6 @@ def _check_resume_config(run_dir: Path, config_yaml: str) -> None:
     saved = run_dir / "config.yaml"
     if saved.exists() and saved.read_text(encoding="utf-8") != config_yaml:
         raise ValueError(f"{saved} differs from this config: resume with the same --config and --set values")
-
-
-def final_metrics(model: TwoTower, data: PreparedData, config: BooktowerConfig, run_dir: Path) -> dict[str, Any]:
-    """Validation and test metrics of the best checkpoint; the test split is scored here, once."""
-    ks, chunk = config.evaluation.ks, config.evaluation.user_chunk
-    validation = evaluate_model(model, data, "validation", ks, chunk)
-    test = evaluate_model(model, data, "test", ks, chunk)
-    atomic_write_parquet(test.per_user, run_dir / "per_user_test.parquet")
-    return {"validation": validation.metrics, "test": test.metrics}
 
 
 def _prepare_in_turn(config: BooktowerConfig, dist: DistContext) -> tuple[PreparedData, list[Path]]:
@@ -102,21 +94,29 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
     atomic_write_json(run_dir / "data_summary.json", data.summary)
     data.users.save(run_dir / "vocab" / "users.parquet")
     data.items.save(run_dir / "vocab" / "items.parquet")
-    with timings.step("fit"):
-        fit = trainer.fit(resume=resume)
-    load_weights(fit.best_checkpoint, model)
-    with timings.step("evaluate"):
-        metrics = final_metrics(model, data, config, run_dir)
-    save_model(model, run_dir / "model")
-    atomic_write_json(run_dir / "metrics.json", metrics)
-    write_run_info(run_dir, config_yaml=config_yaml, seed=config.seed, inputs=inputs, timings=timings.seconds,
-                   extra={"device": str(device), "best_epoch": fit.best_epoch, "epochs_run": len(fit.rows),
-                          "stopped_early": fit.stopped_early, "peak_rss_mb": round(peak_memory_mb(), 1),
-                          "world_size": dist.world_size})
+    tracker = Tracker.start(config, run_dir)
+    try:
+        with timings.step("fit"):
+            fit = trainer.fit(resume=resume, on_epoch=tracker.log_epoch)
+        load_weights(fit.best_checkpoint, model)
+        save_model(model, run_dir / "model")
+        with timings.step("evaluate"):
+            # the test split is scored here, once, with the best checkpoint; diagnostics and audit beside it
+            metrics = evaluate_trained(run_dir, model, data, config).metrics()
+        write_run_info(run_dir, config_yaml=config_yaml, seed=config.seed, inputs=inputs, timings=timings.seconds,
+                       extra={"device": str(device), "best_epoch": fit.best_epoch, "epochs_run": len(fit.rows),
+                              "stopped_early": fit.stopped_early, "peak_rss_mb": round(peak_memory_mb(), 1),
+                              "world_size": dist.world_size})
+        with timings.step("report"):
+            report = maybe_write_report(run_dir)
+        tracker.finish(metrics, run_dir)
+    except BaseException:
+        tracker.finish({}, run_dir, status="FAILED")
+        raise
     log.info("test: %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()
                                   if k.split("@")[0] in ("HR", "NDCG") and "@" in k))
     dist.barrier()
-    return TrainResult(run_dir, metrics, fit, model, data)
+    return TrainResult(run_dir, metrics, fit, model, data, report)
 
 
 def maybe_write_report(run_dir: Path) -> Path | None:
