@@ -50,3 +50,26 @@ def test_logged_run_reads_back(tmp_path):
 
 def test_flatten():
     assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": "x"}) == {"a.b": 1, "a.c.d": [1, 2], "e": "x"}
+
+
+def test_train_run_logs_epochs_metrics_and_report(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from booktower.data.toy import random_prepared
+    from booktower.training.pipeline import train_run
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    config = load_config(None, [
+        "tracking.mlflow=true", f"tracking.mlflow_uri={uri}", "tracking.experiment=train", "training.epochs=2",
+        "training.progress=false", "training.num_threads=1", "training.batch_size=128",
+        "training.negatives.num_negatives=16", "data.features.text_buckets=256",
+    ])
+    train_run(config, tmp_path / "run", data=random_prepared(n_users=60, n_items=40, per_user=8))
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("train")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert len(client.get_metric_history(run.info.run_id, "loss_total")) == 2  # one point per epoch
+    assert "test.NDCG_at_20" in run.data.metrics
+    artefacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"report.md", "metrics.json"} <= artefacts
