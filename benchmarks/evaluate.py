@@ -37,13 +37,13 @@ def _synthetic(n_users: int, n_items: int, per_user: int, rng: np.random.Generat
                         np.full(n_items, -1), [], None, {})
 
 
-def _load(config: Path | None, rng: np.random.Generator) -> tuple[PreparedData, str]:
+def _load(config: Path | None, overrides: list[str], rng: np.random.Generator) -> tuple[PreparedData, str]:
     if config is not None and config.exists():
         from booktower.config import load_config
         from booktower.data.prepare import prepare
 
         try:
-            data, _ = prepare(load_config(config).data)
+            data, _ = prepare(load_config(config, overrides).data)
             return data, f"real split of {config}"
         except FileNotFoundError:
             pass
@@ -65,26 +65,35 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--full-rank", action="store_true", help="Also time the exact full-catalogue rank pass.")
     parser.add_argument("--synthetic", action="store_true", help="Skip the real split.")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override key=value")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="where the vectors live and the scores are masked and cut (cuda: bf16 products)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    data, source = _load(None if args.synthetic else args.config, rng)
+    data, source = _load(None if args.synthetic else args.config, args.overrides, rng)
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     gen = torch.Generator().manual_seed(0)
     user_vecs = torch.nn.functional.normalize(torch.randn(data.n_users, args.dim, generator=gen), dim=1)  # (n_users, d)
-    item_vecs_t = torch.nn.functional.normalize(torch.randn(data.n_items, args.dim, generator=gen), dim=1).T.contiguous()
+    item_vecs = torch.nn.functional.normalize(torch.randn(data.n_items, args.dim, generator=gen), dim=1)
+    user_vecs, item_vecs_t = user_vecs.to(device, dtype), item_vecs.T.contiguous().to(device, dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def score_fn(users: np.ndarray) -> torch.Tensor:
-        return user_vecs[torch.from_numpy(users)] @ item_vecs_t  # (U, n_items)
+        return user_vecs[torch.from_numpy(users).to(device)] @ item_vecs_t  # (U, n_items)
 
     print(f"{source}: {len(np.unique(data.split.test.user)):,} test users x {data.n_items:,} items, d = {args.dim}, "
-          f"{torch.get_num_threads()} torch threads")
+          f"{device}, {torch.get_num_threads()} torch threads")
     print(f"{'chunk':>6} {'full rank':>10} {'wall s (best)':>14} {'CPU s':>8} {'users/s':>10} {'peak RSS GiB':>13} "
           f"{'HR@10':>8}")
     for full_rank in (False, True) if args.full_rank else (False,):
         for chunk in (int(c) for c in args.chunks.split(",")):
             best, cpu = float("inf"), float("inf")
             for _ in range(args.repeats):
+                sync()
                 start, cpu_start = time.perf_counter(), _cpu_seconds()
                 result = evaluate_split(score_fn, data, "test", [10, 20, 50], chunk=chunk, full_rank=full_rank)
+                sync()
                 best = min(best, time.perf_counter() - start)
                 cpu = min(cpu, _cpu_seconds() - cpu_start)
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB, process peak so far

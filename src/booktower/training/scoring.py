@@ -32,6 +32,6 @@ def score_fn_for(model: TwoTower, data: PreparedData, part: Part) -> ScoreFn:
 
     def score(user_index: np.ndarray) -> torch.Tensor:
         rows = torch.as_tensor(np.asarray(user_index, dtype=np.int64), device=users.device)
-        return (users[rows] @ items.T).cpu()  # (U, n_items)
+        return users[rows] @ items.T  # (U, n_items), on the model's device: the evaluator masks and cuts there
 
     return score
