@@ -101,3 +101,27 @@ def test_save_and_load_give_identical_embeddings(data, make, tmp_path):
     users = np.array([0, 1, 2])
     assert torch.equal(encode_users(model, data.user_features, users, histories),
                        encode_users(loaded, data.user_features, users, histories))
+
+
+def test_last_items_channel_reads_only_the_newest_items(data, make, tmp_path):
+    """The short-term input is the mean of the last N history items: older items change only the long-term
+    pooled input, so with the long-term input zeroed the user vector depends on the last N alone."""
+    model = make("model.history.last_items=2", "model.history.pooling=mean").model
+    assert model.recent is not None
+    features = type(data.user_features)(np.zeros((2, data.user_features.numeric.shape[1]), np.float32),
+                                        data.user_features.numeric_names)
+    table = model.item_tower.ids.table.weight
+    recent = model.recent(table, torch.tensor([[1, 2, 3, 4], [9, 8, 3, 4]])[:, -2:], False)
+    torch.testing.assert_close(recent[0], table[[3, 4]].mean(0))
+    torch.testing.assert_close(recent[0], recent[1])
+    vectors = encode_users(model, features, np.array([-1, -1]), Ragged.from_lists([[1, 2, 3, 4], [9, 8, 3, 4]]))
+    assert not torch.allclose(vectors[0], vectors[1])  # the long-term mean still sees the older items
+    save_model(model, tmp_path / "model")
+    assert load_model(tmp_path / "model").spec.history.last_items == 2
+
+
+def test_last_items_needs_a_history(small_config):
+    from booktower.config import ConfigError
+
+    with pytest.raises(ConfigError, match="last_items needs a history"):
+        small_config("model.history.pooling=none", "model.history.last_items=3")

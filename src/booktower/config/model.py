@@ -22,6 +22,18 @@ class HistoryConfig(StrictModel):
     """attention: heads of the self-attention encoder."""
     attention_layers: int = Field(1, ge=1)
     """attention: layers of the self-attention encoder."""
+    last_items: int = Field(0, ge=0)
+    """Also give the user tower the mean of the reader's last N items as a second input (a short-term channel
+    beside the pooled long-term one; readers of series read the next volume); 0 = off."""
+
+    @model_validator(mode="after")
+    def _check_last_items(self) -> "HistoryConfig":
+        if self.last_items and self.pooling == "none":
+            raise ValueError("model.history.last_items needs a history: set model.history.pooling too")
+        if self.last_items > self.max_length:
+            raise ValueError(f"model.history.last_items ({self.last_items}) must not exceed "
+                             f"model.history.max_length ({self.max_length})")
+        return self
 
 
 class TowerConfig(StrictModel):

@@ -97,6 +97,10 @@ class TrainingConfig(StrictModel):
     """Validate every this many epochs."""
     max_valid_users: int | None = Field(None, ge=1)
     """Validate on a fixed random subset of users to save time (None = all)."""
+    refit_on_validation: bool = False
+    """After early stopping, train a fresh model (same seed) on train + validation for the best epoch count and
+    score the test split with it: the protocol the baselines follow, and the newest interactions reach the
+    served model. Validation metrics still come from the selection model; the saved model is the refit one."""
     num_threads: int | None = Field(None, ge=1)
     """torch CPU threads (None = torch default)."""
     grad_clip: float | None = Field(None, gt=0)

@@ -83,16 +83,20 @@ def model_vectors(model: Any, data: PreparedData, part: Part) -> dict[str, np.nd
     return out
 
 
-def evaluate_trained(run_dir: Path, model: Any, data: PreparedData, config: BooktowerConfig) -> RunEvaluation:
-    """Score validation and test with the trained model; write metrics, per-user tables, diagnostics, audit."""
+def evaluate_trained(run_dir: Path, model: Any, data: PreparedData, config: BooktowerConfig,
+                     test_model: Any | None = None) -> RunEvaluation:
+    """Score validation with `model` and test with `test_model` (a refit on train + validation; default
+    `model`); write metrics, per-user tables, and the test model's diagnostics and audit."""
     from booktower.evaluation.diagnostics import embedding_diagnostics
     from booktower.training.scoring import score_fn_for
 
-    evaluation = evaluate_parts(lambda part: score_fn_for(model, data, part), data, config)
+    test_model = model if test_model is None else test_model
+    evaluation = evaluate_parts(lambda part: score_fn_for(test_model if part == "test" else model, data, part),
+                                data, config)
     write_metrics(run_dir, evaluation)
     rng = np.random.default_rng(config.seed)
     try:
-        vectors = model_vectors(model, data, "test")
+        vectors = model_vectors(test_model, data, "test")
         diagnostics = embedding_diagnostics(vectors["user"], vectors["item"], data, rng,
                                             vectors.get("user_aug"), vectors.get("item_aug"))
         atomic_write_json(run_dir / "diagnostics.json", diagnostics)

@@ -34,6 +34,7 @@ class HistorySpec:
     recency_half_life: float
     attention_heads: int
     attention_layers: int
+    last_items: int = 0  # a second, short-term input: mean of the last N items (0 = off)
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ def spec_from_config(
     return ModelSpec(
         user=_side_spec(config.user, user_features, n_users, dat.augment_dim if dat.augment and dat.augment_users else 0),
         item=_side_spec(config.item, item_features, n_items, dat.augment_dim if dat.augment and dat.augment_items else 0),
-        history=HistorySpec(h.pooling, h.max_length, h.recency_half_life, h.attention_heads, h.attention_layers),
+        history=HistorySpec(h.pooling, h.max_length, h.recency_half_life, h.attention_heads, h.attention_layers,
+                            h.last_items),
         output_dim=config.output_dim,
         fusion=config.fusion,
         normalize=config.normalize,

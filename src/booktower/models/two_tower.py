@@ -7,7 +7,7 @@ from torch import nn
 
 from booktower.models.batches import ItemBatch, UserBatch
 from booktower.models.history import HistoryPooler
-from booktower.models.spec import ModelSpec
+from booktower.models.spec import HistorySpec, ModelSpec
 from booktower.models.towers import Tower, TowerOutput
 
 
@@ -24,6 +24,11 @@ class TwoTower(nn.Module):
                 raise ValueError("history pooling reads the item ID embeddings: set model.item.use_id=true "
                                  "or model.history.pooling=none")
             self.history = HistoryPooler(spec.history, spec.item.id_dim)
+            extra.append(spec.item.id_dim)
+        self.recent = None
+        if spec.history.last_items:
+            recent = HistorySpec("mean", spec.history.last_items, 1.0, 1, 1)
+            self.recent = HistoryPooler(recent, spec.item.id_dim)
             extra.append(spec.item.id_dim)
         self.user_tower = Tower(spec.user, spec.fusion, spec.output_dim, spec.normalize, spec.sparse, extra)
         self.item_tower = Tower(spec.item, spec.fusion, spec.output_dim, spec.normalize, spec.sparse)
@@ -53,6 +58,10 @@ class TwoTower(nn.Module):
             if batch.history is None:
                 raise ValueError("this model pools the reader's history: the UserBatch needs `history`")
             extras.append(self.pooled_history(batch.history))
+            if self.recent is not None:
+                table = self.item_tower.ids.table.weight
+                extras.append(self.recent(table, batch.history[:, -self.spec.history.last_items:],
+                                          self.sparse_gradients))  # (B, id_dim)
         return self.user_tower(batch, extras, generator)
 
     def encode_item(self, batch: ItemBatch, generator: torch.Generator | None = None) -> TowerOutput:

@@ -16,6 +16,7 @@ from booktower.models.spec import spec_from_config
 from booktower.models.two_tower import TwoTower
 from booktower.training.checkpoint import load_weights
 from booktower.training.distributed import DistContext, init_distributed, shutdown
+from booktower.training.refit import refit
 from booktower.evaluation.run_eval import evaluate_trained
 from booktower.tracking import Tracker
 from booktower.training.trainer import FitResult, Trainer, peak_memory_mb, resolve_device
@@ -87,6 +88,8 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
                       config.evaluation.user_chunk, dist)
     if not dist.is_main:
         fit = trainer.fit(resume=resume)
+        if config.training.refit_on_validation:
+            refit(config, data, fit.best_epoch, run_dir, dist)
         dist.barrier()  # wait for rank 0's final evaluation and artefacts
         return TrainResult(run_dir, {}, fit, model, data)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -99,14 +102,20 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
         with timings.step("fit"):
             fit = trainer.fit(resume=resume, on_epoch=tracker.log_epoch)
         load_weights(fit.best_checkpoint, model)
-        save_model(model, run_dir / "model")
+        test_model = model
+        if config.training.refit_on_validation:
+            with timings.step("refit"):
+                test_model = refit(config, data, fit.best_epoch, run_dir, dist)
+        save_model(test_model, run_dir / "model")
         with timings.step("evaluate"):
-            # the test split is scored here, once, with the best checkpoint; diagnostics and audit beside it
-            metrics = evaluate_trained(run_dir, model, data, config).metrics()
+            # the test split is scored here, once (by the refit model when there is one); validation by the
+            # selected checkpoint; diagnostics and audit beside them
+            metrics = evaluate_trained(run_dir, model, data, config, test_model=test_model).metrics()
         write_run_info(run_dir, config_yaml=config_yaml, seed=config.seed, inputs=inputs, timings=timings.seconds,
                        extra={"device": str(device), "best_epoch": fit.best_epoch, "epochs_run": len(fit.rows),
                               "stopped_early": fit.stopped_early, "peak_rss_mb": round(peak_memory_mb(), 1),
-                              "world_size": dist.world_size})
+                              "world_size": dist.world_size,
+                              "refit_on_validation": config.training.refit_on_validation})
         with timings.step("report"):
             report = maybe_write_report(run_dir)
         tracker.finish(metrics, run_dir)

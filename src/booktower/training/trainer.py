@@ -113,8 +113,10 @@ class Trainer:
     writes checkpoints."""
 
     def __init__(self, model: TwoTower, data: PreparedData, config: TrainingConfig, seed: int, ks: list[int],
-                 run_dir: Path, eval_chunk: int = 4096, dist: DistContext | None = None) -> None:
+                 run_dir: Path, eval_chunk: int = 4096, dist: DistContext | None = None,
+                 validate: bool = True) -> None:
         self.model, self.data, self.config, self.ks = model, data, config, ks
+        self.validate = validate  # False: a fixed number of epochs, no validation (the refit on train + validation)
         self.dist = dist or DistContext()
         self.seed = seed
         self.run_dir, self.eval_chunk = Path(run_dir), eval_chunk
@@ -251,8 +253,8 @@ class Trainer:
         while not finished and self.epoch < self.config.epochs:
             row: dict[str, Any] = {"epoch": self.epoch + 1, **self._train_epoch()}
             self.epoch += 1
-            improved = False
-            if self.epoch % self.config.eval_every == 0 or self.epoch == self.config.epochs:
+            improved = not self.validate  # without validation the latest epoch is the one kept
+            if self.validate and (self.epoch % self.config.eval_every == 0 or self.epoch == self.config.epochs):
                 # Rank 0 validates; the others wait in the broadcast and take the same early-stopping step.
                 row.update(self.dist.broadcast(self._validate() if self.dist.is_main else None))
                 if f"val_{metric}" not in row:
