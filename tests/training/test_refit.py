@@ -16,7 +16,8 @@ from booktower.models.io import load_model
 from booktower.training.checkpoint import load_weights
 from booktower.training.pipeline import build_model, train_run
 from booktower.training.scoring import score_fn_for
-from booktower.training.refit import merge_in_time_order, with_validation_in_train
+from booktower.training.batching import merge_in_time_order
+from booktower.training.refit import with_validation_in_train
 
 
 def test_merge_keeps_each_readers_time_order_and_puts_ties_of_a_later_part_last():

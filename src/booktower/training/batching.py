@@ -18,17 +18,24 @@ class TrainBatch:
     history: torch.Tensor | None  # (B, L) earlier train items of the user, oldest first, -1 padded
 
 
-def user_histories(n_users: int, *parts: Interactions) -> Ragged:
-    """Each user's items of the given parts in time order (parts are given oldest part first)."""
+def merge_in_time_order(*parts: Interactions) -> Interactions:
+    """The parts (oldest part first) as one table sorted by (user, time, part, order within part): a later
+    part's interaction with the same timestamp stays after the earlier part's, as the split put it."""
     users = np.concatenate([p.user for p in parts])
-    items = np.concatenate([p.item for p in parts])
     stamps = np.concatenate([p.timestamp for p in parts])
     part_rank = np.concatenate([np.full(len(p), k) for k, p in enumerate(parts)])
     within = np.concatenate([np.arange(len(p)) for p in parts])  # the data layer's (time, order) sort
     order = np.lexsort((within, part_rank, stamps, users))
+    items = np.concatenate([p.item for p in parts])
+    return Interactions(users[order], items[order], stamps[order])
+
+
+def user_histories(n_users: int, *parts: Interactions) -> Ragged:
+    """Each user's items of the given parts in time order (parts are given oldest part first)."""
+    merged = merge_in_time_order(*parts)
     offsets = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(users, minlength=n_users), out=offsets[1:])
-    return Ragged(offsets, items[order].astype(np.int64))
+    np.cumsum(np.bincount(merged.user, minlength=n_users), out=offsets[1:])
+    return Ragged(offsets, merged.item.astype(np.int64))
 
 
 class TrainingData:

@@ -12,25 +12,13 @@ import dataclasses
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from booktower.config import BooktowerConfig
-from booktower.data.types import Interactions, PreparedData
+from booktower.data.types import PreparedData
 from booktower.models.two_tower import TwoTower
+from booktower.training.batching import merge_in_time_order
+from booktower.training.distributed import DistContext
 
 log = logging.getLogger(__name__)
-
-
-def merge_in_time_order(*parts: Interactions) -> Interactions:
-    """The parts as one table sorted by (user, time, part, order within part): a later part's interaction
-    with the same timestamp stays after the earlier part's, as the split put it."""
-    users = np.concatenate([p.user for p in parts])
-    stamps = np.concatenate([p.timestamp for p in parts])
-    part_rank = np.concatenate([np.full(len(p), k) for k, p in enumerate(parts)])
-    within = np.concatenate([np.arange(len(p)) for p in parts])
-    order = np.lexsort((within, part_rank, stamps, users))
-    items = np.concatenate([p.item for p in parts])
-    return Interactions(users[order], items[order], stamps[order])
 
 
 def with_validation_in_train(data: PreparedData) -> PreparedData:
@@ -40,15 +28,16 @@ def with_validation_in_train(data: PreparedData) -> PreparedData:
     return dataclasses.replace(data, split=dataclasses.replace(split, train=merged))
 
 
-def refit(config: BooktowerConfig, data: PreparedData, epochs: int, run_dir: Path, dist=None) -> TwoTower:
-    """A fresh model trained on train + validation for `epochs` epochs (no validation, no early stopping)."""
+def refit(config: BooktowerConfig, data: PreparedData, epochs: int, run_dir: Path,
+          dist: DistContext | None = None) -> TwoTower:
+    """A fresh model trained on train + validation for `epochs` epochs (no validation, no early stopping).
+    Under torchrun every rank calls it, as for the selection run."""
     from booktower.training.pipeline import build_model
     from booktower.training.trainer import Trainer, resolve_device
 
+    dist = dist or DistContext()
     merged = with_validation_in_train(data)
-    device = dist.device(resolve_device(config.training.device).type) if dist else \
-        resolve_device(config.training.device)
-    model = build_model(config, merged, device)
+    model = build_model(config, merged, dist.device(resolve_device(config.training.device).type))
     training = config.training.model_copy(update={"epochs": epochs})
     log.info("refit: %d epochs on train + validation (%d interactions)", epochs, len(merged.split.train))
     trainer = Trainer(model, merged, training, config.seed, config.evaluation.ks, run_dir / "refit",
