@@ -49,12 +49,11 @@ def baselines_command(
 def evaluate_command(run: Path = RUN_OPTION, report: bool = typer.Option(True, help="Re-render report.md.")) -> None:
     """Re-score a trained run on validation and test; rewrite metrics.json, per-user tables, diagnostics."""
     from booktower.evaluation.report import write_report
-    from booktower.evaluation.run_eval import evaluate_trained, load_trained
+    from booktower.evaluation.run_eval import reevaluate_run
 
     setup_logging()
     with friendly_errors():
-        config, data, model = load_trained(run)
-        evaluation = evaluate_trained(run, model, data, config)
+        config, evaluation = reevaluate_run(run)
         from booktower.evaluation.tables import print_metric_table
 
         print_metric_table({"validation": evaluation.validation.metrics, "test": evaluation.test.metrics},

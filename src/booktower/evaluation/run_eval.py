@@ -121,6 +121,16 @@ def load_trained(run_dir: Path) -> tuple[BooktowerConfig, PreparedData, Any]:
     return trained.config, trained.data, trained.model
 
 
+def reevaluate_run(run_dir: Path) -> tuple[BooktowerConfig, RunEvaluation]:
+    """Score a finished run again as training did: validation by the selected checkpoint, test by the served
+    model (the refit one when the run was refit on train + validation)."""
+    from booktower.training.run import selection_model
+
+    config, data, model = load_trained(run_dir)
+    evaluation = evaluate_trained(run_dir, selection_model(run_dir, config, model), data, config, test_model=model)
+    return config, evaluation
+
+
 def recommend_test(model: Any, data: PreparedData, k: int, user_ids: list[str] | None = None,
                    chunk: int = 4096) -> pl.DataFrame:
     """Masked test top-k (train + validation masked) of every test user, or of the given raw user ids."""

@@ -35,3 +35,16 @@ def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> Trained
             raise ValueError(f"{run_dir}/vocab/{name}.parquet does not match the data that config.yaml prepares "
                              f"now ({len(saved)} saved vs {len(vocab)} ids): the input files changed")
     return TrainedRun(config, data, load_model(run_dir / "model", device))
+
+
+def selection_model(run_dir: Path | str, config: BooktowerConfig, model: TwoTower) -> TwoTower:
+    """The checkpoint early stopping selected (RUN/checkpoints/best): validation metrics must come from it.
+    It differs from `model` (RUN/model) only in a run refit on train + validation, whose served model has
+    trained on the validation interactions and would score them too well."""
+    if not config.training.refit_on_validation:
+        return model
+    from booktower.training.checkpoint import load_weights
+
+    selected = load_model(Path(run_dir) / "model", next(model.parameters()).device)  # same architecture
+    load_weights(Path(run_dir) / "checkpoints" / "best", selected)
+    return selected
