@@ -18,6 +18,7 @@ import torch
 
 from booktower.data.types import Interactions, PreparedData, Split
 from booktower.evaluation import evaluate_split
+from booktower.evaluation.ranking import inner_products
 
 
 def _synthetic(n_users: int, n_items: int, per_user: int, rng: np.random.Generator) -> PreparedData:
@@ -80,7 +81,7 @@ def main() -> None:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def score_fn(users: np.ndarray) -> torch.Tensor:
-        return user_vecs[torch.from_numpy(users).to(device)] @ item_vecs_t  # (U, n_items)
+        return inner_products(user_vecs[torch.from_numpy(users).to(device)], item_vecs_t)  # (U, n_items)
 
     print(f"{source}: {len(np.unique(data.split.test.user)):,} test users x {data.n_items:,} items, d = {args.dim}, "
           f"{device}, {torch.get_num_threads()} torch threads")

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from booktower.data.types import PreparedData, Ragged
-from booktower.evaluation.ranking import ScoreFn
+from booktower.evaluation.ranking import ScoreFn, inner_products
 from booktower.models.encode import encode_items, encode_users
 from booktower.models.two_tower import TwoTower
 from booktower.training.batching import user_histories
@@ -27,11 +27,11 @@ def histories_for(data: PreparedData, part: Part) -> Ragged:
 
 def score_fn_for(model: TwoTower, data: PreparedData, part: Part) -> ScoreFn:
     """user indices (U,) -> (U, n_items) scores <p_u, p_v> (temperature does not change the ranking)."""
-    items = encode_items(model, data.item_features)  # (n_items, d)
+    items_t = encode_items(model, data.item_features).T.contiguous()  # (d, n_items)
     users = encode_users(model, data.user_features, np.arange(data.n_users), histories_for(data, part))  # (n_users, d)
 
     def score(user_index: np.ndarray) -> torch.Tensor:
         rows = torch.as_tensor(np.asarray(user_index, dtype=np.int64), device=users.device)
-        return users[rows] @ items.T  # (U, n_items), on the model's device: the evaluator masks and cuts there
+        return inner_products(users[rows], items_t)  # (U, n_items), on the model's device: masked and cut there
 
     return score

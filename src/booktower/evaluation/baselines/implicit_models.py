@@ -7,6 +7,7 @@ import scipy.sparse as sp
 import torch
 
 from booktower.evaluation.baselines.base import Recommender
+from booktower.evaluation.ranking import inner_products
 
 
 def _single_threaded_blas():
@@ -20,7 +21,7 @@ class _Factorisation(Recommender):
 
     def score(self, users: np.ndarray) -> torch.Tensor:
         user_f = torch.from_numpy(np.ascontiguousarray(self.user_factors[users]))  # (U, f)
-        return user_f @ self.item_factors_t  # (U, n_items)
+        return inner_products(user_f, self.item_factors_t)  # (U, n_items)
 
     def _store(self, model) -> None:
         self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
