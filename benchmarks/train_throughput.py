@@ -2,31 +2,38 @@
 
     .venv/bin/python benchmarks/train_throughput.py --config configs/amazon-books-2014.yaml [--set k=v ...]
         [--steps 30] [--threads 1 2] [--profile]
+    .venv/bin/python benchmarks/train_throughput.py --config ... --nproc 1 2   # 1 and 2 gloo processes
 
-Prints one table row per thread count. Other processes on the machine change these numbers: report the load.
+Prints one table row per thread count (or per process count with --nproc: each process has one thread and
+trains its shard through DistributedDataParallel, exactly as under torchrun). Other processes on the machine
+change these numbers: report the load.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import time
 
 import torch
+import torch.multiprocessing as mp
 
 from booktower.config import load_config
 from booktower.data.prepare import prepare
 from booktower.training.pipeline import build_model
+from booktower.training.distributed import init_distributed, rank_shard, shutdown
 from booktower.training.trainer import Trainer, peak_memory_mb
 
 
 def make_step(trainer: Trainer, perm: torch.Tensor, batch_size: int):
+    """One optimisation step on the k-th batch of `perm`, through `trainer.forward` (DDP when distributed)."""
     bf16 = trainer.device.type == "cuda" and trainer.config.bf16
 
     def step(k: int) -> None:
         index = perm[(k * batch_size) % (len(perm) - batch_size):][:batch_size]
         with torch.autocast(trainer.device.type, dtype=torch.bfloat16, enabled=bf16):
-            parts = trainer.task.losses(trainer.train.batch(index))
+            parts = trainer.forward(trainer.train.batch(index))
         total = sum(parts.values())
         trainer.optim.zero_grad()
         total.backward()
@@ -58,6 +65,51 @@ def peak_mb(device: str) -> float:
     return torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else peak_memory_mb()
 
 
+def _rank_main(rank: int, world: int, port: int, args: argparse.Namespace, results) -> None:
+    """One process of a --nproc measurement: the torchrun environment, one thread, its shard of the data."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    ctx = init_distributed("cpu")
+    config = load_config(args.config, ["training.progress=false", *args.overrides])
+    data, _ = prepare(config.data)
+    model = build_model(config, data, torch.device("cpu"))
+    trainer = Trainer(model, data, config.training, config.seed, config.evaluation.ks, "/tmp/booktower-bench",
+                      dist=ctx)
+    perm = rank_shard(torch.randperm(trainer.train.n, generator=torch.Generator().manual_seed(0)), rank, world)
+    step = make_step(trainer, perm, config.training.batch_size)
+    for k in range(3):
+        step(k)
+    ctx.barrier()
+    start = time.perf_counter()
+    for k in range(3, 3 + args.steps):
+        step(k)
+    ctx.barrier()
+    seconds = (time.perf_counter() - start) / args.steps
+    if rank == 0:
+        results.put((seconds, trainer.train.n, peak_memory_mb()))
+    shutdown(ctx)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def measure_processes(args: argparse.Namespace, batch_size: int) -> None:
+    """Examples/s of 1..N single-thread processes (gloo, DDP); all ranks' rows count, as in the trainer."""
+    print(f"{'procs':>7} {'ms/step':>9} {'examples/s':>11} {'epoch s':>8} {'peak MB/proc':>13}")
+    context = mp.get_context("spawn")
+    for world in args.nproc:
+        results = context.SimpleQueue()
+        mp.start_processes(_rank_main, args=(world, _free_port(), args, results), nprocs=world,
+                           start_method="spawn")
+        seconds, n_train, peak = results.get()
+        rate = world * batch_size / seconds
+        print(f"{world:>7} {seconds * 1000:>9.1f} {rate:>11.0f} {n_train / rate:>8.1f} {peak:>13.0f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/amazon-books-2014.yaml")
@@ -70,11 +122,18 @@ def main() -> None:
     parser.add_argument("--paths", nargs="+", default=["general", "fused"], choices=["general", "fused"],
                         help="the in-batch softmax paths to time in this one run (general = before, fused = after)")
     parser.add_argument("--phases", action="store_true", help="also time batch / forward / backward / optimiser")
+    parser.add_argument("--nproc", type=int, nargs="+", default=None,
+                        help="instead: time these numbers of single-thread gloo processes (CPU, DDP)")
     args = parser.parse_args()
     config = load_config(args.config, ["training.progress=false", *args.overrides])
     data, _ = prepare(config.data)
     print(f"load average {os.getloadavg()[0]:.2f}; batch {config.training.batch_size}; "
-          f"{config.training.loss.main} + {config.training.negatives.sampler}({config.training.negatives.num_negatives})")
+          f"{config.training.loss.main} + {config.training.negatives.sampler}({config.training.negatives.num_negatives}); "
+          f"{len(data.split.train.user):,} training interactions, {data.n_items:,} items")
+    if args.nproc:
+        del data
+        measure_processes(args, config.training.batch_size)
+        return
     print(f"{'threads':>7} {'path':>8} {'ms/step':>9} {'examples/s':>11} {'epoch s':>8} {'peak MB':>8}")
     for threads, path in [(t, p) for t in args.threads for p in args.paths]:
         torch.set_num_threads(threads)

@@ -57,3 +57,18 @@ def test_trial_config_applies_dotted_keys():
     config = sweep_module.trial_config(base, {"training.loss.cal_weight": 0.3, "model.history.pooling": "attention"})
     assert config.training.loss.cal_weight == 0.3
     assert config.model.history.pooling == "attention"
+
+
+def test_trials_honour_the_thread_limit(tmp_path):
+    """training.num_threads caps a sweep's trials as it caps `train` (two sweeps sharing a 2-core machine)."""
+    import torch
+
+    data = random_prepared(n_users=30, n_items=20, per_user=6)
+    config = load_config(None, [*SMALL, "training.epochs=1", "training.num_threads=1"])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        sweep_module.validation_trial(data)(config, tmp_path / "trial", lambda epoch, value: None)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)

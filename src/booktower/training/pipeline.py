@@ -19,7 +19,7 @@ from booktower.training.distributed import DistContext, init_distributed, shutdo
 from booktower.training.refit import refit
 from booktower.evaluation.run_eval import evaluate_trained
 from booktower.tracking import Tracker
-from booktower.training.trainer import FitResult, Trainer, peak_memory_mb, resolve_device
+from booktower.training.trainer import FitResult, Trainer, apply_thread_limit, peak_memory_mb, resolve_device
 from booktower.utils.atomic import atomic_write_json
 from booktower.utils.runinfo import Timings, write_run_info
 
@@ -76,8 +76,7 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
     config_yaml = dump_config(config)
     if resume:
         _check_resume_config(run_dir, config_yaml)
-    if config.training.num_threads:
-        torch.set_num_threads(config.training.num_threads)
+    apply_thread_limit(config.training)
     inputs: list[Path] = []
     with timings.step("prepare"):
         if data is None:

@@ -116,13 +116,14 @@ def validation_trial(data: Any) -> TrainFn:
 
     def train(config: BooktowerConfig, trial_dir: Path, report: Callable[[int, float], None]) -> float:
         from booktower.training.pipeline import build_model
-        from booktower.training.trainer import Trainer, resolve_device
+        from booktower.training.trainer import Trainer, apply_thread_limit, resolve_device
 
         metric = f"val_{config.sweep.metric}"
         config = config.model_copy(update={"training": config.training.model_copy(
             update={"early_stopping": config.training.early_stopping.model_copy(update={"metric": config.sweep.metric})})})
         trial_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(trial_dir / "config.yaml", dump_config(config))
+        apply_thread_limit(config.training)
         model = build_model(config, data, resolve_device(config.training.device))
         trainer = Trainer(model, data, config.training, config.seed, config.evaluation.ks, trial_dir,
                           config.evaluation.user_chunk)

@@ -82,6 +82,12 @@ def write_epochs_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
+def apply_thread_limit(config: TrainingConfig) -> None:
+    """training.num_threads, when set, caps this process's torch threads (runs sharing a machine)."""
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+
+
 def resolve_device(kind: str) -> torch.device:
     if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError("training.device=cuda but CUDA is not available; use training.device=auto or cpu")
