@@ -97,3 +97,27 @@ def test_top_k_on_cpu_is_torch_topk() -> None:
     values, indices = top_k(scores, 60)  # k above the catalogue size is cut to it
     assert indices.shape == (4, 50)
     assert torch.equal(indices, torch.topk(scores, 50, dim=1).indices)
+
+
+def test_cpu_chunks_run_on_one_worker_per_thread_with_single_threaded_kernels() -> None:
+    import threading
+    import time
+
+    seen: list[tuple[int, int]] = []
+
+    def score(users: np.ndarray) -> torch.Tensor:
+        seen.append((threading.get_ident(), torch.get_num_threads()))
+        time.sleep(0.002)  # long enough that both workers take chunks
+        return torch.zeros(len(users), 20_000)
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        rank_top_k(score, np.arange(60), known_items(60), 5, 20_000, chunk=4)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    chunk_calls = seen[1:]  # the first call is the one-row probe on the caller's thread
+    assert len(chunk_calls) == 15
+    assert len({ident for ident, _ in chunk_calls}) == 2
+    assert {n for _, n in chunk_calls} == {1}

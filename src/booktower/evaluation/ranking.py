@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from booktower.data.types import Interactions, Ragged
 
@@ -164,7 +165,7 @@ def rank_top_k(
     out_scores = np.empty((len(users), k), dtype=np.float32)
     out_rank = np.empty(len(users), dtype=np.int64) if truth is not None else None
 
-    def rank_chunk(start: int, size: int) -> torch.device:
+    def rank_chunk(start: int, size: int) -> None:
         batch = users[start : start + size]
         with torch.no_grad():
             scores = score_fn(batch).float()  # (U, n_items)
@@ -180,18 +181,15 @@ def rank_top_k(
         out_scores[start : start + len(batch)] = values.cpu().numpy()
         if out_rank is not None:
             out_rank[start : start + len(batch)] = _truth_rank(scores, truth, batch)
-        return scores.device
 
-    # The first (cache-sized) chunk shows where the scores live, which decides how the rest run.
-    first = _cpu_chunk(n_items, chunk)
-    on_cpu = len(users) == 0 or rank_chunk(0, first).type == "cpu"
-    size = first if on_cpu else chunk
-    starts = range(min(first, len(users)), len(users), size)
-    from tqdm import tqdm
-
+    # One row shows where the scores live, which decides how the chunks run.
+    with torch.no_grad():
+        on_cpu = len(users) == 0 or score_fn(users[:1]).device.type == "cpu"
+    size = _cpu_chunk(n_items, chunk) if on_cpu else chunk
+    starts = range(0, len(users), size)
+    workers = torch.get_num_threads()
     with tqdm(total=len(starts), desc="ranking", unit="chunk", leave=False, disable=not progress) as bar:
-        workers = torch.get_num_threads() if on_cpu else 1
-        if workers > 1 and len(starts) > 1:
+        if on_cpu:  # one worker per torch thread, each kernel on one thread (so num_threads=1 stays one core)
             with _one_thread_per_kernel(), ThreadPoolExecutor(workers) as pool:
                 for _ in pool.map(lambda start: rank_chunk(start, size), starts):
                     bar.update()
