@@ -120,3 +120,14 @@ def test_softmax_cross_entropy_matches_f_cross_entropy_with_masked_logits():
     (2.0 * reference).backward()
     torch.testing.assert_close(mine, reference)
     torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_softmax_cross_entropy_backward_twice_with_retained_graph():
+    from booktower.training.losses import softmax_cross_entropy
+
+    z = torch.randn(4, 7, generator=torch.Generator().manual_seed(5), dtype=torch.float64).requires_grad_()
+    loss = softmax_cross_entropy(z, torch.tensor([1, 0, 6, 3]))
+    loss.backward(retain_graph=True)
+    first = z.grad.clone()
+    loss.backward()
+    torch.testing.assert_close(z.grad, 2 * first)
