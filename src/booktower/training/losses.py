@@ -36,28 +36,24 @@ def sampled_softmax(logits: torch.Tensor, positive: torch.Tensor, invalid: torch
 
 
 class _SoftmaxCrossEntropy(torch.autograd.Function):
-    """mean_b(logsumexp(z_b) - z_b[positive_b]) with a hand-written backward (softmax - one-hot) / B. The forward
-    keeps the softmax it computes on the way to the logsumexp, so the whole loss makes one exp pass over the
-    (B, C) logits instead of F.cross_entropy's log-softmax output, zero-filled NLL gradient and log-softmax
-    backward (or a second exp in the backward)."""
+    """mean_b(logsumexp(z_b) - z_b[positive_b]) with a hand-written backward (softmax - one-hot) / B: two passes
+    over the (B, C) logits instead of F.cross_entropy's log-softmax output, zero-filled NLL gradient and
+    log-softmax backward."""
 
     @staticmethod
     def forward(ctx, z: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
         rows = torch.arange(z.shape[0], device=z.device)
-        top = z.amax(dim=1, keepdim=True)  # (B, 1), finite: a row's positive is never masked
-        probs = torch.sub(z, top).exp_()  # (B, C) unnormalised; -inf logits give 0
-        total = probs.sum(dim=1, keepdim=True)  # (B, 1)
-        lse = (top + total.log()).squeeze(1)  # (B,)
-        ctx.save_for_backward(probs.div_(total), positive)
+        lse = torch.logsumexp(z, dim=1)  # (B,)
+        ctx.save_for_backward(z, positive, lse)
         return (lse - z[rows, positive]).mean()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        probs, positive = ctx.saved_tensors
-        rows = torch.arange(probs.shape[0], device=probs.device)
-        out = probs.mul(grad / probs.shape[0])  # a new tensor: the saved softmax stays intact for retain_graph
-        out[rows, positive] -= grad / probs.shape[0]
-        return out, None
+        z, positive, lse = ctx.saved_tensors
+        rows = torch.arange(z.shape[0], device=z.device)
+        probs = torch.sub(z, lse[:, None]).exp_()  # (B, C) softmax; -inf logits give 0
+        probs[rows, positive] -= 1.0
+        return probs.mul_(grad / z.shape[0]), None
 
 
 def softmax_cross_entropy(z: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
