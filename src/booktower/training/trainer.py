@@ -152,9 +152,11 @@ class Trainer:
     def _wrap_ddp(self):
         from torch.nn.parallel import DistributedDataParallel
 
-        # NCCL cannot all-reduce sparse gradients and DDP's sparse path is gloo-only: the tables send dense
-        # gradients when distributed; LazyAdam still updates only the rows whose gradient is non-zero.
-        self.model.use_dense_gradients()
+        # NCCL cannot all-reduce sparse gradients: on GPUs the tables send dense gradients (LazyAdam still
+        # updates only the rows whose gradient is non-zero). gloo all-reduces sparse ones, which on the CPU
+        # sends the rows a step touched instead of the whole tables.
+        if self.device.type == "cuda":
+            self.model.use_dense_gradients()
         self.task.rank, self.task.world_size = self.dist.rank, self.dist.world_size
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(LossModule(self.model, self.task), device_ids=ids,
