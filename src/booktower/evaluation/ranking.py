@@ -188,7 +188,8 @@ def rank_top_k(
     size = _cpu_chunk(n_items, chunk) if on_cpu else chunk
     starts = range(0, len(users), size)
     workers = torch.get_num_threads()
-    with tqdm(total=len(starts), desc="ranking", unit="chunk", leave=False, disable=not progress) as bar:
+    with tqdm(total=len(starts), desc="ranking", unit="chunk", leave=False, disable=not progress,
+              mininterval=1.0) as bar:
         if on_cpu:  # one worker per torch thread, each kernel on one thread (so num_threads=1 stays one core)
             with _one_thread_per_kernel(), ThreadPoolExecutor(workers) as pool:
                 for _ in pool.map(lambda start: rank_chunk(start, size), starts):
