@@ -121,3 +121,19 @@ def test_write_bundle_replaces_atomically(trained, tmp_path: Path) -> None:
     write_bundle(parts, target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"], "no temporary folders left behind"
     verify_bundle(target)
+
+
+def test_new_books_tagged_on_add_form_their_own_slot(trained, tmp_path: Path) -> None:
+    """The README's advice for new books: tag them when adding, then ask for that category only."""
+    data, _, directory, _ = trained
+    copy = _copy(directory, tmp_path / "b")
+    books = tmp_path / "new.csv"
+    pl.DataFrame({"item_id": ["new-1", "new-2", "new-3"],
+                  "title": ["the fantasy of dragons", "a history of rome", "the poetry of spring"],
+                  "author": ["writer 3", "", "writer 1"],
+                  "categories": ["Books|new-arrivals", "Books|new-arrivals", "Books|new-arrivals"]}).write_csv(books)
+    add_books(copy, books)
+    rec = Recommender.from_bundle(copy, index_kind="exact")
+    slot = rec.for_user(data.users.ids[0], k=10, categories=["new-arrivals"])
+    assert sorted(r.item_id for r in slot) == ["new-1", "new-2", "new-3"]
+    assert [r.score for r in slot] == sorted((r.score for r in slot), reverse=True)
