@@ -25,7 +25,9 @@ def setup_logging(verbose: bool = False) -> None:
         level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False, show_time=False)], force=True,
     )
-    for noisy in ("matplotlib", "PIL", "urllib3", "httpx", "alembic", "mlflow"):
+    # faiss logs its CPU-feature probing ("Could not load library with AVX2 support ... ModuleNotFoundError")
+    # at INFO, which reads like a failure; it is not one.
+    for noisy in ("matplotlib", "PIL", "urllib3", "httpx", "alembic", "mlflow", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
