@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from booktower.data.types import Ragged
+from booktower.evaluation.ranking import gather_rows
 
 
 def hit_matrix(top_items: np.ndarray, truth: Ragged, users: np.ndarray) -> np.ndarray:
@@ -19,10 +20,7 @@ def hit_matrix(top_items: np.ndarray, truth: Ragged, users: np.ndarray) -> np.nd
     if top_items.size == 0 or lengths.sum() == 0:
         return np.zeros(top_items.shape, dtype=bool)
     width = int(max(top_items.max(), truth.values.max())) + 1
-    rows = np.repeat(np.arange(n_rows, dtype=np.int64), lengths)
-    starts = np.repeat(truth.offsets[users], lengths)
-    within = np.arange(len(rows), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    cols = truth.values[starts + within]
+    rows, cols = gather_rows(truth, users)
     keys = np.unique(rows * width + cols)  # sorted
     candidates = np.arange(n_rows, dtype=np.int64)[:, None] * width + top_items  # (U, K)
     # a binary search per candidate: far cheaper than np.isin's sort of candidates and keys together
