@@ -87,23 +87,31 @@ def block_max_top_k(
     """
     rows, n = scores.shape
     k = min(k, n)
+    if not strided:  # a width that divides n leaves no tail to append (a copy of the candidates)
+        width = next((w for w in range(width, 2 * width) if n % w == 0), width)
     blocks = n // width
     if blocks <= 2 * k:  # pruning would keep most columns
         return torch.topk(scores, k, dim=1, sorted=True)
     scores = scores.contiguous()
-    offsets = torch.arange(width, device=scores.device)
     if strided:
-        maxima = scores.as_strided((rows, width, blocks), (n, blocks, 1)).amax(dim=1)  # (rows, blocks)
-        best = torch.topk(maxima, k, dim=1).indices  # (rows, k)
-        columns = best[:, :, None] + offsets * blocks
+        grid = scores.as_strided((rows, width, blocks), (n, blocks, 1))  # [r, j, b] = column b + j * blocks
+        best = torch.topk(grid.amax(dim=1), k, dim=1).indices  # (rows, k)
+        candidates = grid.gather(2, best[:, None, :].expand(-1, width, -1))  # (rows, width, k)
     else:
-        maxima = scores.as_strided((rows, blocks, width), (n, width, 1)).amax(dim=2)
-        best = torch.topk(maxima, k, dim=1).indices
-        columns = best[:, :, None] * width + offsets
-    tail = torch.arange(blocks * width, n, device=scores.device).expand(rows, -1)
-    columns = torch.cat([columns.flatten(1), tail], dim=1)  # (rows, k * width + n % width)
-    values, pick = torch.topk(scores.gather(1, columns), k, dim=1, sorted=True)
-    return values, columns.gather(1, pick)
+        grid = scores.as_strided((rows, blocks, width), (n, width, 1))  # [r, b, j] = column b * width + j
+        best = torch.topk(grid.amax(dim=2), k, dim=1).indices
+        candidates = grid.gather(1, best[:, :, None].expand(-1, -1, width))  # (rows, k, width)
+    body = k * width
+    candidates = candidates.flatten(1)
+    if blocks * width < n:  # columns past the last full block are always candidates
+        candidates = torch.cat([candidates, scores[:, blocks * width:]], dim=1)
+    values, pick = torch.topk(candidates, k, dim=1, sorted=True)
+    in_body = pick.clamp(max=body - 1)
+    if strided:
+        columns = best.gather(1, in_body % k) + (in_body // k) * blocks
+    else:
+        columns = best.gather(1, in_body // width) * width + in_body % width
+    return values, torch.where(pick < body, columns, pick - body + blocks * width)
 
 
 def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
