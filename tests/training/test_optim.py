@@ -10,9 +10,10 @@ from booktower.config.training import OptimizerConfig
 from booktower.training.optim import LazyAdam, build_optimizers, lr_factor
 
 
-def test_lazy_adam_matches_sparse_adam():
+@pytest.mark.parametrize("n_rows", [50, 5000])  # rows merged through the per-row marker / by coalesce()
+def test_lazy_adam_matches_sparse_adam(n_rows):
     torch.manual_seed(0)
-    a, b = nn.Embedding(50, 4, sparse=True), nn.Embedding(50, 4, sparse=True)
+    a, b = nn.Embedding(n_rows, 4, sparse=True), nn.Embedding(n_rows, 4, sparse=True)
     b.load_state_dict(a.state_dict())
     opt_a, opt_b = torch.optim.SparseAdam(a.parameters(), lr=0.01), LazyAdam(b.parameters(), lr=0.01)
     for _ in range(5):

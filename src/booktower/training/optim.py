@@ -52,13 +52,30 @@ class LazyAdam(torch.optim.Optimizer):
 
 
 def _touched_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The rows a gradient updates and their values. A sparse gradient is coalesced (the update is non-linear:
-    each row once); a dense one (tables under DDP) gives its non-zero rows, so the update stays lazy."""
-    if grad.is_sparse:
-        grad = grad.coalesce()
+    """The rows a gradient updates (ascending) and their summed values. The update is non-linear, so each row
+    must appear once; a dense gradient (tables under DDP) gives its non-zero rows, so the update stays lazy."""
+    if not grad.is_sparse:
+        rows = grad.ne(0).any(dim=1).nonzero().squeeze(1)  # (r,)
+        return rows, grad.index_select(0, rows)
+    if grad.is_coalesced():
+        return grad._indices()[0], grad._values()
+    index, values = grad._indices()[0], grad._values()  # (nnz,), (nnz, d) with repeated rows
+    n_rows = grad.shape[0]
+    if n_rows > MARKER_ROWS_PER_ENTRY * index.numel():
+        grad = grad.coalesce()  # a sort of the entries is cheaper than a pass over this many rows
         return grad.indices()[0], grad.values()
-    rows = grad.ne(0).any(dim=1).nonzero().squeeze(1)  # (r,)
-    return rows, grad.index_select(0, rows)
+    # Merge repeated rows through a per-row marker instead of coalesce()'s sort: O(rows + nnz); on the 38k-row
+    # amazon item table with ~17k entries per step, 1.4 ms instead of 1.7 ms (one thread).
+    marker = torch.zeros(n_rows, dtype=torch.bool, device=index.device).index_fill_(0, index, True)
+    rows = marker.nonzero().squeeze(1)  # (r,) ascending
+    slot = torch.empty(n_rows, dtype=torch.int64, device=index.device)
+    slot.index_copy_(0, rows, torch.arange(len(rows), device=index.device))
+    merged = torch.zeros(len(rows), values.shape[1], dtype=values.dtype, device=values.device)
+    return rows, merged.index_add_(0, slot.index_select(0, index), values)
+
+
+MARKER_ROWS_PER_ENTRY = 64
+"""_touched_rows merges through a per-row marker when the table has at most this many rows per gradient entry."""
 
 
 def lr_factor(schedule: str, step: int, total_steps: int, warmup_fraction: float) -> float:
@@ -113,7 +130,9 @@ def build_optimizers(model: nn.Module, config: OptimizerConfig, total_steps: int
     if sparse:
         optimizers.append(LazyAdam(sparse, lr=config.sparse_lr))
     if dense:
-        optimizers.append(torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay))
+        # fused: one kernel over every tensor; the default per-tensor loop on CPU took ~5x longer for these
+        # small MLPs (benchmarks/train_throughput.py).
+        optimizers.append(torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay, fused=True))
     for opt in optimizers:
         for group in opt.param_groups:
             group["base_lr"] = group["lr"]
