@@ -120,6 +120,27 @@ def test_last_items_channel_reads_only_the_newest_items(data, make, tmp_path):
     assert load_model(tmp_path / "model").spec.history.last_items == 2
 
 
+def test_own_history_table_is_separate_from_the_item_ids(data, make, tmp_path):
+    """With model.history.own_table the reader's history is pooled from its own table: the item tower's ID
+    table then learns only from candidates, and changing it leaves the user vectors as they were."""
+    model = make("model.history.own_table=true", "model.history.pooling=mean").model
+    assert model.history_ids is not None and model.history_table() is model.history_ids.table.weight
+    histories = Ragged.from_lists([[1, 2], [3], [4, 5, 6]])
+    users = np.array([0, 1, 2])
+    before = encode_users(model, data.user_features, users, histories)
+    with torch.no_grad():
+        model.item_tower.ids.table.weight.add_(1.0)
+        after = encode_users(model, data.user_features, users, histories)
+        model.history_ids.table.weight[4].add_(1.0)
+        changed = encode_users(model, data.user_features, users, histories)
+    torch.testing.assert_close(after, before)
+    assert torch.equal(changed[:2], before[:2]) and not torch.allclose(changed[2], before[2])
+    save_model(model, tmp_path / "model")
+    loaded = load_model(tmp_path / "model")
+    assert loaded.spec.history.own_table
+    assert torch.equal(encode_users(loaded, data.user_features, users, histories), changed)
+
+
 def test_last_items_needs_a_history(small_config):
     from booktower.config import ConfigError
 

@@ -26,7 +26,8 @@ def test_hit_pairs_are_the_dense_mask_coordinates():
 
 @pytest.mark.parametrize("overrides", [[], ["training.loss.logq_correction=false"],
                                        ["training.loss.mask_accidental_hits=false"],
-                                       ["training.negatives.sampler=in_batch"]])
+                                       ["training.negatives.sampler=in_batch"],
+                                       ["training.loss.logq_weight=0.5"]])
 def test_fused_softmax_matches_the_general_path(small_config, tmp_path, overrides):
     data = random_prepared(n_users=60, n_items=25, per_user=10)
     config = small_config("training.batch_size=64", *overrides)
@@ -44,3 +45,19 @@ def test_fused_softmax_matches_the_general_path(small_config, tmp_path, override
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_logq_weight_interpolates_between_no_and_full_correction(small_config, tmp_path):
+    data = random_prepared(n_users=60, n_items=25, per_user=10)
+
+    def loss(*overrides: str) -> torch.Tensor:
+        config = small_config("training.batch_size=64", *overrides)
+        model = build_model(config, data, torch.device("cpu"))
+        trainer = Trainer(model, data, config.training, config.seed, config.evaluation.ks, tmp_path)
+        return trainer.task.losses(trainer.train.batch(torch.arange(64)))["main"].detach()
+
+    full, none = loss(), loss("training.loss.logq_correction=false")
+    torch.testing.assert_close(loss("training.loss.logq_weight=1.0"), full)
+    torch.testing.assert_close(loss("training.loss.logq_weight=0.0"), none)
+    half = loss("training.loss.logq_weight=0.5")
+    assert not torch.allclose(half, full) and not torch.allclose(half, none)

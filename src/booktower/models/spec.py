@@ -35,6 +35,7 @@ class HistorySpec:
     attention_heads: int
     attention_layers: int
     last_items: int = 0  # a second, short-term input: mean of the last N items (0 = off)
+    own_table: bool = False  # pool a separate item table instead of the item tower's ID table
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def spec_from_config(
         user=_side_spec(config.user, user_features, n_users, dat.augment_dim if dat.augment and dat.augment_users else 0),
         item=_side_spec(config.item, item_features, n_items, dat.augment_dim if dat.augment and dat.augment_items else 0),
         history=HistorySpec(h.pooling, h.max_length, h.recency_half_life, h.attention_heads, h.attention_layers,
-                            h.last_items),
+                            h.last_items, h.own_table),
         output_dim=config.output_dim,
         fusion=config.fusion,
         normalize=config.normalize,

@@ -8,6 +8,7 @@ from torch import nn
 from booktower.models.batches import ItemBatch, UserBatch
 from booktower.models.history import HistoryPooler
 from booktower.models.spec import HistorySpec, ModelSpec
+from booktower.models.layers import IdEmbedding
 from booktower.models.towers import Tower, TowerOutput
 
 
@@ -25,6 +26,9 @@ class TwoTower(nn.Module):
                                  "or model.history.pooling=none")
             self.history = HistoryPooler(spec.history, spec.item.id_dim)
             extra.append(spec.item.id_dim)
+        # The reader side's own item table (model.history.own_table); None: history reads the item ID table.
+        self.history_ids = (IdEmbedding(spec.item.n_ids, spec.item.id_dim, spec.sparse)
+                            if spec.history.pooling != "none" and spec.history.own_table else None)
         self.recent = None
         if spec.history.last_items:
             recent = HistorySpec("mean", spec.history.last_items, 1.0, 1, 1)
@@ -46,11 +50,17 @@ class TwoTower(nn.Module):
     def temperature(self) -> float:
         return self.spec.temperature
 
+    def history_table(self) -> torch.Tensor:
+        """(n_items, id_dim): the item vectors a reader's history is pooled from."""
+        ids = self.history_ids if self.history_ids is not None else self.item_tower.ids
+        assert ids is not None
+        return ids.table.weight
+
     def pooled_history(self, history: torch.Tensor) -> torch.Tensor:
-        """(B, L) item indices (-1 = padding) -> (B, id_dim), read through the item tower's ID table."""
-        assert self.history is not None and self.item_tower.ids is not None
+        """(B, L) item indices (-1 = padding) -> (B, id_dim), read through `history_table`."""
+        assert self.history is not None
         history = history[:, -self.spec.history.max_length:]
-        return self.history(self.item_tower.ids.table.weight, history, self.sparse_gradients)  # (B, id_dim)
+        return self.history(self.history_table(), history, self.sparse_gradients)  # (B, id_dim)
 
     def encode_user(self, batch: UserBatch, generator: torch.Generator | None = None) -> TowerOutput:
         extras = []
@@ -59,8 +69,7 @@ class TwoTower(nn.Module):
                 raise ValueError("this model pools the reader's history: the UserBatch needs `history`")
             extras.append(self.pooled_history(batch.history))
             if self.recent is not None:
-                table = self.item_tower.ids.table.weight
-                extras.append(self.recent(table, batch.history[:, -self.spec.history.last_items:],
+                extras.append(self.recent(self.history_table(), batch.history[:, -self.spec.history.last_items:],
                                           self.sparse_gradients))  # (B, id_dim)
         return self.user_tower(batch, extras, generator)
 

@@ -89,7 +89,7 @@ class TrainTask:
         if self.sampler.uses_in_batch:
             pool = self._in_batch_pool(batch, pos_vec, neg_vec, negatives)
             scores = user_vec @ pool.vectors.T  # (B, C)
-            log_q = self.sampler.log_expected_count(pool.items, pool.n_positives, pool.n_sampled)  # (C,)
+            log_q = self._log_q(pool.items, pool.n_positives, pool.n_sampled)  # (C,)
             return Candidates(scores, pool.positive, self._hits(batch, pool.items), log_q)
         pos_scores = (user_vec * pos_vec).sum(-1, keepdim=True)  # (B, 1)
         if self.per_row:
@@ -97,11 +97,15 @@ class TrainTask:
         else:
             neg_scores = user_vec @ neg_vec.T  # (B, S)
         scores = torch.cat([pos_scores, neg_scores], dim=1)  # (B, 1 + S)
-        log_q = torch.cat([self.sampler.log_expected_count(batch.items, b, s)[:, None],
-                           self.sampler.log_expected_count(negatives, b, s).expand(b, s)], dim=1)
+        log_q = torch.cat([self._log_q(batch.items, b, s)[:, None], self._log_q(negatives, b, s).expand(b, s)], dim=1)
         hits = self._hits(batch, negatives)  # (B, S)
         invalid = None if hits is None else torch.cat([torch.zeros_like(hits[:, :1]), hits], dim=1)
         return Candidates(scores, torch.zeros(b, dtype=torch.int64, device=scores.device), invalid, log_q)
+
+    def _log_q(self, items: torch.Tensor, n_positives: int, n_sampled: int) -> torch.Tensor:
+        """The logQ term of each candidate, scaled by `logq_weight`."""
+        log_q = self.sampler.log_expected_count(items, n_positives, n_sampled)
+        return log_q if self.config.logq_weight == 1.0 else log_q * self.config.logq_weight
 
     def _hits(self, batch: TrainBatch, candidates: torch.Tensor) -> torch.Tensor | None:
         if not self.config.mask_accidental_hits:
@@ -117,7 +121,7 @@ class TrainTask:
         (B, C) logits: one addmm writes logits - logQ, the accidental hits are set to -inf at their (row, column)
         coordinates (no dense mask), then one cross-entropy with a hand-written backward."""
         if self.config.logq_correction:
-            log_q = self.sampler.log_expected_count(pool.items, pool.n_positives, pool.n_sampled)  # (C,)
+            log_q = self._log_q(pool.items, pool.n_positives, pool.n_sampled)  # (C,)
             if torch.is_autocast_enabled(query.device.type):  # keep logQ in float32 next to bf16 logits
                 z = (query @ pool.vectors.T).float() - log_q  # (B, C)
             else:
