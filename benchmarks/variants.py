@@ -11,6 +11,7 @@ they finish, so a long batch can be followed and resumed.
 from __future__ import annotations
 
 import argparse
+import csv
 import shlex
 import tempfile
 import time
@@ -31,12 +32,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--also", default="HR@20", help="a second validation metric shown at the best epoch")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     base = load_config(args.config, ["training.progress=false", *args.overrides])
     data, _ = prepare(base.data)
     train = validation_trial(data)
-    print(f"{'variant':<24} {'seed':>4} {'val ' + base.sweep.metric:>13} {'best epoch':>10} {'s/epoch':>8}")
+    print(f"{'variant':<24} {'seed':>4} {'val ' + base.sweep.metric:>13} {'val ' + args.also:>11} "
+          f"{'best epoch':>10} {'s/epoch':>8}")
     for spec in args.variant:
         name, _, overrides = spec.partition("=")
         for seed in args.seeds:
@@ -46,13 +49,17 @@ def main() -> None:
             start = time.perf_counter()
             with tempfile.TemporaryDirectory() as tmp:
                 best = train(config, Path(tmp), lambda epoch, value: curve.append(value))
+                epochs = list(csv.DictReader((Path(tmp) / "epochs.csv").open()))
             per_epoch = (time.perf_counter() - start) / max(len(curve), 1)
-            row = f"{name:<24} {seed:>4} {best:>13.4f} {curve.index(best) + 1 if curve else 0:>10} {per_epoch:>8.1f}"
+            best_epoch = curve.index(best) + 1 if curve else 0
+            also = float(epochs[best_epoch - 1].get(f"val_{args.also}") or "nan") if best_epoch else float("nan")
+            row = (f"{name:<24} {seed:>4} {best:>13.4f} {also:>11.4f} {best_epoch:>10} {per_epoch:>8.1f}")
             print(row, flush=True)
             if args.out:
                 with args.out.open("a") as fh:
-                    fh.write("\t".join([name, str(seed), f"{best:.5f}", overrides, " ".join(f"{v:.4f}" for v in curve)])
-                             + "\n")
+                    fields = [name, str(seed), f"{best:.5f}", f"{args.also}={also:.5f}", overrides,
+                              " ".join(f"{v:.4f}" for v in curve)]
+                    fh.write("\t".join(fields) + "\n")
 
 
 if __name__ == "__main__":
