@@ -7,8 +7,8 @@ from torch import nn
 
 from booktower.models.batches import ItemBatch, UserBatch
 from booktower.models.history import HistoryPooler
-from booktower.models.spec import HistorySpec, ModelSpec
 from booktower.models.layers import IdEmbedding
+from booktower.models.spec import HistorySpec, ModelSpec
 from booktower.models.towers import Tower, TowerOutput
 
 
