@@ -72,3 +72,18 @@ def test_trials_honour_the_thread_limit(tmp_path):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_resumed_study_draws_new_points(tmp_path):
+    """A second run on the same storage (a resume, or a second worker) must not repeat the first run's random
+    start-up draws, which a sampler re-created with the same seed would."""
+    config = load_config(None, SMALL + SPACE)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+
+    def instant(trial_config, trial_dir, report):  # no training: the draws are what is under test
+        return trial_config.training.optimizer.lr
+
+    sweep_module.run_sweep(config, 2, storage, "t", tmp_path / "out", instant)
+    table = sweep_module.run_sweep(config, 4, storage, "t", tmp_path / "out", instant).table
+    lrs = table["param:training.optimizer.lr"].to_list()
+    assert len(lrs) == 4 and len(set(lrs)) == 4

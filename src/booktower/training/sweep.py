@@ -70,10 +70,12 @@ def run_sweep(base: BooktowerConfig, trials: int, storage: str, study_name: str,
         optuna.pruners.MedianPruner(n_startup_trials=sweep.startup_trials, n_warmup_steps=sweep.warmup_epochs)
         if sweep.pruner == "median" else optuna.pruners.NopPruner()
     )
-    study = optuna.create_study(
-        study_name=study_name, storage=storage, direction="maximize", load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=base.seed), pruner=pruner,
-    )
+    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize",
+                                load_if_exists=True, pruner=pruner)
+    # Seeded by the trials already stored: a resumed study (or a second worker on the same storage) draws new
+    # points instead of repeating the first run's random start-up trials, and a given history still gives the
+    # same draws.
+    study.sampler = optuna.samplers.TPESampler(seed=base.seed + len(study.trials))
     done = sum(t.state.is_finished() for t in study.trials)
     remaining = max(0, trials - done)
     log.info("study %s: %d finished trials in storage, running %d more", study_name, done, remaining)
