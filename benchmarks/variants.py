@@ -50,9 +50,12 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 best = train(config, Path(tmp), lambda epoch, value: curve.append(value))
                 epochs = list(csv.DictReader((Path(tmp) / "epochs.csv").open()))
-            per_epoch = (time.perf_counter() - start) / max(len(curve), 1)
-            best_epoch = curve.index(best) + 1 if curve else 0
-            also = float(epochs[best_epoch - 1].get(f"val_{args.also}") or "nan") if best_epoch else float("nan")
+            # the validated epochs, in the order `curve` saw them (every eval_every-th epoch, and the last)
+            validated = [row for row in epochs if row.get(f"val_{config.sweep.metric}")]
+            per_epoch = (time.perf_counter() - start) / max(len(epochs), 1)
+            best_row = validated[curve.index(best)] if curve else {}
+            best_epoch = int(best_row.get("epoch", 0))
+            also = float(best_row.get(f"val_{args.also}") or "nan")
             row = (f"{name:<24} {seed:>4} {best:>13.4f} {also:>11.4f} {best_epoch:>10} {per_epoch:>8.1f}")
             print(row, flush=True)
             if args.out:
