@@ -31,3 +31,27 @@ def test_pooling_matches_a_naive_weighted_mean(kind, sparse):
     (grad,) = torch.autograd.grad((pooled**2).sum(), table)
     (reference,) = torch.autograd.grad((expected**2).sum(), table)
     torch.testing.assert_close(grad.to_dense(), reference)
+
+
+@pytest.mark.parametrize("n_items", [9, 5000])  # distinct items found through a per-row marker / by a sort
+def test_pooling_gradient_reaches_each_distinct_item_once(n_items):
+    pooler = HistoryPooler(HistorySpec("recency", 4, 1.0, 1, 1), 3)
+    table = torch.randn(n_items, 3, dtype=torch.float64, requires_grad=True)
+    history = torch.tensor([[-1, 2, 7, 2], [-1, -1, -1, 7], [-1, -1, -1, -1]])
+    pooled = pooler(table, history, True)
+    torch.testing.assert_close(pooled[1], table[7].detach())
+    torch.testing.assert_close(pooled[2], torch.zeros(3, dtype=torch.float64))  # no history: zeros
+    pooled.sum().backward()
+    grad = table.grad.coalesce()
+    assert grad.indices()[0].tolist() == [2, 7]  # one sparse row per distinct item
+    # row 0 weighs its entries 0.25, 0.5, 1 (ages 2, 1, 0) over 1.75; row 1 gives item 7 weight 1
+    torch.testing.assert_close(grad.values()[:, 0], torch.tensor([1.25 / 1.75, 0.5 / 1.75 + 1.0], dtype=torch.float64))
+
+
+def test_pooling_a_batch_without_any_history_gives_zeros():
+    pooler = HistoryPooler(HistorySpec("mean", 3, 1.0, 1, 1), 2)
+    table = torch.randn(5, 2, requires_grad=True)
+    pooled = pooler(table, torch.full((2, 3), -1), False)
+    torch.testing.assert_close(pooled, torch.zeros(2, 2))
+    pooled.sum().backward()
+    assert not table.grad.any()

@@ -10,7 +10,7 @@ from booktower.config.training import OptimizerConfig
 from booktower.training.optim import LazyAdam, build_optimizers, lr_factor
 
 
-@pytest.mark.parametrize("n_rows", [50, 5000])  # rows merged through the per-row marker / by coalesce()
+@pytest.mark.parametrize("n_rows", [50, 5000])  # rows merged through the per-row marker / after a sort
 def test_lazy_adam_matches_sparse_adam(n_rows):
     torch.manual_seed(0)
     a, b = nn.Embedding(n_rows, 4, sparse=True), nn.Embedding(n_rows, 4, sparse=True)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from booktower.config.training import OptimizerConfig
+from booktower.models.indexing import distinct_rows
 
 log = logging.getLogger(__name__)
 
@@ -60,22 +61,11 @@ def _touched_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if grad.is_coalesced():
         return grad._indices()[0], grad._values()
     index, values = grad._indices()[0], grad._values()  # (nnz,), (nnz, d) with repeated rows
-    n_rows = grad.shape[0]
-    if n_rows > MARKER_ROWS_PER_ENTRY * index.numel():
-        grad = grad.coalesce()  # a sort of the entries is cheaper than a pass over this many rows
-        return grad.indices()[0], grad.values()
-    # Merge repeated rows through a per-row marker instead of coalesce()'s sort: O(rows + nnz); on the 38k-row
-    # amazon item table with ~17k entries per step, 1.4 ms instead of 1.7 ms (one thread).
-    marker = torch.zeros(n_rows, dtype=torch.bool, device=index.device).index_fill_(0, index, True)
-    rows = marker.nonzero().squeeze(1)  # (r,) ascending
-    slot = torch.empty(n_rows, dtype=torch.int64, device=index.device)
-    slot.index_copy_(0, rows, torch.arange(len(rows), device=index.device))
+    # Merged without coalesce()'s sort where the table is small enough: on the 38k-row amazon item table with
+    # ~17k entries per step, 1.4 ms instead of 1.7 ms (one thread).
+    rows, slot = distinct_rows(index, grad.shape[0])
     merged = torch.zeros(len(rows), values.shape[1], dtype=values.dtype, device=values.device)
-    return rows, merged.index_add_(0, slot.index_select(0, index), values)
-
-
-MARKER_ROWS_PER_ENTRY = 64
-"""_touched_rows merges through a per-row marker when the table has at most this many rows per gradient entry."""
+    return rows, merged.index_add_(0, slot, values)
 
 
 def lr_factor(schedule: str, step: int, total_steps: int, warmup_fraction: float) -> float:

@@ -9,6 +9,7 @@ import torch
 from booktower.config.training import LossConfig
 from booktower.data.samplers import NegativeSampler, accidental_hit_pairs, accidental_hits, gather_rows
 from booktower.models.batches import SideTensors
+from booktower.models.indexing import distinct_rows
 from booktower.models.two_tower import TwoTower
 from booktower.training import losses
 from booktower.training.batching import TrainBatch, TrainingData
@@ -62,7 +63,7 @@ class TrainTask:
         return self.sampler.sample(self.n_negatives, rows, self.data.device)
 
     def _encode_items(self, items: torch.Tensor):
-        distinct, inverse = torch.unique(items, return_inverse=True)
+        distinct, inverse = distinct_rows(items, self.data.n_items)
         out = self.model.encode_item(self.items.item_batch(distinct), self.generator)
         return out, inverse
 
