@@ -46,14 +46,14 @@ class UserBatch:
 
 def gather_ragged(offsets: torch.Tensor, values: torch.Tensor, rows: torch.Tensor) -> Bags:
     """Rows of a CSR matrix as EmbeddingBag input, without a Python loop over rows."""
-    starts = offsets[rows]  # (B,)
-    lengths = offsets[rows + 1] - starts  # (B,)
+    starts = offsets.index_select(0, rows)  # (B,)
+    lengths = offsets.index_select(0, rows + 1) - starts  # (B,)
     out_offsets = torch.cumsum(lengths, 0) - lengths  # (B,) exclusive cumsum
     total = int(lengths.sum())
     # position t of the output comes from starts[b] + (t - out_offsets[b]) for its bag b
     shift = torch.repeat_interleave(starts - out_offsets, lengths, output_size=total)  # (nnz,)
     flat = shift + torch.arange(total, device=values.device)
-    return Bags(values[flat], out_offsets)
+    return Bags(values.index_select(0, flat), out_offsets)
 
 
 def _tensor(array: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -77,7 +77,7 @@ class SideTensors:
             self.text = (_tensor(features.text.offsets, device, torch.int64), _tensor(features.text.values, device, torch.int64))
 
     def _parts(self, rows: torch.Tensor) -> tuple[torch.Tensor, dict[str, Bags], Bags | None]:
-        numeric = self.numeric[rows]  # (B, d_num)
+        numeric = self.numeric.index_select(0, rows)  # (B, d_num)
         cats = {name: gather_ragged(off, val, rows) for name, (off, val) in self.ragged.items()}
         text = gather_ragged(*self.text, rows) if self.text is not None else None
         return numeric, cats, text

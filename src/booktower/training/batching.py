@@ -67,13 +67,15 @@ class TrainingData:
 
     def batch(self, index: torch.Tensor) -> TrainBatch:
         """Interactions `index` (B,) -> their users, items and history windows."""
-        users, items = self.users[index], self.items[index]
+        # index_select rather than advanced indexing: several times faster for these 1-D gathers on the CPU
+        users, items = self.users.index_select(0, index), self.items.index_select(0, index)
         history = None
         if self.max_history:
             offsets = torch.arange(-self.max_history, 0, device=self.device)  # (L,)
             positions = index[:, None] + offsets[None, :]  # (B, L)
-            valid = positions >= self.seq_start[index][:, None]
-            history = torch.where(valid, self.items[positions.clamp(min=0)], torch.full_like(positions, -1))
+            valid = positions >= self.seq_start.index_select(0, index)[:, None]
+            earlier = self.items.index_select(0, positions.clamp(min=0).view(-1)).view(positions.shape)
+            history = torch.where(valid, earlier, torch.full_like(positions, -1))
         return TrainBatch(users, items, history)
 
 
