@@ -28,7 +28,8 @@ def test_hit_pairs_are_the_dense_mask_coordinates():
                                        ["training.loss.mask_accidental_hits=false"],
                                        ["training.negatives.sampler=in_batch"],
                                        ["training.loss.logq_weight=0.5"]])
-def test_fused_softmax_matches_the_general_path(small_config, tmp_path, overrides):
+@pytest.mark.parametrize("block_rows", [0, 5, 256])  # one (B, C) matrix (GPU path) / blocks of rows (CPU path)
+def test_fused_softmax_matches_the_general_path(small_config, tmp_path, overrides, block_rows):
     data = random_prepared(n_users=60, n_items=25, per_user=10)
     config = small_config("training.batch_size=64", *overrides)
     grads = []
@@ -37,6 +38,7 @@ def test_fused_softmax_matches_the_general_path(small_config, tmp_path, override
         model = build_model(config, data, torch.device("cpu"))
         trainer = Trainer(model, data, config.training, config.seed, config.evaluation.ks, tmp_path)
         trainer.task.fused = fused
+        trainer.task.softmax_block_rows = block_rows
         loss = trainer.task.losses(trainer.train.batch(torch.arange(64)))["main"]
         loss.backward()
         losses.append(loss.detach())

@@ -135,3 +135,26 @@ def test_softmax_cross_entropy_second_backward_raises_instead_of_a_wrong_gradien
         torch.nn.functional.cross_entropy(z, positive), z)[0])
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
+
+
+@pytest.mark.parametrize("block_rows", [1, 3, 64])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_blocked_in_batch_softmax_matches_the_dense_loss(block_rows, with_bias):
+    from booktower.training.losses import blocked_in_batch_softmax, softmax_cross_entropy
+
+    gen = torch.Generator().manual_seed(11)
+    query = torch.randn(7, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    vectors = torch.randn(10, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(10, generator=gen, dtype=torch.float64) if with_bias else None
+    positive = torch.tensor([0, 1, 2, 3, 4, 5, 6])
+    rows, cols = torch.tensor([5, 0, 0, 6]), torch.tensor([9, 3, 8, 0])  # unsorted, two in row 0
+    blocked = blocked_in_batch_softmax(query, vectors, bias, positive, (rows, cols), block_rows)
+    (3.0 * blocked).backward()
+    q2, v2 = query.detach().clone().requires_grad_(), vectors.detach().clone().requires_grad_()
+    z = q2 @ v2.T + (bias if with_bias else 0.0)
+    z = z.index_put((rows, cols), torch.tensor(float("-inf"), dtype=z.dtype))
+    dense = softmax_cross_entropy(z, positive)
+    (3.0 * dense).backward()
+    torch.testing.assert_close(blocked, dense)
+    torch.testing.assert_close(query.grad, q2.grad)
+    torch.testing.assert_close(vectors.grad, v2.grad)

@@ -69,6 +69,67 @@ def softmax_cross_entropy(z: torch.Tensor, positive: torch.Tensor) -> torch.Tens
     return _SoftmaxCrossEntropy.apply(z, positive)
 
 
+class _BlockedInBatchSoftmax(torch.autograd.Function):
+    """`softmax_cross_entropy(query @ vectors.T + bias, positive)` with the `masked` (row, column) logits at
+    -inf, computed a block of rows at a time: each block's logits are made, masked, exponentiated and turned
+    into that block's gradient in place, and the gradients of `query` and `vectors` (all a block's softmax is
+    needed for) are accumulated in the forward; the backward only scales them by the incoming gradient. Against
+    one (B, C) logit matrix kept for the backward this saves its allocations and about half of its passes, and
+    memory stays at one block however large the batch (amazon-books-2014, 2 CPU threads, same process: 33.0 vs
+    36.8 ms per step at batch 1,024, 61.6 vs 75.8 ms at 2,048; blocks of 256 or 512 rows were no faster)."""
+
+    @staticmethod
+    def forward(ctx, query: torch.Tensor, vectors: torch.Tensor, bias: torch.Tensor | None, positive: torch.Tensor,
+                masked_rows: torch.Tensor, masked_cols: torch.Tensor, block_rows: int) -> torch.Tensor:
+        n = query.shape[0]
+        order = torch.argsort(masked_rows)
+        masked_rows, masked_cols = masked_rows[order], masked_cols[order]
+        starts = list(range(0, n, block_rows))
+        bounds = torch.searchsorted(masked_rows, torch.tensor(starts + [n], device=query.device)).tolist()
+        minus_inf = torch.tensor(float("-inf"), dtype=query.dtype, device=query.device)
+        query_grad = torch.empty_like(query)  # (B, d)
+        vectors_grad = torch.zeros_like(vectors)  # (C, d)
+        total = query.new_zeros(())
+        for k, start in enumerate(starts):
+            q = query[start : start + block_rows]  # (b, d)
+            rows = torch.arange(q.shape[0], device=q.device)
+            z = q @ vectors.T if bias is None else torch.addmm(bias, q, vectors.T)  # (b, C)
+            lo, hi = bounds[k], bounds[k + 1]
+            if hi > lo:
+                z.index_put_((masked_rows[lo:hi] - start, masked_cols[lo:hi]), minus_inf)
+            pos = positive[start : start + block_rows]
+            z_pos = z[rows, pos]  # (b,)
+            peak = z.amax(dim=1, keepdim=True)  # (b, 1) finite: a row's positive is never masked
+            exps = z.sub_(peak).exp_()
+            sums = exps.sum(dim=1, keepdim=True)  # (b, 1)
+            total += (peak.squeeze(1) + sums.squeeze(1).log() - z_pos).sum()
+            grad = exps.div_(sums)  # d(summed loss)/dz = softmax - one-hot
+            grad[rows, pos] -= 1.0
+            torch.mm(grad, vectors, out=query_grad[start : start + block_rows])
+            vectors_grad.addmm_(grad.T, q)
+        ctx.save_for_backward(query_grad, vectors_grad)
+        ctx.n = n
+        return total / n
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        query_grad, vectors_grad = ctx.saved_tensors
+        scale = grad / ctx.n
+        return query_grad * scale, vectors_grad * scale, None, None, None, None, None
+
+
+def blocked_in_batch_softmax(query: torch.Tensor, vectors: torch.Tensor, bias: torch.Tensor | None,
+                             positive: torch.Tensor, masked: tuple[torch.Tensor, torch.Tensor] | None = None,
+                             block_rows: int = 1024) -> torch.Tensor:
+    """Mean over rows b of -log softmax_c(q_b . v_c + bias_c)[positive_b], the `masked` (rows, columns) entries
+    left out of the softmax; float32 query (B, d), vectors (C, d), bias (C,) or None. The CPU path of the
+    training task's in-batch softmax; at most `block_rows` x C logits exist at a time."""
+    if masked is None:
+        empty = torch.zeros(0, dtype=torch.int64, device=query.device)
+        masked = (empty, empty)
+    return _BlockedInBatchSoftmax.apply(query, vectors, bias, positive, masked[0], masked[1], block_rows)
+
+
 def sampled_bce(logits: torch.Tensor, positive: torch.Tensor, invalid: torch.Tensor | None = None,
                 log_q: torch.Tensor | None = None) -> torch.Tensor:
     """Binary cross-entropy over every (positive or usable negative) pair, averaged over those pairs."""

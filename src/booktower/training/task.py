@@ -55,6 +55,10 @@ class TrainTask:
         # The in-batch sampled softmax in few passes over the (B, C) logits (`_fused_softmax`); False runs the
         # general path (the reference the tests and the throughput benchmark compare it with).
         self.fused = True
+        # The fused path on the CPU: losses.blocked_in_batch_softmax with this many rows per block (measured best
+        # of 256-2,048); 0 = one (B, C) logit matrix and a separate backward, as on a GPU, where the blocks' Python
+        # loop and host syncs would cost more than the passes they save.
+        self.softmax_block_rows = 1024 if data.device.type == "cpu" else 0
 
     def _negatives(self, batch_size: int) -> torch.Tensor:
         if self.n_negatives == 0:
@@ -119,22 +123,36 @@ class TrainTask:
 
     def _fused_softmax(self, batch: TrainBatch, query: torch.Tensor, pool: InBatchPool) -> torch.Tensor:
         """losses.sampled_softmax over the in-batch pool, same value and gradient, in fewer passes over the
-        (B, C) logits: one addmm writes logits - logQ, the accidental hits are set to -inf at their (row, column)
-        coordinates (no dense mask), then one cross-entropy with a hand-written backward."""
+        (B, C) logits: the accidental hits are found as (row, column) coordinates (no dense mask); on the CPU
+        losses.blocked_in_batch_softmax then computes loss and gradients block by block in place, elsewhere one
+        product writes logits - logQ, the hits are set to -inf and one cross-entropy with a hand-written backward
+        follows."""
+        log_q = None
         if self.config.logq_correction:
             log_q = self._log_q(pool.items, pool.n_positives, pool.n_sampled)  # (C,)
-            if torch.is_autocast_enabled(query.device.type):  # keep logQ in float32 next to bf16 logits
-                z = (query @ pool.vectors.T).float() - log_q  # (B, C)
-            else:
-                z = torch.addmm(log_q.neg(), query, pool.vectors.T)  # (B, C)
-        else:
-            z = (query @ pool.vectors.T).float()  # (B, C)
+        masked = None
         if self.config.mask_accidental_hits:
             pos_items, pos_rows = gather_rows(self.data.pos_offsets, self.data.pos_items, batch.users)
             rows, cols = accidental_hit_pairs(pool.items, pos_items, pos_rows, self.data.n_items)
             keep = cols != pool.positive[rows]  # a row's own positive column always stays
-            z.index_put_((rows[keep], cols[keep]), torch.tensor(float("-inf"), dtype=z.dtype, device=z.device))
-        return losses.softmax_cross_entropy(z.float(), pool.positive)
+            masked = (rows[keep], cols[keep])
+        autocast = torch.is_autocast_enabled(query.device.type)
+        if self.softmax_block_rows and not autocast:
+            bias = None if log_q is None else log_q.neg()
+            return losses.blocked_in_batch_softmax(query, pool.vectors, bias, pool.positive, masked,
+                                                   self.softmax_block_rows)
+        if log_q is None:
+            z = (query @ pool.vectors.T).float()  # (B, C)
+        elif autocast:  # keep logQ in float32 next to bf16 logits
+            z = (query @ pool.vectors.T).float() - log_q
+        else:
+            z = torch.addmm(log_q.neg(), query, pool.vectors.T)
+        if masked is not None:
+            # Outside autograd: recorded, index_put_'s backward would clone the whole (B, C) gradient to zero
+            # these entries, and the loss's gradient there is already 0 (the softmax of a -inf logit).
+            with torch.no_grad():
+                z.index_put_(masked, torch.tensor(float("-inf"), dtype=z.dtype, device=z.device))
+        return losses.softmax_cross_entropy(z, pool.positive)
 
     def main_loss(self, c: Candidates) -> torch.Tensor:
         kind = self.config.main
