@@ -56,7 +56,7 @@ class NegativeSampler:
         cpu = items.detach().to("cpu")
         expected = n_sampled * self.proposal(cpu)
         if self.uses_in_batch:
-            expected = expected + batch_size * self._unigram[cpu]
+            expected = expected + batch_size * self._unigram.index_select(0, cpu.reshape(-1)).view(cpu.shape)
         return torch.log(expected.clamp(min=1e-30)).to(torch.float32).to(items.device)
 
     def state_dict(self) -> dict:
@@ -88,7 +88,7 @@ class PopularitySampler(NegativeSampler):
         return torch.searchsorted(self._cdf, u, right=True).clamp(max=self.n_items - 1)
 
     def proposal(self, items: torch.Tensor) -> torch.Tensor:
-        return self._probs[items]
+        return self._probs.index_select(0, items.reshape(-1)).view(items.shape)
 
 
 def build_sampler(config: NegativeConfig, item_counts: np.ndarray, generator: torch.Generator) -> NegativeSampler:
@@ -111,13 +111,14 @@ def negatives_per_batch(config: NegativeConfig) -> int:
 
 def gather_rows(offsets: torch.Tensor, values: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The CSR rows `rows` flattened: (values, index into `rows` of each value)."""
-    starts = offsets[rows]
-    lengths = offsets[rows + 1] - starts  # (B,)
+    # index_select, not advanced indexing: several times faster for 1-D gathers from long tables on the CPU
+    starts = offsets.index_select(0, rows)
+    lengths = offsets.index_select(0, rows + 1) - starts  # (B,)
     total = int(lengths.sum())
     row_of = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), lengths, output_size=total)
     begin = torch.cumsum(lengths, 0) - lengths
-    flat = starts[row_of] + torch.arange(total, device=rows.device) - begin[row_of]
-    return values[flat], row_of
+    flat = (starts - begin).index_select(0, row_of) + torch.arange(total, device=rows.device)
+    return values.index_select(0, flat), row_of
 
 
 def accidental_hits(candidates: torch.Tensor, pos_items: torch.Tensor, pos_rows: torch.Tensor, n_rows: int,
