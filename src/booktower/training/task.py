@@ -56,8 +56,8 @@ class TrainTask:
         # general path (the reference the tests and the throughput benchmark compare it with).
         self.fused = True
         # The fused path on the CPU: losses.blocked_in_batch_softmax with this many rows per block (measured best
-        # of 256-2,048); 0 = one (B, C) logit matrix and a separate backward, as on a GPU, where the blocks' Python
-        # loop and host syncs would cost more than the passes they save.
+        # of 256-2,048); 0 = one (B, C) logit matrix and a separate backward: the GPU path, where the blocks were
+        # not measured (their bounds cost a host sync per step).
         self.softmax_block_rows = 1024 if data.device.type == "cpu" else 0
 
     def _negatives(self, batch_size: int) -> torch.Tensor:
