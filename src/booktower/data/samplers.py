@@ -144,17 +144,16 @@ def accidental_hits(candidates: torch.Tensor, pos_items: torch.Tensor, pos_rows:
     return keys[where] == query
 
 
-def accidental_hit_pairs(candidates: torch.Tensor, pos_items: torch.Tensor, pos_rows: torch.Tensor
+def accidental_hit_pairs(candidates: torch.Tensor, pos_items: torch.Tensor, pos_rows: torch.Tensor, n_items: int
                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """The same hits as `accidental_hits` for shared (C,) candidates, as (row, column) coordinates instead of a
     dense (rows, C) mask: hits are few, so this never touches a (rows, C) matrix."""
-    distinct, inverse = torch.unique(candidates, return_inverse=True)  # (U,) ascending, (C,)
-    if distinct.numel() == 0:
-        return pos_rows[:0], candidates[:0]
-    # Each positive's distinct slot by binary search: no per-step table over the whole catalogue (a 388k-row
-    # fill and gather per step on the synthetic Amazon-scale log).
-    where = torch.searchsorted(distinct, pos_items).clamp_(max=len(distinct) - 1)  # (P,)
-    found = distinct.index_select(0, where) == pos_items
+    distinct, inverse = torch.unique(candidates, return_inverse=True)  # (U,), (C,)
+    # A lookup table item -> its distinct slot (-1: not a candidate): one gather per positive, no search.
+    slot = torch.full((n_items,), -1, dtype=torch.int64, device=candidates.device)
+    slot[distinct] = torch.arange(len(distinct), device=candidates.device)
+    where = slot[pos_items]  # (P,)
+    found = where >= 0
     # The columns holding each distinct candidate, as CSR rows over the distinct ids.
     columns = torch.argsort(inverse, stable=True)  # (C,)
     offsets = torch.zeros(len(distinct) + 1, dtype=torch.int64, device=candidates.device)

@@ -133,7 +133,7 @@ class TrainTask:
         masked = None
         if self.config.mask_accidental_hits:
             pos_items, pos_rows = gather_rows(self.data.pos_offsets, self.data.pos_items, batch.users)
-            rows, cols = accidental_hit_pairs(pool.items, pos_items, pos_rows)
+            rows, cols = accidental_hit_pairs(pool.items, pos_items, pos_rows, self.data.n_items)
             keep = cols != pool.positive[rows]  # a row's own positive column always stays
             masked = (rows[keep], cols[keep])
         autocast = torch.is_autocast_enabled(query.device.type)
