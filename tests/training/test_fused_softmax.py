@@ -63,3 +63,11 @@ def test_logq_weight_interpolates_between_no_and_full_correction(small_config, t
     torch.testing.assert_close(loss("training.loss.logq_weight=0.0"), none)
     half = loss("training.loss.logq_weight=0.5")
     assert not torch.allclose(half, full) and not torch.allclose(half, none)
+
+
+def test_hit_pairs_of_no_candidates_or_no_hits():
+    none = torch.zeros(0, dtype=torch.int64)
+    rows, cols = accidental_hit_pairs(none, torch.tensor([1, 2]), torch.tensor([0, 1]), 10)
+    assert rows.numel() == 0 and cols.numel() == 0
+    rows, cols = accidental_hit_pairs(torch.tensor([5, 7]), torch.tensor([1, 8, 9]), torch.tensor([0, 0, 1]), 10)
+    assert rows.numel() == 0 and cols.numel() == 0  # positives below, between and above the candidates

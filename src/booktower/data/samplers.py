@@ -152,11 +152,11 @@ def accidental_hit_pairs(candidates: torch.Tensor, pos_items: torch.Tensor, pos_
     # A lookup table item -> its distinct slot (-1: not a candidate): one gather per positive, no search.
     slot = torch.full((n_items,), -1, dtype=torch.int64, device=candidates.device)
     slot[distinct] = torch.arange(len(distinct), device=candidates.device)
-    where = slot[pos_items]  # (P,)
-    found = where >= 0
+    where = slot.index_select(0, pos_items)  # (P,)
+    found = (where >= 0).nonzero().squeeze(1)  # (H,) the positives that are candidates, usually few
     # The columns holding each distinct candidate, as CSR rows over the distinct ids.
     columns = torch.argsort(inverse, stable=True)  # (C,)
     offsets = torch.zeros(len(distinct) + 1, dtype=torch.int64, device=candidates.device)
     offsets[1:] = torch.cumsum(torch.bincount(inverse, minlength=len(distinct)), 0)
-    cols, k = gather_rows(offsets, columns, where[found])
-    return pos_rows[found][k], cols
+    cols, k = gather_rows(offsets, columns, where.index_select(0, found))
+    return pos_rows.index_select(0, found.index_select(0, k)), cols
