@@ -11,13 +11,16 @@ from booktower.training.optim import LazyAdam, build_optimizers, lr_factor
 
 
 @pytest.mark.parametrize("n_rows", [50, 5000])  # rows merged through the per-row marker / after a sort
-def test_lazy_adam_matches_sparse_adam(n_rows):
+@pytest.mark.parametrize("distinct", [False, True])  # repeated rows / one entry per row, in order
+def test_lazy_adam_matches_sparse_adam(n_rows, distinct):
     torch.manual_seed(0)
     a, b = nn.Embedding(n_rows, 4, sparse=True), nn.Embedding(n_rows, 4, sparse=True)
     b.load_state_dict(a.state_dict())
     opt_a, opt_b = torch.optim.SparseAdam(a.parameters(), lr=0.01), LazyAdam(b.parameters(), lr=0.01)
     for _ in range(5):
         index = torch.randint(0, 50, (30,))  # repeated rows: the gradient must be coalesced
+        if distinct:
+            index = torch.unique(index)
         for table, opt in ((a, opt_a), (b, opt_b)):
             opt.zero_grad()
             (table(index) ** 2).sum().backward()

@@ -63,7 +63,11 @@ def _touched_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return rows, grad.index_select(0, rows)
     if grad.is_coalesced():
         return grad._indices()[0], grad._values()
-    index, values = grad._indices()[0], grad._values()  # (nnz,), (nnz, d) with repeated rows
+    index, values = grad._indices()[0], grad._values()  # (nnz,), (nnz, d), rows maybe repeated
+    if bool((index[1:] > index[:-1]).all()):
+        # Already one entry per row, only not flagged so: the item tables' gradients arrive like this (lookups of
+        # distinct ids), and one comparison pass saves the merge (0.6 ms per step on the amazon item table).
+        return index, values
     # Merged without coalesce()'s sort where the table is small enough: on the 38k-row amazon item table with
     # ~17k entries per step, 1.4 ms instead of 1.7 ms (one thread).
     rows, slot = distinct_rows(index, grad.shape[0])
