@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/train_throughput.py --config configs/amazon-books-2014.yaml [--set k=v ...]
         [--steps 30] [--threads 1 2] [--profile]
+    .venv/bin/python benchmarks/train_throughput.py --kernels c pytorch --rounds 5   # C kernels on vs off
     .venv/bin/python benchmarks/train_throughput.py --config ... --nproc 1 2   # 1 and 2 gloo processes
 
-Prints one table row per thread count (or per process count with --nproc: each process has one thread and
+Prints one table row per thread count and kernel setting (or per process count with --nproc: each process has one thread and
 trains its shard through DistributedDataParallel, exactly as under torchrun). Other processes on the machine
 change these numbers: report the load.
 """
@@ -14,11 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import statistics
 import time
 
 import torch
 import torch.multiprocessing as mp
 
+from booktower import native
 from booktower.config import load_config
 from booktower.data.prepare import prepare
 from booktower.training.pipeline import build_model
@@ -122,6 +125,10 @@ def main() -> None:
     parser.add_argument("--paths", nargs="+", default=["general", "fused"], choices=["general", "fused"],
                         help="the in-batch softmax paths to time in this one run (general = before, fused = after)")
     parser.add_argument("--phases", action="store_true", help="also time batch / forward / backward / optimiser")
+    parser.add_argument("--kernels", nargs="+", default=["c"], choices=["c", "pytorch"],
+                        help="booktower's C kernels on (c) or off (pytorch); several are timed in turn")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="blocks of --steps steps per kernel setting, taken in turn; the table gives medians")
     parser.add_argument("--nproc", type=int, nargs="+", default=None,
                         help="instead: time these numbers of single-thread gloo processes (CPU, DDP)")
     args = parser.parse_args()
@@ -134,30 +141,28 @@ def main() -> None:
         del data
         measure_processes(args, config.training.batch_size)
         return
-    print(f"{'threads':>7} {'path':>8} {'ms/step':>9} {'examples/s':>11} {'epoch s':>8} {'peak MB':>8}")
+    print(f"{'threads':>7} {'path':>8} {'kernels':>8} {'ms/step':>9} {'examples/s':>11} {'epoch s':>8} "
+          f"{'blocks ms':>13} {'peak MB':>8}")
     for threads, path in [(t, p) for t in args.threads for p in args.paths]:
         torch.set_num_threads(threads)
         model = build_model(config, data, torch.device(args.device))
         trainer = Trainer(model, data, config.training, config.seed, config.evaluation.ks, "/tmp/booktower-bench")
         trainer.task.fused = path == "fused"
-        perm_device = trainer.device
-        perm = torch.randperm(trainer.train.n, generator=torch.Generator().manual_seed(0)).to(perm_device)
-        sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+        perm = torch.randperm(trainer.train.n, generator=torch.Generator().manual_seed(0)).to(trainer.device)
         step = make_step(trainer, perm, config.training.batch_size)
         for k in range(3):
             step(k)
-        sync()
-        start = time.perf_counter()
-        for k in range(3, 3 + args.steps):
-            step(k)
-        sync()
-        seconds = (time.perf_counter() - start) / args.steps
-        rate = config.training.batch_size / seconds
-        print(f"{threads:>7} {path:>8} {seconds * 1000:>9.1f} {rate:>11.0f} {trainer.train.n / rate:>8.1f} "
-              f"{peak_mb(args.device):>8.0f}")
-        if args.phases:
-            phases = phase_times(trainer, perm, config.training.batch_size, args.steps)
-            print("        ms/step by phase: " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
+        blocks = alternate_kernels(step, args.kernels, args.rounds, args.steps, args.device)
+        for kernels, times in blocks.items():
+            seconds = statistics.median(times)
+            rate = config.training.batch_size / seconds
+            print(f"{threads:>7} {path:>8} {kernels:>8} {seconds * 1000:>9.1f} {rate:>11.0f} "
+                  f"{trainer.train.n / rate:>8.1f} {min(times) * 1000:>6.1f}-{max(times) * 1000:<6.1f} "
+                  f"{peak_mb(args.device):>8.0f}")
+            if args.phases:
+                os.environ[native.ENV_SWITCH] = "1" if kernels == "c" else "0"
+                phases = phase_times(trainer, perm, config.training.batch_size, args.steps)
+                print("        ms/step by phase: " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
         if args.profile:
             from torch.profiler import profile
 
@@ -167,6 +172,26 @@ def main() -> None:
             print(prof.key_averages(group_by_input_shape=True).table(
                 sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=30, max_shapes_column_width=60))
 
+
+def alternate_kernels(step, kernels: list[str], rounds: int, steps: int, device: str) -> dict[str, list[float]]:
+    """Seconds per step of blocks of `steps` steps, the kernel settings taking turns `rounds` times on one trainer:
+    this VM's speed drifts by 20-30% within minutes, so settings timed in turn compare where one after the other
+    would not."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    times: dict[str, list[float]] = {name: [] for name in kernels}
+    k = 3
+    for _ in range(rounds):
+        for name in kernels:
+            os.environ[native.ENV_SWITCH] = "1" if name == "c" else "0"
+            step(k)  # the first step after a switch is not timed
+            sync()
+            start = time.perf_counter()
+            for k in range(k + 1, k + 1 + steps):
+                step(k)
+            sync()
+            times[name].append((time.perf_counter() - start) / steps)
+            k += 1
+    return times
 
 if __name__ == "__main__":
     main()

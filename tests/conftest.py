@@ -80,3 +80,14 @@ def small_config(*overrides: str) -> BooktowerConfig:
 @pytest.fixture(name="small_config")
 def _small_config_fixture():
     return small_config
+
+
+@pytest.fixture(params=["pytorch", "c"])
+def kernels(request, monkeypatch) -> str:
+    """Runs a test twice: on booktower's PyTorch path and on its C kernels (skipped where they cannot be built)."""
+    from booktower import native
+
+    monkeypatch.setenv(native.ENV_SWITCH, "1" if request.param == "c" else "0")
+    if request.param == "c" and native.library() is None:
+        pytest.skip("booktower's C kernels could not be built here (no working C compiler)")
+    return request.param

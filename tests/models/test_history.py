@@ -12,18 +12,19 @@ from booktower.models.spec import HistorySpec
 
 @pytest.mark.parametrize("kind", ["mean", "recency"])
 @pytest.mark.parametrize("sparse", [False, True])
-def test_pooling_matches_a_naive_weighted_mean(kind, sparse):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])  # the C kernels take float32 sparse tables
+def test_pooling_matches_a_naive_weighted_mean(kind, sparse, dtype, kernels):
     gen = torch.Generator().manual_seed(1)
     pooler = HistoryPooler(HistorySpec(kind, 6, 2.0, 1, 1), 4)
-    table = torch.randn(9, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    table = torch.randn(9, 4, generator=gen, dtype=dtype, requires_grad=True)
     history = torch.randint(-1, 9, (5, 6), generator=gen)
     history[0] = -1  # a reader without history pools to zeros
     history[1] = torch.tensor([3, 3, 3, -1, 3, 2])  # repeated items
     pooled = pooler(table, history, sparse)
     expected = []
     for row in history:
-        ages = torch.arange(5, -1, -1, dtype=torch.float64)
-        weights = (row >= 0).double() * (0.5 ** (ages / 2.0) if kind == "recency" else 1.0)
+        ages = torch.arange(5, -1, -1, dtype=dtype)
+        weights = (row >= 0).to(dtype) * (0.5 ** (ages / 2.0) if kind == "recency" else 1.0)
         vectors = table[row.clamp(min=0)] * weights[:, None]
         expected.append(vectors.sum(0) / weights.sum().clamp(min=1e-6))
     expected = torch.stack(expected)
@@ -34,18 +35,20 @@ def test_pooling_matches_a_naive_weighted_mean(kind, sparse):
 
 
 @pytest.mark.parametrize("n_items", [9, 5000])  # distinct items found through a per-row marker / by a sort
-def test_pooling_gradient_reaches_each_distinct_item_once(n_items):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_pooling_gradient_reaches_each_distinct_item_once(n_items, dtype, kernels):
     pooler = HistoryPooler(HistorySpec("recency", 4, 1.0, 1, 1), 3)
-    table = torch.randn(n_items, 3, dtype=torch.float64, requires_grad=True)
+    table = torch.randn(n_items, 3, dtype=dtype, requires_grad=True)
     history = torch.tensor([[-1, 2, 7, 2], [-1, -1, -1, 7], [-1, -1, -1, -1]])
     pooled = pooler(table, history, True)
     torch.testing.assert_close(pooled[1], table[7].detach())
-    torch.testing.assert_close(pooled[2], torch.zeros(3, dtype=torch.float64))  # no history: zeros
+    torch.testing.assert_close(pooled[2], torch.zeros(3, dtype=dtype))  # no history: zeros
     pooled.sum().backward()
+    assert table.grad._nnz() == 2  # one sparse row per distinct item, before any merge
     grad = table.grad.coalesce()
-    assert grad.indices()[0].tolist() == [2, 7]  # one sparse row per distinct item
+    assert grad.indices()[0].tolist() == [2, 7]
     # row 0 weighs its entries 0.25, 0.5, 1 (ages 2, 1, 0) over 1.75; row 1 gives item 7 weight 1
-    torch.testing.assert_close(grad.values()[:, 0], torch.tensor([1.25 / 1.75, 0.5 / 1.75 + 1.0], dtype=torch.float64))
+    torch.testing.assert_close(grad.values()[:, 0], torch.tensor([1.25 / 1.75, 0.5 / 1.75 + 1.0], dtype=dtype))
 
 
 def test_pooling_a_batch_without_any_history_gives_zeros():

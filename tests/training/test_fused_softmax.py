@@ -29,7 +29,7 @@ def test_hit_pairs_are_the_dense_mask_coordinates():
                                        ["training.negatives.sampler=in_batch"],
                                        ["training.loss.logq_weight=0.5"]])
 @pytest.mark.parametrize("block_rows", [0, 5, 256])  # one (B, C) matrix (GPU path) / blocks of rows (CPU path)
-def test_fused_softmax_matches_the_general_path(small_config, tmp_path, overrides, block_rows):
+def test_fused_softmax_matches_the_general_path(small_config, tmp_path, overrides, block_rows, kernels):
     data = random_prepared(n_users=60, n_items=25, per_user=10)
     config = small_config("training.batch_size=64", *overrides)
     grads = []

@@ -12,7 +12,7 @@ from booktower.training.optim import LazyAdam, build_optimizers, lr_factor
 
 @pytest.mark.parametrize("n_rows", [50, 5000])  # rows merged through the per-row marker / after a sort
 @pytest.mark.parametrize("distinct", [False, True])  # repeated rows / one entry per row, in order
-def test_lazy_adam_matches_sparse_adam(n_rows, distinct):
+def test_lazy_adam_matches_sparse_adam(n_rows, distinct, kernels):
     torch.manual_seed(0)
     a, b = nn.Embedding(n_rows, 4, sparse=True), nn.Embedding(n_rows, 4, sparse=True)
     b.load_state_dict(a.state_dict())

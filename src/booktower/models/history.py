@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from booktower import native
 from booktower.models.indexing import distinct_rows
 from booktower.models.spec import HistorySpec
 
@@ -44,6 +45,8 @@ class HistoryPooler(nn.Module):
         if self.kind == "recency":
             weights = weights * self.decay[-history.shape[1]:].to(table.dtype)
         weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-6)  # (B, L)
+        if sparse and native.takes((table, weights), (history,)):
+            return _NativeBag.apply(table, history, weights)  # (B, dim)
         entries = valid.reshape(-1).nonzero().squeeze(1)  # (N,) flat positions of the valid entries, row-major
         items = history.reshape(-1).index_select(0, entries)  # (N,)
         lengths = valid.sum(dim=1)  # (B,)
@@ -85,3 +88,22 @@ class _WeightedBag(torch.autograd.Function):
         per_entry = grad.index_select(0, bag).to(ctx.dtype).mul_(weights.unsqueeze(1))  # (N, dim)
         rows_grad = per_entry.new_zeros(ctx.n_rows, grad.shape[1]).index_add_(0, inverse, per_entry)  # (U, dim)
         return rows_grad, None, None, None, None
+
+
+class _NativeBag(torch.autograd.Function):
+    """out[b] = sum over l of weights[b, l] * table[history[b, l]] (padding skipped) in one C pass, and in one
+    more the table's sparse gradient, each touched row once: what the path above does in about fifteen ops
+    (distinct rows, lookup, bag, then gather, scale, index_add and autograd's sparse gradient)."""
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, history: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(history, weights)
+        ctx.table_shape = table.shape
+        return native.bag_forward(table, history, weights)  # (B, dim)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        history, weights = ctx.saved_tensors
+        rows, values = native.bag_backward(grad, history, weights, ctx.table_shape[0])  # (U,), (U, dim)
+        table_grad = torch.sparse_coo_tensor(rows.unsqueeze(0), values, ctx.table_shape, check_invariants=False)
+        return table_grad, None, None

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from booktower import native
 from booktower.config.training import LossConfig
 from booktower.data.samplers import NegativeSampler, accidental_hit_pairs, accidental_hits, gather_rows
 from booktower.models.batches import SideTensors
@@ -132,10 +133,14 @@ class TrainTask:
             log_q = self._log_q(pool.items, pool.n_positives, pool.n_sampled)  # (C,)
         masked = None
         if self.config.mask_accidental_hits:
-            pos_items, pos_rows = gather_rows(self.data.pos_offsets, self.data.pos_items, batch.users)
-            rows, cols = accidental_hit_pairs(pool.items, pos_items, pos_rows, self.data.n_items)
-            keep = cols != pool.positive[rows]  # a row's own positive column always stays
-            masked = (rows[keep], cols[keep])
+            # a row's own positive column always stays
+            masked = native.hit_pairs(pool.items, batch.users, self.data.pos_offsets, self.data.pos_items,
+                                      self.data.n_items, own=pool.positive)
+            if masked is None:  # no C kernels, or not on the CPU
+                pos_items, pos_rows = gather_rows(self.data.pos_offsets, self.data.pos_items, batch.users)
+                rows, cols = accidental_hit_pairs(pool.items, pos_items, pos_rows, self.data.n_items)
+                keep = cols != pool.positive[rows]
+                masked = (rows[keep], cols[keep])
         autocast = torch.is_autocast_enabled(query.device.type)
         if self.softmax_block_rows and not autocast:
             bias = None if log_q is None else log_q.neg()
