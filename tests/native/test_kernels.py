@@ -19,10 +19,11 @@ def kernels_on(monkeypatch):
         pytest.skip("booktower's C kernels could not be built here (no working C compiler)")
 
 
-def _train_table(n_rows: int, index_batches: list[torch.Tensor], switch: str, monkeypatch) -> tuple:
+def _train_table(n_rows: int, index_batches: list[torch.Tensor], switch: str, monkeypatch, sparse: bool = True
+                 ) -> tuple:
     monkeypatch.setenv(native.ENV_SWITCH, switch)
     torch.manual_seed(0)
-    table = nn.Embedding(n_rows, 5, sparse=True)
+    table = nn.Embedding(n_rows, 5, sparse=sparse)
     opt = LazyAdam(table.parameters(), lr=0.01)
     for index in index_batches:
         opt.zero_grad()
@@ -49,6 +50,19 @@ def test_lazy_adam_kernel_matches_the_pytorch_path(kernels_on, monkeypatch, n_ro
     for c_value, torch_value in zip(c_path[:3], torch_path[:3]):
         torch.testing.assert_close(c_value, torch_value, rtol=1e-5, atol=1e-6)  # FMA and operand order
     assert c_path[3] == torch_path[3] == 4
+
+
+def test_lazy_adam_kernel_takes_dense_table_gradients_too(kernels_on, monkeypatch):
+    """Tables under DDP send dense gradients; their non-zero rows go through the same kernel."""
+    gen = torch.Generator().manual_seed(2)
+    batches = [torch.randint(0, 30, (25,), generator=gen) for _ in range(3)]
+    c_path = _train_table(30, batches, "1", monkeypatch, sparse=False)
+    torch_path = _train_table(30, batches, "0", monkeypatch, sparse=False)
+    for c_value, torch_value in zip(c_path[:3], torch_path[:3]):
+        torch.testing.assert_close(c_value, torch_value, rtol=1e-5, atol=1e-6)
+    untouched = torch.ones(30, dtype=torch.bool)
+    untouched[torch.cat(batches)] = False
+    assert not c_path[1][untouched].any()  # rows without a gradient keep zero moments: the update stays lazy
 
 
 def test_lazy_adam_kernel_checks_indices_before_writing(kernels_on):

@@ -139,13 +139,15 @@ def test_softmax_cross_entropy_second_backward_raises_instead_of_a_wrong_gradien
 
 @pytest.mark.parametrize("block_rows", [1, 3, 64])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_blocked_in_batch_softmax_matches_the_dense_loss(block_rows, with_bias):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])  # float32: the C kernel's path where built
+@pytest.mark.parametrize("scale", [1.0, 40.0])  # 40: logits 100s apart, so exponentials underflow to 0
+def test_blocked_in_batch_softmax_matches_the_dense_loss(block_rows, with_bias, dtype, scale, kernels):
     from booktower.training.losses import blocked_in_batch_softmax, softmax_cross_entropy
 
     gen = torch.Generator().manual_seed(11)
-    query = torch.randn(7, 4, generator=gen, dtype=torch.float64, requires_grad=True)
-    vectors = torch.randn(10, 4, generator=gen, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(10, generator=gen, dtype=torch.float64) if with_bias else None
+    query = (scale * torch.randn(7, 4, generator=gen, dtype=dtype)).requires_grad_()
+    vectors = torch.randn(10, 4, generator=gen, dtype=dtype, requires_grad=True)
+    bias = torch.randn(10, generator=gen, dtype=dtype) if with_bias else None
     positive = torch.tensor([0, 1, 2, 3, 4, 5, 6])
     rows, cols = torch.tensor([5, 0, 0, 6]), torch.tensor([9, 3, 8, 0])  # unsorted, two in row 0
     blocked = blocked_in_batch_softmax(query, vectors, bias, positive, (rows, cols), block_rows)

@@ -30,7 +30,9 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("kernels.c")
-FLAGS = ["-O3", "-std=c99", "-shared", "-fPIC", "-fno-math-errno"]
+# -fno-math-errno and -fno-trapping-math (PyTorch's own flags) let the compiler vectorise loops with sqrt and
+# float comparisons; nothing here reads errno or floating-point exception flags.
+FLAGS = ["-O3", "-std=c99", "-shared", "-fPIC", "-fno-math-errno", "-fno-trapping-math"]
 ENV_SWITCH = "BOOKTOWER_NATIVE"
 
 _P = ctypes.c_void_p
@@ -41,7 +43,9 @@ _SIGNATURES = {
     "bt_bag_forward": [_P, _I, _I, _P, _P, _I, _I, _P],
     "bt_bag_backward": [_P, _I, _P, _P, _I, _I, _I, _P, _P, _P],
     "bt_hit_pairs": [_P, _I, _P, _I, _P, _I, _P, _I, _I, _P, _P, _P, _P, _P, _I],
+    "bt_softmax_block": [_P, _I, _I, _P, _P, _I, _P, _P, _I],
 }
+_RESTYPES = {"bt_softmax_block": ctypes.c_double}
 
 
 class NativeIndexError(IndexError):
@@ -96,7 +100,7 @@ def _load() -> ctypes.CDLL | None:
         return None
     for name, argtypes in _SIGNATURES.items():
         function = getattr(library, name)
-        function.argtypes, function.restype = argtypes, ctypes.c_int64
+        function.argtypes, function.restype = argtypes, _RESTYPES.get(name, ctypes.c_int64)
     log.debug("booktower C kernels loaded from %s", library._name)
     return library
 
@@ -222,3 +226,20 @@ def hit_pairs(candidates: torch.Tensor, users: torch.Tensor, pos_offsets: torch.
         if count <= capacity:
             return rows[:count], cols[:count]
         capacity = count
+
+
+def softmax_block_(logits: torch.Tensor, bias: torch.Tensor | None, positive: torch.Tensor, first_row: int,
+                   masked_rows: torch.Tensor, masked_cols: torch.Tensor) -> float:
+    """One block of losses.blocked_in_batch_softmax in one pass per row, in place: `logits` (b, C), the batch's
+    rows first_row.., turn into d(summed loss)/d(logits) = softmax - one-hot(positive); returns the summed loss.
+    `bias` (C,) is added to every row first; `masked_rows` (ascending) / `masked_cols` are batch coordinates
+    left out of the softmax. The caller checked `takes` and that `logits` is contiguous."""
+    lib = _load()
+    bias = None if bias is None else bias.contiguous()
+    positive = positive.contiguous()
+    total = lib.bt_softmax_block(_ptr(logits), logits.shape[0], logits.shape[1],
+                                 None if bias is None else _ptr(bias), _ptr(positive), first_row, _ptr(masked_rows),
+                                 _ptr(masked_cols), len(masked_rows))
+    if total < 0:
+        raise NativeIndexError("softmax_block: a column is outside the logits, or the masked rows are not sorted")
+    return total

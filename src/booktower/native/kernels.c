@@ -14,6 +14,8 @@
 #define PREFETCH_AHEAD 4
 #endif
 #define FLOATS_PER_LINE 16
+/* Independent partial results per reduction: one AVX2 register of floats. */
+#define LANES 8
 
 /* x86-64 builds carry an AVX2 copy of each kernel beside the baseline one, picked at load time by the CPU it
  * runs on (GCC/Clang function multi-versioning): the cached library stays portable, and the sqrt and division
@@ -185,4 +187,72 @@ KERNEL int64_t bt_hit_pairs(const int64_t *candidates, int64_t n_candidates, con
 reset:
     for (int64_t c = 0; c < n_candidates; c++) head[candidates[c]] = -1;
     return count;
+}
+
+/* exp(x) for x <= 0 (a logit minus its row's maximum), written without branches or calls so that the compiler
+ * vectorises the loops that use it: x = n ln2 + r with |r| <= ln2 / 2, exp(r) by its degree-6 Taylor polynomial
+ * (relative error below 2e-7 there), times 2^n built in the exponent bits. Below -87.3 (where float's exp
+ * leaves the normal range), and for -inf (masked logits), it returns 0. */
+static inline float nonpositive_expf(float x) {
+    const float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+    float clamped = x < -87.0f ? -87.0f : x;
+    /* round to nearest by the 1.5 * 2^23 trick: roundf is a library call that stops the vectoriser */
+    const float round_magic = 12582912.0f;
+    float n = (clamped * log2e + round_magic) - round_magic;
+    float r = clamped - n * ln2_hi - n * ln2_lo;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return x < -87.3f ? 0.0f : p * scale;
+}
+
+/* One block of the in-batch sampled softmax, in place. On entry z (n_rows x n_cols) holds the logits q_b . v_c
+ * of rows first_row.. of the batch; bias (n_cols, or NULL) is added to every row, and the (masked_rows[k],
+ * masked_cols[k]) entries of this block (batch rows, ascending) are left out of the softmax. On return z holds
+ * d(sum of the rows' losses)/dz = softmax - one-hot(positive[b]); the rows' summed loss
+ * logsumexp_c(z_bc) - z_b,positive[b] is returned (as a double, summed in double), or -1 for a column out of
+ * range or masked rows out of order, before anything is written. A positive column that is also masked stays
+ * in: a row's own positive is never a negative. */
+KERNEL double bt_softmax_block(float *z, int64_t n_rows, int64_t n_cols, const float *bias, const int64_t *positive,
+                               int64_t first_row, const int64_t *masked_rows, const int64_t *masked_cols,
+                               int64_t n_masked) {
+    for (int64_t b = 0; b < n_rows; b++)
+        if (positive[b] < 0 || positive[b] >= n_cols) return -1.0;
+    for (int64_t k = 0; k < n_masked; k++)
+        if (masked_cols[k] < 0 || masked_cols[k] >= n_cols || (k > 0 && masked_rows[k] < masked_rows[k - 1]))
+            return -1.0;
+    double total = 0.0;
+    int64_t k = 0;
+    while (k < n_masked && masked_rows[k] < first_row) k++;
+    for (int64_t b = 0; b < n_rows; b++) {
+        float *row = z + b * n_cols;
+        if (bias)
+            for (int64_t c = 0; c < n_cols; c++) row[c] += bias[c];
+        const int64_t pos = positive[b];
+        const float z_pos = row[pos];
+        for (; k < n_masked && masked_rows[k] == first_row + b; k++)
+            if (masked_cols[k] != pos) row[masked_cols[k]] = -INFINITY;
+        /* max and sum in LANES independent partial results, so that they vectorise without -ffast-math */
+        float lane[LANES];
+        for (int j = 0; j < LANES; j++) lane[j] = -INFINITY;
+        int64_t c = 0;
+        for (; c + LANES <= n_cols; c += LANES)
+            for (int j = 0; j < LANES; j++) lane[j] = row[c + j] > lane[j] ? row[c + j] : lane[j];
+        float peak = lane[0];
+        for (int j = 1; j < LANES; j++) peak = lane[j] > peak ? lane[j] : peak;
+        for (; c < n_cols; c++) peak = row[c] > peak ? row[c] : peak;
+        for (c = 0; c < n_cols; c++) row[c] = nonpositive_expf(row[c] - peak);
+        for (int j = 0; j < LANES; j++) lane[j] = 0.0f;
+        for (c = 0; c + LANES <= n_cols; c += LANES)
+            for (int j = 0; j < LANES; j++) lane[j] += row[c + j];
+        float sum = 0.0f;
+        for (int j = 0; j < LANES; j++) sum += lane[j];
+        for (; c < n_cols; c++) sum += row[c];
+        total += (double)peak + log((double)sum) - (double)z_pos;
+        const float inverse = 1.0f / sum;
+        for (int64_t c = 0; c < n_cols; c++) row[c] *= inverse;
+        row[pos] -= 1.0f;
+    }
+    return total;
 }

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from booktower import native
+
 
 def corrected_logits(logits: torch.Tensor, log_q: torch.Tensor | None) -> torch.Tensor:
     """logQ correction (Yi et al., RecSys 2019): s(u, v) - log q(v), positives included."""
@@ -91,8 +93,17 @@ class _BlockedInBatchSoftmax(torch.autograd.Function):
         query_grad = torch.empty_like(query)  # (B, d)
         vectors_grad = torch.zeros_like(vectors)  # (C, d)
         total = query.new_zeros(())
+        in_c = native.takes((query, vectors) + (() if bias is None else (bias,)), (positive, masked_rows, masked_cols))
         for k, start in enumerate(starts):
             q = query[start : start + block_rows]  # (b, d)
+            if in_c:
+                # bias, mask, max, exp, sum and gradient in one C pass per row over the product's output
+                z = q @ vectors.T  # (b, C)
+                total += native.softmax_block_(z, bias, positive[start : start + block_rows], start, masked_rows,
+                                               masked_cols)
+                torch.mm(z, vectors, out=query_grad[start : start + block_rows])
+                vectors_grad.addmm_(z.T, q)
+                continue
             rows = torch.arange(q.shape[0], device=q.device)
             z = q @ vectors.T if bias is None else torch.addmm(bias, q, vectors.T)  # (b, C)
             lo, hi = bounds[k], bounds[k + 1]

@@ -33,25 +33,26 @@ class LazyAdam(torch.optim.Optimizer):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for p in group["params"]:
-                if p.grad is None or (p.grad.is_sparse and p.grad._nnz() == 0):
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    index, values = p.grad._indices()[0], p.grad._values()  # rows may repeat: merged below
+                else:
+                    index, values = _touched_rows(p.grad)
+                if values.numel() == 0:
                     continue
                 state = self.state[p]
                 if not state:
                     state["step"] = 0
                     state["exp_avg"] = torch.zeros_like(p)
                     state["exp_avg_sq"] = torch.zeros_like(p)
-                step = state["step"] + 1
+                state["step"] += 1
+                step = state["step"]
                 step_size = group["lr"] * math.sqrt(1 - beta2**step) / (1 - beta1**step)
-                if p.grad.is_sparse and native.lazy_adam_(p, state["exp_avg"], state["exp_avg_sq"],
-                                                          p.grad._indices()[0], p.grad._values(), step_size,
-                                                          beta1, beta2, group["eps"]):
-                    # one pass over the gradient's entries in C: about 4x less time than the ops below
-                    state["step"] = step
-                    continue
-                rows, values = _touched_rows(p.grad)  # (r,), (r, d)
-                if values.numel() == 0:
-                    continue
-                state["step"] = step
+                if native.lazy_adam_(p, state["exp_avg"], state["exp_avg_sq"], index, values, step_size, beta1,
+                                     beta2, group["eps"]):
+                    continue  # one pass over the entries in C: about 4x less time than the ops below
+                rows, values = _touched_rows(p.grad) if p.grad.is_sparse else (index, values)  # (r,), (r, d)
                 m = state["exp_avg"].index_select(0, rows).lerp_(values, 1 - beta1)  # (r, d)
                 v = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(values, values, value=1 - beta2)
                 state["exp_avg"].index_copy_(0, rows, m)
