@@ -1,7 +1,7 @@
 /* booktower's CPU kernels: the training step's row-wise passes that PyTorch would run as many small ops.
  *
  * Single-threaded on purpose: a second thread pool (OpenMP's own, here) would fight PyTorch's for the cores
- * between ops. Every function checks its indices against the table it writes and returns -1 on the first one
+ * between ops, and splitting the softmax block's rows over two Python threads was slower than one. Every function checks its indices against the table it writes and returns -1 on the first one
  * out of range, before writing anything through it. float32 values, int64 indices, row-major and contiguous.
  * Workspaces named `slot` or `head` hold one int64 per table row, all -1 on entry, and are -1 again on return.
  */
@@ -24,10 +24,6 @@
 #define KERNEL __attribute__((target_clones("avx2", "default")))
 #else
 #define KERNEL
-#endif
-/* Visit a table's rows by scanning its marker table when it has at most this many rows per entry. */
-#ifndef SCAN_ROWS_PER_ENTRY
-#define SCAN_ROWS_PER_ENTRY 0
 #endif
 
 /* Adam on the rows of a sparse gradient given as entries (index[e], values[e, :]), rows possibly repeated and
@@ -60,13 +56,8 @@ KERNEL int64_t bt_lazy_adam(float *param, float *exp_avg, float *exp_avg_sq, int
             for (int64_t j = 0; j < dim; j++) acc[j] += g[j];
         }
     }
-    /* The rows are visited in ascending order where the marker table is small enough to scan: the tables
-     * are far larger than the cache and ascending rows let the hardware prefetcher stream them. */
-    if (n_rows <= SCAN_ROWS_PER_ENTRY * n_entries) {
-        int64_t k = 0;
-        for (int64_t row = 0; row < n_rows && k < n_distinct; row++)
-            if (slot[row] >= 0) rows[k++] = row;
-    }
+    /* Rows in first-seen order, with the next rows' lines requested early: visiting them in ascending order
+     * instead (a scan of the marker table) made the whole step slower, as the entries are then read at random. */
     for (int64_t k = 0; k < n_distinct; k++) {
         if (k + PREFETCH_AHEAD < n_distinct) {
             int64_t ahead = rows[k + PREFETCH_AHEAD] * dim;
@@ -77,10 +68,9 @@ KERNEL int64_t bt_lazy_adam(float *param, float *exp_avg, float *exp_avg_sq, int
             }
         }
         int64_t row = rows[k];
-        int64_t s = slot[row];
         slot[row] = -1;
-        /* without repeats, slot s is entry s */
-        const float *g = (repeats ? merged : values) + s * dim;
+        /* row k's summed gradient; without repeats, entry k is row k's only entry */
+        const float *g = (repeats ? merged : values) + k * dim;
         float *p = param + row * dim, *m = exp_avg + row * dim, *v = exp_avg_sq + row * dim;
         for (int64_t j = 0; j < dim; j++) {
             float mj = m[j] + keep1 * (g[j] - m[j]);
