@@ -152,7 +152,9 @@ def main() -> None:
         step = make_step(trainer, perm, config.training.batch_size)
         for k in range(3):
             step(k)
-        blocks = alternate_kernels(step, args.kernels, args.rounds, args.steps, args.device)
+        # the C kernels take CPU tensors only: on CUDA every op is PyTorch's, whatever --kernels says
+        kernels = ["pytorch"] if args.device == "cuda" else args.kernels
+        blocks = alternate_kernels(step, kernels, args.rounds, args.steps, args.device)
         for kernels, times in blocks.items():
             seconds = statistics.median(times)
             rate = config.training.batch_size / seconds
