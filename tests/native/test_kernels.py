@@ -199,3 +199,24 @@ def test_training_steps_with_and_without_the_kernels_agree(kernels_on, monkeypat
         # Adam divides by sqrt(v): float rounding in a near-zero gradient can move one update (lr 0.01 here) by a
         # small fraction of itself, so 1e-4 absolute rather than rounding-level tolerance.
         torch.testing.assert_close(weights[0][name], weights[1][name], rtol=1e-4, atol=1e-4, msg=lambda m: name + m)
+
+
+def test_a_compiler_without_cpu_clones_still_builds_the_kernels(kernels_on, monkeypatch, tmp_path):
+    """Where function multi-versioning does not build (a C library without ifunc, such as musl), the kernels
+    are built once more without it."""
+    real = native._compiler()
+    wrapper = tmp_path / "cc-without-ifunc"
+    wrapper.write_text("#!/bin/sh\ncase \"$*\" in *-DBOOKTOWER_NO_CLONES*) exec " + real + " \"$@\";; esac\n"
+                       "echo 'error: the call requires ifunc, which is not supported by this target' >&2\nexit 1\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CC", str(wrapper))
+    monkeypatch.setenv("BOOKTOWER_CACHE_DIR", str(tmp_path / "cache"))
+    native._load.cache_clear()
+    try:
+        assert native.library() is not None
+        assert len(list((tmp_path / "cache").glob("native/kernels-*.so"))) == 1
+        param, m, v = torch.zeros(3, 2), torch.zeros(3, 2), torch.zeros(3, 2)
+        assert native.lazy_adam_(param, m, v, torch.tensor([1]), torch.ones(1, 2), 0.1, 0.9, 0.999, 1e-8)
+        assert param[1].lt(0).all() and not param[0].any()
+    finally:
+        native._load.cache_clear()

@@ -1,7 +1,7 @@
 """Optional C kernels for the CPU training step (kernels.c), compiled with the system C compiler at first use.
 
-The training step's row-wise passes (the sparse Adam update, history pooling, accidental-hit search) run in
-PyTorch as a dozen small ops each; one loop in C does each in a single pass. Nothing here is required: every
+The training step's row-wise passes (the sparse Adam update, history pooling, the accidental-hit search, the
+in-batch softmax block) run in PyTorch as a dozen small ops each; one loop in C does each in a single pass. Nothing here is required: every
 caller keeps its PyTorch path, which runs when no compiler is found, when `BOOKTOWER_NATIVE=0`, or for inputs
 the kernels do not take (CUDA, other dtypes). Both paths compute the same thing and the tests compare them.
 
@@ -67,9 +67,9 @@ def _cache_dir() -> Path:
     return Path(root) / "native"
 
 
-def _build(compiler: str) -> Path:
+def _build(compiler: str, flags: list[str]) -> Path:
     source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, compiler.encode(), " ".join(FLAGS).encode(),
+    key = hashlib.sha256(b"\0".join([source, compiler.encode(), " ".join(flags).encode(),
                                      platform.machine().encode()])).hexdigest()[:16]
     target = _cache_dir() / f"kernels-{key}.so"
     if target.exists():
@@ -77,12 +77,26 @@ def _build(compiler: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         built = Path(scratch) / target.name
-        result = subprocess.run([compiler, *FLAGS, "-o", str(built), str(SOURCE), "-lm"],
+        result = subprocess.run([compiler, *flags, "-o", str(built), str(SOURCE), "-lm"],
                                 capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
             raise RuntimeError(f"{compiler} failed on {SOURCE}:\n{result.stderr.strip()}")
         os.replace(built, target)  # atomic: a concurrent build of the same source lands the same bytes
     return target
+
+
+def _open(compiler: str) -> ctypes.CDLL:
+    """Build (or find in the cache) and load the kernels; without CPU-specific clones if those do not build
+    (a C library without ifunc support, such as musl)."""
+    try:
+        path = _build(compiler, FLAGS)
+    except RuntimeError:
+        path = _build(compiler, FLAGS + ["-DBOOKTOWER_NO_CLONES"])
+    library = ctypes.CDLL(str(path))
+    for name, argtypes in _SIGNATURES.items():
+        function = getattr(library, name)
+        function.argtypes, function.restype = argtypes, _RESTYPES.get(name, ctypes.c_int64)
+    return library
 
 
 @functools.cache
@@ -93,14 +107,11 @@ def _load() -> ctypes.CDLL | None:
                     "Training runs its PyTorch path, which is slower on the CPU. %s=0 silences this.", ENV_SWITCH)
         return None
     try:
-        library = ctypes.CDLL(str(_build(compiler)))
-    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+        library = _open(compiler)
+    except (OSError, RuntimeError, AttributeError, subprocess.SubprocessError) as error:
         log.warning("booktower's C kernels are off (%s). Training runs its PyTorch path, which is slower on "
                     "the CPU. %s=0 silences this.", error, ENV_SWITCH)
         return None
-    for name, argtypes in _SIGNATURES.items():
-        function = getattr(library, name)
-        function.argtypes, function.restype = argtypes, _RESTYPES.get(name, ctypes.c_int64)
     log.debug("booktower C kernels loaded from %s", library._name)
     return library
 
@@ -167,7 +178,7 @@ def lazy_adam_(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Ten
     n = index.numel()
     slot = _workspace.markers(n_rows)
     rows = _workspace.get("rows", n, torch.int64)
-    merged = _workspace.get("values", n * dim, torch.float32)
+    merged = _workspace.get("values", min(n, n_rows) * dim, torch.float32)  # one row per distinct row
     _check(lib.bt_lazy_adam(_ptr(param), _ptr(exp_avg), _ptr(exp_avg_sq), n_rows, dim, _ptr(index), _ptr(values),
                             n, _ptr(slot), _ptr(rows), _ptr(merged), step_size, beta2, eps, 1.0 - beta1,
                             1.0 - beta2), "lazy_adam")
@@ -196,7 +207,7 @@ def bag_backward(grad: torch.Tensor, history: torch.Tensor, weights: torch.Tenso
     dim = grad.shape[1]
     slot = _workspace.markers(n_rows)
     rows = _workspace.get("rows", n_bags * length, torch.int64)
-    values = _workspace.get("values", n_bags * length * dim, torch.float32)
+    values = _workspace.get("values", min(n_bags * length, n_rows) * dim, torch.float32)  # per distinct row
     count = _check(lib.bt_bag_backward(_ptr(grad), dim, _ptr(history), _ptr(weights), n_bags, length, n_rows,
                                        _ptr(slot), _ptr(rows), _ptr(values)), "bag_backward")
     return rows[:count].clone(), values[: count * dim].view(count, dim).clone()

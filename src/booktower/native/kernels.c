@@ -20,7 +20,7 @@
 /* x86-64 builds carry an AVX2 copy of each kernel beside the baseline one, picked at load time by the CPU it
  * runs on (GCC/Clang function multi-versioning): the cached library stays portable, and the sqrt and division
  * of the Adam update take half the time at 8 lanes (0.85 vs 1.2 ms for 14k rows of 32). */
-#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__) && !defined(BOOKTOWER_NO_CLONES)
 #define KERNEL __attribute__((target_clones("avx2", "default")))
 #else
 #define KERNEL
