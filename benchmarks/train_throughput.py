@@ -5,14 +5,15 @@
     .venv/bin/python benchmarks/train_throughput.py --kernels c pytorch --rounds 5   # C kernels on vs off
     .venv/bin/python benchmarks/train_throughput.py --config ... --nproc 1 2   # 1 and 2 gloo processes
 
-Prints one table row per thread count and kernel setting (or per process count with --nproc: each process has one thread and
-trains its shard through DistributedDataParallel, exactly as under torchrun). Other processes on the machine
-change these numbers: report the load.
+Prints one table row per thread count and kernel setting (or per process count with --nproc: each process has
+one thread and trains its shard through DistributedDataParallel, exactly as under torchrun). Other processes on
+the machine change these numbers: report the load.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import statistics
@@ -155,15 +156,15 @@ def main() -> None:
         # the C kernels take CPU tensors only: on CUDA every op is PyTorch's, whatever --kernels says
         kernels = ["pytorch"] if args.device == "cuda" else args.kernels
         blocks = alternate_kernels(step, kernels, args.rounds, args.steps, args.device)
-        for kernels, times in blocks.items():
+        for setting, times in blocks.items():
             seconds = statistics.median(times)
             rate = config.training.batch_size / seconds
-            print(f"{threads:>7} {path:>8} {kernels:>8} {seconds * 1000:>9.1f} {rate:>11.0f} "
+            print(f"{threads:>7} {path:>8} {setting:>8} {seconds * 1000:>9.1f} {rate:>11.0f} "
                   f"{trainer.train.n / rate:>8.1f} {min(times) * 1000:>6.1f}-{max(times) * 1000:<6.1f} "
                   f"{peak_mb(args.device):>8.0f}")
             if args.phases:
-                os.environ[native.ENV_SWITCH] = "1" if kernels == "c" else "0"
-                phases = phase_times(trainer, perm, config.training.batch_size, args.steps)
+                with kernel_setting(setting):
+                    phases = phase_times(trainer, perm, config.training.batch_size, args.steps)
                 print("        ms/step by phase: " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
         if args.profile:
             from torch.profiler import profile
@@ -175,6 +176,20 @@ def main() -> None:
                 sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=30, max_shapes_column_width=60))
 
 
+@contextlib.contextmanager
+def kernel_setting(setting: str):
+    """booktower's C kernels on ("c") or off ("pytorch") inside the block; the switch is read at every call."""
+    before = os.environ.get(native.ENV_SWITCH)
+    os.environ[native.ENV_SWITCH] = "1" if setting == "c" else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(native.ENV_SWITCH)
+        else:
+            os.environ[native.ENV_SWITCH] = before
+
+
 def alternate_kernels(step, kernels: list[str], rounds: int, steps: int, device: str) -> dict[str, list[float]]:
     """Seconds per step of blocks of `steps` steps, the kernel settings taking turns `rounds` times on one trainer:
     this VM's speed drifts by 20-30% within minutes, so settings timed in turn compare where one after the other
@@ -184,16 +199,17 @@ def alternate_kernels(step, kernels: list[str], rounds: int, steps: int, device:
     k = 3
     for _ in range(rounds):
         for name in kernels:
-            os.environ[native.ENV_SWITCH] = "1" if name == "c" else "0"
-            step(k)  # the first step after a switch is not timed
-            sync()
-            start = time.perf_counter()
-            for k in range(k + 1, k + 1 + steps):
-                step(k)
-            sync()
+            with kernel_setting(name):
+                step(k)  # the first step after a switch is not timed
+                sync()
+                start = time.perf_counter()
+                for k in range(k + 1, k + 1 + steps):
+                    step(k)
+                sync()
             times[name].append((time.perf_counter() - start) / steps)
             k += 1
     return times
+
 
 if __name__ == "__main__":
     main()

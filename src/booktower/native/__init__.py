@@ -1,9 +1,10 @@
 """Optional C kernels for the CPU training step (kernels.c), compiled with the system C compiler at first use.
 
 The training step's row-wise passes (the sparse Adam update, history pooling, the accidental-hit search, the
-in-batch softmax block) run in PyTorch as a dozen small ops each; one loop in C does each in a single pass. Nothing here is required: every
-caller keeps its PyTorch path, which runs when no compiler is found, when `BOOKTOWER_NATIVE=0`, or for inputs
-the kernels do not take (CUDA, other dtypes). Both paths compute the same thing and the tests compare them.
+in-batch softmax block) run in PyTorch as a dozen small ops each; one loop in C does each in a single pass.
+Nothing here is required: every caller keeps its PyTorch path, which runs when no compiler is found, when
+`BOOKTOWER_NATIVE=0`, or for inputs the kernels do not take (CUDA, other dtypes). Both paths compute the same
+thing and the tests compare them.
 
 The shared library is cached under `$BOOKTOWER_CACHE_DIR` (default `~/.cache/booktower`) by a hash of the
 source, the compiler and the flags, and written atomically, so concurrent processes (torchrun ranks) may build

@@ -1,9 +1,10 @@
 /* booktower's CPU kernels: the training step's row-wise passes that PyTorch would run as many small ops.
  *
  * Single-threaded on purpose: a second thread pool (OpenMP's own, here) would fight PyTorch's for the cores
- * between ops, and splitting the softmax block's rows over two Python threads was slower than one. Every function checks its indices against the table it writes and returns -1 on the first one
- * out of range, before writing anything through it. float32 values, int64 indices, row-major and contiguous.
- * Workspaces named `slot` or `head` hold one int64 per table row, all -1 on entry, and are -1 again on return.
+ * between ops, and splitting the softmax block's rows over two Python threads was slower than one.
+ * Every function checks its indices against the table it writes and returns -1 on the first one out of range,
+ * before writing anything through it. float32 values, int64 indices, row-major and contiguous. Workspaces
+ * named `slot` or `head` hold one int64 per table row, all -1 on entry, and are -1 again on return.
  */
 #include <math.h>
 #include <stdint.h>
