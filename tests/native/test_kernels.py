@@ -220,3 +220,13 @@ def test_a_compiler_without_cpu_clones_still_builds_the_kernels(kernels_on, monk
         assert param[1].lt(0).all() and not param[0].any()
     finally:
         native._load.cache_clear()
+
+
+def test_run_json_records_which_path_trained(kernels, small_config, tmp_path):
+    import json
+
+    from booktower.data.toy import random_prepared
+    from booktower.training.pipeline import train_run
+
+    train_run(small_config("training.epochs=1"), tmp_path, data=random_prepared(n_users=30, n_items=20, per_user=6))
+    assert json.loads((tmp_path / "run.json").read_text())["cpu_kernels"] == kernels

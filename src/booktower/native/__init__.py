@@ -117,11 +117,23 @@ def _load() -> ctypes.CDLL | None:
     return library
 
 
+def _switched_off() -> bool:
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off")
+
+
 def library() -> ctypes.CDLL | None:
     """The loaded kernels, or None where they are switched off (`BOOKTOWER_NATIVE=0`) or could not be built."""
-    if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
-        return None
-    return _load()
+    return None if _switched_off() else _load()
+
+
+def status() -> str:
+    """For run.json: "c" (kernels loaded and on), "pytorch" (switched off, or no build), or "unused" (nothing
+    in this process has asked for them yet, e.g. a run on CUDA)."""
+    if _switched_off():
+        return "pytorch"
+    if _load.cache_info().currsize == 0:
+        return "unused"
+    return "c" if _load() is not None else "pytorch"
 
 
 def takes(floats: tuple[torch.Tensor, ...] = (), indices: tuple[torch.Tensor, ...] = ()) -> bool:

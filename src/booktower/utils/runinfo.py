@@ -11,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
+from booktower import native
 from booktower.utils.atomic import atomic_write_json, atomic_write_text
 
 _PACKAGES = ("booktower", "torch", "numpy", "polars", "pyarrow", "pydantic", "scipy", "implicit", "faiss-cpu")
@@ -74,6 +75,8 @@ def write_run_info(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "inputs": file_fingerprint([p for p in inputs if p.exists()]),
         "versions": package_versions(),
+        # whether training ran booktower's C kernels (booktower/native): they round differently from PyTorch
+        "cpu_kernels": native.status(),
         "timings_seconds": timings,
         "command": sys.argv,
     }
