@@ -230,3 +230,49 @@ def test_run_json_records_which_path_trained(kernels, small_config, tmp_path):
 
     train_run(small_config("training.epochs=1"), tmp_path, data=random_prepared(n_users=30, n_items=20, per_user=6))
     assert json.loads((tmp_path / "run.json").read_text())["cpu_kernels"] == kernels
+
+
+def test_kernels_share_pytorchs_openmp_runtime(kernels_on):
+    """Built with -fopenmp only where PyTorch runs on libgomp, and then bound to that very copy: one thread pool."""
+    if not native._torch_uses_libgomp():
+        pytest.skip("this PyTorch does not run on GNU OpenMP; the kernels are built without OpenMP")
+    with open("/proc/self/maps", encoding="utf-8") as maps:
+        gomp_files = {line.split()[-1] for line in maps if "libgomp" in line}
+    assert len(gomp_files) == 1, gomp_files
+
+
+def test_kernels_on_two_threads_agree_with_the_pytorch_path(kernels_on, monkeypatch):
+    """Inputs large enough for the parallel loops (at least PARALLEL_ROWS rows), on 2 threads."""
+    from booktower.models.history import HistoryPooler
+    from booktower.models.spec import HistorySpec
+    from booktower.training.losses import blocked_in_batch_softmax
+
+    torch.set_num_threads(2)  # the autouse fixture restores 1 afterwards
+    gen = torch.Generator().manual_seed(5)
+    n_items, batch, length = 20_000, 400, 30
+    history = torch.randint(-1, n_items, (batch, length), generator=gen)
+    query = torch.randn(batch, 16, generator=gen)
+    vectors = torch.randn(1200, 16, generator=gen)  # blocks of 256 x 1,200 logits: parallel rows
+    bias = torch.randn(1200, generator=gen)
+    masked = (torch.randint(0, batch, (900,), generator=gen).sort().values,
+              torch.randint(1, 1200, (900,), generator=gen))
+    positive = torch.zeros(batch, dtype=torch.int64)
+    adam_rows = torch.randperm(n_items, generator=gen)[:6000]
+    results = {}
+    for switch in ("1", "0"):
+        monkeypatch.setenv(native.ENV_SWITCH, switch)
+        table = torch.randn(n_items, 16, generator=torch.Generator().manual_seed(6), requires_grad=True)
+        pooled = HistoryPooler(HistorySpec("mean", length, 1.0, 1, 1), 16)(table, history, True)
+        q, v = query.clone().requires_grad_(), vectors.clone().requires_grad_()
+        loss = blocked_in_batch_softmax(q, v, bias, positive, masked, 256)
+        (loss + pooled.square().sum()).backward()
+        param, m, sq = torch.randn(n_items, 16, generator=torch.Generator().manual_seed(7)), torch.zeros(n_items, 16), \
+            torch.zeros(n_items, 16)
+        grad = torch.sparse_coo_tensor(adam_rows[None], torch.ones(6000, 16), (n_items, 16), check_invariants=True)
+        opt_param = nn.Parameter(param)
+        opt = LazyAdam([opt_param], lr=0.01)
+        opt_param.grad = grad
+        opt.step()
+        results[switch] = (pooled.detach(), loss.detach(), q.grad, v.grad, table.grad.to_dense(), opt_param.detach())
+    for c_value, torch_value in zip(results["1"], results["0"]):
+        torch.testing.assert_close(c_value, torch_value, rtol=1e-5, atol=1e-5)

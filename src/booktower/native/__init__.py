@@ -86,13 +86,31 @@ def _build(compiler: str, flags: list[str]) -> Path:
     return target
 
 
-def _open(compiler: str) -> ctypes.CDLL:
-    """Build (or find in the cache) and load the kernels; without CPU-specific clones if those do not build
-    (a C library without ifunc support, such as musl)."""
+def _torch_uses_libgomp() -> bool:
+    """Whether this process's PyTorch runs on GNU OpenMP (Linux wheels bundle `libgomp.so.1`). Only then may the
+    kernels be built with -fopenmp: the loader binds them to the libgomp already loaded (same soname), so they
+    share PyTorch's thread pool. Against another runtime they would start a second pool that fights it."""
     try:
-        path = _build(compiler, FLAGS)
-    except RuntimeError:
-        path = _build(compiler, FLAGS + ["-DBOOKTOWER_NO_CLONES"])
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            return "libgomp" in maps.read()
+    except OSError:
+        return False
+
+
+def _open(compiler: str) -> ctypes.CDLL:
+    """Build (or find in the cache) and load the kernels: with OpenMP where PyTorch's own libgomp is loaded, and
+    without CPU-specific clones where those do not build (a C library without ifunc, such as musl)."""
+    variants = [[], ["-DBOOKTOWER_NO_CLONES"]]
+    if _torch_uses_libgomp():
+        variants = [["-fopenmp"], ["-fopenmp", "-DBOOKTOWER_NO_CLONES"]] + variants
+    for extra in variants[:-1]:
+        try:
+            path = _build(compiler, FLAGS + extra)
+            break
+        except RuntimeError:
+            continue
+    else:
+        path = _build(compiler, FLAGS + variants[-1])
     library = ctypes.CDLL(str(path))
     for name, argtypes in _SIGNATURES.items():
         function = getattr(library, name)

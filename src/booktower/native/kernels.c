@@ -1,9 +1,9 @@
 /* booktower's CPU kernels: the training step's row-wise passes that PyTorch would run as many small ops.
  *
- * Single-threaded on purpose: a second thread pool (OpenMP's own, here) would fight PyTorch's for the cores
- * between ops, and splitting the softmax block's rows over two Python threads was slower than one.
- * Every function checks its indices against the table it writes and returns -1 on the first one out of range,
- * before writing anything through it. float32 values, int64 indices, row-major and contiguous. Workspaces
+ * Threads: the large row loops run on PyTorch's own OpenMP pool (see PARALLEL_ROWS); a second pool would
+ * fight PyTorch's for the cores (splitting the softmax block's rows over two Python threads was slower than one
+ * thread). The merges, which write rows in first-seen order, stay serial. Every function checks its indices
+ * against the table it writes and returns -1 on the first one out of range, before writing anything through it. float32 values, int64 indices, row-major and contiguous. Workspaces
  * named `slot` or `head` hold one int64 per table row, all -1 on entry, and are -1 again on return.
  */
 #include <math.h>
@@ -15,6 +15,10 @@
 #define PREFETCH_AHEAD 4
 #endif
 #define FLOATS_PER_LINE 16
+/* Loops over at least this many rows (entries, for the bags) are shared among PyTorch's OpenMP threads: built
+ * with -fopenmp, this library binds to the libgomp that PyTorch has already loaded (same soname), so it reuses
+ * PyTorch's thread pool instead of starting a second one, and follows torch.set_num_threads. */
+#define PARALLEL_ROWS 4096
 /* Independent partial results per reduction: one AVX2 register of floats. */
 #define LANES 8
 
@@ -59,6 +63,8 @@ KERNEL int64_t bt_lazy_adam(float *param, float *exp_avg, float *exp_avg_sq, int
     }
     /* Rows in first-seen order, with the next rows' lines requested early: visiting them in ascending order
      * instead (a scan of the marker table) made the whole step slower, as the entries are then read at random. */
+    /* rows are distinct, so threads never write the same row */
+#pragma omp parallel for schedule(static) if (n_distinct >= PARALLEL_ROWS)
     for (int64_t k = 0; k < n_distinct; k++) {
         if (k + PREFETCH_AHEAD < n_distinct) {
             int64_t ahead = rows[k + PREFETCH_AHEAD] * dim;
@@ -89,6 +95,7 @@ KERNEL int64_t bt_bag_forward(const float *table, int64_t n_rows, int64_t dim, c
                        const float *weights, int64_t n_bags, int64_t length, float *out) {
     for (int64_t i = 0; i < n_bags * length; i++)
         if (history[i] >= n_rows) return -1;
+#pragma omp parallel for schedule(static) if (n_bags * length >= PARALLEL_ROWS)
     for (int64_t b = 0; b < n_bags; b++) {
         float *o = out + b * dim;
         memset(o, 0, (size_t)dim * sizeof(float));
@@ -214,15 +221,20 @@ KERNEL double bt_softmax_block(float *z, int64_t n_rows, int64_t n_cols, const f
         if (masked_cols[k] < 0 || masked_cols[k] >= n_cols || (k > 0 && masked_rows[k] < masked_rows[k - 1]))
             return -1.0;
     double total = 0.0;
-    int64_t k = 0;
-    while (k < n_masked && masked_rows[k] < first_row) k++;
+#pragma omp parallel for schedule(static) reduction(+ : total) if (n_rows * n_cols >= PARALLEL_ROWS * 64)
     for (int64_t b = 0; b < n_rows; b++) {
         float *row = z + b * n_cols;
         if (bias)
             for (int64_t c = 0; c < n_cols; c++) row[c] += bias[c];
         const int64_t pos = positive[b];
         const float z_pos = row[pos];
-        for (; k < n_masked && masked_rows[k] == first_row + b; k++)
+        /* this row's masked entries: the first with masked_rows >= first_row + b, by binary search */
+        int64_t lo = 0, hi = n_masked;
+        while (lo < hi) {
+            int64_t mid = lo + (hi - lo) / 2;
+            if (masked_rows[mid] < first_row + b) lo = mid + 1; else hi = mid;
+        }
+        for (int64_t k = lo; k < n_masked && masked_rows[k] == first_row + b; k++)
             if (masked_cols[k] != pos) row[masked_cols[k]] = -INFINITY;
         /* max and sum in LANES independent partial results, so that they vectorise without -ffast-math */
         float lane[LANES];
