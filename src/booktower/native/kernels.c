@@ -34,7 +34,8 @@
 /* Adam on the rows of a sparse gradient given as entries (index[e], values[e, :]), rows possibly repeated and
  * in any order: each row's entries are summed first (the update is not linear), then
  *   m = m + (1 - beta1) (g - m);  v = beta2 v + (1 - beta2) g^2;  p -= step_size m / (sqrt(v) + eps).
- * `rows` (n_entries) and `merged` (n_entries x dim) are workspaces. Returns the number of distinct rows. */
+ * `rows` (n_entries) and `merged` (min(n_entries, n_rows) x dim) are workspaces. Returns the number of distinct
+ * rows. */
 KERNEL int64_t bt_lazy_adam(float *param, float *exp_avg, float *exp_avg_sq, int64_t n_rows, int64_t dim,
                      const int64_t *index, const float *values, int64_t n_entries,
                      int64_t *slot, int64_t *rows, float *merged,
@@ -115,8 +116,8 @@ KERNEL int64_t bt_bag_forward(const float *table, int64_t n_rows, int64_t dim, c
 }
 
 /* The table gradient of bt_bag_forward as sparse rows: rows[k] (first-seen order, each once) and values[k, :] =
- * sum of weights[b, l] * grad[b, :] over the entries holding that row. `rows` (n_bags x length) and `values`
- * (n_bags x length x dim) are outputs of sufficient size. Returns the number of rows. */
+ * sum of weights[b, l] * grad[b, :] over the entries holding that row. `rows` holds n_bags x length entries and
+ * `values` min(n_bags x length, n_rows) x dim: one row per distinct item at most. Returns the number of rows. */
 KERNEL int64_t bt_bag_backward(const float *grad, int64_t dim, const int64_t *history, const float *weights,
                         int64_t n_bags, int64_t length, int64_t n_rows, int64_t *slot, int64_t *rows,
                         float *values) {

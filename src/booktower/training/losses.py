@@ -88,12 +88,13 @@ class _BlockedInBatchSoftmax(torch.autograd.Function):
             order = torch.argsort(masked_rows)
             masked_rows, masked_cols = masked_rows[order], masked_cols[order]
         starts = list(range(0, n, block_rows))
-        bounds = torch.searchsorted(masked_rows, torch.tensor(starts + [n], device=query.device)).tolist()
-        minus_inf = torch.tensor(float("-inf"), dtype=query.dtype, device=query.device)
         query_grad = torch.empty_like(query)  # (B, d)
         vectors_grad = torch.zeros_like(vectors)  # (C, d)
         total = query.new_zeros(())
         in_c = native.takes((query, vectors) + (() if bias is None else (bias,)), (positive, masked_rows, masked_cols))
+        if not in_c:  # each block's slice of the masked coordinates (the C kernel finds its rows' own)
+            bounds = torch.searchsorted(masked_rows, torch.tensor(starts + [n], device=query.device)).tolist()
+            minus_inf = torch.tensor(float("-inf"), dtype=query.dtype, device=query.device)
         for k, start in enumerate(starts):
             q = query[start : start + block_rows]  # (b, d)
             if in_c:
