@@ -6,9 +6,10 @@
 #
 #   benchmarks/gpu.sh DATA_DIR [OUT_DIR]
 #   DEVICE=cpu benchmarks/gpu.sh DATA_DIR     # a small smoke run of the same steps on the CPU (no GPU needed)
+#   ONLY="train_batch32k evaluate" benchmarks/gpu.sh DATA_DIR    # just these steps (a rerun)
 #
 # DATA_DIR holds amazon-books-2014/{interactions,items}.csv.gz (e.g. ../shared/data). Python comes from
-# ${PYTHON:-python3}. Every step has its own time limit (STEP_TIMEOUT seconds, default 150) and a failing step
+# ${PYTHON:-python3}; the dataset cache goes to ${CACHE_DIR:-OUT_DIR/cache}. Every step has its own time limit (STEP_TIMEOUT seconds, default 150) and a failing step
 # is reported and skipped, so one call always ends with the summary.
 set -euo pipefail
 
@@ -17,29 +18,33 @@ OUT_DIR=${2:-${OUT:-/tmp/booktower-gpu-bench}}
 PYTHON=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 STEP_TIMEOUT=${STEP_TIMEOUT:-150}
+CACHE_DIR=${CACHE_DIR:-}
+ONLY=${ONLY:-}
 DATA_DIR=$(cd "$DATA_DIR" && pwd)
 cd "$(dirname "$0")/.."
 mkdir -p "$OUT_DIR"
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
+CACHE_DIR=${CACHE_DIR:-$OUT_DIR/cache}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
 if [[ $DEVICE == cuda ]]; then
-    STEPS=100; BIG_STEPS=40; USERS=1000000; ITEMS=1000000; THREADS=8
+    STEPS=100; BIG_STEPS=40; PROFILE_STEPS=10; USERS=1000000; ITEMS=1000000; THREADS=8
     "$PYTHON" -c 'import torch; assert torch.cuda.is_available(), "benchmarks/gpu.sh needs a CUDA GPU (or DEVICE=cpu)"
 p = torch.cuda.get_device_properties(0); print(f"torch {torch.__version__}, {p.name}, {p.total_memory / 2**30:.0f} GiB")'
     nvidia-smi --query-gpu=name,memory.used,memory.total,utilization.gpu --format=csv || true
 else
-    STEPS=3; BIG_STEPS=2; USERS=20000; ITEMS=20000; THREADS=2
+    STEPS=3; BIG_STEPS=2; PROFILE_STEPS=1; USERS=20000; ITEMS=20000; THREADS=2
 fi
 
 BOOKS="$DATA_DIR/amazon-books-2014"
 DATA_SETS=(--set "data.source.interactions=$BOOKS/interactions.csv.gz" --set "data.source.items=$BOOKS/items.csv.gz"
-           --set "data.cache_dir=$OUT_DIR/cache")
+           --set "data.cache_dir=$CACHE_DIR")
 TRAIN_SETS=("${DATA_SETS[@]}" --set "training.device=$DEVICE" --set training.bf16=true)
 status=()
 
 step() {  # step NAME COMMAND...: run with a time limit, keep its output, record ok/failed
     local name=$1; shift
+    [[ -z $ONLY || " $ONLY " == *" $name "* ]] || return 0
     echo "=== $name: $*"
     local start=$SECONDS
     if timeout "$STEP_TIMEOUT" "$@" 2>&1 | tee "$OUT_DIR/$name.log"; then
@@ -49,14 +54,27 @@ step() {  # step NAME COMMAND...: run with a time limit, keep its output, record
     fi
 }
 
+# the CUDA-only tests (the compiled loss against the eager one) and the ranking tests, on this GPU
+[[ $DEVICE == cuda ]] && step cuda_tests "$PYTHON" -m pytest -q -m "not slow" -p no:cacheprovider \
+    tests/training/test_losses.py tests/evaluation/test_ranking.py
+
 step train_default "$PYTHON" benchmarks/train_throughput.py --config configs/amazon-books-2014.yaml \
-    "${TRAIN_SETS[@]}" --device "$DEVICE" --threads $THREADS --steps $STEPS
+    "${TRAIN_SETS[@]}" --device "$DEVICE" --threads $THREADS --steps $STEPS --compile on off
 step train_batch8k "$PYTHON" benchmarks/train_throughput.py --config configs/amazon-books-2014.yaml \
     "${TRAIN_SETS[@]}" --set training.batch_size=8192 --device "$DEVICE" --threads $THREADS --steps $BIG_STEPS \
-    --paths fused --phases
+    --paths fused --compile on off
 step train_batch32k "$PYTHON" benchmarks/train_throughput.py --config configs/amazon-books-2014.yaml \
     "${TRAIN_SETS[@]}" --set training.batch_size=32768 --device "$DEVICE" --threads $THREADS --steps $BIG_STEPS \
-    --paths fused
+    --paths fused --compile on off
+[[ $DEVICE == cuda ]] && step train_batch65k "$PYTHON" benchmarks/train_throughput.py --config configs/amazon-books-2014.yaml \
+    "${TRAIN_SETS[@]}" --set training.batch_size=65536 --device "$DEVICE" --threads $THREADS --steps $BIG_STEPS \
+    --paths fused --compile on off
+# where the step's time goes (torch.profiler: ops by self CPU and self GPU time), at the default batch and a big one
+step profile_batch1k "$PYTHON" benchmarks/train_throughput.py --config configs/amazon-books-2014.yaml \
+    "${TRAIN_SETS[@]}" --device "$DEVICE" --threads $THREADS --steps $PROFILE_STEPS --paths fused --profile
+step profile_batch32k "$PYTHON" benchmarks/train_throughput.py --config configs/amazon-books-2014.yaml \
+    "${TRAIN_SETS[@]}" --set training.batch_size=32768 --device "$DEVICE" --threads $THREADS \
+    --steps $PROFILE_STEPS --paths fused --profile
 step full_ranking_1m "$PYTHON" benchmarks/full_ranking.py --users $USERS --items $ITEMS --dim 128 --k 50 \
     --chunks 4096,16384 --device "$DEVICE"
 step evaluate "$PYTHON" benchmarks/evaluate.py --config configs/amazon-books-2014.yaml "${DATA_SETS[@]}" \
@@ -65,7 +83,7 @@ step evaluate "$PYTHON" benchmarks/evaluate.py --config configs/amazon-books-201
 echo
 echo "=== summary ($OUT_DIR, device $DEVICE)"
 for line in "${status[@]}"; do echo "  $line"; done
-for name in train_default train_batch8k train_batch32k full_ranking_1m evaluate; do
+for name in cuda_tests train_default train_batch8k train_batch32k train_batch65k full_ranking_1m evaluate; do
     # the tables only: header lines and rows that start with a number or a method name
-    [[ -f "$OUT_DIR/$name.log" ]] && { echo "--- $name"; grep -E '^ *([0-9]+|topk|blocked) |threads|chunk|users x|by phase|^load' "$OUT_DIR/$name.log" || true; }
+    [[ -f "$OUT_DIR/$name.log" ]] && { echo "--- $name"; grep -E '^ *([0-9]+|topk|blocked|blockmax) |threads|chunk|users x|by phase|^load|passed|failed' "$OUT_DIR/$name.log" || true; }
 done

@@ -4,8 +4,9 @@
         [--steps 30] [--threads 1 2] [--profile]
     .venv/bin/python benchmarks/train_throughput.py --kernels c pytorch --rounds 5   # C kernels on vs off
     .venv/bin/python benchmarks/train_throughput.py --config ... --nproc 1 2   # 1 and 2 gloo processes
+    python3 benchmarks/train_throughput.py --device cuda --compile on off   # CUDA: compiled vs eager loss passes
 
-Prints one table row per thread count and kernel setting (or per process count with --nproc: each process has
+Prints one table row per thread count and kernel (CUDA: compile) setting (or per process count with --nproc: each process has
 one thread and trains its shard through DistributedDataParallel, exactly as under torchrun). Other processes on
 the machine change these numbers: report the load.
 """
@@ -128,6 +129,8 @@ def main() -> None:
     parser.add_argument("--phases", action="store_true", help="also time batch / forward / backward / optimiser")
     parser.add_argument("--kernels", nargs="+", default=["c"], choices=["c", "pytorch"],
                         help="booktower's C kernels on (c) or off (pytorch); several are timed in turn")
+    parser.add_argument("--compile", nargs="+", default=["on"], choices=["on", "off"],
+                        help="CUDA: the in-batch softmax's passes through torch.compile or eager, timed in turn")
     parser.add_argument("--rounds", type=int, default=1,
                         help="blocks of --steps steps per kernel setting, taken in turn; the table gives medians")
     parser.add_argument("--nproc", type=int, nargs="+", default=None,
@@ -142,7 +145,7 @@ def main() -> None:
         del data
         measure_processes(args, config.training.batch_size)
         return
-    print(f"{'threads':>7} {'path':>8} {'kernels':>8} {'ms/step':>9} {'examples/s':>11} {'epoch s':>8} "
+    print(f"{'threads':>7} {'path':>8} {'setting':>10} {'ms/step':>9} {'examples/s':>11} {'epoch s':>8} "
           f"{'blocks ms':>13} {'peak MB':>8}")
     for threads, path in [(t, p) for t in args.threads for p in args.paths]:
         torch.set_num_threads(threads)
@@ -153,32 +156,54 @@ def main() -> None:
         step = make_step(trainer, perm, config.training.batch_size)
         for k in range(3):
             step(k)
-        # the C kernels take CPU tensors only: on CUDA every op is PyTorch's, whatever --kernels says
-        kernels = ["pytorch"] if args.device == "cuda" else args.kernels
-        blocks = alternate_kernels(step, kernels, args.rounds, args.steps, args.device)
+        # the C kernels take CPU tensors only: on CUDA every op is PyTorch's, and the compile setting is timed
+        settings = [f"compile-{c}" for c in args.compile] if args.device == "cuda" else args.kernels
+        blocks = alternate_settings(step, trainer, settings, args.rounds, args.steps, args.device)
         for setting, times in blocks.items():
             seconds = statistics.median(times)
             rate = config.training.batch_size / seconds
-            print(f"{threads:>7} {path:>8} {setting:>8} {seconds * 1000:>9.1f} {rate:>11.0f} "
+            print(f"{threads:>7} {path:>8} {setting:>10} {seconds * 1000:>9.1f} {rate:>11.0f} "
                   f"{trainer.train.n / rate:>8.1f} {min(times) * 1000:>6.1f}-{max(times) * 1000:<6.1f} "
                   f"{peak_mb(args.device):>8.0f}")
             if args.phases:
-                with kernel_setting(setting):
+                with step_setting(setting, trainer):
                     phases = phase_times(trainer, perm, config.training.batch_size, args.steps)
                 print("        ms/step by phase: " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
         if args.profile:
-            from torch.profiler import profile
+            print_profile(step, args.device)
 
-            with profile(record_shapes=True) as prof:
-                for k in range(5):
-                    step(k)
-            print(prof.key_averages(group_by_input_shape=True).table(
-                sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=30, max_shapes_column_width=60))
+
+def print_profile(step, device: str, steps: int = 5) -> None:
+    """torch.profiler over `steps` steps: ops by self CPU time and, on CUDA, by self GPU time. Shapes are not
+    recorded: recording keeps every input alive, which changes what the allocator can reuse."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for k in range(steps):
+            step(k)
+        if device == "cuda":
+            torch.cuda.synchronize()
+    averages = prof.key_averages()
+    print(f"profile of {steps} steps, by self CPU time")
+    print(averages.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=40))
+    if device == "cuda":
+        print(f"profile of {steps} steps, by self GPU time")
+        print(averages.table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=40))
 
 
 @contextlib.contextmanager
-def kernel_setting(setting: str):
-    """booktower's C kernels on ("c") or off ("pytorch") inside the block; the switch is read at every call."""
+def step_setting(setting: str, trainer: Trainer):
+    """Inside the block: booktower's C kernels on ("c") or off ("pytorch"), read at every call; or on CUDA the
+    in-batch softmax compiled ("compile-on") or eager ("compile-off")."""
+    if setting.startswith("compile-"):
+        before_compile = trainer.task.compile
+        trainer.task.compile = setting == "compile-on"
+        try:
+            yield
+        finally:
+            trainer.task.compile = before_compile
+        return
     before = os.environ.get(native.ENV_SWITCH)
     os.environ[native.ENV_SWITCH] = "1" if setting == "c" else "0"
     try:
@@ -190,16 +215,17 @@ def kernel_setting(setting: str):
             os.environ[native.ENV_SWITCH] = before
 
 
-def alternate_kernels(step, kernels: list[str], rounds: int, steps: int, device: str) -> dict[str, list[float]]:
-    """Seconds per step of blocks of `steps` steps, the kernel settings taking turns `rounds` times on one trainer:
-    this VM's speed drifts by 20-30% within minutes, so settings timed in turn compare where one after the other
+def alternate_settings(step, trainer: Trainer, settings: list[str], rounds: int, steps: int,
+                       device: str) -> dict[str, list[float]]:
+    """Seconds per step of blocks of `steps` steps, the settings taking turns `rounds` times on one trainer: this
+    VM's speed drifts by 20-30% within minutes, so settings timed in turn compare where one after the other
     would not."""
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    times: dict[str, list[float]] = {name: [] for name in kernels}
+    times: dict[str, list[float]] = {name: [] for name in settings}
     k = 3
     for _ in range(rounds):
-        for name in kernels:
-            with kernel_setting(name):
+        for name in settings:
+            with step_setting(name, trainer):
                 step(k)  # the first step after a switch is not timed
                 sync()
                 start = time.perf_counter()

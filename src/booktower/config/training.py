@@ -93,6 +93,9 @@ class TrainingConfig(StrictModel):
     """`auto` uses CUDA when available."""
     bf16: bool = True
     """bf16 autocast on CUDA (ignored on CPU)."""
+    compile: bool = True
+    """CUDA only: fuse the in-batch softmax's passes over the (B, C) logits with torch.compile (a one-off compile
+    of a few seconds; a compiler that fails gives a warning and eager PyTorch). false: eager PyTorch."""
     loss: LossConfig = Field(default_factory=LossConfig)
     negatives: NegativeConfig = Field(default_factory=NegativeConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)

@@ -37,6 +37,7 @@ class NegativeSampler:
     def __post_init__(self) -> None:
         counts = torch.as_tensor(self.item_counts, dtype=torch.float64)
         self._unigram = counts / counts.sum().clamp(min=1)  # (n_items,) in-batch proposal
+        self._tables: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def draw(self, n: int) -> torch.Tensor:
         return torch.randint(0, self.n_items, (n,), generator=self.generator)
@@ -48,16 +49,28 @@ class NegativeSampler:
     def sample(self, n: int, rows: int | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
         """(n,) negatives shared by the batch, or (rows, n) negatives per row."""
         shape = (n,) if rows is None else (rows, n)
-        return self.draw(math.prod(shape)).view(shape).to(device)
+        drawn = self.draw(math.prod(shape)).view(shape)
+        if torch.device(device).type == "cuda":  # pinned, the copy does not stall the host until the GPU is idle
+            return drawn.pin_memory().to(device, non_blocking=True)
+        return drawn.to(device)
 
     def log_expected_count(self, items: torch.Tensor, batch_size: int, n_sampled: int) -> torch.Tensor:
         """log of how often each candidate item is expected among a batch's candidates (the logQ term of the
         mixed proposal: in-batch positives follow training popularity, sampled ones the sampler's proposal)."""
-        cpu = items.detach().to("cpu")
-        expected = n_sampled * self.proposal(cpu)
+        proposal, unigram = self._item_tables(items.device)
+        flat = items.reshape(-1)
+        expected = n_sampled * proposal.index_select(0, flat)
         if self.uses_in_batch:
-            expected = expected + batch_size * self._unigram.index_select(0, cpu.reshape(-1)).view(cpu.shape)
-        return torch.log(expected.clamp(min=1e-30)).to(torch.float32).to(items.device)
+            expected = expected + batch_size * unigram.index_select(0, flat)
+        return torch.log(expected.clamp(min=1e-30)).to(torch.float32).view(items.shape)
+
+    def _item_tables(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every item's proposal and in-batch probability (float64) on `device`, made once: the logQ terms are
+        then gathered where the candidates are, with no copy to the host and back (two GPU syncs per step)."""
+        if device not in self._tables:
+            every_item = torch.arange(self.n_items)
+            self._tables[device] = (self.proposal(every_item).to(device), self._unigram.to(device))
+        return self._tables[device]
 
     def state_dict(self) -> dict:
         return {"kind": self.kind, "generator": generator_state(self.generator)}

@@ -7,10 +7,14 @@ log sampling probability that logQ correction subtracts from every logit.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 
 from booktower import native
+
+log = logging.getLogger(__name__)
 
 
 def corrected_logits(logits: torch.Tensor, log_q: torch.Tensor | None) -> torch.Tensor:
@@ -37,38 +41,82 @@ def sampled_softmax(logits: torch.Tensor, positive: torch.Tensor, invalid: torch
     return F.cross_entropy(z, positive)
 
 
-class _SoftmaxCrossEntropy(torch.autograd.Function):
-    """mean_b(logsumexp(z_b) - z_b[positive_b]) with a hand-written backward (softmax - one-hot) / B.
+def _row_logsumexp(z: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """logsumexp_c(z[b, c] - bias[c]) in bias's dtype (float32 for bf16 logits): (B, C), (C,) -> (B,)."""
+    return torch.logsumexp(z.to(bias.dtype) - bias, dim=1)
 
-    The forward's exponentials are the backward's softmax once divided by their row sums, so they are kept in
-    one (B, C) buffer and turned into the gradient in place: one allocation and one exp pass per step instead
-    of two each (on 2 CPU threads, 3.8-5.2 vs 7.0-7.9 ms for the loss with its logit product at B=1,024,
-    C=1,152). The backward consumes that buffer, so a second backward through the same graph raises autograd's
-    in-place error rather than returning a wrong gradient."""
+
+def _scaled_softmax(z: torch.Tensor, bias: torch.Tensor, lse: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """scale * softmax_c(z - bias) from the rows' logsumexp, in z's dtype: (B, C)."""
+    return (torch.exp(z.to(bias.dtype) - bias - lse.unsqueeze(1)) * scale).to(z.dtype)
+
+
+class _CompiledOnCuda:
+    """`fn` through torch.compile when its first argument is on a CUDA device, eager otherwise. Compiled, each of
+    the functions above is one fused kernel reading the bf16 logits once (a row reduction; an element-wise chain).
+    The loss they replace made a float32 copy and four more (B, C) passes, ~18 of the step's 24 GPU milliseconds
+    at batch 32,768 on an H200, where the step went from 31.0 ms to 14.8 (41 ms with these two run eagerly). A
+    compiler that fails (no Triton, no C compiler) costs one warning and the eager path, never the run."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+        self.compiled = None
+        self.enabled = True
+
+    def __call__(self, *args, compiled: bool = True):
+        if not (compiled and self.enabled and args[0].is_cuda):
+            return self.fn(*args)
+        if self.compiled is None:
+            # Static kernels for the first shape, one dynamic-shape recompile when another comes (an epoch's
+            # last batch): on an H200 at batch 32,768, 14.8 ms per step against 17.4 with dynamic=True.
+            self.compiled = torch.compile(self.fn)
+        try:
+            return self.compiled(*args)
+        except Exception as error:  # noqa: BLE001 - any compiler failure falls back to the same eager maths
+            log.warning("torch.compile of %s failed (%s: %s); using eager PyTorch", self.fn.__name__,
+                        type(error).__name__, error)
+            self.enabled = False
+            return self.fn(*args)
+
+
+_compiled_row_logsumexp = _CompiledOnCuda(_row_logsumexp)
+_compiled_scaled_softmax = _CompiledOnCuda(_scaled_softmax)
+
+
+class _SoftmaxCrossEntropy(torch.autograd.Function):
+    """mean_b(logsumexp_c(z_b - bias) - (z_b - bias)[positive_b]) with a hand-written backward
+    (softmax - one-hot) / B, for logits z of any float dtype (bf16 under CUDA autocast), computed in bias's
+    dtype: the corrected logits z - bias are never stored, only z and the rows' logsumexp; the backward
+    recomputes the softmax from them and returns the gradient in z's dtype, which the logit product's backward
+    takes."""
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, z: torch.Tensor, bias: torch.Tensor, positive: torch.Tensor, compiled: bool) -> torch.Tensor:
         rows = torch.arange(z.shape[0], device=z.device)
-        peak = z.amax(dim=1, keepdim=True)  # (B, 1) finite: a row's positive logit is never -inf
-        exps = torch.sub(z, peak).exp_()  # (B, C); -inf logits give 0
-        total = exps.sum(dim=1, keepdim=True)  # (B, 1)
-        ctx.save_for_backward(exps, total, positive)
-        lse = peak.squeeze(1) + total.squeeze(1).log()  # (B,)
-        return (lse - z[rows, positive]).mean()
+        with torch.autocast(z.device.type, enabled=False):
+            lse = _compiled_row_logsumexp(z, bias, compiled=compiled)  # (B,) finite: the positive is never -inf
+        ctx.save_for_backward(z, bias, lse, positive)
+        ctx.compiled = compiled
+        return (lse - (z[rows, positive].to(bias.dtype) - bias[positive])).mean()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        exps, total, positive = ctx.saved_tensors
-        scale = grad / exps.shape[0]
-        rows = torch.arange(exps.shape[0], device=exps.device)
-        gradient = exps.mul_(scale / total)  # softmax * grad / B, in place
-        gradient[rows, positive] -= scale
-        return gradient, None
+        z, bias, lse, positive = ctx.saved_tensors
+        scale = grad.to(bias.dtype) / z.shape[0]
+        gradient = _compiled_scaled_softmax(z, bias, lse, scale, compiled=ctx.compiled)  # (B, C); -inf gives 0
+        rows = torch.arange(z.shape[0], device=z.device)
+        gradient[rows, positive] -= scale.to(gradient.dtype)
+        return gradient, None, None, None
 
 
-def softmax_cross_entropy(z: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
-    """F.cross_entropy(z, positive) (mean over rows) for float32 logits, computed in fewer passes."""
-    return _SoftmaxCrossEntropy.apply(z, positive)
+def softmax_cross_entropy(z: torch.Tensor, positive: torch.Tensor, bias: torch.Tensor | None = None,
+                          compiled: bool = True) -> torch.Tensor:
+    """F.cross_entropy(z.float() - bias, positive) (mean over rows) in two passes over z, which may be bf16;
+    bias (C,) defaults to 0. Masked logits are -inf in z. `compiled`: fuse each pass with torch.compile where z
+    is on a CUDA device."""
+    dtype = torch.promote_types(z.dtype, torch.float32)  # bf16 logits: float32 maths; float64 stays float64
+    bias = torch.zeros(z.shape[1], dtype=dtype, device=z.device) if bias is None else bias.to(dtype)
+    return _SoftmaxCrossEntropy.apply(z, bias, positive, compiled)
 
 
 class _BlockedInBatchSoftmax(torch.autograd.Function):

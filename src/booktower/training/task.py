@@ -60,6 +60,7 @@ class TrainTask:
         # of 256-2,048); 0 = one (B, C) logit matrix and a separate backward: the GPU path, where the blocks were
         # not measured (their bounds cost a host sync per step).
         self.softmax_block_rows = 1024 if data.device.type == "cpu" else 0
+        self.compile = True  # the unblocked path on CUDA: torch.compile its passes over the logits
 
     def _negatives(self, batch_size: int) -> torch.Tensor:
         if self.n_negatives == 0:
@@ -126,8 +127,8 @@ class TrainTask:
         """losses.sampled_softmax over the in-batch pool, same value and gradient, in fewer passes over the
         (B, C) logits: the accidental hits are found as (row, column) coordinates (no dense mask); on the CPU
         losses.blocked_in_batch_softmax then computes loss and gradients block by block in place, elsewhere one
-        product writes logits - logQ, the hits are set to -inf and one cross-entropy with a hand-written backward
-        follows."""
+        product writes the logits (bf16 under autocast), the hits are set to -inf and losses.softmax_cross_entropy
+        subtracts logQ inside its two passes over them."""
         log_q = None
         if self.config.logq_correction:
             log_q = self._log_q(pool.items, pool.n_positives, pool.n_sampled)  # (C,)
@@ -146,18 +147,13 @@ class TrainTask:
             bias = None if log_q is None else log_q.neg()
             return losses.blocked_in_batch_softmax(query, pool.vectors, bias, pool.positive, masked,
                                                    self.softmax_block_rows)
-        if log_q is None:
-            z = (query @ pool.vectors.T).float()  # (B, C)
-        elif autocast:  # keep logQ in float32 next to bf16 logits
-            z = (query @ pool.vectors.T).float() - log_q
-        else:
-            z = torch.addmm(log_q.neg(), query, pool.vectors.T)
+        z = query @ pool.vectors.T  # (B, C), bf16 under autocast: kept so, never copied to float32
         if masked is not None:
             # Outside autograd: recorded, index_put_'s backward would clone the whole (B, C) gradient to zero
             # these entries, and the loss's gradient there is already 0 (the softmax of a -inf logit).
             with torch.no_grad():
-                z.index_put_(masked, torch.tensor(float("-inf"), dtype=z.dtype, device=z.device))
-        return losses.softmax_cross_entropy(z, pool.positive)
+                z.index_put_(masked, z.new_full((), float("-inf")))  # new_full: no host-to-device copy
+        return losses.softmax_cross_entropy(z, pool.positive, log_q, self.compile)
 
     def main_loss(self, c: Candidates) -> torch.Tensor:
         kind = self.config.main

@@ -137,6 +137,7 @@ class Trainer:
         category = torch.as_tensor(data.item_category, device=self.device)
         self.task = TrainTask(model, self.train, users, items, self.sampler, negatives_per_batch(config.negatives),
                               config.loss, category, self.dropout_gen)
+        self.task.compile = config.compile
         self.shard_size = math.ceil(self.train.n / self.dist.world_size)
         self.steps_per_epoch = math.ceil(self.shard_size / config.batch_size)
         self.optim = build_optimizers(model, config.optimizer, self.steps_per_epoch * config.epochs, config.grad_clip)
