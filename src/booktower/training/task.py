@@ -170,7 +170,8 @@ class TrainTask:
         user = self.model.encode_user(self.users.user_batch(batch.users, history=batch.history), self.generator)
         negatives = self._negatives(len(batch.items))
         item_out, inverse = self._encode_items(torch.cat([batch.items, negatives.flatten()]))
-        vectors = item_out.vector[inverse]  # (B + S', d)
+        # index_select, not advanced indexing: its backward is an index_add, ~0.1 ms per call less on the CPU
+        vectors = item_out.vector.index_select(0, inverse)  # (B + S', d)
         b = len(batch.items)
         pos_vec, neg_vec = vectors[:b], vectors[b:].view(*negatives.shape, vectors.shape[1])
         # Dividing the (B, d) user vectors by the temperature is cheaper than dividing the (B, C) logits.
@@ -183,7 +184,7 @@ class TrainTask:
         if cfg.amm_user_weight > 0 and user.augmented is not None:
             parts["amm_user"] = cfg.amm_user_weight * losses.mimic_loss(user.augmented, pos_vec, cfg.amm_reduction)
         if cfg.amm_item_weight > 0 and item_out.augmented is not None:
-            pos_aug = item_out.augmented[inverse[:b]]  # (B, d)
+            pos_aug = item_out.augmented.index_select(0, inverse[:b])  # (B, d)
             parts["amm_item"] = cfg.amm_item_weight * losses.mimic_loss(pos_aug, user.vector, cfg.amm_reduction)
         if self.use_cal:
             cal = losses.category_alignment(pos_vec, self.item_category[batch.items], cfg.cal_min_items)
