@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +11,7 @@ import torch
 from tqdm import tqdm
 
 from booktower.data.types import Interactions, Ragged
+from booktower.utils.threads import one_thread_per_kernel
 
 CPU_BLOCK_WIDTH = 16
 """Columns per strided block for the CPU top-k (8-32 measure alike at 38k items; wider blocks cost more)."""
@@ -143,21 +143,6 @@ def _cpu_chunk(n_items: int, chunk: int) -> int:
     return max(1, min(chunk, CPU_CHUNK_BYTES // (4 * max(n_items, 1))))
 
 
-@contextmanager
-def _one_thread_per_kernel() -> Iterator[None]:
-    """torch and BLAS kernels on one thread each while Python threads split the chunks: two thread pools
-    (torch's OpenMP and OpenBLAS) taking turns on two cores spin against each other."""
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def rank_top_k(
     score_fn: ScoreFn, users: np.ndarray, mask: Ragged, k: int, n_items: int, chunk: int = 4096,
     progress: bool = False, truth: Ragged | None = None,
@@ -199,7 +184,7 @@ def rank_top_k(
     with tqdm(total=len(starts), desc="ranking", unit="chunk", leave=False, disable=not progress,
               mininterval=1.0) as bar:
         if on_cpu:  # one worker per torch thread, each kernel on one thread (so num_threads=1 stays one core)
-            with _one_thread_per_kernel(), ThreadPoolExecutor(workers) as pool:
+            with one_thread_per_kernel(), ThreadPoolExecutor(workers) as pool:
                 for _ in pool.map(lambda start: rank_chunk(start, size), starts):
                     bar.update()
         else:

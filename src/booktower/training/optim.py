@@ -112,14 +112,21 @@ class Optimizers:
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
 
-    def step(self, step: int) -> None:
+    def step(self, step: int, part: str = "all") -> None:
+        """Update with the current gradients at schedule position `step`. `part`: "all"; "sparse" (the row-wise
+        optimiser of the sparse tables only) or "dense" (the dense optimiser only, with the gradient clip), which
+        Hogwild workers step at different times."""
+        if part not in ("all", "sparse", "dense"):
+            raise ValueError(f"unknown optimiser part {part!r}; choose all, sparse or dense")
+        chosen = [opt for opt in self.optimizers
+                  if part == "all" or isinstance(opt, LazyAdam) == (part == "sparse")]
         factor = lr_factor(self.config.schedule, step, self.total_steps, self.config.warmup_fraction)
-        for opt in self.optimizers:
+        for opt in chosen:
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * factor
-        if self.grad_clip is not None and self.dense:
+        if self.grad_clip is not None and self.dense and part != "sparse":
             torch.nn.utils.clip_grad_norm_(self.dense, self.grad_clip)
-        for opt in self.optimizers:
+        for opt in chosen:
             opt.step()
 
 

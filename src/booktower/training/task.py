@@ -62,6 +62,13 @@ class TrainTask:
         self.softmax_block_rows = 1024 if data.device.type == "cpu" else 0
         self.compile = True  # the unblocked path on CUDA: torch.compile its passes over the logits
 
+    def replica(self, model: TwoTower, sampler: NegativeSampler, generator: torch.Generator | None) -> "TrainTask":
+        """The same task on another model (a Hogwild worker's), drawing from its own sampler and generator."""
+        task = TrainTask(model, self.data, self.users, self.items, sampler, self.n_negatives, self.config,
+                         self.item_category, generator)
+        task.fused, task.softmax_block_rows, task.compile = self.fused, self.softmax_block_rows, self.compile
+        return task
+
     def _negatives(self, batch_size: int) -> torch.Tensor:
         if self.n_negatives == 0:
             return torch.zeros(0, dtype=torch.int64, device=self.data.device)

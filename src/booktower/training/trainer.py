@@ -26,6 +26,7 @@ from booktower.training.batching import TrainingData
 from booktower.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from booktower.training.distributed import DistContext, rank_shard
 from booktower.training.evaluate import evaluate_model
+from booktower.training.hogwild import Hogwild
 from booktower.training.optim import build_optimizers
 from booktower.training.task import TrainTask
 from booktower.utils.atomic import atomic_write_text
@@ -141,6 +142,7 @@ class Trainer:
         self.shard_size = math.ceil(self.train.n / self.dist.world_size)
         self.steps_per_epoch = math.ceil(self.shard_size / config.batch_size)
         self.optim = build_optimizers(model, config.optimizer, self.steps_per_epoch * config.epochs, config.grad_clip)
+        self.hogwild = self._hogwild() if config.hogwild_workers > 1 else None
         self.forward = self.task.losses
         if self.dist.enabled:
             self.forward = self._wrap_ddp()
@@ -149,6 +151,8 @@ class Trainer:
         self.rows: list[dict[str, Any]] = []
         self.epoch = 0
         self.step = 0
+        if self.hogwild is not None:
+            self._epoch_generators()  # each epoch re-seeds them; these serve steps run before the first
 
     def _wrap_ddp(self):
         from torch.nn.parallel import DistributedDataParallel
@@ -163,9 +167,28 @@ class Trainer:
         return DistributedDataParallel(LossModule(self.model, self.task), device_ids=ids,
                                        find_unused_parameters=True)
 
+    def _hogwild(self) -> Hogwild:
+        workers = self.config.hogwild_workers
+        if self.dist.enabled:
+            raise ValueError(f"training.hogwild_workers={workers} runs threads in one process; under torchrun each "
+                             "rank is a process already: set training.hogwild_workers=1")
+        if self.device.type != "cpu":
+            raise ValueError(f"training.hogwild_workers={workers} is for the CPU; on {self.device.type} set "
+                             "training.hogwild_workers=1 (one larger batch keeps a GPU busy instead)")
+        samplers = [build_sampler(self.config.negatives, self.train.item_counts, torch.Generator())
+                    for _ in range(workers)]
+        log.info("Hogwild: %d worker threads, one core each", workers)
+        return Hogwild(self.model, self.task, samplers)
+
     def _epoch_generators(self) -> None:
-        """Distributed: re-seed this rank's negative sampler and dropout from (seed, epoch, rank)."""
+        """Distributed: re-seed this rank's negative sampler and dropout from (seed, epoch, rank); Hogwild: each
+        worker's from (seed, epoch, worker)."""
         rank, epoch = self.dist.rank, self.epoch
+        if self.hogwild is not None:
+            self.hogwild.set_generators([(epoch_generator(self.seed + 1, epoch, k),
+                                          epoch_generator(self.seed + 2, epoch, k, self.device))
+                                         for k in range(len(self.hogwild.workers))])
+            return
         self.sampler.generator = epoch_generator(self.seed + 1, epoch, rank)
         self.task.generator = self.dropout_gen = epoch_generator(self.seed + 2, epoch, rank, self.device)
 
@@ -216,15 +239,31 @@ class Trainer:
         cfg = self.config
         perm = torch.randperm(self.train.n, generator=self.shuffle_gen)  # the same on every rank
         perm = rank_shard(perm, self.dist.rank, self.dist.world_size).to(self.device)
-        if self.dist.enabled:
+        if self.dist.enabled or self.hogwild is not None:
             self._epoch_generators()
-        sums: dict[str, torch.Tensor] = {}
+        batches = [perm[k * cfg.batch_size : (k + 1) * cfg.batch_size] for k in range(self.steps_per_epoch)]
         start = time.perf_counter()
         bar = tqdm(total=len(perm), unit="ex", unit_scale=True, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
                    disable=not (cfg.progress and self.dist.is_main), leave=False, mininterval=1.0)
-        use_bf16 = self.device.type == "cuda" and cfg.bf16
-        for k in range(self.steps_per_epoch):
-            index = perm[k * cfg.batch_size : (k + 1) * cfg.batch_size]
+        sums = self.run_steps(batches, bar)
+        bar.close()
+        seconds = time.perf_counter() - start
+        row = self.dist.mean({f"loss_{name}": float(value) / len(perm) for name, value in sums.items()})
+        # Throughput counts the interactions of all ranks (each rank ran its shard in the same time).
+        row.update(train_seconds=round(seconds, 3),
+                   examples_per_s=round(len(perm) * self.dist.world_size / seconds, 1))
+        return row
+
+    def run_steps(self, batches: list[torch.Tensor], bar: tqdm) -> dict[str, torch.Tensor]:
+        """Train on `batches` (index tensors into the training interactions), one step each; return the loss
+        parts summed over rows. Hogwild workers run them concurrently."""
+        return self._hogwild_steps(batches, bar) if self.hogwild is not None else self._steps(batches, bar)
+
+    def _steps(self, batches: list[torch.Tensor], bar: tqdm) -> dict[str, torch.Tensor]:
+        """One step at a time."""
+        sums: dict[str, torch.Tensor] = {}
+        use_bf16 = self.device.type == "cuda" and self.config.bf16
+        for k, index in enumerate(batches):
             batch = self.train.batch(index)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 parts = self.forward(batch)
@@ -238,13 +277,20 @@ class Trainer:
             bar.update(len(index))
             if k % 20 == 0:
                 bar.set_postfix(loss=f"{float(total.detach()):.4f}")
-        bar.close()
-        seconds = time.perf_counter() - start
-        row = self.dist.mean({f"loss_{name}": float(value) / len(perm) for name, value in sums.items()})
-        # Throughput counts the interactions of all ranks (each rank ran its shard in the same time).
-        row.update(train_seconds=round(seconds, 3),
-                   examples_per_s=round(len(perm) * self.dist.world_size / seconds, 1))
-        return row
+        return sums
+
+    def _hogwild_steps(self, batches: list[torch.Tensor], bar: tqdm) -> dict[str, torch.Tensor]:
+        """The workers' steps (training/hogwild.py)."""
+        assert self.hogwild is not None
+        first = self.step
+
+        def progress(rows: int, total: torch.Tensor) -> None:
+            bar.update(rows)
+            if (self.step - first) % 20 == 0:
+                bar.set_postfix(loss=f"{float(total.detach()):.4f}")
+            self.step += 1
+
+        return self.hogwild.run_epoch(batches, self.train, self.optim, first, progress)
 
     def _validate(self) -> dict[str, float]:
         start = time.perf_counter()

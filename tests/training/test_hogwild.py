@@ -1,0 +1,123 @@
+"""Hogwild workers: what they share, that concurrent steps compute what the same steps one at a time compute,
+that they train, and that they refuse the settings they cannot serve."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import pytest
+import torch
+from tqdm import tqdm
+
+from booktower.data.toy import checkerboard, random_prepared
+from booktower.training.distributed import DistContext
+from booktower.training.pipeline import build_model, train_run
+from booktower.training.trainer import Trainer, epoch_generator
+
+
+def _trainer(config, data, tmp_path, **kwargs) -> Trainer:
+    model = build_model(config, data, torch.device("cpu"))
+    return Trainer(model, data, config.training, config.seed, config.evaluation.ks, tmp_path, **kwargs)
+
+
+def test_workers_share_the_model_and_draw_their_own_negatives(small_config, tmp_path):
+    data = random_prepared(n_users=40, n_items=30, per_user=8)
+    trainer = _trainer(small_config("training.hogwild_workers=2"), data, tmp_path)
+    tasks = [worker.task for worker in trainer.hogwild.workers]
+    assert all(task.model is trainer.model for task in tasks)
+    assert tasks[0].sampler is not tasks[1].sampler and tasks[0].sampler is not trainer.sampler
+    assert tasks[0].sampler.generator is not tasks[1].sampler.generator
+    assert tasks[0].generator is not tasks[1].generator
+
+
+def _per_worker_losses(trainer: Trainer, batches: list[torch.Tensor]) -> list[list[float]]:
+    """Each worker's step losses in order, the tasks run one after the other on the unchanged model."""
+    losses = []
+    for k, worker in enumerate(trainer.hogwild.workers):
+        worker.task.sampler.generator = epoch_generator(trainer.seed + 1, 0, k)
+        worker.task.generator = epoch_generator(trainer.seed + 2, 0, k)
+        losses.append([float(sum(worker.task.losses(trainer.train.batch(index)).values()).detach())
+                       for index in batches[k :: len(trainer.hogwild.workers)]])
+    return losses
+
+
+def test_concurrent_steps_compute_what_the_same_steps_compute_one_at_a_time(small_config, tmp_path, kernels):
+    # A learning rate too small to move any weight: concurrent workers must then compute exactly the losses
+    # of the same batches run one at a time. Any shared scratch memory or state between threads breaks this.
+    data = random_prepared(n_users=200, n_items=120, per_user=12)
+    config = small_config("training.hogwild_workers=3", "training.batch_size=32", "training.optimizer.lr=1e-30",
+                          "training.optimizer.sparse_lr=1e-30", "model.history.pooling=recency")
+    trainer = _trainer(config, data, tmp_path)
+    batches = list(torch.randperm(trainer.train.n, generator=torch.Generator().manual_seed(0)).split(32))
+    assert len(batches) >= 30
+    seen: dict[str, list[float]] = {}
+
+    def record(rows, total):
+        seen.setdefault(threading.current_thread().name, []).append(float(total.detach()))
+
+    trainer.hogwild.run_epoch(batches, trainer.train, trainer.optim, 0, record)
+    concurrent = [seen[f"hogwild-{k}"] for k in range(3)]
+    assert concurrent == _per_worker_losses(trainer, batches)
+
+
+def test_hogwild_training_learns_the_checkerboard(small_config, tmp_path):
+    data = checkerboard(40)
+    config = small_config("training.epochs=8", "training.batch_size=32", "model.user.use_id=true",
+                          "training.hogwild_workers=2")
+    result = train_run(config, tmp_path / "run", data=data)
+    assert result.metrics["test"]["HR@10"] == 1.0
+
+
+def test_run_steps_counts_every_row_once(small_config, tmp_path):
+    data = random_prepared(n_users=60, n_items=40, per_user=10)
+    trainer = _trainer(small_config("training.hogwild_workers=2", "training.batch_size=16"), data, tmp_path)
+    batches = list(torch.arange(trainer.train.n).split(16))
+    with tqdm(total=trainer.train.n, file=io.StringIO()) as bar:
+        trainer.run_steps(batches, bar)
+        assert bar.n == trainer.train.n
+    assert trainer.step == len(batches)
+
+
+def test_a_failing_worker_raises_in_the_caller(small_config, tmp_path):
+    data = random_prepared(n_users=40, n_items=30, per_user=8)
+    trainer = _trainer(small_config("training.hogwild_workers=2"), data, tmp_path)
+    batches = [torch.arange(8), torch.tensor([trainer.train.n + 5])]  # the second is out of range
+    with pytest.raises(IndexError):
+        trainer.run_steps(batches, tqdm(disable=True))
+
+
+def test_hogwild_refuses_torchrun_and_cuda(small_config, tmp_path):
+    data = random_prepared(n_users=40, n_items=30, per_user=8)
+    config = small_config("training.hogwild_workers=2")
+    with pytest.raises(ValueError, match="hogwild_workers=1"):
+        _trainer(config, data, tmp_path, dist=DistContext(rank=0, world_size=2))
+
+
+def test_a_round_updates_the_tables_per_step_and_the_dense_weights_once_with_the_mean_gradient(small_config,
+                                                                                              tmp_path):
+    data = random_prepared(n_users=60, n_items=40, per_user=10)
+    config = small_config("training.hogwild_workers=2", "training.batch_size=32")
+    trainer = _trainer(config, data, tmp_path)
+    batches = list(torch.arange(64).split(32))
+    hogwild = trainer.hogwild
+    dense = [p for p, sparse in zip(hogwild.params, hogwild.is_sparse) if not sparse]
+    expected = []  # each worker's dense gradients at the starting weights, drawn as run_epoch will draw them
+    for k, worker in enumerate(hogwild.workers):
+        worker.task.sampler.generator = epoch_generator(trainer.seed + 1, 0, k)
+        worker.task.generator = epoch_generator(trainer.seed + 2, 0, k)
+        total = sum(worker.task.losses(trainer.train.batch(batches[k])).values())
+        expected.append(torch.autograd.grad(total, dense, allow_unused=True))
+    reference = [p.detach().clone().requires_grad_() for p in dense]
+    adamw = torch.optim.AdamW(reference, lr=config.training.optimizer.lr, weight_decay=0.0)
+    for ref, a, b in zip(reference, *expected):
+        ref.grad = None if a is None else (a + b) / 2
+    adamw.step()
+
+    trainer._epoch_generators()
+    trainer.run_steps(batches, tqdm(disable=True))
+    lazy, dense_optimizer = trainer.optim.optimizers
+    assert {state["step"] for state in lazy.state.values()} == {2}  # the tables: once per step
+    assert {int(state["step"]) for state in dense_optimizer.state.values()} == {1}  # the MLPs: once per round
+    for param, ref in zip(dense, reference):
+        torch.testing.assert_close(param.detach(), ref.detach(), rtol=1e-5, atol=1e-7)
