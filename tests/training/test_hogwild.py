@@ -121,3 +121,21 @@ def test_a_round_updates_the_tables_per_step_and_the_dense_weights_once_with_the
     assert {int(state["step"]) for state in dense_optimizer.state.values()} == {1}  # the MLPs: once per round
     for param, ref in zip(dense, reference):
         torch.testing.assert_close(param.detach(), ref.detach(), rtol=1e-5, atol=1e-7)
+
+
+def test_an_interrupted_hogwild_run_resumes_from_its_last_checkpoint(small_config, tmp_path):
+    data = random_prepared(n_users=60, n_items=40, per_user=10)
+    config = small_config("training.epochs=4", "training.hogwild_workers=2", "training.early_stopping.patience=0")
+
+    def stop_after_epoch_2(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(config, data, tmp_path).fit(on_epoch=stop_after_epoch_2)
+    resumed = _trainer(config, data, tmp_path)
+    trained = []
+    result = resumed.fit(resume=True, on_epoch=lambda row: trained.append(row["epoch"]))
+    assert trained == [3, 4]  # epochs 1-2 came from the checkpoint
+    assert [row["epoch"] for row in result.rows] == [1, 2, 3, 4]
+    assert resumed.step == 4 * resumed.steps_per_epoch
