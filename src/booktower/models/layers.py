@@ -30,9 +30,42 @@ class IdEmbedding(nn.Module):
         nn.init.normal_(self.table.weight, std=std)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if all_known(ids):
+            return self.table(ids)  # (..., dim): nothing to mask, three ops saved
         known = ids >= 0  # (...,)
         rows = self.table(ids.clamp(min=0))  # (..., dim)
         return rows * known.unsqueeze(-1).to(rows.dtype)
+
+
+def all_known(ids: torch.Tensor) -> bool:
+    """True where no id is -1 and finding out costs no host sync (CPU tensors): training batches never hold an
+    unknown id, so the masks of unknown rows can be skipped there."""
+    return ids.device.type == "cpu" and (ids.numel() == 0 or int(ids.min()) >= 0)
+
+
+class _L2Normalize(torch.autograd.Function):
+    """F.normalize(x, dim=-1) with one backward node of a few ops (autograd's chain through the norm, its clamp,
+    the expand and the division is about a dozen)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, eps: float) -> torch.Tensor:
+        raw = torch.linalg.vector_norm(x, dim=-1, keepdim=True)  # (..., 1)
+        norm = raw.clamp_min(eps)
+        y = x / norm
+        ctx.save_for_backward(y, norm, raw > eps)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        y, norm, unclamped = ctx.saved_tensors
+        # d(x / |x|) = (g - y <g, y>) / |x|; where the norm was clamped to eps, the divisor is a constant: g / eps
+        along = (grad * y).sum(dim=-1, keepdim=True).mul_(unclamped)
+        return (grad - y * along).div_(norm), None
+
+
+def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """x / max(||x||, eps) over the last dimension, as F.normalize."""
+    return _L2Normalize.apply(x, eps)
 
 
 class BagEmbedding(nn.Module):

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from booktower.models.batches import ItemBatch, UserBatch
-from booktower.models.layers import BagEmbedding, Fusion, IdEmbedding, mlp
+from booktower.models.layers import BagEmbedding, Fusion, IdEmbedding, all_known, l2_normalize, mlp
 from booktower.models.spec import SideSpec
 
 
@@ -51,10 +50,14 @@ class Tower(nn.Module):
         hidden = spec.hidden[1:] if fusion != "concat" else spec.hidden
         self.mlp = mlp(self.fusion.out_dim, hidden, output_dim, spec.dropout)
 
-    def _id_keep(self, ids: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """(B, 1) 1.0 where the ID path is used: a known id, not dropped by ID dropout in training."""
+    def _id_keep(self, ids: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor | None:
+        """(B, 1) 1.0 where the ID path is used: a known id, not dropped by ID dropout in training. None: every
+        row uses it (no masks to multiply)."""
+        dropout = self.training and self.spec.id_dropout > 0
+        if (self.ids is None and self.augment is None) or (not dropout and all_known(ids)):
+            return None
         keep = (ids >= 0).unsqueeze(-1).float()
-        if self.training and self.spec.id_dropout > 0:
+        if dropout:
             draw = torch.rand(ids.shape[0], 1, generator=generator, device=ids.device)
             keep = keep * (draw >= self.spec.id_dropout).float()
         return keep
@@ -72,17 +75,18 @@ class Tower(nn.Module):
 
     def forward(self, batch: ItemBatch | UserBatch, extras: list[torch.Tensor] | None = None,
                 generator: torch.Generator | None = None) -> TowerOutput:
-        keep = self._id_keep(batch.ids, generator)  # (B, 1)
+        keep = self._id_keep(batch.ids, generator)  # (B, 1) or None
         parts = []
         if self.ids is not None:
-            parts.append(self.ids(batch.ids) * keep)  # (B, id_dim)
+            rows = self.ids(batch.ids)  # (B, id_dim)
+            parts.append(rows if keep is None else rows * keep)
         parts += self.content(batch)
         augmented = None
         if self.augment is not None:
             augmented = self.augment(batch.ids)  # (B, d)
-            parts.append(augmented * keep)
+            parts.append(augmented if keep is None else augmented * keep)
         parts += list(extras or [])
         out = self.mlp(self.fusion(parts))  # (B, d)
         if self.normalize:
-            out = F.normalize(out.float(), dim=-1)
+            out = l2_normalize(out.float())
         return TowerOutput(out, augmented)
