@@ -116,7 +116,8 @@ class TrainingConfig(StrictModel):
     the dense weights are updated once per round of one step per worker, with the mean of the round's gradients.
     1 = one step at a time, `num_threads` threads inside each operation, bit-for-bit reproducible; more than 1
     is not (the order of the table updates varies). On the 2-core machines of docs/benchmarks.md, 2 workers
-    trained the amazon-books-2014 default 1.37x faster than 2 threads inside each step, to the same quality."""
+    trained the amazon-books-2014 default 1.04-1.33x faster than 2 threads inside each step, to the same
+    quality."""
     grad_clip: float | None = Field(None, gt=0)
     """Clip the dense gradients' global norm."""
     progress: bool = True
