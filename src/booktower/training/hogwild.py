@@ -14,7 +14,8 @@ The steps run in rounds of one batch per worker:
   too (each step's gradient then comes from weights one update old) slowed learning a lot on amazon-books-2014
   (validation NDCG@20 after 2 epochs 0.0228 against 0.0380, simulated on one thread), while one-update-old
   table gradients did not (0.0376), nor did the per-round dense update much (0.0365); docs/log.md.
-- The optimisers step under a lock, one worker at a time: their state is never written concurrently.
+- The sparse tables' optimiser steps under a lock, one worker at a time, and the dense one in the barrier's
+  action while every worker waits: optimiser state is never written concurrently.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from booktower.training.optim import Optimizers, sparse_parameters
 from booktower.training.task import TrainTask
 from booktower.utils.threads import one_thread_per_kernel
 
-# progress(rows of a finished step, its loss), called under the lock
+# progress(rows of a finished step, its loss), called under the lock after each step
 Progress = Callable[[int, torch.Tensor], None]
 
 
@@ -52,6 +53,7 @@ class Hogwild:
         self.params = [p for p in model.parameters() if p.requires_grad]
         sparse = {id(p) for p in sparse_parameters(model)}
         self.is_sparse = [id(p) in sparse for p in self.params]
+        self.dense = [p for p, is_sparse in zip(self.params, self.is_sparse) if not is_sparse]
         self.workers = [Worker(task.replica(model, sampler, None)) for sampler in samplers]
         self.lock = threading.Lock()
 
@@ -133,10 +135,8 @@ class _Epoch:
         rounds = [w.dense_grads for w in self.hogwild.workers if w.dense_grads is not None]
         if not rounds:
             return
-        dense = [p for p, sparse in zip(self.hogwild.params, self.hogwild.is_sparse) if not sparse]
-        for j, param in enumerate(dense):
+        for j, param in enumerate(self.hogwild.dense):
             given = [grads[j] for grads in rounds if grads[j] is not None]
             param.grad = None if not given else torch.stack(given).sum(0).div_(len(rounds))
         self.optim.step(self.step - 1, part="dense")
         self.optim.zero_grad()
-

@@ -282,15 +282,17 @@ class Trainer:
     def _hogwild_steps(self, batches: list[torch.Tensor], bar: tqdm) -> dict[str, torch.Tensor]:
         """The workers' steps (training/hogwild.py)."""
         assert self.hogwild is not None
-        first = self.step
+        done = [0]
 
         def progress(rows: int, total: torch.Tensor) -> None:
             bar.update(rows)
-            if (self.step - first) % 20 == 0:
+            if done[0] % 20 == 0:
                 bar.set_postfix(loss=f"{float(total.detach()):.4f}")
-            self.step += 1
+            done[0] += 1
 
-        return self.hogwild.run_epoch(batches, self.train, self.optim, first, progress)
+        sums = self.hogwild.run_epoch(batches, self.train, self.optim, self.step, progress)
+        self.step += len(batches)
+        return sums
 
     def _validate(self) -> dict[str, float]:
         start = time.perf_counter()
