@@ -62,11 +62,16 @@ def test_concurrent_steps_compute_what_the_same_steps_compute_one_at_a_time(smal
 
 
 def test_hogwild_training_learns_the_checkerboard(small_config, tmp_path):
+    # One step at a time ranks every reader's held-out book first here (test_trainer.py). The workers' order of
+    # table updates varies with the machine's load: on a quiet machine every reader's MRR@10 was 1 in 8 runs of 8,
+    # while with three test processes sharing the two cores one reader in 40 once fell outside the top 10 (1 run
+    # of ~160).
     data = checkerboard(40)
-    config = small_config("training.epochs=8", "training.batch_size=32", "model.user.use_id=true",
+    config = small_config("training.epochs=10", "training.batch_size=32", "model.user.use_id=true",
                           "training.hogwild_workers=2")
     result = train_run(config, tmp_path / "run", data=data)
-    assert result.metrics["test"]["HR@10"] == 1.0
+    assert result.metrics["test"]["HR@10"] >= 0.95
+    assert result.metrics["test"]["MRR@10"] >= 0.9
 
 
 def test_run_steps_counts_every_row_once(small_config, tmp_path):
