@@ -31,12 +31,18 @@ def test_workers_share_the_model_and_draw_their_own_negatives(small_config, tmp_
     assert tasks[0].generator is not tasks[1].generator
 
 
+def _epoch_0_generators(trainer: Trainer) -> None:
+    """Every worker's generators as the trainer seeds them for epoch 0, drawn afresh."""
+    seed = trainer.seed
+    trainer.hogwild.set_generators([(epoch_generator(seed + 1, 0, k), epoch_generator(seed + 2, 0, k))
+                                    for k in range(len(trainer.hogwild.workers))])
+
+
 def _per_worker_losses(trainer: Trainer, batches: list[torch.Tensor]) -> list[list[float]]:
     """Each worker's step losses in order, the tasks run one after the other on the unchanged model."""
+    _epoch_0_generators(trainer)
     losses = []
     for k, worker in enumerate(trainer.hogwild.workers):
-        worker.task.sampler.generator = epoch_generator(trainer.seed + 1, 0, k)
-        worker.task.generator = epoch_generator(trainer.seed + 2, 0, k)
         losses.append([float(sum(worker.task.losses(trainer.train.batch(index)).values()).detach())
                        for index in batches[k :: len(trainer.hogwild.workers)]])
     return losses
@@ -110,9 +116,8 @@ def test_a_round_updates_the_tables_per_step_and_the_dense_weights_once_with_the
     batches = list(torch.arange(64).split(32))
     hogwild = trainer.hogwild
     expected = []  # each worker's dense gradients at the starting weights, drawn as run_epoch will draw them
+    _epoch_0_generators(trainer)
     for k, worker in enumerate(hogwild.workers):
-        worker.task.sampler.generator = epoch_generator(trainer.seed + 1, 0, k)
-        worker.task.generator = epoch_generator(trainer.seed + 2, 0, k)
         total = sum(worker.task.losses(trainer.train.batch(batches[k])).values())
         expected.append(torch.autograd.grad(total, hogwild.dense, allow_unused=True))
     lazy, dense_optimizer = trainer.optim.optimizers
@@ -124,7 +129,7 @@ def test_a_round_updates_the_tables_per_step_and_the_dense_weights_once_with_the
         return step(*args, **kwargs)
 
     dense_optimizer.step = recording_step
-    trainer._epoch_generators()
+    _epoch_0_generators(trainer)
     trainer.run_steps(batches, tqdm(disable=True))
     assert {state["step"] for state in lazy.state.values()} == {2}  # the tables: once per step
     assert len(applied) == 1  # the MLPs: once per round

@@ -29,8 +29,9 @@ class IdEmbedding(nn.Module):
         self.table = nn.Embedding(n, dim, sparse=sparse)
         nn.init.normal_(self.table.weight, std=std)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        if all_known(ids):
+    def forward(self, ids: torch.Tensor, known: bool | None = None) -> torch.Tensor:
+        """`known`: the caller's `all_known(ids)`, when it has it (saves checking again)."""
+        if all_known(ids) if known is None else known:
             return self.table(ids)  # (..., dim): nothing to mask, three ops saved
         known = ids >= 0  # (...,)
         rows = self.table(ids.clamp(min=0))  # (..., dim)

@@ -50,11 +50,11 @@ class Tower(nn.Module):
         hidden = spec.hidden[1:] if fusion != "concat" else spec.hidden
         self.mlp = mlp(self.fusion.out_dim, hidden, output_dim, spec.dropout)
 
-    def _id_keep(self, ids: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor | None:
+    def _id_keep(self, ids: torch.Tensor, known: bool, generator: torch.Generator | None) -> torch.Tensor | None:
         """(B, 1) 1.0 where the ID path is used: a known id, not dropped by ID dropout in training. None: every
-        row uses it (no masks to multiply)."""
+        row uses it (no masks to multiply). `known`: all_known(ids)."""
         dropout = self.training and self.spec.id_dropout > 0
-        if (self.ids is None and self.augment is None) or (not dropout and all_known(ids)):
+        if not dropout and known:
             return None
         keep = (ids >= 0).unsqueeze(-1).float()
         if dropout:
@@ -75,15 +75,18 @@ class Tower(nn.Module):
 
     def forward(self, batch: ItemBatch | UserBatch, extras: list[torch.Tensor] | None = None,
                 generator: torch.Generator | None = None) -> TowerOutput:
-        keep = self._id_keep(batch.ids, generator)  # (B, 1) or None
+        keep, known = None, False
+        if self.ids is not None or self.augment is not None:
+            known = all_known(batch.ids)  # once: the lookups below skip their own masks on it too
+            keep = self._id_keep(batch.ids, known, generator)  # (B, 1) or None
         parts = []
         if self.ids is not None:
-            rows = self.ids(batch.ids)  # (B, id_dim)
+            rows = self.ids(batch.ids, known)  # (B, id_dim)
             parts.append(rows if keep is None else rows * keep)
         parts += self.content(batch)
         augmented = None
         if self.augment is not None:
-            augmented = self.augment(batch.ids)  # (B, d)
+            augmented = self.augment(batch.ids, known)  # (B, d)
             parts.append(augmented if keep is None else augmented * keep)
         parts += list(extras or [])
         out = self.mlp(self.fusion(parts))  # (B, d)
