@@ -4,7 +4,7 @@
         [--steps 30] [--threads 1 2] [--profile]
     .venv/bin/python benchmarks/train_throughput.py --kernels c pytorch --rounds 5   # C kernels on vs off
     .venv/bin/python benchmarks/train_throughput.py --config ... --nproc 1 2   # 1 and 2 gloo processes
-    .venv/bin/python benchmarks/train_throughput.py --threads 2 --hogwild 2 --rounds 5   # Hogwild vs one step at a time
+    .venv/bin/python benchmarks/train_throughput.py --threads 2 --workers 2 --rounds 5   # worker threads vs one step at a time
     python3 benchmarks/train_throughput.py --device cuda --compile on off   # CUDA: compiled vs eager loss passes
 
 Prints one table row per thread count and kernel (CUDA: compile) setting (or per process count with --nproc: each process has
@@ -117,16 +117,16 @@ def measure_processes(args: argparse.Namespace, batch_size: int) -> None:
         print(f"{world:>7} {seconds * 1000:>9.1f} {rate:>11.0f} {n_train / rate:>8.1f} {peak:>13.0f}", flush=True)
 
 
-def measure_hogwild(args: argparse.Namespace, config, data) -> None:
+def measure_workers(args: argparse.Namespace, config, data) -> None:
     """Steps per second of the trainer's own loop (`Trainer.run_steps`) with 1 worker (torch on --threads
-    threads inside each step) and with each --hogwild worker count (one core per worker), blocks of --steps
-    steps taking turns --rounds times in this one process."""
+    threads inside each step) and with each --workers count (one core per worker), blocks of --steps steps
+    taking turns --rounds times in this one process."""
     print(f"{'workers':>7} {'ms/step':>9} {'examples/s':>11} {'epoch s':>8} {'blocks ms':>13}")
     torch.set_num_threads(args.threads[0])
     batch_size = config.training.batch_size
     trainers = {}
-    for workers in [1, *args.hogwild]:
-        overrides = [*args.overrides, f"training.hogwild_workers={workers}"]
+    for workers in [1, *args.workers]:
+        overrides = [*args.overrides, f"training.workers={workers}"]
         cfg = load_config(args.config, ["training.progress=false", *overrides])
         trainers[workers] = Trainer(build_model(cfg, data, torch.device("cpu")), data, cfg.training, cfg.seed,
                                     cfg.evaluation.ks, "/tmp/booktower-bench")
@@ -164,8 +164,8 @@ def main() -> None:
                         help="CUDA: the in-batch softmax's passes through torch.compile or eager, timed in turn")
     parser.add_argument("--rounds", type=int, default=1,
                         help="blocks of --steps steps per kernel setting, taken in turn; the table gives medians")
-    parser.add_argument("--hogwild", type=int, nargs="+", default=None,
-                        help="instead: the trainer's loop with these numbers of Hogwild workers against 1 worker "
+    parser.add_argument("--workers", type=int, nargs="+", default=None,
+                        help="instead: the trainer's loop with these numbers of worker threads against 1 worker "
                              "on --threads threads (CPU), taking turns")
     parser.add_argument("--nproc", type=int, nargs="+", default=None,
                         help="instead: time these numbers of single-thread gloo processes (CPU, DDP)")
@@ -175,8 +175,8 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.2f}; batch {config.training.batch_size}; "
           f"{config.training.loss.main} + {config.training.negatives.sampler}({config.training.negatives.num_negatives}); "
           f"{len(data.split.train.user):,} training interactions, {data.n_items:,} items")
-    if args.hogwild:
-        measure_hogwild(args, config, data)
+    if args.workers:
+        measure_workers(args, config, data)
         return
     if args.nproc:
         del data

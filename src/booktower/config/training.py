@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -85,6 +86,17 @@ class EarlyStoppingConfig(StrictModel):
 class TrainingConfig(StrictModel):
     """The training loop."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: object) -> object:
+        """`hogwild_workers` (session 8) is now `workers`: the tables are no longer updated Hogwild-style."""
+        if isinstance(data, dict) and "hogwild_workers" in data:
+            if "workers" in data:
+                raise ValueError("training.hogwild_workers is the old name of training.workers: set only workers")
+            warnings.warn("training.hogwild_workers is renamed training.workers", DeprecationWarning, stacklevel=2)
+            data = {("workers" if key == "hogwild_workers" else key): value for key, value in data.items()}
+        return data
+
     epochs: int = Field(10, ge=1)
     """Most epochs to train (early stopping may end sooner)."""
     batch_size: int = Field(1024, ge=1)
@@ -110,14 +122,12 @@ class TrainingConfig(StrictModel):
     served model. Validation metrics still come from the selection model; the saved model is the refit one."""
     num_threads: int | None = Field(None, ge=1)
     """torch CPU threads (None = torch default)."""
-    hogwild_workers: int = Field(1, ge=1)
-    """CPU only: Python threads that each run whole training steps, one core each, on the same model
-    (training/hogwild.py). Each worker updates the sparse embedding tables as soon as its step ends, Hogwild-style;
-    the dense weights are updated once per round of one step per worker, with the mean of the round's gradients.
-    1 = one step at a time, `num_threads` threads inside each operation, bit-for-bit reproducible; more than 1
-    is not (the order of the table updates varies). On the 2-core machines of docs/benchmarks.md, 2 workers
-    trained the amazon-books-2014 default 1.04-1.33x faster than 2 threads inside each step, to the same
-    quality."""
+    workers: int = Field(1, ge=1)
+    """CPU only: Python threads that each compute one batch of a round, one core each, on the same model
+    (training/workers.py); the round's dense update is the mean of its gradients, and the tables take its
+    batches' gradients one after another. Bit-for-bit reproducible for a given value on any machine. 1 = one
+    step at a time, `num_threads` threads inside each operation. On the 2-core machines of docs/benchmarks.md,
+    2 workers trained the amazon-books-2014 default 1.2-1.3x faster than 2 threads inside each step."""
     grad_clip: float | None = Field(None, gt=0)
     """Clip the dense gradients' global norm."""
     progress: bool = True

@@ -40,7 +40,7 @@ _P = ctypes.c_void_p
 _I = ctypes.c_int64
 _F = ctypes.c_float
 _SIGNATURES = {
-    "bt_lazy_adam": [_P, _P, _P, _I, _I, _P, _P, _I, _P, _P, _P, _F, _F, _F, _F, _F],
+    "bt_lazy_adam": [_P, _P, _P, _I, _I, _P, _P, _I, _P, _P, _P, _P, _F, _F, _F, _F, _F, _I, _I],
     "bt_bag_forward": [_P, _I, _I, _P, _P, _I, _I, _P],
     "bt_bag_backward": [_P, _I, _P, _P, _I, _I, _I, _P, _P, _P],
     "bt_hit_pairs": [_P, _I, _P, _I, _P, _I, _P, _I, _I, _P, _P, _P, _P, _P, _I],
@@ -197,9 +197,11 @@ def _check(status: int, what: str) -> int:
 
 
 def lazy_adam_(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, index: torch.Tensor,
-               values: torch.Tensor, step_size: float, beta1: float, beta2: float, eps: float) -> bool:
+               values: torch.Tensor, step_size: float, beta1: float, beta2: float, eps: float, part: int = 0,
+               parts: int = 1) -> bool:
     """The row-wise Adam update of optim.LazyAdam, in place, for gradient entries (index, values) whose rows may
-    repeat. False (nothing done) where the kernels are off or the tensors are not plain CPU float32 tables."""
+    repeat, on the rows r with r % parts == part only. False (nothing done) where the kernels are off or the
+    tensors are not plain CPU float32 tables."""
     tables = (param, exp_avg, exp_avg_sq)
     if not takes(tables + (values,), (index,)) or param.dim() != 2 or not all(t.is_contiguous() for t in tables):
         return False
@@ -209,10 +211,11 @@ def lazy_adam_(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Ten
     n = index.numel()
     slot = _workspace.markers(n_rows)
     rows = _workspace.get("rows", n, torch.int64)
+    first = _workspace.get("first", n, torch.int64)
     merged = _workspace.get("values", min(n, n_rows) * dim, torch.float32)  # one row per distinct row
     _check(lib.bt_lazy_adam(_ptr(param), _ptr(exp_avg), _ptr(exp_avg_sq), n_rows, dim, _ptr(index), _ptr(values),
-                            n, _ptr(slot), _ptr(rows), _ptr(merged), step_size, beta2, eps, 1.0 - beta1,
-                            1.0 - beta2), "lazy_adam")
+                            n, _ptr(slot), _ptr(rows), _ptr(first), _ptr(merged), step_size, beta2, eps, 1.0 - beta1,
+                            1.0 - beta2, part, parts), "lazy_adam")
     return True
 
 

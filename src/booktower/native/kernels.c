@@ -34,34 +34,46 @@
 /* Adam on the rows of a sparse gradient given as entries (index[e], values[e, :]), rows possibly repeated and
  * in any order: each row's entries are summed first (the update is not linear), then
  *   m = m + (1 - beta1) (g - m);  v = beta2 v + (1 - beta2) g^2;  p -= step_size m / (sqrt(v) + eps).
- * `rows` (n_entries) and `merged` (min(n_entries, n_rows) x dim) are workspaces. Returns the number of distinct
- * rows. */
+ * `rows` (n_entries) and `merged` (min(n_entries, n_rows) x dim) are workspaces. Only rows r with
+ * r % parts == part are updated (parts = 1: all), so that `parts` threads can apply one gradient together, each
+ * to its own rows. Returns the number of distinct rows updated. */
 KERNEL int64_t bt_lazy_adam(float *param, float *exp_avg, float *exp_avg_sq, int64_t n_rows, int64_t dim,
                      const int64_t *index, const float *values, int64_t n_entries,
-                     int64_t *slot, int64_t *rows, float *merged,
-                     float step_size, float beta2, float eps, float one_minus_beta1, float one_minus_beta2) {
+                     int64_t *slot, int64_t *rows, int64_t *first, float *merged,
+                     float step_size, float beta2, float eps, float one_minus_beta1, float one_minus_beta2,
+                     int64_t part, int64_t parts) {
     for (int64_t e = 0; e < n_entries; e++)
         if (index[e] < 0 || index[e] >= n_rows) return -1;
+    if (parts < 1 || part < 0 || part >= parts) return -1;
     /* 1 - beta comes from the caller, computed in double: 1.0f - 0.999f is off by 1.3e-5 relative */
     const float keep1 = one_minus_beta1, keep2 = one_minus_beta2;
+    /* a 64-bit division per entry cost as much as the update: a mask where parts is a power of two */
+    const uint64_t mask = (uint64_t)parts - 1;
+    const int pow2 = (parts & (int64_t)mask) == 0;
+#define MINE(r) (parts == 1 || (pow2 ? ((uint64_t)(r) & mask) == (uint64_t)part : (r) % parts == part))
     /* First pass: each row's first entry. Without repeats (the usual case for ID lookups of distinct ids) the
      * update reads the entries in place, with no merged copy. */
-    int64_t n_distinct = 0;
+    int64_t n_distinct = 0, n_kept = 0;
     for (int64_t e = 0; e < n_entries; e++) {
+        if (!MINE(index[e])) continue;
+        n_kept++;
         if (slot[index[e]] < 0) {
             slot[index[e]] = n_distinct;
+            first[n_distinct] = e;
             rows[n_distinct++] = index[e];
         }
     }
-    const int repeats = n_distinct < n_entries;
+    const int repeats = n_distinct < n_kept;
     if (repeats) {
         memset(merged, 0, (size_t)(n_distinct * dim) * sizeof(float));
         for (int64_t e = 0; e < n_entries; e++) {
+            if (!MINE(index[e])) continue;
             float *acc = merged + slot[index[e]] * dim;
             const float *g = values + e * dim;
             for (int64_t j = 0; j < dim; j++) acc[j] += g[j];
         }
     }
+#undef MINE
     /* Rows in first-seen order, with the next rows' lines requested early: visiting them in ascending order
      * instead (a scan of the marker table) made the whole step slower, as the entries are then read at random. */
     /* rows are distinct, so threads never write the same row */
@@ -77,8 +89,8 @@ KERNEL int64_t bt_lazy_adam(float *param, float *exp_avg, float *exp_avg_sq, int
         }
         int64_t row = rows[k];
         slot[row] = -1;
-        /* row k's summed gradient; without repeats, entry k is row k's only entry */
-        const float *g = (repeats ? merged : values) + k * dim;
+        /* row k's summed gradient; without repeats, its only entry */
+        const float *g = repeats ? merged + k * dim : values + first[k] * dim;
         float *p = param + row * dim, *m = exp_avg + row * dim, *v = exp_avg_sq + row * dim;
         for (int64_t j = 0; j < dim; j++) {
             float mj = m[j] + keep1 * (g[j] - m[j]);

@@ -31,36 +31,54 @@ class LazyAdam(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                if p.grad.is_sparse:
-                    index, values = p.grad._indices()[0], p.grad._values()  # rows may repeat: merged below
-                else:
-                    index, values = _touched_rows(p.grad)
-                if values.numel() == 0:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state = self.state_of(p)
                 state["step"] += 1
-                step = state["step"]
-                step_size = group["lr"] * math.sqrt(1 - beta2**step) / (1 - beta1**step)
-                if native.lazy_adam_(p, state["exp_avg"], state["exp_avg_sq"], index, values, step_size, beta1,
-                                     beta2, group["eps"]):
-                    continue  # one pass over the entries in C: about 4x less time than the ops below
-                rows, values = _touched_rows(p.grad) if p.grad.is_sparse else (index, values)  # (r,), (r, d)
-                m = state["exp_avg"].index_select(0, rows).lerp_(values, 1 - beta1)  # (r, d)
-                v = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(values, values, value=1 - beta2)
-                state["exp_avg"].index_copy_(0, rows, m)
-                state["exp_avg_sq"].index_copy_(0, rows, v)
-                # rows are distinct, so a gather-add-scatter equals index_add_, which is ~4x slower on the CPU
-                # (1.6 vs 0.4 ms for 13k rows of the amazon item table, 2 threads)
-                update = m.div_(v.sqrt_().add_(group["eps"]))
-                p.index_copy_(0, rows, p.index_select(0, rows).add_(update, alpha=-step_size))
+                self.apply(p, p.grad, group, state["step"])
+
+    def state_of(self, p: torch.Tensor) -> dict:
+        """p's moments and step count, created at the first use."""
+        state = self.state[p]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p)
+            state["exp_avg_sq"] = torch.zeros_like(p)
+        return state
+
+    @torch.no_grad()
+    def apply(self, p: torch.Tensor, grad: torch.Tensor, group: dict, step: int, lr: float | None = None,
+              part: int = 0, parts: int = 1) -> None:
+        """One update of `p` by `grad` as its step number `step` (bias correction) at `lr` (default the group's),
+        on the rows r with r % parts == part only: `parts` threads may apply one gradient at once, each to its
+        own rows. The step count in p's state is the caller's to advance."""
+        if grad.is_sparse:
+            index, values = grad._indices()[0], grad._values()  # rows may repeat: merged below
+        else:
+            index, values = _touched_rows(grad)
+        if values.numel() == 0:
+            return
+        state = self.state_of(p)
+        beta1, beta2 = group["betas"]
+        lr = group["lr"] if lr is None else lr
+        step_size = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
+        if native.lazy_adam_(p, state["exp_avg"], state["exp_avg_sq"], index, values, step_size, beta1, beta2,
+                             group["eps"], part, parts):
+            return  # one pass over the entries in C: about 4x less time than the ops below
+        if parts > 1:
+            mine = index.remainder(parts) == part
+            index, values = index[mine], values[mine]
+            grad = torch.sparse_coo_tensor(index.unsqueeze(0), values, p.shape, check_invariants=False)
+        rows, values = _touched_rows(grad) if grad.is_sparse else (index, values)  # (r,), (r, d)
+        m = state["exp_avg"].index_select(0, rows).lerp_(values, 1 - beta1)  # (r, d)
+        v = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(values, values, value=1 - beta2)
+        state["exp_avg"].index_copy_(0, rows, m)
+        state["exp_avg_sq"].index_copy_(0, rows, v)
+        # rows are distinct, so a gather-add-scatter equals index_add_, which is ~4x slower on the CPU
+        # (1.6 vs 0.4 ms for 13k rows of the amazon item table, 2 threads)
+        update = m.div_(v.sqrt_().add_(group["eps"]))
+        p.index_copy_(0, rows, p.index_select(0, rows).add_(update, alpha=-step_size))
 
 
 def _touched_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,19 +130,25 @@ class Optimizers:
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
 
+    def sparse_optimizer(self) -> LazyAdam | None:
+        """The tables' row-wise optimiser (None: no sparse tables)."""
+        return next((opt for opt in self.optimizers if isinstance(opt, LazyAdam)), None)
+
+    def lr_factor(self, step: int) -> float:
+        """The schedule's multiplier of the base learning rates at `step`."""
+        return lr_factor(self.config.schedule, step, self.total_steps, self.config.warmup_fraction)
+
     def step(self, step: int, part: str = "all") -> None:
-        """Update with the current gradients at schedule position `step`. `part`: "all"; "sparse" (the row-wise
-        optimiser of the sparse tables only) or "dense" (the dense optimiser only, with the gradient clip), which
-        Hogwild workers step at different times."""
-        if part not in ("all", "sparse", "dense"):
-            raise ValueError(f"unknown optimiser part {part!r}; choose all, sparse or dense")
-        chosen = [opt for opt in self.optimizers
-                  if part == "all" or isinstance(opt, LazyAdam) == (part == "sparse")]
-        factor = lr_factor(self.config.schedule, step, self.total_steps, self.config.warmup_fraction)
+        """Update with the current gradients at schedule position `step`. `part`: "all", or "dense" (the dense
+        optimiser only, with the gradient clip): worker threads update the tables themselves (workers.py)."""
+        if part not in ("all", "dense"):
+            raise ValueError(f"unknown optimiser part {part!r}; choose all or dense")
+        chosen = [opt for opt in self.optimizers if part == "all" or not isinstance(opt, LazyAdam)]
+        factor = self.lr_factor(step)
         for opt in chosen:
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * factor
-        if self.grad_clip is not None and self.dense and part != "sparse":
+        if self.grad_clip is not None and self.dense:
             torch.nn.utils.clip_grad_norm_(self.dense, self.grad_clip)
         for opt in chosen:
             opt.step()

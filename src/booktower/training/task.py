@@ -63,7 +63,7 @@ class TrainTask:
         self.compile = True  # the unblocked path on CUDA: torch.compile its passes over the logits
 
     def replica(self, model: TwoTower, sampler: NegativeSampler, generator: torch.Generator | None) -> "TrainTask":
-        """The same task on another model (a Hogwild worker's), drawing from its own sampler and generator."""
+        """The same task on another model (a worker thread's), drawing from its own sampler and generator."""
         task = TrainTask(model, self.data, self.users, self.items, sampler, self.n_negatives, self.config,
                          self.item_category, generator)
         task.fused, task.softmax_block_rows, task.compile = self.fused, self.softmax_block_rows, self.compile

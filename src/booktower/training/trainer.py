@@ -26,7 +26,7 @@ from booktower.training.batching import TrainingData
 from booktower.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from booktower.training.distributed import DistContext, rank_shard
 from booktower.training.evaluate import evaluate_model
-from booktower.training.hogwild import Hogwild
+from booktower.training.workers import Workers
 from booktower.training.optim import build_optimizers
 from booktower.training.task import TrainTask
 from booktower.utils.atomic import atomic_write_text
@@ -142,7 +142,7 @@ class Trainer:
         self.shard_size = math.ceil(self.train.n / self.dist.world_size)
         self.steps_per_epoch = math.ceil(self.shard_size / config.batch_size)
         self.optim = build_optimizers(model, config.optimizer, self.steps_per_epoch * config.epochs, config.grad_clip)
-        self.hogwild = self._hogwild() if config.hogwild_workers > 1 else None
+        self.workers = self._workers()
         self.forward = self.task.losses
         if self.dist.enabled:
             self.forward = self._wrap_ddp()
@@ -151,7 +151,7 @@ class Trainer:
         self.rows: list[dict[str, Any]] = []
         self.epoch = 0
         self.step = 0
-        if self.hogwild is not None:
+        if self.workers is not None:
             self._epoch_generators()  # each epoch re-seeds them; these serve steps run before the first
 
     def _wrap_ddp(self):
@@ -167,27 +167,34 @@ class Trainer:
         return DistributedDataParallel(LossModule(self.model, self.task), device_ids=ids,
                                        find_unused_parameters=True)
 
-    def _hogwild(self) -> Hogwild:
-        workers = self.config.hogwild_workers
+    def _workers(self) -> Workers | None:
+        """The worker threads of `training.workers`, or None: one step at a time. A config written for a CPU
+        (the amazon-books-2014 one asks for 2 workers) still runs under torchrun or on a GPU, one step at a time,
+        so the setting is ignored there with a warning rather than refused."""
+        workers = self.config.workers
+        if workers == 1:
+            return None
         if self.dist.enabled:
-            raise ValueError(f"training.hogwild_workers={workers} runs threads in one process; under torchrun each "
-                             "rank is a process already: set training.hogwild_workers=1")
+            log.warning("training.workers=%d is ignored under torchrun: each rank is a process already and runs "
+                        "one step at a time (give each rank its own cores instead)", workers)
+            return None
         if self.device.type != "cpu":
-            raise ValueError(f"training.hogwild_workers={workers} is for the CPU; on {self.device.type} set "
-                             "training.hogwild_workers=1 (one larger batch keeps a GPU busy instead)")
+            log.warning("training.workers=%d is for the CPU and is ignored on %s: one step at a time (a larger "
+                        "training.batch_size keeps a GPU busy instead)", workers, self.device.type)
+            return None
         samplers = [build_sampler(self.config.negatives, self.train.item_counts, torch.Generator())
                     for _ in range(workers)]
-        log.info("Hogwild: %d worker threads, one core each", workers)
-        return Hogwild(self.model, self.task, samplers)
+        log.info("%d worker threads, one core each", workers)
+        return Workers(self.model, self.task, samplers)
 
     def _epoch_generators(self) -> None:
-        """Distributed: re-seed this rank's negative sampler and dropout from (seed, epoch, rank); Hogwild: each
-        worker's from (seed, epoch, worker)."""
+        """Distributed: re-seed this rank's negative sampler and dropout from (seed, epoch, rank); worker
+        threads: each worker's from (seed, epoch, worker)."""
         rank, epoch = self.dist.rank, self.epoch
-        if self.hogwild is not None:
-            self.hogwild.set_generators([(epoch_generator(self.seed + 1, epoch, k),
+        if self.workers is not None:
+            self.workers.set_generators([(epoch_generator(self.seed + 1, epoch, k),
                                           epoch_generator(self.seed + 2, epoch, k, self.device))
-                                         for k in range(len(self.hogwild.workers))])
+                                         for k in range(len(self.workers.workers))])
             return
         self.sampler.generator = epoch_generator(self.seed + 1, epoch, rank)
         self.task.generator = self.dropout_gen = epoch_generator(self.seed + 2, epoch, rank, self.device)
@@ -239,7 +246,7 @@ class Trainer:
         cfg = self.config
         perm = torch.randperm(self.train.n, generator=self.shuffle_gen)  # the same on every rank
         perm = rank_shard(perm, self.dist.rank, self.dist.world_size).to(self.device)
-        if self.dist.enabled or self.hogwild is not None:
+        if self.dist.enabled or self.workers is not None:
             self._epoch_generators()
         batches = [perm[k * cfg.batch_size : (k + 1) * cfg.batch_size] for k in range(self.steps_per_epoch)]
         start = time.perf_counter()
@@ -256,8 +263,8 @@ class Trainer:
 
     def run_steps(self, batches: list[torch.Tensor], bar: tqdm) -> dict[str, torch.Tensor]:
         """Train on `batches` (index tensors into the training interactions), one step each; return the loss
-        parts summed over rows. Hogwild workers run them concurrently."""
-        return self._hogwild_steps(batches, bar) if self.hogwild is not None else self._steps(batches, bar)
+        parts summed over rows. Worker threads run them a round at a time."""
+        return self._worker_steps(batches, bar) if self.workers is not None else self._steps(batches, bar)
 
     def _steps(self, batches: list[torch.Tensor], bar: tqdm) -> dict[str, torch.Tensor]:
         """One step at a time."""
@@ -279,9 +286,9 @@ class Trainer:
                 bar.set_postfix(loss=f"{float(total.detach()):.4f}")
         return sums
 
-    def _hogwild_steps(self, batches: list[torch.Tensor], bar: tqdm) -> dict[str, torch.Tensor]:
-        """The workers' steps (training/hogwild.py)."""
-        assert self.hogwild is not None
+    def _worker_steps(self, batches: list[torch.Tensor], bar: tqdm) -> dict[str, torch.Tensor]:
+        """The worker threads' steps (training/workers.py)."""
+        assert self.workers is not None
         done = [0]
 
         def progress(rows: int, total: torch.Tensor) -> None:
@@ -290,7 +297,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{float(total.detach()):.4f}")
             done[0] += 1
 
-        sums = self.hogwild.run_epoch(batches, self.train, self.optim, self.step, progress)
+        sums = self.workers.run_epoch(batches, self.train, self.optim, self.step, progress)
         self.step += len(batches)
         return sums
 
