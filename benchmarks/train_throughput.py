@@ -43,7 +43,7 @@ def make_step(trainer: Trainer, perm: torch.Tensor, batch_size: int):
             parts = trainer.forward(trainer.train.batch(index))
         total = sum(parts.values())
         trainer.optim.zero_grad()
-        total.backward()
+        trainer.backward(total)
         trainer.optim.step(k)
     return step
 

@@ -53,7 +53,7 @@ def test_lazy_adam_kernel_matches_the_pytorch_path(kernels_on, monkeypatch, n_ro
 
 
 def test_lazy_adam_kernel_takes_dense_table_gradients_too(kernels_on, monkeypatch):
-    """Tables under DDP send dense gradients; their non-zero rows go through the same kernel."""
+    """A dense table gradient: its non-zero rows go through the same kernel."""
     gen = torch.Generator().manual_seed(2)
     batches = [torch.randint(0, 30, (25,), generator=gen) for _ in range(3)]
     c_path = _train_table(30, batches, "1", monkeypatch, sparse=False)

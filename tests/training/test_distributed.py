@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from booktower.training.distributed import rank_shard
+from booktower.training.distributed import average_sparse_gradients, rank_shard
 from booktower.training.trainer import epoch_generator
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -35,6 +35,45 @@ def test_epoch_generators_depend_on_seed_epoch_and_rank_only():
     assert draw(1, 2, 0) == draw(1, 2, 0)
     assert draw(1, 2, 0) != draw(1, 2, 1)
     assert draw(1, 2, 0) != draw(1, 3, 0)
+
+
+def _rank_gradients(rank: int) -> list[torch.Tensor | None]:
+    """Each rank's sparse gradients of two (10, 3) tables: rows repeat, and rank 1 has none for the second."""
+    values = torch.arange(1.0, 13.0).view(4, 3) * (rank + 1)
+    rows = torch.tensor([[1, 4, 1, 9]] if rank == 0 else [[4, 7, 0, 4]])
+    first = torch.sparse_coo_tensor(rows, values, (10, 3), check_invariants=True)
+    second = torch.sparse_coo_tensor(torch.tensor([[2, 5]]), values[:2], (10, 3), check_invariants=True)
+    return [first, second if rank == 0 else None]
+
+
+def _average_on_rank(rank: int, world: int, init_file: str, results) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    tables = [torch.zeros(10, 3, requires_grad=True) for _ in range(2)]
+    for table, grad in zip(tables, _rank_gradients(rank)):
+        table.grad = grad
+    average_sparse_gradients(tables)
+    # plain lists: tensors would travel as shared memory that ends with this process
+    results.put((rank, [table.grad.to_dense().tolist() for table in tables], [table.grad.is_sparse for table in tables]))
+    dist.destroy_process_group()
+
+
+def test_sparse_table_gradients_average_over_two_gloo_processes(tmp_path):
+    """What DDP's all-reduce would give the tables (the mean of the ranks' gradients, repeated rows summed),
+    on every rank, and still as a sparse gradient for LazyAdam; a rank without a gradient counts as zeros."""
+    import torch.multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    results = context.SimpleQueue()
+    mp.start_processes(_average_on_rank, args=(2, str(tmp_path / "init"), results), nprocs=2, start_method="spawn")
+    got = dict((rank, (dense, sparse)) for rank, dense, sparse in (results.get() for _ in range(2)))
+    per_rank = [[g.to_dense() if g is not None else torch.zeros(10, 3) for g in _rank_gradients(r)] for r in (0, 1)]
+    for rank in (0, 1):
+        dense, sparse = got[rank]
+        assert sparse == [True, True]
+        for j in range(2):
+            torch.testing.assert_close(torch.tensor(dense[j]), (per_rank[0][j] + per_rank[1][j]) / 2)
 
 
 def _run(cmd: list[str]) -> str:

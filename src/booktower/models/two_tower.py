@@ -36,15 +36,7 @@ class TwoTower(nn.Module):
             extra.append(spec.item.id_dim)
         self.user_tower = Tower(spec.user, spec.fusion, spec.output_dim, spec.normalize, spec.sparse, extra)
         self.item_tower = Tower(spec.item, spec.fusion, spec.output_dim, spec.normalize, spec.sparse)
-        self.sparse_gradients = spec.sparse  # a runtime choice, not part of the architecture
-
-    def use_dense_gradients(self) -> None:
-        """Make every embedding table produce dense gradients (what DistributedDataParallel can all-reduce
-        with any backend). The weights and the saved spec are unchanged."""
-        for module in self.modules():
-            if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
-                module.sparse = False
-        self.sparse_gradients = False
+        self.sparse_gradients = spec.sparse
 
     @property
     def temperature(self) -> float:

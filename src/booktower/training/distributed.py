@@ -126,3 +126,55 @@ def gather(x: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts, dim=0)
+
+
+def average_sparse_gradients(params: list[torch.Tensor]) -> None:
+    """Average the sparse gradients of `params` (float32 embedding tables) over the ranks, as DDP averages the
+    dense ones, by all-gathering every rank's (row, values) entries: the concatenation divided by the world size
+    is the mean a dense all-reduce gives, in entries x dim floats per rank instead of rows x dim (0.6 MB against
+    3.7 GB per step at Amazon 2023 scale, docs/scaling.md). Rows may repeat; LazyAdam merges them. A rank without
+    a gradient for a table takes part with no entries, so every rank runs the same two collectives: the entry
+    counts, then one buffer with every table's rows and values as 32-bit words."""
+    if not params:
+        return
+    world, device = dist.get_world_size(), params[0].device
+    entries = [_entries(param) for param in params]
+    counts = torch.tensor([len(index) for index, _ in entries], dtype=torch.int64, device=device)
+    every = [torch.empty_like(counts) for _ in range(world)]
+    dist.all_gather(every, counts)
+    sizes = torch.stack(every).tolist()  # (world, tables)
+    widths = [2 + param.shape[1] for param in params]  # 32-bit words: an int64 row is two
+    length = max(sum(n * w for n, w in zip(row, widths)) for row in sizes)
+    # int32 words carry the rows and the float32 values as bits: integer copies never touch a value
+    buffer = torch.zeros(max(length, 1), dtype=torch.int32, device=device)
+    offset = 0
+    for (index, values), width in zip(entries, widths):
+        n = len(index)
+        block = buffer[offset : offset + n * width].view(n, width)
+        block[:, :2] = index.contiguous().view(torch.int32).view(n, 2)
+        block[:, 2:] = values.contiguous().view(torch.int32)
+        offset += n * width
+    parts = [torch.empty_like(buffer) for _ in range(world)]
+    dist.all_gather(parts, buffer)
+    gathered: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in params]
+    for part, row in zip(parts, sizes):
+        offset = 0
+        for j, (n, width) in enumerate(zip(row, widths)):
+            block = part[offset : offset + n * width].view(n, width)
+            gathered[j].append((block[:, :2].reshape(-1).view(torch.int64),
+                                block[:, 2:].reshape(-1).view(torch.float32).view(n, width - 2)))
+            offset += n * width
+    for param, blocks in zip(params, gathered):
+        index = torch.cat([rows for rows, _ in blocks])
+        values = torch.cat([vals for _, vals in blocks]).div_(world)
+        param.grad = torch.sparse_coo_tensor(index.unsqueeze(0), values, param.shape, check_invariants=False)
+
+
+def _entries(param: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A table's sparse gradient as (rows (n,), values (n, dim)); no gradient gives no entries."""
+    grad = param.grad
+    if grad is None:
+        return torch.zeros(0, dtype=torch.int64, device=param.device), param.new_zeros(0, param.shape[1])
+    if not grad.is_sparse or grad.dtype != torch.float32:
+        raise ValueError("average_sparse_gradients takes float32 sparse gradients of embedding tables")
+    return grad._indices()[0], grad._values()

@@ -83,7 +83,7 @@ class LazyAdam(torch.optim.Optimizer):
 
 def _touched_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The rows a gradient updates (ascending) and their summed values. The update is non-linear, so each row
-    must appear once; a dense gradient (tables under DDP) gives its non-zero rows, so the update stays lazy."""
+    must appear once; a dense gradient gives its non-zero rows, so the update stays lazy."""
     if not grad.is_sparse:
         rows = grad.ne(0).any(dim=1).nonzero().squeeze(1)  # (r,)
         return rows, grad.index_select(0, rows)

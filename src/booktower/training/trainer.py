@@ -24,11 +24,11 @@ from booktower.models.batches import SideTensors
 from booktower.models.two_tower import TwoTower
 from booktower.training.batching import TrainingData
 from booktower.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from booktower.training.distributed import DistContext, rank_shard
+from booktower.training.distributed import DistContext, average_sparse_gradients, rank_shard
 from booktower.training.evaluate import evaluate_model
-from booktower.training.workers import Workers
-from booktower.training.optim import build_optimizers
+from booktower.training.optim import build_optimizers, sparse_parameters
 from booktower.training.task import TrainTask
+from booktower.training.workers import Workers
 from booktower.utils.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,7 @@ class Trainer:
         self.shard_size = math.ceil(self.train.n / self.dist.world_size)
         self.steps_per_epoch = math.ceil(self.shard_size / config.batch_size)
         self.optim = build_optimizers(model, config.optimizer, self.steps_per_epoch * config.epochs, config.grad_clip)
+        self.sparse_tables = sparse_parameters(model)
         self.workers = self._workers()
         self.forward = self.task.losses
         if self.dist.enabled:
@@ -157,15 +158,25 @@ class Trainer:
     def _wrap_ddp(self):
         from torch.nn.parallel import DistributedDataParallel
 
-        # The tables send dense gradients under DDP. NCCL cannot all-reduce sparse ones. gloo can, but its sparse
-        # all-reduce crashed 2-process CPU runs intermittently (heap corruption in 4 of ~90 runs once the step got
-        # faster; 0 of 30 on the same test with dense gradients, and dense was stable before). LazyAdam still
-        # updates only the rows whose gradient is non-zero, so the arithmetic matches the single-process run.
-        self.model.use_dense_gradients()
+        # DDP all-reduces the dense weights; the tables keep their sparse gradients and are left out of it, and
+        # `backward` all-gathers their entries instead (distributed.average_sparse_gradients). A dense all-reduce
+        # of whole tables made 2 CPU processes slower than one and grows with the catalogue; gloo's own sparse
+        # all-reduce crashed 2-process runs intermittently (heap corruption in 4 of ~90, session 5).
         self.task.rank, self.task.world_size = self.dist.rank, self.dist.world_size
+        module = LossModule(self.model, self.task)
+        tables = {id(p) for p in self.sparse_tables}
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            module, [name for name, p in module.named_parameters() if id(p) in tables])
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(LossModule(self.model, self.task), device_ids=ids,
-                                       find_unused_parameters=True)
+        # broadcast_buffers off: the model's buffers are constants made from the config (the history decay), so
+        # rank 0's copy need not be sent before every forward
+        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True, broadcast_buffers=False)
+
+    def backward(self, total: torch.Tensor) -> None:
+        """Gradients of one step's loss; under DDP averaged over the ranks, the tables' included."""
+        total.backward()
+        if self.dist.enabled:
+            average_sparse_gradients(self.sparse_tables)
 
     def _workers(self) -> Workers | None:
         """The worker threads of `training.workers`, or None: one step at a time. A config written for a CPU
@@ -276,7 +287,7 @@ class Trainer:
                 parts = self.forward(batch)
             total = sum(parts.values())
             self.optim.zero_grad()
-            total.backward()
+            self.backward(total)
             self.optim.step(self.step)
             self.step += 1
             for name, value in {"total": total, **parts}.items():
