@@ -158,3 +158,14 @@ def test_an_interrupted_run_with_workers_resumes_from_its_last_checkpoint(small_
     assert trained == [3, 4]  # epochs 1-2 came from the checkpoint
     assert [row["epoch"] for row in result.rows] == [1, 2, 3, 4]
     assert resumed.step == 4 * resumed.steps_per_epoch
+
+
+def test_the_mean_of_a_rounds_gradients_counts_a_missing_one_as_zeros():
+    from booktower.training.workers import _mean_gradients
+
+    a, b = torch.tensor([1.0, 2.0]), torch.tensor([3.0, 6.0])
+    assert torch.equal(_mean_gradients([[a.clone()], [b.clone()]])[0], torch.tensor([2.0, 4.0]))  # fused path
+    mixed = _mean_gradients([[a.clone(), None, None], [b.clone(), torch.tensor([4.0]), None]])
+    assert torch.equal(mixed[0], torch.tensor([2.0, 4.0]))
+    assert torch.equal(mixed[1], torch.tensor([2.0]))  # one batch reached it: (4 + 0) / 2
+    assert mixed[2] is None
