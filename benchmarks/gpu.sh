@@ -75,6 +75,11 @@ step profile_batch1k "$PYTHON" benchmarks/train_throughput.py --config configs/a
 step profile_batch32k "$PYTHON" benchmarks/train_throughput.py --config configs/amazon-books-2014.yaml \
     "${TRAIN_SETS[@]}" --set training.batch_size=32768 --device "$DEVICE" --threads $THREADS \
     --steps $PROFILE_STEPS --paths fused --profile
+# the host syncs and data-dependent shapes of one step at the default batch, with the lines that cause them:
+# what a CUDA-graph capture of the step would have to remove (on the CPU: the CUDA path's ops, simulated)
+HOST_SYNCS_PATH=(--device "$DEVICE"); [[ $DEVICE == cuda ]] || HOST_SYNCS_PATH=(--cuda-path)
+step host_syncs "$PYTHON" benchmarks/host_syncs.py --config configs/amazon-books-2014.yaml "${TRAIN_SETS[@]}" \
+    "${HOST_SYNCS_PATH[@]}"
 step full_ranking_1m "$PYTHON" benchmarks/full_ranking.py --users $USERS --items $ITEMS --dim 128 --k 50 \
     --chunks 4096,16384 --device "$DEVICE"
 step evaluate "$PYTHON" benchmarks/evaluate.py --config configs/amazon-books-2014.yaml "${DATA_SETS[@]}" \
@@ -83,7 +88,7 @@ step evaluate "$PYTHON" benchmarks/evaluate.py --config configs/amazon-books-201
 echo
 echo "=== summary ($OUT_DIR, device $DEVICE)"
 for line in "${status[@]}"; do echo "  $line"; done
-for name in cuda_tests train_default train_batch8k train_batch32k train_batch65k full_ranking_1m evaluate; do
+for name in cuda_tests train_default train_batch8k train_batch32k train_batch65k host_syncs full_ranking_1m evaluate; do
     # the tables only: header lines and rows that start with a number or a method name
-    [[ -f "$OUT_DIR/$name.log" ]] && { echo "--- $name"; grep -E '^ *([0-9]+|topk|blocked|blockmax) |threads|chunk|users x|by phase|^load|passed|failed' "$OUT_DIR/$name.log" || true; }
+    [[ -f "$OUT_DIR/$name.log" ]] && { echo "--- $name"; grep -E '^ *([0-9]+|topk|blocked|blockmax) |threads|chunk|users x|by phase|^load|passed|failed|syncing ops' "$OUT_DIR/$name.log" || true; }
 done
