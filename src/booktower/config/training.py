@@ -125,9 +125,10 @@ class TrainingConfig(StrictModel):
     workers: int = Field(1, ge=1)
     """CPU only: Python threads that each compute one batch of a round, one core each, on the same model
     (training/workers.py); the round's dense update is the mean of its gradients, and the tables take its
-    batches' gradients one after another. Bit-for-bit reproducible for a given value on any machine. 1 = one
-    step at a time, `num_threads` threads inside each operation. On the 2-core machines of docs/benchmarks.md,
-    2 workers trained the amazon-books-2014 default 1.2-1.3x faster than 2 threads inside each step."""
+    batches' gradients one after another. Bit-for-bit reproducible for a given value, whatever the core count
+    (on the same kind of CPU and the same library builds). 1 = one step at a time, `num_threads` threads inside
+    each operation. On the 2-core machines of docs/benchmarks.md, 2 workers trained the amazon-books-2014
+    default 1.1-1.3x faster than 2 threads inside each step, to the same test metrics."""
     grad_clip: float | None = Field(None, gt=0)
     """Clip the dense gradients' global norm."""
     progress: bool = True
