@@ -78,7 +78,8 @@ def _rank_main(rank: int, world: int, port: int, args: argparse.Namespace, resul
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
     ctx = init_distributed("cpu")
-    config = load_config(args.config, ["training.progress=false", *args.overrides])
+    # workers=1: a rank is one process on one core (the trainer would ignore a config's workers, with a warning)
+    config = load_config(args.config, ["training.progress=false", "training.workers=1", *args.overrides])
     data, _ = prepare(config.data)
     model = build_model(config, data, torch.device("cpu"))
     trainer = Trainer(model, data, config.training, config.seed, config.evaluation.ks, "/tmp/booktower-bench",

@@ -168,9 +168,7 @@ class Trainer:
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
             module, [name for name, p in module.named_parameters() if id(p) in tables])
         ids = [self.device.index] if self.device.type == "cuda" else None
-        # broadcast_buffers off: the model's buffers are constants made from the config (the history decay), so
-        # rank 0's copy need not be sent before every forward
-        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True, broadcast_buffers=False)
+        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
 
     def backward(self, total: torch.Tensor) -> None:
         """Gradients of one step's loss; under DDP averaged over the ranks, the tables' included."""
