@@ -69,6 +69,13 @@ step train_batch32k "$PYTHON" benchmarks/train_throughput.py --config configs/am
 [[ $DEVICE == cuda ]] && step train_batch65k "$PYTHON" benchmarks/train_throughput.py --config configs/amazon-books-2014.yaml \
     "${TRAIN_SETS[@]}" --set training.batch_size=65536 --device "$DEVICE" --threads $THREADS --steps $BIG_STEPS \
     --paths fused --compile on off
+# the large-batch GPU configuration (configs/amazon-books-2014-gpu.yaml): its speed, then one whole run of it
+# (selection on validation, refit, test scored once), which takes a few minutes on an H200
+step train_gpu_config "$PYTHON" benchmarks/train_throughput.py --config configs/amazon-books-2014-gpu.yaml \
+    "${TRAIN_SETS[@]}" --device "$DEVICE" --threads $THREADS --steps $BIG_STEPS --paths fused --compile on
+[[ $DEVICE == cuda ]] && STEP_TIMEOUT=${FIT_TIMEOUT:-420} step fit_gpu_config "$PYTHON" -m booktower train \
+    --config configs/amazon-books-2014-gpu.yaml "${TRAIN_SETS[@]}" --set training.progress=false \
+    --output-dir "$OUT_DIR/fit-gpu-config"
 # where the step's time goes (torch.profiler: ops by self CPU and self GPU time), at the default batch and a big one
 step profile_batch1k "$PYTHON" benchmarks/train_throughput.py --config configs/amazon-books-2014.yaml \
     "${TRAIN_SETS[@]}" --device "$DEVICE" --threads $THREADS --steps $PROFILE_STEPS --paths fused --profile
@@ -88,7 +95,7 @@ step evaluate "$PYTHON" benchmarks/evaluate.py --config configs/amazon-books-201
 echo
 echo "=== summary ($OUT_DIR, device $DEVICE)"
 for line in "${status[@]}"; do echo "  $line"; done
-for name in cuda_tests train_default train_batch8k train_batch32k train_batch65k host_syncs full_ranking_1m evaluate; do
+for name in cuda_tests train_default train_batch8k train_batch32k train_batch65k train_gpu_config fit_gpu_config host_syncs full_ranking_1m evaluate; do
     # the tables only: header lines and rows that start with a number or a method name
-    [[ -f "$OUT_DIR/$name.log" ]] && { echo "--- $name"; grep -E '^ *([0-9]+|topk|blocked|blockmax) |threads|chunk|users x|by phase|^load|passed|failed|syncing ops' "$OUT_DIR/$name.log" || true; }
+    [[ -f "$OUT_DIR/$name.log" ]] && { echo "--- $name"; grep -E '^ *([0-9]+|topk|blocked|blockmax) |threads|chunk|users x|by phase|^load|passed|failed|syncing ops|epoch [0-9]+:|test: ' "$OUT_DIR/$name.log" || true; }
 done

@@ -11,6 +11,7 @@ import torch
 from booktower.data.toy import checkerboard, random_prepared
 from booktower.training.batching import TrainingData
 from booktower.training.pipeline import train_run
+from booktower.training.trainer import small_gpu_batch_note
 
 
 def _loss_columns(path) -> list[dict[str, str]]:
@@ -73,3 +74,9 @@ def test_history_windows_hold_only_earlier_items_of_the_same_user():
         assert list(row[row >= 0]) == list(earlier)
         assert (row[: 5 - len(earlier)] == -1).all()
 
+
+def test_small_gpu_batch_note_only_for_a_small_batch_on_a_gpu():
+    note = small_gpu_batch_note("cuda", 1024)
+    assert note is not None and "1,024" in note and "amazon-books-2014-gpu.yaml" in note
+    assert small_gpu_batch_note("cuda", 8192) is None
+    assert small_gpu_batch_note("cpu", 1024) is None  # the CPU is compute-bound at any batch
