@@ -156,7 +156,7 @@ class Trainer:
         self.sparse_tables = sparse_parameters(model)
         self.workers = self._workers()
         note = small_gpu_batch_note(self.device.type, config.batch_size)  # per rank: each GPU runs its own batch
-        if note and self.dist.rank == 0:
+        if note and self.dist.rank == 0 and validate:  # once per run: the refit builds a second trainer
             log.info(note)
         self.forward = self.task.losses
         if self.dist.enabled:
