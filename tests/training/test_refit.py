@@ -17,7 +17,8 @@ from booktower.training.checkpoint import load_weights
 from booktower.training.pipeline import build_model, train_run
 from booktower.training.scoring import score_fn_for
 from booktower.training.batching import merge_in_time_order
-from booktower.training.refit import with_validation_in_train
+from booktower.training import trainer as trainer_module
+from booktower.training.refit import refit, with_validation_in_train
 
 
 def test_merge_keeps_each_readers_time_order_and_puts_ties_of_a_later_part_last():
@@ -63,6 +64,24 @@ def test_refit_trains_the_selected_epochs_on_train_plus_validation_and_serves_th
     test = evaluate_split(score_fn_for(served, data, "test"), data, "test", config.evaluation.ks)
     assert result.metrics["validation"]["NDCG@10"] == validation.metrics["NDCG@10"]
     assert result.metrics["test"]["NDCG@10"] == test.metrics["NDCG@10"]
+
+
+def test_the_refit_keeps_the_selection_runs_schedule_length(small_config, tmp_path, monkeypatch):
+    """Stopped at epoch 2 of a planned 4, the refit's cosine must run over 4 epochs' steps, not end at 0 after 2."""
+    lengths = []
+    real = trainer_module.build_optimizers
+
+    def spy(model, config, total_steps, grad_clip):
+        lengths.append(total_steps)
+        return real(model, config, total_steps, grad_clip)
+
+    monkeypatch.setattr(trainer_module, "build_optimizers", spy)
+    data = random_prepared(n_users=40, n_items=20, per_user=6)
+    config = small_config("training.epochs=4", "training.batch_size=32", "training.optimizer.schedule=cosine")
+    refit(config, data, epochs=2, run_dir=tmp_path)
+    steps_per_epoch = -(-(len(data.split.train) + len(data.split.valid)) // 32)
+    assert lengths == [4 * steps_per_epoch]
+    assert (tmp_path / "refit" / "epochs.csv").read_text().count("\n") == 3  # header + the 2 refit epochs
 
 
 def test_reevaluating_a_refit_run_gives_its_metrics_again(small_config, tmp_path, monkeypatch):

@@ -119,7 +119,8 @@ class TrainingConfig(StrictModel):
     refit_on_validation: bool = False
     """After early stopping, train a fresh model (same seed) on train + validation for the best epoch count and
     score the test split with it: the protocol the baselines follow, and the newest interactions reach the
-    served model. Validation metrics still come from the selection model; the saved model is the refit one."""
+    served model. Validation metrics still come from the selection model; the saved model is the refit one. A
+    learning-rate schedule keeps its planned length (`epochs`), so the refit's rates match the selected model's."""
     num_threads: int | None = Field(None, ge=1)
     """torch CPU threads (None = torch default)."""
     workers: int = Field(1, ge=1)

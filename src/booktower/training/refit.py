@@ -3,7 +3,9 @@
 The baselines are fitted on train + validation before they score the test split, and in a temporal split the
 validation interaction is each reader's newest one, so a model trained on train alone never learns from the
 most recent period. Model selection (the epoch count) is done first on validation only; the refit then trains
-a fresh model with the same seed for exactly that many epochs, without looking at validation again.
+a fresh model with the same seed for exactly that many epochs, without looking at validation again. A
+learning-rate schedule keeps the selection run's length (its planned epochs), so the refit's rate at each epoch
+is the selected model's: a cosine over the planned 30 epochs stopped at 17 is not a cosine over 17.
 """
 
 from __future__ import annotations
@@ -41,6 +43,6 @@ def refit(config: BooktowerConfig, data: PreparedData, epochs: int, run_dir: Pat
     training = config.training.model_copy(update={"epochs": epochs})
     log.info("refit: %d epochs on train + validation (%d interactions)", epochs, len(merged.split.train))
     trainer = Trainer(model, merged, training, config.seed, config.evaluation.ks, run_dir / "refit",
-                      config.evaluation.user_chunk, dist, validate=False)
+                      config.evaluation.user_chunk, dist, validate=False, schedule_epochs=config.training.epochs)
     trainer.fit()
     return model

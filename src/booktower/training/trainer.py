@@ -132,7 +132,10 @@ class Trainer:
 
     def __init__(self, model: TwoTower, data: PreparedData, config: TrainingConfig, seed: int, ks: list[int],
                  run_dir: Path, eval_chunk: int = 4096, dist: DistContext | None = None,
-                 validate: bool = True) -> None:
+                 validate: bool = True, schedule_epochs: int | None = None) -> None:
+        """`schedule_epochs`: the learning-rate schedule's length in epochs (default `config.epochs`). The refit
+        trains fewer epochs than planned but on the selection run's schedule, so it takes the same learning rates
+        at each epoch as the model that was selected."""
         self.model, self.data, self.config, self.ks = model, data, config, ks
         self.validate = validate  # False: a fixed number of epochs, no validation (the refit on train + validation)
         self.dist = dist or DistContext()
@@ -152,7 +155,8 @@ class Trainer:
         self.task.compile = config.compile
         self.shard_size = math.ceil(self.train.n / self.dist.world_size)
         self.steps_per_epoch = math.ceil(self.shard_size / config.batch_size)
-        self.optim = build_optimizers(model, config.optimizer, self.steps_per_epoch * config.epochs, config.grad_clip)
+        schedule_steps = self.steps_per_epoch * (schedule_epochs or config.epochs)
+        self.optim = build_optimizers(model, config.optimizer, schedule_steps, config.grad_clip)
         self.sparse_tables = sparse_parameters(model)
         self.workers = self._workers()
         note = small_gpu_batch_note(self.device.type, config.batch_size)  # per rank: each GPU runs its own batch
