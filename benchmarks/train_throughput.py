@@ -4,7 +4,7 @@
         [--steps 30] [--threads 1 2] [--profile]
     .venv/bin/python benchmarks/train_throughput.py --kernels c pytorch --rounds 5   # C kernels on vs off
     .venv/bin/python benchmarks/train_throughput.py --config ... --nproc 1 2   # 1 and 2 gloo processes
-    .venv/bin/python benchmarks/train_throughput.py --threads 2 --workers 2 --rounds 5   # worker threads vs one step at a time
+    .venv/bin/python benchmarks/train_throughput.py --threads 2 --workers 2 --rounds 5 [--breakdown]   # worker threads vs one step at a time
     python3 benchmarks/train_throughput.py --device cuda --compile on off   # CUDA: compiled vs eager loss passes
 
 Prints one table row per thread count and kernel (CUDA: compile) setting (or per process count with --nproc: each process has
@@ -31,6 +31,7 @@ from booktower.data.prepare import prepare
 from booktower.training.pipeline import build_model
 from booktower.training.distributed import init_distributed, rank_shard, shutdown
 from booktower.training.trainer import Trainer, peak_memory_mb
+from booktower.training.workers import RoundTimes
 
 
 def make_step(trainer: Trainer, perm: torch.Tensor, batch_size: int):
@@ -141,10 +142,31 @@ def measure_workers(args: argparse.Namespace, config, data) -> None:
             trainer.run_steps(block, tqdm(disable=True))
             if r:
                 times[workers].append((time.perf_counter() - start) / len(block))
+            elif trainer.workers is not None:
+                trainer.workers.timings = []  # from the first counted round on
     for workers, seconds in times.items():
         rate = batch_size / statistics.median(seconds)
         print(f"{workers:>7} {statistics.median(seconds) * 1000:>9.1f} {rate:>11.0f} {trainers[1].train.n / rate:>8.1f} "
               f"{min(seconds) * 1000:>6.1f}-{max(seconds) * 1000:<6.1f}", flush=True)
+    if args.breakdown:
+        print_round_breakdown({w: t.workers.timings for w, t in trainers.items() if t.workers is not None})
+
+
+def print_round_breakdown(timings: dict[int, list[RoundTimes]]) -> None:
+    """Medians over the counted rounds of where a round's time went (Workers.timings): the synchronisation's
+    share is what the round takes beyond its slowest worker's gradients."""
+    print(f"\nper round of W batches, medians (ms): {'workers':>7} {'gradients':>10} {'slowest':>8} {'spread':>7} "
+          f"{'dense':>6} {'tables':>7} {'round':>7} {'sync %':>7}")
+    for workers, rounds in timings.items():
+        def median_ms(values) -> float:
+            return statistics.median(values) * 1000
+
+        slowest = [max(r.gradients) for r in rounds]
+        print(f"{'':>38}{workers:>7} {median_ms([g for r in rounds for g in r.gradients]):>10.2f} "
+              f"{median_ms(slowest):>8.2f} {median_ms([r.spread for r in rounds]):>7.2f} "
+              f"{median_ms([r.dense for r in rounds]):>6.2f} {median_ms([t for r in rounds for t in r.tables]):>7.2f} "
+              f"{median_ms([r.total for r in rounds]):>7.2f} "
+              f"{100 * statistics.median([1 - s / r.total for s, r in zip(slowest, rounds)]):>6.1f}%")
 
 
 def main() -> None:
@@ -168,6 +190,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=None,
                         help="instead: the trainer's loop with these numbers of worker threads against 1 worker "
                              "on --threads threads (CPU), taking turns")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="with --workers: where a round's time goes (each worker's gradients, the wait for the "
+                             "slowest, the dense step, the table rows)")
     parser.add_argument("--nproc", type=int, nargs="+", default=None,
                         help="instead: time these numbers of single-thread gloo processes (CPU, DDP)")
     args = parser.parse_args()

@@ -124,6 +124,26 @@ def test_run_steps_counts_every_row_once(small_config, tmp_path):
     assert trainer.step == len(batches)
 
 
+def test_each_round_reports_where_its_time_went_when_asked(small_config, tmp_path):
+    data = random_prepared(n_users=60, n_items=40, per_user=10)
+    trainer = _trainer(small_config("training.workers=2", "training.batch_size=16"), data, tmp_path)
+    batches = list(torch.arange(trainer.train.n).split(16))[:5]  # three rounds, the last with one batch
+    trainer.run_steps(batches[:2], tqdm(disable=True))
+    assert trainer.workers.timings is None  # nothing recorded unless asked
+    trainer.workers.timings = []
+    trainer.run_steps(batches, tqdm(disable=True))
+    rounds = trainer.workers.timings
+    assert len(rounds) == 3
+    for r in rounds:
+        assert len(r.gradients) == len(r.tables) == 2
+        assert min(r.gradients + r.tables + [r.spread, r.dense]) >= 0
+        # every worker's gradients, the dense step (after the last worker's gradients) and its table phase
+        # follow one another inside the round
+        assert r.total >= max(g + r.dense + t for g, t in zip(r.gradients, r.tables))
+        assert r.spread <= r.total
+    assert rounds[-1].gradients[1] < rounds[-1].gradients[0]  # worker 1 had no batch in the last round
+
+
 def test_a_failing_worker_raises_in_the_caller(small_config, tmp_path):
     data = random_prepared(n_users=40, n_items=30, per_user=8)
     trainer = _trainer(small_config("training.workers=2"), data, tmp_path)

@@ -23,6 +23,7 @@ and not reproducible. Updating the dense weights that way too was 1.46x faster b
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -51,6 +52,18 @@ class Gradients:
     dense: list[torch.Tensor | None]
 
 
+@dataclass(frozen=True)
+class RoundTimes:
+    """Where one round's time went, in seconds (recorded where `Workers.timings` is a list; benchmarks/ reads it):
+    the part of `total` beyond the slowest worker's gradients is what the round's synchronisation costs."""
+
+    gradients: list[float]  # each worker's phase A (batch, forward, backward)
+    spread: float  # from the first worker's end of phase A to the last's: the faster ones wait this long
+    dense: float  # the dense step, in one thread while the others wait (the first barrier's action)
+    tables: list[float]  # each worker's phase B (its rows of every table)
+    total: float  # from the first start of phase A to the second barrier
+
+
 @dataclass
 class Worker:
     """One thread's task (its own negative sampler and dropout generator) and its batch of the current round."""
@@ -70,6 +83,7 @@ class Workers:
         self.n_sparse = len(sparse_ids & {id(p) for p in params})
         self.sparse, self.dense = self.params[: self.n_sparse], self.params[self.n_sparse :]
         self.workers = [Worker(task.replica(model, sampler, None)) for sampler in samplers]
+        self.timings: list[RoundTimes] | None = None  # a list: every round's RoundTimes is appended to it
 
     def set_generators(self, generators: list[tuple[torch.Generator, torch.Generator]]) -> None:
         """Each worker's (negative sampler, dropout) generators for the coming epoch."""
@@ -112,16 +126,23 @@ class _Epoch:
         self.gradients_done = threading.Barrier(n, action=self._round_begin)
         self.tables_done = threading.Barrier(n, action=self._round_end)
         self.round: list[Gradients] = []  # this round's batches, in worker order
+        # each worker's (start, end) of phase A and of phase B in this round, and the dense step's duration
+        self.stamps: list[tuple[float, float, float, float]] = [(0.0, 0.0, 0.0, 0.0)] * n
+        self.dense_seconds = 0.0
 
     def work(self, k: int) -> None:
         worker, n = self.workers.workers[k], len(self.workers.workers)
         try:
             for start in range(0, len(self.batches), n):
+                began = time.perf_counter()
                 worker.gradients = None
                 if start + k < len(self.batches):
                     worker.gradients = self._gradients(worker, self.batches[start + k])
+                computed = time.perf_counter()
                 self.gradients_done.wait()
+                released = time.perf_counter()
                 self._table_rows(k, n)
+                self.stamps[k] = (began, computed, released, time.perf_counter())
                 self.tables_done.wait()
         except threading.BrokenBarrierError:
             pass  # another worker failed and broke the barrier: its error is the one raised
@@ -142,9 +163,14 @@ class _Epoch:
         return Gradients(-1, total.detach(), len(index), list(grads[:n]), list(grads[n:]))
 
     def _round_begin(self) -> None:
-        """The first barrier's action, in one thread while the others wait: number the round's steps, create
-        missing table state (so that phase B never writes the optimiser's dicts), step the dense weights with
-        the mean of the round's gradients."""
+        """The first barrier's action, in one thread while the others wait: the dense step, timed."""
+        began = time.perf_counter()
+        self._dense_step()
+        self.dense_seconds = time.perf_counter() - began
+
+    def _dense_step(self) -> None:
+        """Number the round's steps, create missing table state (so that phase B never writes the optimiser's
+        dicts), step the dense weights with the mean of the round's gradients."""
         self.round = [w.gradients for w in self.workers.workers if w.gradients is not None]
         for gradients in self.round:
             gradients.step, self.step = self.step, self.step + 1
@@ -173,7 +199,13 @@ class _Epoch:
                 self.tables.apply(param, gradients.sparse[i], group, count, lr, part, parts)
 
     def _round_end(self) -> None:
-        """The second barrier's action: advance the tables' step counts, report the round's steps."""
+        """The second barrier's action: advance the tables' step counts, report the round's steps (and, where
+        asked, its times)."""
+        if self.workers.timings is not None:
+            ends = [s[1] for s in self.stamps]
+            self.workers.timings.append(RoundTimes(
+                [s[1] - s[0] for s in self.stamps], max(ends) - min(ends), self.dense_seconds,
+                [s[3] - s[2] for s in self.stamps], time.perf_counter() - min(s[0] for s in self.stamps)))
         for gradients in self.round:
             if self.tables is not None:
                 for i, param in enumerate(self.workers.sparse):
