@@ -56,10 +56,15 @@ step() {  # step NAME COMMAND...: run with a time limit, keep its output, record
 
 # the CUDA-only tests (the compiled loss against the eager one) and the ranking tests, on this GPU
 [[ $DEVICE == cuda ]] && step cuda_tests "$PYTHON" -m pytest -q -m "not slow" -p no:cacheprovider \
-    tests/training/test_losses.py tests/evaluation/test_ranking.py
+    tests/training/test_losses.py tests/evaluation/test_ranking.py tests/training/test_graphed.py
 
 step train_default "$PYTHON" benchmarks/train_throughput.py --config configs/amazon-books-2014.yaml \
     "${TRAIN_SETS[@]}" --device "$DEVICE" --threads $THREADS --steps $STEPS --compile on off
+# the whole step captured in a CUDA graph (training.cuda_graph, training/graphed.py) at the default batch of
+# 1,024, where the eager step waits on the host's launches; on the CPU the setting is ignored with a warning
+step train_graph_1k "$PYTHON" benchmarks/train_throughput.py --config configs/amazon-books-2014.yaml \
+    "${TRAIN_SETS[@]}" --set training.cuda_graph=true --device "$DEVICE" --threads $THREADS --steps $STEPS \
+    --paths fused --compile on --rounds 2
 step train_batch8k "$PYTHON" benchmarks/train_throughput.py --config configs/amazon-books-2014.yaml \
     "${TRAIN_SETS[@]}" --set training.batch_size=8192 --device "$DEVICE" --threads $THREADS --steps $BIG_STEPS \
     --paths fused --compile on off
@@ -87,6 +92,9 @@ step profile_batch32k "$PYTHON" benchmarks/train_throughput.py --config configs/
 HOST_SYNCS_PATH=(--device "$DEVICE"); [[ $DEVICE == cuda ]] || HOST_SYNCS_PATH=(--cuda-path)
 step host_syncs "$PYTHON" benchmarks/host_syncs.py --config configs/amazon-books-2014.yaml "${TRAIN_SETS[@]}" \
     "${HOST_SYNCS_PATH[@]}"
+# the same inventory for the graph's body (training.cuda_graph): what the capture needs is an empty list
+step host_syncs_static "$PYTHON" benchmarks/host_syncs.py --config configs/amazon-books-2014.yaml "${TRAIN_SETS[@]}" \
+    "${HOST_SYNCS_PATH[@]}" --static
 step full_ranking_1m "$PYTHON" benchmarks/full_ranking.py --users $USERS --items $ITEMS --dim 128 --k 50 \
     --chunks 4096,16384 --device "$DEVICE"
 step evaluate "$PYTHON" benchmarks/evaluate.py --config configs/amazon-books-2014.yaml "${DATA_SETS[@]}" \
@@ -95,7 +103,7 @@ step evaluate "$PYTHON" benchmarks/evaluate.py --config configs/amazon-books-201
 echo
 echo "=== summary ($OUT_DIR, device $DEVICE)"
 for line in "${status[@]}"; do echo "  $line"; done
-for name in cuda_tests train_default train_batch8k train_batch32k train_batch65k train_gpu_config fit_gpu_config host_syncs full_ranking_1m evaluate; do
+for name in cuda_tests train_default train_graph_1k train_batch8k train_batch32k train_batch65k train_gpu_config fit_gpu_config host_syncs host_syncs_static full_ranking_1m evaluate; do
     # the tables only: header lines and rows that start with a number or a method name
     [[ -f "$OUT_DIR/$name.log" ]] && { echo "--- $name"; grep -E '^ *([0-9]+|topk|blocked|blockmax) |threads|chunk|users x|by phase|^load|passed|failed|syncing ops|epoch [0-9]+:|test: ' "$OUT_DIR/$name.log" || true; }
 done

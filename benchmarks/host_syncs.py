@@ -3,6 +3,7 @@ the step (or any launch-bound GPU run) has to remove, each with the booktower li
 
     python benchmarks/host_syncs.py --device cuda [--config ...] [--set k=v ...]   # the real CUDA path
     python benchmarks/host_syncs.py --cuda-path                                  # the same path, on the CPU
+    python benchmarks/host_syncs.py --cuda-path --static      # the body training.cuda_graph captures (none left)
 
 A host sync is an op that hands a tensor's value to Python (`.item()`, `int()`, `bool()`, `.tolist()`: all
 `aten._local_scalar_dense`); on a GPU each one waits for every queued kernel. A data-dependent shape (`nonzero`,
@@ -16,61 +17,21 @@ blocked softmax, the known-id shortcut) so the list is the CUDA path's, except f
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import sys
-import traceback
 from pathlib import Path
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from booktower.config import load_config
 from booktower.data.prepare import prepare
+from booktower.training.graphed import GraphedStep
 from booktower.training.pipeline import build_model
 from booktower.training.trainer import Trainer
+from booktower.utils.host_syncs import SyncRecorder
 
 sys.path.insert(0, str(Path(__file__).parent))
 from train_throughput import make_step  # noqa: E402
-
-aten = torch.ops.aten
-SYNCING = {aten._local_scalar_dense.default: "value to the host", aten.nonzero.default: "data-dependent shape",
-           aten._unique2.default: "data-dependent shape", aten.unique_dim.default: "data-dependent shape",
-           aten.unique_consecutive.default: "data-dependent shape",
-           aten.masked_select.default: "data-dependent shape", aten.repeat_interleave.Tensor: "shape from a tensor"}
-
-
-def _where() -> str:
-    """The innermost booktower frame of the current Python stack (backward ops in C++ have none)."""
-    for frame in reversed(traceback.extract_stack()[:-3]):
-        if "booktower" in frame.filename and "benchmarks" not in frame.filename:
-            name = frame.filename.split("src/")[-1]
-            return f"{name}:{frame.lineno} {frame.name}"
-    return "(autograd's C++ backward, no Python frame)"
-
-
-class SyncRecorder(TorchDispatchMode):
-    """Counts the ops of SYNCING, and host-to-device copies, by op and booktower line."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: collections.Counter[tuple[str, str, str]] = collections.Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        why = SYNCING.get(func)
-        if func is aten.repeat_interleave.Tensor and kwargs.get("output_size") is not None:
-            why = None  # the caller gave the size: no sync
-        if func in (aten._to_copy.default, aten.copy_.default):
-            source = args[1] if func is aten.copy_.default else args[0]
-            target = kwargs.get("device") if func is aten._to_copy.default else args[0].device
-            if isinstance(source, torch.Tensor) and target is not None:
-                kinds = (source.device.type, torch.device(target).type)
-                why = {("cpu", "cuda"): "host-to-device copy", ("cuda", "cpu"): "device-to-host copy"}.get(kinds)
-        if why is not None:
-            self.seen[(str(func.overloadpacket.__name__), why, _where())] += 1
-        return func(*args, **kwargs)
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,6 +39,8 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--cuda-path", action="store_true", help="on the CPU: run the CUDA path's ops")
+    parser.add_argument("--static", action="store_true",
+                        help="the static-shape body that training.cuda_graph captures (training/graphed.py)")
     args = parser.parse_args()
     if args.cuda_path:
         os.environ["BOOKTOWER_NATIVE"] = "0"  # the C kernels take CPU tensors only
@@ -96,13 +59,24 @@ def main() -> None:
     if args.cuda_path:
         trainer.task.softmax_block_rows = 0  # the CUDA path's one (B, C) logit matrix
     perm = torch.randperm(trainer.train.n, generator=torch.Generator().manual_seed(0)).to(trainer.device)
-    step = make_step(trainer, perm, config.training.batch_size)
+    step = make_step(trainer, perm, config.training.batch_size)  # the eager step, as the trainer's loop takes it
+    if args.static:  # the graph's body run eagerly: what a capture would hold (the inputs' copies are outside it)
+        graphed = GraphedStep(trainer.task, trainer.optim, config.training.batch_size,
+                              trainer.device.type == "cuda" and config.training.bf16, device_graph=False)
+        trainer.graphed = graphed
+        graphed.index.copy_(perm[: config.training.batch_size])
+        graphed.negatives.copy_(trainer.task._negatives(config.training.batch_size))
+
+        def static_body(k: int) -> None:
+            graphed._body(graphed.index, graphed.negatives)
+        step = static_body
     for k in range(3):  # compiles and caches first
         step(k)
     recorder = SyncRecorder()
     with recorder:
         step(3)
     path = "CUDA path on the CPU" if args.cuda_path else args.device
+    path += ", the static body of training.cuda_graph" if args.static else ""
     print(f"one training step of {args.config} ({path}, batch {config.training.batch_size}): "
           f"{sum(recorder.seen.values())} syncing ops at {len(recorder.seen)} places")
     print(f"{'count':>5}  {'op':<22} {'why':<22} where")

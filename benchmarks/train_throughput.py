@@ -6,6 +6,7 @@
     .venv/bin/python benchmarks/train_throughput.py --config ... --nproc 1 2   # 1 and 2 gloo processes
     .venv/bin/python benchmarks/train_throughput.py --threads 2 --workers 2 --rounds 5 [--breakdown]   # worker threads vs one step at a time
     python3 benchmarks/train_throughput.py --device cuda --compile on off   # CUDA: compiled vs eager loss passes
+    python3 benchmarks/train_throughput.py --device cuda --set training.cuda_graph=true   # CUDA: the graphed step
 
 Prints one table row per thread count and kernel (CUDA: compile) setting (or per process count with --nproc: each process has
 one thread and trains its shard through DistributedDataParallel, exactly as under torchrun). Other processes on
@@ -35,17 +36,11 @@ from booktower.training.workers import RoundTimes
 
 
 def make_step(trainer: Trainer, perm: torch.Tensor, batch_size: int):
-    """One optimisation step on the k-th batch of `perm`, through `trainer.forward` (DDP when distributed)."""
-    bf16 = trainer.device.type == "cuda" and trainer.config.bf16
+    """One optimisation step on the k-th batch of `perm`, as the trainer's loop takes it (`Trainer.train_step`:
+    DDP when distributed, the CUDA graph with training.cuda_graph=true)."""
 
     def step(k: int) -> None:
-        index = perm[(k * batch_size) % (len(perm) - batch_size):][:batch_size]
-        with torch.autocast(trainer.device.type, dtype=torch.bfloat16, enabled=bf16):
-            parts = trainer.forward(trainer.train.batch(index))
-        total = sum(parts.values())
-        trainer.optim.zero_grad()
-        trainer.backward(total)
-        trainer.optim.step(k)
+        trainer.train_step(perm[(k * batch_size) % (len(perm) - batch_size):][:batch_size])
     return step
 
 

@@ -186,7 +186,7 @@ def test_a_failing_compiler_falls_back_to_the_eager_pass(monkeypatch, caplog):
             raise RuntimeError("no triton here")
         return call
 
-    wrapped = losses._CompiledOnCuda(losses._row_logsumexp)
+    wrapped = losses.CompiledOnCuda(losses._row_logsumexp)
     monkeypatch.setattr(torch, "compile", broken)
 
     class FakeCuda(torch.Tensor):  # only `is_cuda` is asked before the compiled call

@@ -108,6 +108,11 @@ class TrainingConfig(StrictModel):
     compile: bool = True
     """CUDA only: fuse the in-batch softmax's passes over the (B, C) logits with torch.compile (a one-off compile
     of a few seconds; a compiler that fails gives a warning and eager PyTorch). false: eager PyTorch."""
+    cuda_graph: bool = False
+    """CUDA only: capture the whole training step (batch, towers, loss, backward, both optimisers) in a CUDA
+    graph and replay it for every full batch (training/graphed.py): for small batches, whose eager step waits on
+    the host's kernel launches. The tables then take dense gradients and a masked LazyAdam, O(table) per step.
+    Not measured on a GPU yet (docs/benchmarks.md); a step it cannot capture gives a warning and the eager step."""
     loss: LossConfig = Field(default_factory=LossConfig)
     negatives: NegativeConfig = Field(default_factory=NegativeConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)

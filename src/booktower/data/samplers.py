@@ -173,3 +173,17 @@ def accidental_hit_pairs(candidates: torch.Tensor, pos_items: torch.Tensor, pos_
     offsets[1:] = torch.cumsum(torch.bincount(inverse, minlength=len(distinct)), 0)
     cols, k = gather_rows(offsets, columns, where.index_select(0, found))
     return pos_rows.index_select(0, found.index_select(0, k)), cols
+
+
+def accidental_hit_mask(readers: torch.Tensor, candidates: torch.Tensor, positive_keys: torch.Tensor, n_items: int,
+                        own: torch.Tensor) -> torch.Tensor:
+    """(B, C) True where shared candidate c is a positive of row b's reader, except row b's own column `own[b]`:
+    the hits of `accidental_hit_pairs` as a dense mask, found by a binary search of each (reader, candidate) key
+    in the sorted `positive_keys` (reader * n_items + item). Fixed shapes and no host sync, so a CUDA graph can
+    replay it; B * C searches, which a GPU does at once and a CPU step should not (it uses the pairs)."""
+    keys = readers[:, None] * n_items + candidates[None, :]  # (B, C)
+    if positive_keys.numel() == 0:
+        return torch.zeros_like(keys, dtype=torch.bool)
+    where = torch.searchsorted(positive_keys, keys).clamp_(max=positive_keys.numel() - 1)
+    hits = positive_keys.index_select(0, where.view(-1)).view(keys.shape) == keys
+    return hits.scatter_(1, own[:, None], False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,13 +20,22 @@ class Bags:
 
 
 @dataclass(frozen=True)
+class PaddedBags:
+    """A batch of bags as a fixed-width matrix: bag b is values[b, t] weighted by weights[b, t], padding weighted
+    0. Same shapes for every batch and no host sync to build: what a CUDA graph can replay (training/graphed.py)."""
+
+    values: torch.Tensor  # (B, T) int64, padding 0
+    weights: torch.Tensor  # (B, T) float32, 1 / bag length (a mean), 0 for padding
+
+
+@dataclass(frozen=True)
 class ItemBatch:
     """Item-tower input. `ids` of -1 mean "no ID row" (an unknown book): content path only."""
 
     ids: torch.Tensor  # (B,) int64
     numeric: torch.Tensor  # (B, d_num) float32
-    categorical: dict[str, Bags] = field(default_factory=dict)
-    text: Bags | None = None
+    categorical: dict[str, Bags | PaddedBags] = field(default_factory=dict)
+    text: Bags | PaddedBags | None = None
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -37,7 +47,7 @@ class UserBatch:
 
     ids: torch.Tensor  # (B,) int64, -1 = unknown reader
     numeric: torch.Tensor  # (B, d_num) float32
-    categorical: dict[str, Bags] = field(default_factory=dict)
+    categorical: dict[str, Bags | PaddedBags] = field(default_factory=dict)
     history: torch.Tensor | None = None  # (B, L) int64
 
     def __len__(self) -> int:
@@ -54,6 +64,18 @@ def gather_ragged(offsets: torch.Tensor, values: torch.Tensor, rows: torch.Tenso
     shift = torch.repeat_interleave(starts - out_offsets, lengths, output_size=total)  # (nnz,)
     flat = shift + torch.arange(total, device=values.device)
     return Bags(values.index_select(0, flat), out_offsets)
+
+
+def pad_ragged(offsets: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A CSR matrix (n rows) as (n, T) values and mean weights, T its longest row (at least 1)."""
+    lengths = offsets[1:] - offsets[:-1]  # (n,)
+    width = max(int(lengths.max()) if len(lengths) else 0, 1)
+    position = offsets[:-1, None] + torch.arange(width, device=offsets.device)[None, :]  # (n, T)
+    valid = torch.arange(width, device=offsets.device)[None, :] < lengths[:, None]
+    padded = values.index_select(0, position.clamp(max=max(len(values) - 1, 0)).view(-1)).view(position.shape) \
+        if len(values) else torch.zeros_like(position)
+    weights = valid.float() / lengths.clamp(min=1)[:, None].float()
+    return torch.where(valid, padded, torch.zeros_like(padded)), weights
 
 
 def _tensor(array: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -75,11 +97,26 @@ class SideTensors:
         self.text: tuple[torch.Tensor, torch.Tensor] | None = None
         if use_features and features.text is not None:
             self.text = (_tensor(features.text.offsets, device, torch.int64), _tensor(features.text.values, device, torch.int64))
+        self.padded = False
 
-    def _parts(self, rows: torch.Tensor) -> tuple[torch.Tensor, dict[str, Bags], Bags | None]:
+    def with_padded_bags(self) -> "SideTensors":
+        """The same features whose bags come as PaddedBags (fixed width, no host sync per batch): each bag field
+        is held once as an (n, T) matrix, T its longest bag."""
+        out = copy.copy(self)
+        out.ragged = {name: pad_ragged(*pair) for name, pair in self.ragged.items()}
+        out.text = pad_ragged(*self.text) if self.text is not None else None
+        out.padded = True
+        return out
+
+    def _bags(self, pair: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor) -> Bags | PaddedBags:
+        if self.padded:
+            return PaddedBags(pair[0].index_select(0, rows), pair[1].index_select(0, rows))
+        return gather_ragged(*pair, rows)
+
+    def _parts(self, rows: torch.Tensor) -> tuple[torch.Tensor, dict[str, Bags | PaddedBags], Bags | PaddedBags | None]:
         numeric = self.numeric.index_select(0, rows)  # (B, d_num)
-        cats = {name: gather_ragged(off, val, rows) for name, (off, val) in self.ragged.items()}
-        text = gather_ragged(*self.text, rows) if self.text is not None else None
+        cats = {name: self._bags(pair, rows) for name, pair in self.ragged.items()}
+        text = self._bags(self.text, rows) if self.text is not None else None
         return numeric, cats, text
 
     def item_batch(self, rows: torch.Tensor, ids: torch.Tensor | None = None) -> ItemBatch:

@@ -47,6 +47,10 @@ class HistoryPooler(nn.Module):
         weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-6)  # (B, L)
         if sparse and native.takes((table, weights), (history,)):
             return _NativeBag.apply(table, history, weights)  # (B, dim)
+        if not sparse:
+            # A dense table gradient has every row whatever the lookups, so looking each distinct item up once
+            # (below) would save nothing; this bag has fixed shapes and no host sync (training/graphed.py).
+            return F.embedding_bag(history.clamp(min=0), table, mode="sum", per_sample_weights=weights)  # (B, dim)
         entries = valid.reshape(-1).nonzero().squeeze(1)  # (N,) flat positions of the valid entries, row-major
         items = history.reshape(-1).index_select(0, entries)  # (N,)
         lengths = valid.sum(dim=1)  # (B,)

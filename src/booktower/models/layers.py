@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from booktower.models.batches import Bags
+import torch.nn.functional as F
+
+from booktower.models.batches import Bags, PaddedBags
 
 
 def mlp(in_dim: int, hidden: list[int], out_dim: int, dropout: float = 0.0) -> nn.Sequential:
@@ -77,7 +79,10 @@ class BagEmbedding(nn.Module):
         self.bag = nn.EmbeddingBag(n, dim, mode="mean", sparse=sparse)
         nn.init.normal_(self.bag.weight, std=0.05)
 
-    def forward(self, bags: Bags) -> torch.Tensor:
+    def forward(self, bags: Bags | PaddedBags) -> torch.Tensor:
+        if isinstance(bags, PaddedBags):  # the mean as a weighted sum; padding weighs 0
+            return F.embedding_bag(bags.values, self.bag.weight, mode="sum", per_sample_weights=bags.weights,
+                                   sparse=self.bag.sparse)  # (B, dim)
         return self.bag(bags.values, bags.offsets)  # (B, dim)
 
 

@@ -38,6 +38,14 @@ class TwoTower(nn.Module):
         self.item_tower = Tower(spec.item, spec.fusion, spec.output_dim, spec.normalize, spec.sparse)
         self.sparse_gradients = spec.sparse
 
+    def use_dense_gradients(self) -> None:
+        """From now on every table's gradient is a dense (rows, dim) tensor: fixed shapes, as a CUDA graph needs
+        (training/graphed.py). The weights and the spec are unchanged, so a saved model does not record it."""
+        self.sparse_gradients = False
+        for module in self.modules():
+            if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+                module.sparse = False
+
     @property
     def temperature(self) -> float:
         return self.spec.temperature

@@ -58,6 +58,7 @@ class TrainingData:
         # Interaction j's history is items[seq_start[j]:j]: strictly earlier interactions of the same user.
         self.seq_start = torch.as_tensor(user_start[users], device=device)
         positives = np.unique(users * n_items + items)  # sorted distinct (user, item) keys
+        self.positive_keys = torch.as_tensor(positives, device=device)  # searched by samplers.accidental_hit_mask
         pos_users = positives // n_items
         pos_offsets = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(pos_users, minlength=n_users), out=pos_offsets[1:])

@@ -51,7 +51,7 @@ def _scaled_softmax(z: torch.Tensor, bias: torch.Tensor, lse: torch.Tensor, scal
     return (torch.exp(z.to(bias.dtype) - bias - lse.unsqueeze(1)) * scale).to(z.dtype)
 
 
-class _CompiledOnCuda:
+class CompiledOnCuda:
     """`fn` through torch.compile when its first argument is on a CUDA device, eager otherwise. Compiled, each of
     the functions above is one fused kernel reading the bf16 logits once (a row reduction; an element-wise chain).
     The loss they replace made a float32 copy and four more (B, C) passes, ~18 of the step's 24 GPU milliseconds
@@ -79,8 +79,8 @@ class _CompiledOnCuda:
             return self.fn(*args)
 
 
-_compiled_row_logsumexp = _CompiledOnCuda(_row_logsumexp)
-_compiled_scaled_softmax = _CompiledOnCuda(_scaled_softmax)
+_compiled_row_logsumexp = CompiledOnCuda(_row_logsumexp)
+_compiled_scaled_softmax = CompiledOnCuda(_scaled_softmax)
 
 
 class _SoftmaxCrossEntropy(torch.autograd.Function):

@@ -12,6 +12,7 @@ from torch import nn
 from booktower import native
 from booktower.config.training import OptimizerConfig
 from booktower.models.indexing import distinct_rows
+from booktower.training.losses import CompiledOnCuda
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,31 @@ class LazyAdam(torch.optim.Optimizer):
         # (1.6 vs 0.4 ms for 13k rows of the amazon item table, 2 threads)
         update = m.div_(v.sqrt_().add_(group["eps"]))
         p.index_copy_(0, rows, p.index_select(0, rows).add_(update, alpha=-step_size))
+
+
+def _masked_adam(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, grad: torch.Tensor,
+                 step_size: torch.Tensor, beta1: float, beta2: float, eps: float) -> None:
+    touched = grad.ne(0).any(dim=1, keepdim=True)  # (n, 1)
+    exp_avg.copy_(torch.where(touched, exp_avg.lerp(grad, 1 - beta1), exp_avg))
+    exp_avg_sq.copy_(torch.where(touched, exp_avg_sq * beta2 + (1 - beta2) * grad * grad, exp_avg_sq))
+    update = exp_avg / (exp_avg_sq.sqrt() + eps)
+    param.sub_(torch.where(touched, update, torch.zeros_like(update)) * step_size)
+
+
+_compiled_masked_adam = CompiledOnCuda(_masked_adam)
+
+
+@torch.no_grad()
+def masked_adam_(optimizer: LazyAdam, param: torch.Tensor, step_size: torch.Tensor) -> None:
+    """LazyAdam's update of `param` by its dense gradient at `step_size` (a 0-d tensor: lr times the bias
+    correction, set by the caller), as passes over the whole table with the rows whose gradient is all zero left
+    as they are: the same rows and arithmetic as `LazyAdam.apply` on a dense gradient, with fixed shapes and no
+    host sync, so a CUDA graph can replay it (training/graphed.py). One compiled kernel per table on CUDA. Costs
+    O(table) per step where `apply` costs O(touched rows): for GPU tables, not for a CPU step."""
+    state = optimizer.state_of(param)
+    beta1, beta2 = optimizer.param_groups[0]["betas"]
+    _compiled_masked_adam(param, state["exp_avg"], state["exp_avg_sq"], param.grad, step_size, beta1, beta2,
+                          optimizer.param_groups[0]["eps"])
 
 
 def _touched_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,8 @@ import torch
 
 from booktower import native
 from booktower.config.training import LossConfig
-from booktower.data.samplers import NegativeSampler, accidental_hit_pairs, accidental_hits, gather_rows
+from booktower.data.samplers import (NegativeSampler, accidental_hit_mask, accidental_hit_pairs, accidental_hits,
+                                     gather_rows)
 from booktower.models.batches import SideTensors
 from booktower.models.indexing import distinct_rows
 from booktower.models.two_tower import TwoTower
@@ -61,13 +62,27 @@ class TrainTask:
         # not measured (their bounds cost a host sync per step).
         self.softmax_block_rows = 1024 if data.device.type == "cpu" else 0
         self.compile = True  # the unblocked path on CUDA: torch.compile its passes over the logits
+        # Fixed shapes and no host sync (`static_shapes`): what training/graphed.py captures in a CUDA graph.
+        self.static = False
 
     def replica(self, model: TwoTower, sampler: NegativeSampler, generator: torch.Generator | None) -> "TrainTask":
         """The same task on another model (a worker thread's), drawing from its own sampler and generator."""
         task = TrainTask(model, self.data, self.users, self.items, sampler, self.n_negatives, self.config,
                          self.item_category, generator)
         task.fused, task.softmax_block_rows, task.compile = self.fused, self.softmax_block_rows, self.compile
+        if self.static:
+            task.static_shapes()
         return task
+
+    def static_shapes(self) -> None:
+        """Every op of `losses` from now on has shapes fixed by the batch size and needs no host sync: candidate
+        books encoded without deduplication, bags padded to a fixed width, accidental hits as a dense mask, the
+        unblocked softmax. The model must give dense table gradients (TwoTower.use_dense_gradients); only the
+        in-batch sampled softmax is supported (graphed.graph_blockers says what else is not)."""
+        self.static = True
+        self.softmax_block_rows = 0
+        if not self.users.padded:
+            self.users, self.items = self.users.with_padded_bags(), self.items.with_padded_bags()
 
     def _negatives(self, batch_size: int) -> torch.Tensor:
         if self.n_negatives == 0:
@@ -76,6 +91,10 @@ class TrainTask:
         return self.sampler.sample(self.n_negatives, rows, self.data.device)
 
     def _encode_items(self, items: torch.Tensor):
+        """The item tower's output for the distinct `items` and each entry's row in it (None: one row per entry,
+        in order, the static path)."""
+        if self.static:
+            return self.model.encode_item(self.items.item_batch(items), self.generator), None
         distinct, inverse = distinct_rows(items, self.data.n_items)
         out = self.model.encode_item(self.items.item_batch(distinct), self.generator)
         return out, inverse
@@ -140,7 +159,10 @@ class TrainTask:
         if self.config.logq_correction:
             log_q = self._log_q(pool.items, pool.n_positives, pool.n_sampled)  # (C,)
         masked = None
-        if self.config.mask_accidental_hits:
+        if self.config.mask_accidental_hits and self.static:
+            masked = accidental_hit_mask(batch.users, pool.items, self.data.positive_keys, self.data.n_items,
+                                         pool.positive)  # (B, C)
+        elif self.config.mask_accidental_hits:
             # a row's own positive column always stays
             masked = native.hit_pairs(pool.items, batch.users, self.data.pos_offsets, self.data.pos_items,
                                       self.data.n_items, own=pool.positive)
@@ -159,7 +181,11 @@ class TrainTask:
             # Outside autograd: recorded, index_put_'s backward would clone the whole (B, C) gradient to zero
             # these entries, and the loss's gradient there is already 0 (the softmax of a -inf logit).
             with torch.no_grad():
-                z.index_put_(masked, z.new_full((), float("-inf")))  # new_full: no host-to-device copy
+                minus_inf = z.new_full((), float("-inf"))  # new_full: no host-to-device copy
+                if self.static:
+                    z.masked_fill_(masked, minus_inf)
+                else:
+                    z.index_put_(masked, minus_inf)
         return losses.softmax_cross_entropy(z, pool.positive, log_q, self.compile)
 
     def main_loss(self, c: Candidates) -> torch.Tensor:
@@ -172,13 +198,15 @@ class TrainTask:
             return losses.sampled_bce(logits, c.positive, c.invalid, log_q)
         return losses.sampled_softmax(logits, c.positive, c.invalid, log_q)
 
-    def losses(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
-        """The weighted parts of the loss for one batch; their sum is what backward runs on."""
+    def losses(self, batch: TrainBatch, negatives: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The weighted parts of the loss for one batch; their sum is what backward runs on. `negatives`: the
+        sampled negatives to use (default: drawn from the sampler)."""
         user = self.model.encode_user(self.users.user_batch(batch.users, history=batch.history), self.generator)
-        negatives = self._negatives(len(batch.items))
+        if negatives is None:
+            negatives = self._negatives(len(batch.items))
         item_out, inverse = self._encode_items(torch.cat([batch.items, negatives.flatten()]))
         # index_select, not advanced indexing: its backward is an index_add, ~0.1 ms per call less on the CPU
-        vectors = item_out.vector.index_select(0, inverse)  # (B + S', d)
+        vectors = item_out.vector if inverse is None else item_out.vector.index_select(0, inverse)  # (B + S', d)
         b = len(batch.items)
         pos_vec, neg_vec = vectors[:b], vectors[b:].view(*negatives.shape, vectors.shape[1])
         # Dividing the (B, d) user vectors by the temperature is cheaper than dividing the (B, C) logits.
@@ -191,7 +219,7 @@ class TrainTask:
         if cfg.amm_user_weight > 0 and user.augmented is not None:
             parts["amm_user"] = cfg.amm_user_weight * losses.mimic_loss(user.augmented, pos_vec, cfg.amm_reduction)
         if cfg.amm_item_weight > 0 and item_out.augmented is not None:
-            pos_aug = item_out.augmented.index_select(0, inverse[:b])  # (B, d)
+            pos_aug = item_out.augmented[:b] if inverse is None else item_out.augmented.index_select(0, inverse[:b])
             parts["amm_item"] = cfg.amm_item_weight * losses.mimic_loss(pos_aug, user.vector, cfg.amm_reduction)
         if self.use_cal:
             cal = losses.category_alignment(pos_vec, self.item_category[batch.items], cfg.cal_min_items)

@@ -26,6 +26,7 @@ from booktower.training.batching import TrainingData
 from booktower.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from booktower.training.distributed import DistContext, average_sparse_gradients, rank_shard
 from booktower.training.evaluate import evaluate_model
+from booktower.training.graphed import graphed_step
 from booktower.training.optim import build_optimizers, sparse_parameters
 from booktower.training.task import TrainTask
 from booktower.training.workers import Workers
@@ -165,6 +166,7 @@ class Trainer:
         self.forward = self.task.losses
         if self.dist.enabled:
             self.forward = self._wrap_ddp()
+        self.graphed = graphed_step(self.task, self.optim, config, self.device, self.dist.enabled)
         self.valid_users = self._validation_users(seed)
         self.stopper = EarlyStopping(config.early_stopping.patience, config.early_stopping.min_delta)
         self.rows: list[dict[str, Any]] = []
@@ -193,6 +195,23 @@ class Trainer:
         total.backward()
         if self.dist.enabled:
             average_sparse_gradients(self.sparse_tables)
+
+    def train_step(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One optimiser step on the training interactions `index`: the loss parts, "total" first."""
+        if self.graphed is not None:
+            parts = self.graphed.run(index, self.step)
+        else:
+            batch = self.train.batch(index)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                enabled=self.device.type == "cuda" and self.config.bf16):
+                losses = self.forward(batch)
+            total = sum(losses.values())
+            self.optim.zero_grad()
+            self.backward(total)
+            self.optim.step(self.step)
+            parts = {"total": total, **losses}
+        self.step += 1
+        return parts
 
     def _workers(self) -> Workers | None:
         """The worker threads of `training.workers`, or None: one step at a time. A config written for a CPU
@@ -296,21 +315,13 @@ class Trainer:
     def _steps(self, batches: list[torch.Tensor], bar: tqdm) -> dict[str, torch.Tensor]:
         """One step at a time."""
         sums: dict[str, torch.Tensor] = {}
-        use_bf16 = self.device.type == "cuda" and self.config.bf16
         for k, index in enumerate(batches):
-            batch = self.train.batch(index)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                parts = self.forward(batch)
-            total = sum(parts.values())
-            self.optim.zero_grad()
-            self.backward(total)
-            self.optim.step(self.step)
-            self.step += 1
-            for name, value in {"total": total, **parts}.items():
+            parts = self.train_step(index)
+            for name, value in parts.items():
                 sums[name] = sums.get(name, 0.0) + value.detach().float() * len(index)
             bar.update(len(index))
             if k % 20 == 0:
-                bar.set_postfix(loss=f"{float(total.detach()):.4f}")
+                bar.set_postfix(loss=f"{float(parts['total'].detach()):.4f}")
         return sums
 
     def _worker_steps(self, batches: list[torch.Tensor], bar: tqdm) -> dict[str, torch.Tensor]:
