@@ -8,6 +8,7 @@ from torch import nn
 
 from booktower import native
 from booktower.models.indexing import distinct_rows
+from booktower.models.layers import weighted_bag
 from booktower.models.spec import HistorySpec
 
 
@@ -50,7 +51,7 @@ class HistoryPooler(nn.Module):
         if not sparse:
             # A dense table gradient has every row whatever the lookups, so looking each distinct item up once
             # (below) would save nothing; this bag has fixed shapes and no host sync (training/graphed.py).
-            return F.embedding_bag(history.clamp(min=0), table, mode="sum", per_sample_weights=weights)  # (B, dim)
+            return weighted_bag(table, history.clamp(min=0), weights)  # (B, dim)
         entries = valid.reshape(-1).nonzero().squeeze(1)  # (N,) flat positions of the valid entries, row-major
         items = history.reshape(-1).index_select(0, entries)  # (N,)
         lengths = valid.sum(dim=1)  # (B,)

@@ -71,6 +71,15 @@ def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     return _L2Normalize.apply(x, eps)
 
 
+def weighted_bag(table: torch.Tensor, values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum over t of weights[b, t] * table[values[b, t]]: (n, d), (B, T), (B, T) -> (B, d). A gather and a
+    weighted sum rather than `F.embedding_bag`: compiled, Inductor fuses the forward into one reduction and the
+    backward into one scatter-add, where embedding_bag's CUDA backward is a sort and several more kernels."""
+    rows = F.embedding(values, table)  # (B, T, d)
+    # a product and a sum, not einsum: autocast would run einsum as a bf16 batched product
+    return (rows * weights.to(rows.dtype).unsqueeze(-1)).sum(dim=1)
+
+
 class BagEmbedding(nn.Module):
     """Mean of a bag's embeddings (empty bag -> zeros)."""
 
@@ -81,8 +90,9 @@ class BagEmbedding(nn.Module):
 
     def forward(self, bags: Bags | PaddedBags) -> torch.Tensor:
         if isinstance(bags, PaddedBags):  # the mean as a weighted sum; padding weighs 0
-            return F.embedding_bag(bags.values, self.bag.weight, mode="sum", per_sample_weights=bags.weights,
-                                   sparse=self.bag.sparse)  # (B, dim)
+            if self.bag.sparse:
+                raise ValueError("padded bags are for dense table gradients (TwoTower.use_dense_gradients)")
+            return weighted_bag(self.bag.weight, bags.values, bags.weights)  # (B, dim)
         return self.bag(bags.values, bags.offsets)  # (B, dim)
 
 
