@@ -169,10 +169,8 @@ class GraphedStep:
     @contextlib.contextmanager
     def _tensor_rates(self):
         """The dense optimisers read their learning rates from the graph's tensors inside the block: a float
-        would be frozen into the captured kernels. `capturable` lets a fused AdamW be captured."""
-        if not self.device_graph:
-            yield
-            return
+        would be frozen into the captured kernels. `capturable` lets a fused AdamW be captured. (The CPU's fused
+        AdamW reads a tensor rate too, so the emulated replay takes the same path.)"""
         saved = [[(group["lr"], group["capturable"]) for group in opt.param_groups] for opt in self.dense]
         for opt, lrs in zip(self.dense, self.dense_lrs):
             for group, lr in zip(opt.param_groups, lrs):
@@ -186,7 +184,8 @@ class GraphedStep:
 
     def _warm(self) -> Parts:
         if not self.device_graph:
-            return self._body(self.index, self.negatives)
+            with self._tensor_rates():
+                return self._body(self.index, self.negatives)
         # on a side stream, as torch.cuda.graph's recipe asks: lazy state and kernels made outside the capture
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -206,9 +205,12 @@ class GraphedStep:
 
     def _capture(self) -> Parts:
         if not self.device_graph:
-            parts = self._body(self.index, self.negatives)
-            self.replay = lambda: self._body(self.index, self.negatives)
-            return parts
+            def rerun() -> Parts:
+                with self._tensor_rates():
+                    return self._body(self.index, self.negatives)
+
+            self.replay = rerun
+            return rerun()
         graph = torch.cuda.CUDAGraph()
         try:
             for opt in self.optim.optimizers:

@@ -300,6 +300,8 @@ class Trainer:
                    disable=not (cfg.progress and self.dist.is_main), leave=False, mininterval=1.0)
         sums = self.run_steps(batches, bar)
         bar.close()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # the epoch's time includes its last queued kernels
         seconds = time.perf_counter() - start
         row = self.dist.mean({f"loss_{name}": float(value) / len(perm) for name, value in sums.items()})
         # Throughput counts the interactions of all ranks (each rank ran its shard in the same time).
