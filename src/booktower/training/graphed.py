@@ -85,6 +85,9 @@ class GraphedStep:
         self.lazy = optim.sparse_optimizer()
         self.tables = [p for group in self.lazy.param_groups for p in group["params"]] if self.lazy else []
         self.dense = [opt for opt in optim.optimizers if not isinstance(opt, LazyAdam)]
+        for opt in self.dense:
+            # its warm-up steps run capturable outside a capture on purpose: PyTorch's one-off warning says not to
+            opt._warned_capturable_if_run_uncaptured = True
         # The graph's inputs and the rates it reads: filled before each replay, never reallocated.
         self.index = torch.zeros(batch_size, dtype=torch.int64, device=device)
         self.negatives = torch.zeros(task.n_negatives, dtype=torch.int64, device=device)
@@ -112,7 +115,8 @@ class GraphedStep:
         negatives = self.task._negatives(len(index))
         self._set_rates(step)
         if len(index) != self.batch_size:
-            return self._body(index, negatives)
+            # not compiled: a second shape would cost a second compile of the forward and backward
+            return self._body(index, negatives, self.batch_losses)
         self.index.copy_(index)
         self.negatives.copy_(negatives)
         if self.replay is not None:
@@ -141,18 +145,18 @@ class GraphedStep:
             t = state["step"]
             size.fill_(group["lr"] * math.sqrt(1 - beta2**t) / (1 - beta1**t))
 
-    def _body(self, index: torch.Tensor, negatives: torch.Tensor) -> Parts:
+    def _body(self, index: torch.Tensor, negatives: torch.Tensor, losses: Callable | None = None) -> Parts:
         """What the graph holds: the batch, its losses, backward, the clip and both optimisers' updates."""
-        parts = self._gradients(index, negatives)
+        parts = self._gradients(index, negatives, losses)
         self._update()
         return parts
 
-    def _gradients(self, index: torch.Tensor, negatives: torch.Tensor) -> Parts:
+    def _gradients(self, index: torch.Tensor, negatives: torch.Tensor, losses: Callable | None = None) -> Parts:
         for opt in self.optim.optimizers:
             opt.zero_grad(set_to_none=True)
         # cache_enabled=False: autocast's cache of casted weights would be freed outside the graph's pool
         with torch.autocast(index.device.type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=False):
-            parts = self.losses(index, negatives)
+            parts = (losses or self.losses)(index, negatives)
         total = sum(parts.values())
         total.backward()
         return {"total": total.detach(), **{name: value.detach() for name, value in parts.items()}}
