@@ -65,7 +65,7 @@ def main() -> None:
                               trainer.device.type == "cuda" and config.training.bf16, device_graph=False)
         trainer.graphed = graphed
         graphed.index.copy_(perm[: config.training.batch_size])
-        graphed.negatives.copy_(trainer.task._negatives(config.training.batch_size))
+        graphed.negatives.copy_(trainer.task.draw_negatives(config.training.batch_size))
 
         def static_body(k: int) -> None:
             graphed._body(graphed.index, graphed.negatives)

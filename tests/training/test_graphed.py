@@ -84,7 +84,7 @@ def test_the_static_body_has_no_host_syncing_op_and_dense_table_gradients(small_
     trainer = _trainer(small_config(*GRAPHABLE, "training.grad_clip=1.0"), data, tmp_path)
     step = GraphedStep(trainer.task, trainer.optim, trainer.config.batch_size, bf16=False, device_graph=False)
     index = _batches(trainer, 1)[0]
-    negatives = trainer.task._negatives(len(index))
+    negatives = trainer.task.draw_negatives(len(index))
     step._body(index, negatives)  # the optimisers' state is made once, outside what a graph would hold
     recorder = SyncRecorder()
     with recorder:
@@ -112,7 +112,7 @@ def test_dynamo_traces_the_static_losses_as_one_graph(small_config, tmp_path, mo
     data = random_prepared(n_users=60, n_items=40, per_user=10)
     trainer = _trainer(small_config(*GRAPHABLE), data, tmp_path)
     index = _batches(trainer, 1)[0]
-    negatives = trainer.task._negatives(len(index))
+    negatives = trainer.task.draw_negatives(len(index))
 
     def eager_losses(index, negatives):
         return trainer.task.losses(trainer.train.batch(index), negatives)

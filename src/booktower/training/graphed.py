@@ -24,12 +24,17 @@ import torch
 
 from booktower.config.training import TrainingConfig
 from booktower.training.losses import CompiledOnCuda
-from booktower.training.optim import LazyAdam, Optimizers, masked_adam_
+from booktower.training.optim import LazyAdam, Optimizers, masked_adam_, sparse_parameters
 from booktower.training.task import TrainTask
 
 log = logging.getLogger(__name__)
 
 Parts = dict[str, torch.Tensor]
+
+LARGE_TABLES = 64_000_000
+"""Table weights past which `graphed_step` warns: the dense gradients and the masked update read and write about
+seven copies of every table per step, ~1.8 GB at this size (~0.4 ms at an H200's ~4.8 TB/s; an estimate from
+bandwidth, not a measurement), against ~1 ms for a whole step of the default config to reach 1M/s."""
 
 
 def graph_blockers(task: TrainTask, distributed: bool) -> list[str]:
@@ -37,7 +42,7 @@ def graph_blockers(task: TrainTask, distributed: bool) -> list[str]:
     reasons = []
     if distributed:
         reasons.append("torchrun (DistributedDataParallel's gradient hooks are not captured here)")
-    if not task._can_fuse():
+    if not task.fuses_in_batch_softmax():
         reasons.append("a main loss other than the in-batch sampled softmax (training.loss.main=sampled_softmax "
                        "with training.negatives.sampler in_batch or mixed)")
     if task.use_cal:
@@ -63,6 +68,12 @@ def graphed_step(task: TrainTask, optim: Optimizers, config: TrainingConfig, dev
     if blockers:
         log.warning("training.cuda_graph is ignored: this run's step cannot be captured with %s", "; ".join(blockers))
         return None
+    table_weights = sum(p.numel() for p in sparse_parameters(task.model))
+    if table_weights > LARGE_TABLES:
+        log.warning("training.cuda_graph: the graphed step passes over every row of the tables each step (%s "
+                    "weights here, with their Adam moments): for a catalogue this size a large training.batch_size "
+                    "without the graph may well be faster; compare both with benchmarks/train_throughput.py",
+                    f"{table_weights:,}")
     return GraphedStep(task, optim, config.batch_size, config.bf16)
 
 
@@ -112,7 +123,7 @@ class GraphedStep:
     def run(self, index: torch.Tensor, step: int) -> Parts:
         """Train on the interactions `index` as optimiser step `step` (the schedule's position). Returns the
         loss parts, "total" first: on a replay the graph's own outputs, overwritten by the next replay."""
-        negatives = self.task._negatives(len(index))
+        negatives = self.task.draw_negatives(len(index))
         self._set_rates(step)
         if len(index) != self.batch_size:
             # not compiled: a second shape would cost a second compile of the forward and backward

@@ -84,7 +84,8 @@ class TrainTask:
         if not self.users.padded:
             self.users, self.items = self.users.with_padded_bags(), self.items.with_padded_bags()
 
-    def _negatives(self, batch_size: int) -> torch.Tensor:
+    def draw_negatives(self, batch_size: int) -> torch.Tensor:
+        """This batch's sampled negatives, on the data's device: (S,) shared, or (B, S) for per-row BCE."""
         if self.n_negatives == 0:
             return torch.zeros(0, dtype=torch.int64, device=self.data.device)
         rows = batch_size if self.per_row else None
@@ -146,7 +147,8 @@ class TrainTask:
         pos_items, pos_rows = gather_rows(self.data.pos_offsets, self.data.pos_items, batch.users)
         return accidental_hits(candidates, pos_items, pos_rows, len(batch.users), self.data.n_items)
 
-    def _can_fuse(self) -> bool:
+    def fuses_in_batch_softmax(self) -> bool:
+        """Whether `losses` takes the fused in-batch sampled softmax (`_fused_softmax`)."""
         return self.fused and self.sampler.uses_in_batch and self.config.main == "sampled_softmax"
 
     def _fused_softmax(self, batch: TrainBatch, query: torch.Tensor, pool: InBatchPool) -> torch.Tensor:
@@ -203,7 +205,7 @@ class TrainTask:
         sampled negatives to use (default: drawn from the sampler)."""
         user = self.model.encode_user(self.users.user_batch(batch.users, history=batch.history), self.generator)
         if negatives is None:
-            negatives = self._negatives(len(batch.items))
+            negatives = self.draw_negatives(len(batch.items))
         item_out, inverse = self._encode_items(torch.cat([batch.items, negatives.flatten()]))
         # index_select, not advanced indexing: its backward is an index_add, ~0.1 ms per call less on the CPU
         vectors = item_out.vector if inverse is None else item_out.vector.index_select(0, inverse)  # (B + S', d)
@@ -211,7 +213,7 @@ class TrainTask:
         pos_vec, neg_vec = vectors[:b], vectors[b:].view(*negatives.shape, vectors.shape[1])
         # Dividing the (B, d) user vectors by the temperature is cheaper than dividing the (B, C) logits.
         query = user.vector if self.config.main == "cosine_contrastive" else user.vector / self.model.temperature
-        if self._can_fuse():
+        if self.fuses_in_batch_softmax():
             parts = {"main": self._fused_softmax(batch, query, self._in_batch_pool(batch, pos_vec, neg_vec, negatives))}
         else:
             parts = {"main": self.main_loss(self.candidates(batch, query, pos_vec, neg_vec, negatives))}
