@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-import torch.nn.functional as F
-
 from booktower.models.batches import Bags, PaddedBags
 
 
@@ -34,10 +32,15 @@ class IdEmbedding(nn.Module):
     def forward(self, ids: torch.Tensor, known: bool | None = None) -> torch.Tensor:
         """`known`: the caller's `all_known(ids)`, when it has it (saves checking again)."""
         if all_known(ids) if known is None else known:
-            return self.table(ids)  # (..., dim): nothing to mask, three ops saved
+            return self._rows(ids)  # (..., dim): nothing to mask, three ops saved
         known = ids >= 0  # (...,)
-        rows = self.table(ids.clamp(min=0))  # (..., dim)
+        rows = self._rows(ids.clamp(min=0))  # (..., dim)
         return rows * known.unsqueeze(-1).to(rows.dtype)
+
+    def _rows(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.table.sparse:
+            return self.table(ids)
+        return lookup_rows(self.table.weight, ids)
 
 
 def all_known(ids: torch.Tensor) -> bool:
@@ -71,11 +74,18 @@ def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     return _L2Normalize.apply(x, eps)
 
 
+def lookup_rows(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """table[ids] with a dense gradient: (n, d), (...) -> (..., d). `index_select`, whose backward is one
+    index_add into a zero table: no host sync, so a CUDA graph can hold it. F.embedding's CUDA backward sorts the
+    ids past 3,072 of them, which pytorch/pytorch#82886 reports failing in a capture."""
+    return table.index_select(0, ids.reshape(-1)).view(*ids.shape, table.shape[1])
+
+
 def weighted_bag(table: torch.Tensor, values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """sum over t of weights[b, t] * table[values[b, t]]: (n, d), (B, T), (B, T) -> (B, d). A gather and a
     weighted sum rather than `F.embedding_bag`: compiled, Inductor fuses the forward into one reduction and the
     backward into one scatter-add, where embedding_bag's CUDA backward is a sort and several more kernels."""
-    rows = F.embedding(values, table)  # (B, T, d)
+    rows = lookup_rows(table, values)  # (B, T, d)
     # a product and a sum, not einsum: autocast would run einsum as a bf16 batched product
     return (rows * weights.to(rows.dtype).unsqueeze(-1)).sum(dim=1)
 
