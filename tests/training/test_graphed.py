@@ -73,6 +73,21 @@ def test_replayed_static_step_trains_as_the_eager_step_does(small_config, tmp_pa
         [step.lazy.state[p]["step"] for p in step.tables]
 
 
+def test_a_fit_with_the_replayed_step_logs_the_epochs_the_eager_fit_logs(small_config, tmp_path):
+    data = random_prepared(n_users=60, n_items=40, per_user=10)
+    config = small_config(*GRAPHABLE, "training.epochs=2")
+    eager = _trainer(config, data, tmp_path / "eager")
+    graphed = _trainer(config, data, tmp_path / "graphed")
+    graphed.graphed = GraphedStep(graphed.task, graphed.optim, config.training.batch_size, bf16=False, warmup=1,
+                                  device_graph=False)
+    expected, got = eager.fit(), graphed.fit()
+    assert graphed.graphed.captured and len(got.rows) == len(expected.rows) == 2
+    for want, have in zip(expected.rows, got.rows):
+        for key in ("loss_total", "loss_main", "val_NDCG@10", "lr_factor"):
+            assert have[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), key
+    assert (tmp_path / "graphed" / "checkpoints" / "last").exists()
+
+
 def test_the_static_body_has_no_host_syncing_op_and_dense_table_gradients(small_config, tmp_path, monkeypatch):
     import booktower.models.layers as layers
     import booktower.models.towers as towers
