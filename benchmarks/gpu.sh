@@ -54,8 +54,9 @@ step() {  # step NAME COMMAND...: run with a time limit, keep its output, record
     fi
 }
 
-# the CUDA-only tests (the compiled loss against the eager one) and the ranking tests, on this GPU
-[[ $DEVICE == cuda ]] && step cuda_tests "$PYTHON" -m pytest -q -m "not slow" -p no:cacheprovider \
+# the CUDA-only tests (the compiled loss against the eager one; the captured step against the eager one) and the
+# ranking tests, on this GPU; compiling takes a while, hence their own time limit
+[[ $DEVICE == cuda ]] && STEP_TIMEOUT=${TESTS_TIMEOUT:-300} step cuda_tests "$PYTHON" -m pytest -q -m "not slow" -p no:cacheprovider \
     tests/training/test_losses.py tests/evaluation/test_ranking.py tests/training/test_graphed.py
 
 step train_default "$PYTHON" benchmarks/train_throughput.py --config configs/amazon-books-2014.yaml \
