@@ -140,6 +140,49 @@ def test_dynamo_traces_the_static_losses_as_one_graph(small_config, tmp_path, mo
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
 
 
+@pytest.mark.slow
+def test_inductor_compiles_the_static_losses_to_the_eager_values(small_config, tmp_path, monkeypatch):
+    """What the graph holds on CUDA, compiled here by Inductor's CPU backend under bf16 autocast (the same
+    front end: Dynamo, AOTAutograd and the decompositions; ~20 s on 2 cores): the losses and every gradient as
+    eager computes them."""
+    import shutil
+
+    import torch._dynamo as dynamo
+
+    import booktower.models.layers as layers
+    import booktower.models.towers as towers
+
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("Inductor's CPU backend needs a C compiler")
+    monkeypatch.setattr(layers, "all_known", lambda ids: False)
+    monkeypatch.setattr(towers, "all_known", lambda ids: False)
+    data = random_prepared(n_users=60, n_items=40, per_user=10)
+    trainer = _trainer(small_config(*GRAPHABLE), data, tmp_path)
+    step = GraphedStep(trainer.task, trainer.optim, trainer.config.batch_size, bf16=False, device_graph=False)
+    index = _batches(trainer, 1)[0]
+    negatives = trainer.task.draw_negatives(len(index))
+
+    def gradients(losses):
+        for p in trainer.model.parameters():
+            p.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+            parts = losses(index, negatives)
+        sum(parts.values()).backward()
+        return parts, {name: p.grad.clone() for name, p in trainer.model.named_parameters() if p.grad is not None}
+
+    dynamo.reset()
+    try:
+        compiled_parts, compiled_grads = gradients(torch.compile(step.batch_losses, fullgraph=True))
+    finally:
+        dynamo.reset()
+    parts, grads = gradients(step.batch_losses)
+    for name in parts:
+        torch.testing.assert_close(compiled_parts[name], parts[name], rtol=1e-5, atol=1e-6)
+    assert compiled_grads.keys() == grads.keys()
+    for name in grads:
+        torch.testing.assert_close(compiled_grads[name], grads[name], rtol=1e-3, atol=1e-5, msg=name)
+
+
 def test_masked_adam_updates_the_rows_lazy_adam_updates():
     torch.manual_seed(0)
     grad = torch.randn(10, 4)
