@@ -111,5 +111,5 @@ echo "=== summary ($OUT_DIR, device $DEVICE)"
 for line in "${status[@]}"; do echo "  $line"; done
 for name in cuda_tests train_default train_graph_1k fit_graph_1k train_batch8k train_batch32k train_batch65k train_gpu_config fit_gpu_config host_syncs host_syncs_static full_ranking_1m evaluate; do
     # the tables only: header lines and rows that start with a number or a method name
-    [[ -f "$OUT_DIR/$name.log" ]] && { echo "--- $name"; grep -E '^ *([0-9]+|topk|blocked|blockmax) |threads|chunk|users x|by phase|^load|passed|failed|syncing ops|epoch [0-9]+:|test: ' "$OUT_DIR/$name.log" || true; }
+    [[ -f "$OUT_DIR/$name.log" ]] && { echo "--- $name"; grep -E '^ *([0-9]+|topk|blocked|blockmax) |threads|chunk|users x|by phase|^load|passed|failed|syncing ops|epoch [0-9]+:|test: |CUDA graph|captured in a CUDA graph|capture of the training step failed|compiled training step failed' "$OUT_DIR/$name.log" || true; }
 done

@@ -227,6 +227,8 @@ def main() -> None:
                 with step_setting(setting, trainer):
                     phases = phase_times(trainer, perm, config.training.batch_size, args.steps)
                 print("        ms/step by phase: " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
+        if trainer.graphed is not None:  # training.cuda_graph: whether the capture held (else eager static steps)
+            print(f"        CUDA graph: captured {trainer.graphed.captured}, losses compiled {trainer.graphed.compiled}")
         if args.profile:
             print_profile(step, args.device)
 

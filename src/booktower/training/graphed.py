@@ -120,6 +120,11 @@ class GraphedStep:
     def captured(self) -> bool:
         return self.replay is not None
 
+    @property
+    def compiled(self) -> bool:
+        """Whether the losses run compiled (False: never asked for, or the compiler failed and eager took over)."""
+        return isinstance(self.losses, CompiledOnCuda) and self.losses.enabled
+
     def run(self, index: torch.Tensor, step: int) -> Parts:
         """Train on the interactions `index` as optimiser step `step` (the schedule's position). Returns the
         loss parts, "total" first: on a replay the graph's own outputs, overwritten by the next replay."""
