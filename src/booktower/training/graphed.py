@@ -108,7 +108,8 @@ class GraphedStep:
         self.replay: Callable[[], Parts] | None = None
         self.calls = 0
         self.losses: Callable[[torch.Tensor, torch.Tensor], Parts] = self.batch_losses
-        if device.type == "cuda" and task.compile:
+        self.compile = device.type == "cuda" and task.compile  # training.compile: the losses and table updates
+        if self.compile:
             task.compile = False  # its own compiled loss passes would nest in the compiled whole
             self.losses = CompiledOnCuda(self.batch_losses)
 
@@ -184,7 +185,7 @@ class GraphedStep:
             opt.step()
         for table, size in zip(self.tables, self.step_sizes):
             if table.grad is not None:
-                masked_adam_(self.lazy, table, size)
+                masked_adam_(self.lazy, table, size, self.compile)
 
     @contextlib.contextmanager
     def _tensor_rates(self):

@@ -95,16 +95,16 @@ _compiled_masked_adam = CompiledOnCuda(_masked_adam)
 
 
 @torch.no_grad()
-def masked_adam_(optimizer: LazyAdam, param: torch.Tensor, step_size: torch.Tensor) -> None:
+def masked_adam_(optimizer: LazyAdam, param: torch.Tensor, step_size: torch.Tensor, compiled: bool = True) -> None:
     """LazyAdam's update of `param` by its dense gradient at `step_size` (a 0-d tensor: lr times the bias
     correction, set by the caller), as passes over the whole table with the rows whose gradient is all zero left
     as they are: the same rows and arithmetic as `LazyAdam.apply` on a dense gradient, with fixed shapes and no
-    host sync, so a CUDA graph can replay it (training/graphed.py). One compiled kernel per table on CUDA. Costs
-    O(table) per step where `apply` costs O(touched rows): for GPU tables, not for a CPU step."""
+    host sync, so a CUDA graph can replay it (training/graphed.py). Compiled on CUDA unless `compiled` is False.
+    Costs O(table) per step where `apply` costs O(touched rows): for GPU tables, not for a CPU step."""
     state = optimizer.state_of(param)
     beta1, beta2 = optimizer.param_groups[0]["betas"]
     _compiled_masked_adam(param, state["exp_avg"], state["exp_avg_sq"], param.grad, step_size, beta1, beta2,
-                          optimizer.param_groups[0]["eps"])
+                          optimizer.param_groups[0]["eps"], compiled=compiled)
 
 
 def _touched_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
