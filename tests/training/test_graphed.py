@@ -82,6 +82,7 @@ def test_a_fit_with_the_replayed_step_logs_the_epochs_the_eager_fit_logs(small_c
                                   device_graph=False)
     expected, got = eager.fit(), graphed.fit()
     assert graphed.graphed.captured and len(got.rows) == len(expected.rows) == 2
+    assert (graphed.step_kind(), eager.step_kind()) == ("cuda_graph", "eager")
     for want, have in zip(expected.rows, got.rows):
         for key in ("loss_total", "loss_main", "val_NDCG@10", "lr_factor"):
             assert have[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), key

@@ -51,6 +51,7 @@ def test_refit_trains_the_selected_epochs_on_train_plus_validation_and_serves_th
     result = train_run(config, tmp_path, data=data)
     info = json.loads((tmp_path / "run.json").read_text())
     assert info["refit_on_validation"] is True
+    assert info["training_step"] == "eager"  # the small config: one step at a time, no workers, no CUDA graph
     refit_rows = list(csv.DictReader((tmp_path / "refit" / "epochs.csv").read_text().splitlines()))
     assert len(refit_rows) == result.fit.best_epoch
     assert not any(key.startswith("val_") for key in refit_rows[0])  # the refit never looks at validation

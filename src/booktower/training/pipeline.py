@@ -113,7 +113,7 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
         write_run_info(run_dir, config_yaml=config_yaml, seed=config.seed, inputs=inputs, timings=timings.seconds,
                        extra={"device": str(device), "best_epoch": fit.best_epoch, "epochs_run": len(fit.rows),
                               "stopped_early": fit.stopped_early, "peak_rss_mb": round(peak_memory_mb(), 1),
-                              "world_size": dist.world_size,
+                              "world_size": dist.world_size, "training_step": trainer.step_kind(),
                               "refit_on_validation": config.training.refit_on_validation})
         with timings.step("report"):
             report = maybe_write_report(run_dir)

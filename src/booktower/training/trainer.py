@@ -196,6 +196,13 @@ class Trainer:
         if self.dist.enabled:
             average_sparse_gradients(self.sparse_tables)
 
+    def step_kind(self) -> str:
+        """How the steps ran, for the run's record: "cuda_graph" (captured), "static" (training.cuda_graph asked
+        for but the capture failed or never came), "workers" or "eager"."""
+        if self.graphed is not None:
+            return "cuda_graph" if self.graphed.captured else "static"
+        return "workers" if self.workers is not None else "eager"
+
     def train_step(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         """One optimiser step on the training interactions `index`: the loss parts, "total" first."""
         if self.graphed is not None:
