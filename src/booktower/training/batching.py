@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,13 +59,21 @@ class TrainingData:
         # Interaction j's history is items[seq_start[j]:j]: strictly earlier interactions of the same user.
         self.seq_start = torch.as_tensor(user_start[users], device=device)
         positives = np.unique(users * n_items + items)  # sorted distinct (user, item) keys
-        self.positive_keys = torch.as_tensor(positives, device=device)  # searched by samplers.accidental_hit_mask
         pos_users = positives // n_items
         pos_offsets = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(pos_users, minlength=n_users), out=pos_offsets[1:])
         self.pos_offsets = torch.as_tensor(pos_offsets, device=device)
         self.pos_items = torch.as_tensor(positives % n_items, device=device)
         self.item_counts = np.bincount(items, minlength=n_items)
+
+    @functools.cached_property
+    def positive_keys(self) -> torch.Tensor:
+        """(P,) sorted reader * n_items + item of every distinct training positive, for the static step's dense
+        hit mask (samplers.accidental_hit_mask); made once, on first use (TrainTask.static_shapes), so eager runs
+        do not hold it."""
+        readers = torch.repeat_interleave(torch.arange(len(self.pos_offsets) - 1, device=self.device),
+                                          self.pos_offsets.diff(), output_size=len(self.pos_items))
+        return readers * self.n_items + self.pos_items
 
     def batch(self, index: torch.Tensor) -> TrainBatch:
         """Interactions `index` (B,) -> their users, items and history windows."""

@@ -81,6 +81,7 @@ class TrainTask:
         in-batch sampled softmax is supported (graphed.graph_blockers says what else is not)."""
         self.static = True
         self.softmax_block_rows = 0
+        _ = self.data.positive_keys  # made here, outside any traced or captured step
         if not self.users.padded:
             self.users, self.items = self.users.with_padded_bags(), self.items.with_padded_bags()
 
