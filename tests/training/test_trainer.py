@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
 
 import numpy as np
 import polars as pl
@@ -59,6 +61,11 @@ def test_run_layout_and_bce_popularity_variant(small_config, tmp_path):
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert {"loss_main", "loss_amm_item", "val_NDCG@20", "train_seconds", "examples_per_s"} <= set(rows[0])
     assert "loss_amm_user" not in rows[0]  # no a_u by default (model.dat.augment_users)
+    # the hardware beside the numbers: another kind of CPU rounds differently, so it is part of a run's identity
+    machine = json.loads((tmp_path / "run.json").read_text())["machine"]
+    assert machine["logical_cores"] == os.cpu_count()
+    assert machine["cpu"] and machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert ("gpus" in machine) == torch.cuda.is_available()
 
 
 def test_history_windows_hold_only_earlier_items_of_the_same_user():

@@ -1,8 +1,9 @@
-"""What every run records beside its artefacts: resolved config, input fingerprint, seed, versions, timings."""
+"""What every run records beside its artefacts: resolved config, input fingerprint, seed, versions, machine, timings."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import sys
 import time
@@ -10,6 +11,8 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
+
+import torch
 
 from booktower import native
 from booktower.utils.atomic import atomic_write_json, atomic_write_text
@@ -48,6 +51,33 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux: /proc/cpuinfo), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """The hardware a run's numbers come from. Throughput depends on it, and so do the weights: the same seed and
+    code give bit-identical runs on one kind of CPU, but another CPU (or vector unit: `cpu_capability`) takes other
+    kernel paths that round differently (docs/scaling.md)."""
+    info: dict[str, Any] = {"cpu": cpu_model(), "logical_cores": os.cpu_count(),
+                            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    try:
+        info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        pass
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(k) for k in range(torch.cuda.device_count())]
+        info["cuda"] = torch.version.cuda
+    return info
+
+
 class Timings:
     """Named wall-clock timings of a run's steps."""
 
@@ -67,7 +97,7 @@ def write_run_info(
     output_dir: Path, *, config_yaml: str, seed: int, inputs: list[Path], timings: dict[str, float],
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write `config.yaml` and `run.json` (fingerprint, seed, versions, timings) into `output_dir`."""
+    """Write `config.yaml` and `run.json` (fingerprint, seed, versions, machine, timings) into `output_dir`."""
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output_dir / "config.yaml", config_yaml)
     info = {
@@ -75,6 +105,7 @@ def write_run_info(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "inputs": file_fingerprint([p for p in inputs if p.exists()]),
         "versions": package_versions(),
+        "machine": machine_info(),
         # whether training ran booktower's C kernels (booktower/native): they round differently from PyTorch
         "cpu_kernels": native.status(),
         "timings_seconds": timings,
