@@ -72,7 +72,7 @@ def machine_info() -> dict[str, Any]:
         info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError, AttributeError):
         pass
-    if torch.cuda.is_available():
+    if torch.cuda.is_initialized():  # a run that used CUDA; asking otherwise would start CUDA for nothing
         info["gpus"] = [torch.cuda.get_device_name(k) for k in range(torch.cuda.device_count())]
         info["cuda"] = torch.version.cuda
     return info
