@@ -137,3 +137,51 @@ def test_new_books_tagged_on_add_form_their_own_slot(trained, tmp_path: Path) ->
     slot = rec.for_user(data.users.ids[0], k=10, categories=["new-arrivals"])
     assert sorted(r.item_id for r in slot) == ["new-1", "new-2", "new-3"]
     assert [r.score for r in slot] == sorted((r.score for r in slot), reverse=True)
+
+
+def test_an_anonymous_readers_metadata_reaches_the_user_tower(tmp_path) -> None:
+    """Reader metadata in a request (`features`) enters the user tower as the training features did: numbers as
+    numbers, levels as levels, by name; names the model does not know are ignored and unusable values count as
+    missing (the training median, the `<other>` level), as a request without metadata does."""
+    import torch
+
+    from booktower.config.model import ModelConfig
+    from booktower.config.serving import IndexConfig
+    from booktower.data.featurize import user_features_from_history
+    from booktower.data.toy import random_prepared
+    from booktower.data.types import Ragged
+    from booktower.models import TwoTower, spec_from_config
+    from booktower.serving.export import export_parts, parts_from_model
+
+    torch.manual_seed(0)
+    data = random_prepared(n_users=60, n_items=40, per_user=8, reader_metadata=True)
+    model = TwoTower(spec_from_config(ModelConfig(), data.user_features, data.item_features, data.n_users, data.n_items))
+    export_parts(parts_from_model(data, model), tmp_path / "b", IndexConfig(kind="exact"), np.random.default_rng(0))
+    rec = Recommender.from_bundle(tmp_path / "b", index_kind="exact")
+    seen = [3, 7, 11]
+    items = encode_items(model, data.item_features).numpy()
+    popularity = data.item_popularity().astype(float)
+
+    def by_hand(age: float | None, occupation: str | None) -> list[tuple[str, float]]:
+        rows = pl.DataFrame({"num:age": [age], "cat:occupation": [occupation]},
+                            schema={"num:age": pl.Float64, "cat:occupation": pl.String})
+        hist = Ragged.from_lists([seen])
+        side = user_features_from_history(data.feature_spec, hist, popularity, None, rows)
+        scores = items @ encode_users(model, side, np.array([-1]), hist)[0].numpy()
+        top = [i for i in np.argsort(-scores) if i not in seen][:10]
+        return list(zip(data.items.decode(top), scores[top].tolist()))
+
+    def served(features: dict | None) -> list[tuple[str, float]]:
+        return [(r.item_id, r.score) for r in rec.for_history(data.items.decode(seen), k=10, features=features)]
+
+    def assert_same(got, expected) -> None:
+        assert [i for i, _ in got] == [i for i, _ in expected]
+        np.testing.assert_allclose([s for _, s in got], [s for _, s in expected], rtol=1e-5, atol=1e-6)
+
+    young = served({"age": 19, "occupation": "student"})
+    assert_same(young, by_hand(19.0, "student"))
+    assert_same(served({"age": 75.0, "occupation": "retired"}), by_hand(75.0, "retired"))
+    assert [s for _, s in young] != pytest.approx([s for _, s in served({"age": 75.0, "occupation": "retired"})])
+    missing = by_hand(None, None)
+    assert_same(served({"age": "old", "shoe_size": 44, "occupation": None}), missing)
+    assert_same(served(None), missing)

@@ -59,3 +59,27 @@ def test_asgi_factory_reads_the_bundle_from_the_environment(trained, monkeypatch
 
     monkeypatch.setenv(BUNDLE_ENV, str(trained[2]))
     assert TestClient(app_from_env()).get("/health").json()["n_items"] == trained[0].n_items
+
+
+def test_export_command_writes_a_verified_bundle_from_a_run(small_config, tmp_path: Path) -> None:
+    import json
+
+    from booktower.data.synth import SynthConfig, write_synthetic
+    from booktower.serving.bundle import verify_bundle
+    from booktower.training.pipeline import train_run
+
+    data = tmp_path / "data"
+    write_synthetic(data, SynthConfig(n_users=150, n_books=60, mean_history=12.0), seed=0)
+    run = tmp_path / "run"
+    train_run(small_config("training.epochs=1", f"data.source.interactions={data / 'users.csv'}",
+                           f"data.source.items={data / 'books.csv'}", "data.cache_dir=null", "data.min_user_interactions=2",
+                           "data.min_item_interactions=2"), run)
+    bundle = tmp_path / "bundle"
+    # the export reads the run's data again, from the files its config names
+    result = runner.invoke(app, ["export", "--run", str(run), "-o", str(bundle), "--index", "exact"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    n_items = verify_bundle(bundle)["n_items"]
+    assert summary["bundle"] == str(bundle) and summary["ann"]["n_items"] == n_items > 0
+    missing = runner.invoke(app, ["export", "--run", str(tmp_path / "nowhere"), "-o", str(tmp_path / "b2")])
+    assert missing.exit_code != 0 and "nowhere" in missing.output.replace("\n", "")

@@ -33,7 +33,7 @@ def _bundle_errors() -> Iterator[None]:
             raise typer.Exit(2) from None
 
 
-def export_command(run: Path = RUN_OPTION, output_dir: Path = typer.Option(..., "--output-dir", help="Bundle folder."),
+def export_command(run: Path = RUN_OPTION, output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Bundle folder."),
                    index: str | None = INDEX_OPTION) -> None:
     """Write a serving bundle from a trained run and report the ANN index's recall and speed-up."""
     from booktower.serving.export import export_run

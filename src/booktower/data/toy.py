@@ -49,8 +49,10 @@ def checkerboard(n: int = 50, config: DataConfig | None = None) -> PreparedData:
     return prepare_from_raw(checkerboard_raw(n), config, DropLedger())
 
 
-def random_prepared(n_users: int = 200, n_items: int = 100, per_user: int = 12, seed: int = 0) -> PreparedData:
-    """Random interactions with categories and titles: for shape and plumbing tests, not for quality."""
+def random_prepared(n_users: int = 200, n_items: int = 100, per_user: int = 12, seed: int = 0,
+                    reader_metadata: bool = False) -> PreparedData:
+    """Random interactions with categories and titles: for shape and plumbing tests, not for quality.
+    `reader_metadata`: readers also get an age (numeric) and an occupation (categorical)."""
     rng = np.random.default_rng(seed)
     rows = []
     for user in range(n_users):
@@ -67,8 +69,15 @@ def random_prepared(n_users: int = 200, n_items: int = 100, per_user: int = 12, 
         "categories": [["Books", genres[i % 4], f"{genres[i % 4]}-{i % 3}"] for i in range(n_items)],
         "num:price": [float(rng.uniform(1, 30)) for _ in range(n_items)],
     })
-    config = DataConfig.model_validate({
-        "min_user_interactions": 1, "min_item_interactions": 1,
-        "columns": {"item_numeric": ["price"], "item_count_columns": [], "item_nonnegative": ["price"]},
-    })
-    return prepare_from_raw(RawData(interactions, catalogue, None, []), config, DropLedger())
+    columns: dict = {"item_numeric": ["price"], "item_count_columns": [], "item_nonnegative": ["price"]}
+    users = None
+    if reader_metadata:
+        occupations = ["student", "librarian", "retired"]
+        users = pl.DataFrame({
+            "user_id": [f"u{u}" for u in range(n_users)],
+            "num:age": [float(a) for a in rng.integers(16, 80, size=n_users)],
+            "cat:occupation": [occupations[u % 3] for u in range(n_users)],
+        })
+        columns |= {"user_numeric": ["age"], "user_categorical": ["occupation"]}
+    config = DataConfig.model_validate({"min_user_interactions": 1, "min_item_interactions": 1, "columns": columns})
+    return prepare_from_raw(RawData(interactions, catalogue, users, []), config, DropLedger())
