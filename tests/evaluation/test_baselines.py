@@ -96,3 +96,19 @@ def test_run_baselines_writes_protocol_table(board, tmp_path):
     assert set(saved["itemknn"]) == {"validation", "test"}
     assert saved["itemknn"]["test"]["HR@1"] == 1.0
     assert (tmp_path / "itemknn" / "per_user_test.parquet").exists()
+
+
+def test_itemknn_neighbour_cap_scores_each_item_by_its_strongest_neighbours():
+    rng = np.random.default_rng(3)
+    x = (rng.random((12, 9)) * (rng.random((12, 9)) < 0.5)).astype(np.float32)  # weighted: no tied similarities
+    model = ItemKNN(neighbors=3).fit(sp.csr_matrix(x))
+    norms = np.linalg.norm(x, axis=0)
+    sim = (x.T @ x) / np.outer(norms, norms)
+    np.fill_diagonal(sim, 0)
+    capped = np.zeros_like(sim)
+    for j in range(len(sim)):  # item j's three most similar items, by a plain sort
+        keep = np.argsort(-sim[j])[:3]
+        capped[j, keep] = sim[j, keep]
+    users = np.arange(len(x))
+    assert np.allclose(model.score(users).numpy(), x @ capped.T, atol=1e-6)
+    assert not np.allclose(x @ capped.T, x @ sim, atol=1e-3)  # the cap changed the scores: it was exercised
