@@ -1,0 +1,34 @@
+"""Atomic writes: a reader sees the old file or the whole new one, and a failed write leaves no trace."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from booktower.utils.atomic import atomic_path, atomic_write_json
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "state.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half of the new")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "old" and _leftovers(tmp_path) == []
+
+
+def test_json_takes_numpy_values_and_paths_and_refuses_other_objects(tmp_path):
+    target = tmp_path / "sub" / "metrics.json"  # the folder is made
+    atomic_write_json(target, {"n": np.int64(3), "x": np.float32(0.5), "v": np.arange(3), "p": Path("a/b")})
+    assert json.loads(target.read_text()) == {"n": 3, "x": 0.5, "v": [0, 1, 2], "p": "a/b"}
+    with pytest.raises(TypeError, match="not JSON serialisable: object"):
+        atomic_write_json(target, {"bad": object()})
+    assert json.loads(target.read_text())["n"] == 3 and _leftovers(target.parent) == []
