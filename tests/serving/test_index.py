@@ -96,3 +96,38 @@ def test_compare_with_exact_reports_recall() -> None:
     report = compare_with_exact(vectors, vectors[:50], IndexConfig(kind="hnsw"), k=10)
     assert 0.9 <= report.recall <= 1.0
     assert report.as_dict()["recall@10"] == round(report.recall, 4)
+
+
+
+class _MissingRows:
+    """An approximate index that never finds some rows (`found` False): its answers are padded with -1, as FAISS
+    pads them."""
+
+    def __init__(self, vectors: np.ndarray, found: np.ndarray) -> None:
+        self.exact, self.found = ExactIndex(vectors), found
+
+    def __len__(self) -> int:
+        return len(self.exact)
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, ids = self.exact.search(query, k)
+        missed = ~self.found[ids]
+        return np.where(missed, -np.inf, scores), np.where(missed, -1, ids)
+
+
+@pytest.mark.parametrize("filtered", [False, True])
+@pytest.mark.parametrize("finds", ["odd rows", "15 rows"])
+def test_an_index_that_misses_rows_still_gives_k_results(filtered: bool, finds: str) -> None:
+    """It digs deeper while the index's answers hold fewer than k allowed rows; where the whole index holds fewer,
+    the allowed rows are scored exactly. So k results, none padded or excluded, best first."""
+    rng = np.random.default_rng(4)
+    vectors = rng.normal(size=(400, 8)).astype(np.float32)
+    query = rng.normal(size=8).astype(np.float32)
+    found = np.arange(400) % 2 == 1 if finds == "odd rows" else np.arange(400) < 15
+    allowed = allowed_mask(400, np.arange(1, 400, 7)) if filtered else None
+    hits = search_filtered(_MissingRows(vectors, found), vectors, query, 20, allowed, overfetch=1)
+    scores = np.where(allowed if allowed is not None else True, vectors @ query, -np.inf)
+    if finds == "odd rows":  # what the index can find, as an approximate index answers
+        scores = np.where(found, scores, -np.inf)
+    assert hits.ids.tolist() == np.argsort(-scores)[:20].tolist()
+    np.testing.assert_allclose(hits.scores, scores[hits.ids], rtol=1e-5)
