@@ -131,3 +131,44 @@ def test_dollar_prices_and_blank_numbers_are_accepted(write_file):
     assert raw.catalogue is not None
     assert raw.catalogue["num:price"].to_list() == [5.0, 7.5]
     assert raw.catalogue["num:rating_number"].to_list()[1] is None
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_parquet_and_json_lines_load_as_the_csv_does(write_file, tmp_path, suffix):
+    import polars as pl
+
+    csv_users = write_file("users.csv", USERS)
+    expected, _ = load_raw(config(csv_users, None), DropLedger())
+    frame = pl.read_csv(csv_users, infer_schema=False)
+    users = tmp_path / f"users{suffix}"
+    frame.write_parquet(users) if suffix == ".parquet" else frame.write_ndjson(users)
+    raw, _ = load_raw(config(users, None), DropLedger())
+    assert raw.interactions.equals(expected.interactions)
+
+
+def test_a_row_with_more_fields_than_the_header_names_the_separator_fix(write_file):
+    users = write_file("users.csv", USERS + "B2,U3,1600000003000,extra,fields\n")
+    with pytest.raises(DataError) as exc:
+        load(config(users, None))
+    assert "could not be parsed as CSV" in str(exc.value)
+    assert_names(exc, users, "data.source.separator")
+
+
+def _truncated_gzip(text: str) -> bytes:
+    import gzip
+
+    whole = gzip.compress(text.encode())
+    return whole[: len(whole) // 2]
+
+
+@pytest.mark.parametrize("name, content", [
+    ("users.csv.gz", _truncated_gzip(USERS * 2000)),  # polars meets the end
+    ("users.csv.gz", _truncated_gzip(USERS)),  # the separator sniffing meets it first
+    ("users.csv.gz", b"a plain text file named .gz"),
+    ("users.parquet", b"PAR1 and then not a parquet file"),
+], ids=["truncated-gzip", "truncated-in-the-head", "not-gzip", "not-parquet"])
+def test_a_damaged_file_is_named_with_the_way_to_replace_it(write_file, name, content):
+    users = write_file(name, content)
+    with pytest.raises(DataError, match="truncated or corrupt") as exc:
+        load(config(users, None))
+    assert_names(exc, users, "download or export it again", "gzip -t")

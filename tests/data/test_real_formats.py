@@ -118,3 +118,43 @@ def test_amazon2023_jsonl_misspelt_field_is_named(tmp_path, fixtures_dir):
         assert "Did you mean 'user_id'?" in str(exc) and "data.columns.user" in str(exc)
     else:
         raise AssertionError("expected a DataError")
+
+
+def _jsonl_config(reviews) -> DataConfig:
+    return DataConfig.model_validate({
+        "source": {"format": "amazon2023-jsonl", "interactions": str(reviews), "items": None},
+        "columns": {"user": "user_id"}, "cache_dir": None,
+    })
+
+
+def test_amazon2023_jsonl_broken_lines_are_named(tmp_path, fixtures_dir):
+    import pytest
+
+    from booktower.data.errors import DataError
+
+    good = (fixtures_dir / "amazon2023" / "Books.jsonl").read_text().splitlines(keepends=True)
+    cases = {
+        "not JSON": (good[:2] + ["{oops\n"] + good[2:], "line 3 is not JSON"),
+        "not an object": (good[:1] + ["[1, 2]\n"] + good[1:], "line 2 is not a JSON object"),
+        "blank": (["\n", "  \n"], "has no JSON lines"),
+    }
+    for name, (lines, message) in cases.items():
+        reviews = tmp_path / f"{name.replace(' ', '_')}.jsonl"
+        reviews.write_text("".join(lines))
+        with pytest.raises(DataError, match=message) as exc:
+            load_raw(_jsonl_config(reviews), DropLedger())
+        assert str(reviews) in str(exc.value) and "Fix:" in str(exc.value), name
+
+
+def test_amazon2023_jsonl_truncated_download_is_named(tmp_path, fixtures_dir):
+    import pytest
+
+    from booktower.data.errors import DataError
+
+    for copies in (1, 50):  # cut within the first lines (read to check the mapping) or in the batches after them
+        whole = gzip.compress((fixtures_dir / "amazon2023" / "Books.jsonl").read_bytes() * copies)
+        reviews = tmp_path / f"Books-{copies}.jsonl.gz"
+        reviews.write_bytes(whole[: len(whole) // 2])  # an interrupted download
+        with pytest.raises(DataError, match="truncated or corrupt") as exc:
+            load_raw(_jsonl_config(reviews), DropLedger())
+        assert str(reviews) in str(exc.value) and "download or export it again" in str(exc.value)

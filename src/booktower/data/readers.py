@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import gzip
 import json
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -13,6 +14,16 @@ import polars as pl
 from booktower.data.errors import DataError
 
 _CANDIDATE_SEPARATORS = (",", "\t", "|", ";")
+# What reading a damaged file raises: gzip's EOFError / BadGzipFile / zlib.error, polars' OSError ("unexpected end
+# of file"). The file exists and is not empty by then (`_check_exists`), so an OSError is about its bytes or access.
+_UNREADABLE = (EOFError, OSError, zlib.error)
+
+
+def _unreadable(path: Path, exc: BaseException) -> DataError:
+    """The error for a file whose bytes cannot be read through: most often an interrupted download or copy."""
+    return DataError(f"the file is truncated or corrupt, or cannot be read ({type(exc).__name__}: {exc})", path=path,
+                     fix="download or export it again (`booktower data fetch` resumes its downloads); "
+                         "`gzip -t FILE` checks a .gz file")
 
 
 def table_format(path: Path) -> str:
@@ -25,8 +36,11 @@ def table_format(path: Path) -> str:
 
 def _head_bytes(path: Path, n: int = 65536) -> bytes:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        return handle.read(n)
+    try:
+        with opener(path, "rb") as handle:
+            return handle.read(n)
+    except _UNREADABLE as exc:
+        raise _unreadable(path, exc) from None
 
 
 def sniff_separator(path: Path, encoding: str) -> str:
@@ -54,12 +68,15 @@ def read_table(path: Path, role: str, *, separator: str | None = None, encoding:
     """Read a whole table with every column as text (typing happens in validation, where errors are named)."""
     _check_exists(path, role)
     fmt = table_format(path)
-    if fmt == "parquet":
-        frame = pl.read_parquet(path)
-    elif fmt == "jsonl":
-        frame = pl.read_ndjson(path, infer_schema_length=10000)
-    else:
-        frame = _read_csv(path, role, separator, encoding)
+    try:
+        if fmt == "parquet":
+            frame = pl.read_parquet(path)
+        elif fmt == "jsonl":
+            frame = pl.read_ndjson(path, infer_schema_length=10000)
+        else:
+            frame = _read_csv(path, role, separator, encoding)
+    except (*_UNREADABLE, pl.exceptions.PolarsError) as exc:  # a CSV's own parse errors are DataErrors by now
+        raise _unreadable(path, exc) from None
     if frame.height == 0:
         raise DataError(f"the {role} file has a header but no rows", path=path, fix="point the config at a file with rows")
     return frame
@@ -115,24 +132,32 @@ def _read_csv(path: Path, role: str, separator: str | None, encoding: str) -> pl
 def ndjson_keys(path: Path, role: str, n_lines: int = 200) -> list[str]:
     """Field names seen in the first lines of a JSON-lines file (to validate a mapping before a full read)."""
     _check_exists(path, role)
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
     keys: dict[str, None] = {}
-    with opener(path, "rb") as handle:
-        for number, line in zip(range(1, n_lines + 1), handle):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as exc:
-                raise DataError(f"line {number} is not JSON ({exc})", path=path,
-                                fix="check the file is the .jsonl(.gz) download, one JSON object per line") from None
-            if not isinstance(record, dict):
-                raise DataError(f"line {number} is not a JSON object", path=path,
-                                fix="check the file is the .jsonl(.gz) download, one JSON object per line")
-            keys.update(dict.fromkeys(record))
+    for number, line in _first_lines(path, n_lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise DataError(f"line {number} is not JSON ({exc})", path=path,
+                            fix="check the file is the .jsonl(.gz) download, one JSON object per line") from None
+        if not isinstance(record, dict):
+            raise DataError(f"line {number} is not a JSON object", path=path,
+                            fix="check the file is the .jsonl(.gz) download, one JSON object per line")
+        keys.update(dict.fromkeys(record))
     if not keys:
         raise DataError(f"the {role} file has no JSON lines", path=path, fix="point the config at a non-empty file")
     return list(keys)
+
+
+def _first_lines(path: Path, n_lines: int) -> Iterator[tuple[int, bytes]]:
+    """(line number from 1, line) of the first `n_lines` lines of a (gzipped) file."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            yield from zip(range(1, n_lines + 1), handle)
+    except _UNREADABLE as exc:
+        raise _unreadable(path, exc) from None
 
 
 def iter_ndjson_batches(
@@ -147,9 +172,8 @@ def iter_ndjson_batches(
         while True:
             try:
                 lines = handle.readlines(batch_bytes)
-            except (EOFError, OSError) as exc:  # truncated download, bad CRC
-                raise DataError(f"the file is truncated or corrupt ({exc})", path=path,
-                                fix="delete it and download it again (`booktower data fetch` resumes)") from None
+            except _UNREADABLE as exc:  # truncated download, bad CRC
+                raise _unreadable(path, exc) from None
             if not lines:
                 return
             try:
