@@ -7,7 +7,8 @@ import json
 import pytest
 
 from booktower.config import load_config
-from booktower.tracking import Tracker, flatten
+from booktower.tracking import Tracker
+from booktower.utils.nested import flatten
 
 pytest.importorskip("mlflow")
 

@@ -14,24 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from booktower.config import BooktowerConfig
+from booktower.utils.nested import flatten
 
 log = logging.getLogger(__name__)
 
 _ARTEFACTS = ("report.md", "metrics.json", "config.yaml", "run.json", "epochs.csv", "diagnostics.json",
               "audit.json", "data_summary.json")
 _ARTEFACT_DIRS = ("plots", "model")
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists become their string form (MLflow params are strings)."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 def _numeric(row: dict[str, Any]) -> dict[str, float]:

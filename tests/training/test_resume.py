@@ -98,3 +98,27 @@ def test_sigkill_then_resume_ends_like_the_uninterrupted_run(tmp_path):
     b = load_file(str(tmp_path / "killed" / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert np.isfinite(full["test"]["NDCG@20"])
+
+
+def test_resume_refuses_a_changed_config_and_a_damaged_checkpoint_naming_the_fix(tmp_path):
+    from typer.testing import CliRunner
+
+    from booktower.cli.app import app
+
+    config = write_dataset(tmp_path / "data", 12)
+    run = tmp_path / "run"
+    _finish(train(config, run, "--set", "training.epochs=1"))
+
+    def resume(*extra: str):
+        return CliRunner().invoke(app, ["train", "--config", str(config), "--output-dir", str(run), "--resume", *extra])
+
+    changed = resume("--set", "training.epochs=2")
+    message = "".join(changed.output.split())  # the console wraps long lines anywhere
+    assert changed.exit_code == 2 and "Traceback" not in changed.output
+    assert "training.epochs:1->2" in message and "new--output-dir" in message
+    weights = run / "checkpoints" / "last" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # a damaged copy of the run folder
+    damaged = resume("--set", "training.epochs=1")
+    message = "".join(damaged.output.split())
+    assert damaged.exit_code == 2 and "Traceback" not in damaged.output
+    assert "cannotberestored" in message and "checkpoints/last" in message and "new--output-dir" in message

@@ -9,6 +9,7 @@ import polars as pl
 
 from booktower.evaluation.stats import ACTIVITY_BINS, mean_ci, paired_compare, slice_table, with_activity
 from booktower.evaluation.tables import markdown_table
+from booktower.utils.nested import flatten
 
 if TYPE_CHECKING:
     from booktower.evaluation.report import RunFiles
@@ -98,20 +99,10 @@ def slices_section(files: RunFiles) -> str:
     return "\n".join(text)
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out = []
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out += _flat(value, f"{prefix}{key}.")
-        else:
-            out.append((f"{prefix}{key}", value))
-    return out
-
-
 def diagnostics_section(diagnostics: dict[str, Any]) -> str:
     if not diagnostics:
         return "## Embedding diagnostics\n\n_(no diagnostics.json)_\n"
-    rows = [[key, _fmt(value)] for key, value in _flat(diagnostics) if not key.startswith("covariance_gap.gaps")]
+    rows = [[key, _fmt(value)] for key, value in flatten(diagnostics).items() if not key.startswith("covariance_gap.gaps")]
     notes = ("Alignment (lower = positives closer) and uniformity (lower = more spread) follow Wang & Isola "
              "(2020); anisotropy is the mean cosine of random pairs; neighbour overlap compares the share of "
              "same-category/author cosine neighbours with random neighbours.\n")
@@ -148,6 +139,6 @@ def audit_section(audit: dict[str, Any]) -> str:
 def data_section(summary: dict[str, Any]) -> str:
     if not summary:
         return "## Data\n\n_(no data_summary.json)_\n"
-    rows = [[key, _fmt(value)] for key, value in _flat(summary)
+    rows = [[key, _fmt(value)] for key, value in flatten(summary).items()
             if not isinstance(value, (list, dict)) and len(str(value)) < 120]
     return "\n".join(["## Data summary\n", markdown_table(["field", "value"], rows[:40]), ""])

@@ -6,16 +6,38 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from booktower.models.io import save_model, state_tensors
 from booktower.models.two_tower import TwoTower
 
 OPTIMIZER, STATE = "optimizer.safetensors", "state.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be restored; the message names the folder and what to do instead."""
+
+
+@contextmanager
+def _reading(directory: Path) -> Iterator[None]:
+    """Damaged or mismatched files of a checkpoint become one CheckpointError that names the way out. Writes are
+    atomic, so this is a disk fault, a partial copy or a folder from another run or version."""
+    try:
+        yield
+    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(
+            f"the checkpoint {directory} cannot be restored ({type(exc).__name__}: {detail}). Fix: train into a new "
+            "--output-dir without --resume, or restore the run folder from a copy") from None
 
 
 def _split_optimizer_state(optimizers: list[torch.optim.Optimizer]) -> tuple[dict[str, torch.Tensor], list[dict]]:
@@ -87,15 +109,17 @@ def find_checkpoint(directory: Path) -> Path | None:
 
 def load_checkpoint(directory: Path, model: TwoTower, optimizers: list[torch.optim.Optimizer]) -> dict[str, Any]:
     """Restore weights and optimiser state in place; return the rest of the saved state."""
-    model.load_state_dict(load_file(str(directory / "model.safetensors")))
-    state = json.loads((directory / STATE).read_text())
-    opt_states = _join_optimizer_state(load_file(str(directory / OPTIMIZER)), state.pop("optimizers"))
-    if len(opt_states) != len(optimizers):
-        raise ValueError(f"{directory}: the checkpoint has {len(opt_states)} optimisers, this run builds "
-                         f"{len(optimizers)}: the config changed since it was written")
+    with _reading(directory):
+        model.load_state_dict(load_file(str(directory / "model.safetensors")))
+        state = json.loads((directory / STATE).read_text())
+        opt_states = _join_optimizer_state(load_file(str(directory / OPTIMIZER)), state.pop("optimizers"))
+        if len(opt_states) != len(optimizers):
+            raise CheckpointError(f"{directory}: the checkpoint has {len(opt_states)} optimisers, this run builds "
+                                  f"{len(optimizers)}: the config changed since it was written")
+        for opt, sd in zip(optimizers, opt_states):
+            opt.load_state_dict(sd)
     device = next(model.parameters()).device
-    for opt, sd in zip(optimizers, opt_states):
-        opt.load_state_dict(sd)
+    for opt in optimizers:
         for pstate in opt.state.values():
             for name, value in pstate.items():
                 if isinstance(value, torch.Tensor) and name != "step":
@@ -104,7 +128,8 @@ def load_checkpoint(directory: Path, model: TwoTower, optimizers: list[torch.opt
 
 
 def load_weights(directory: Path, model: TwoTower) -> None:
-    model.load_state_dict(load_file(str(Path(directory) / "model.safetensors")))
+    with _reading(Path(directory)):
+        model.load_state_dict(load_file(str(Path(directory) / "model.safetensors")))
 
 
-__all__ = ["find_checkpoint", "load_checkpoint", "load_weights", "save_checkpoint", "state_tensors"]
+__all__ = ["CheckpointError", "find_checkpoint", "load_checkpoint", "load_weights", "save_checkpoint", "state_tensors"]

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 
-from booktower.config import BooktowerConfig, dump_config
+from booktower.config import BooktowerConfig, ConfigError, dump_config
 from booktower.data.prepare import prepare
 from booktower.data.types import PreparedData
 from booktower.models.io import save_model
@@ -21,6 +22,7 @@ from booktower.evaluation.run_eval import evaluate_trained
 from booktower.tracking import Tracker
 from booktower.training.trainer import FitResult, Trainer, apply_thread_limit, peak_memory_mb, resolve_device
 from booktower.utils.atomic import atomic_write_json
+from booktower.utils.nested import flatten
 from booktower.utils.runinfo import Timings, write_run_info
 
 log = logging.getLogger(__name__)
@@ -45,8 +47,14 @@ def build_model(config: BooktowerConfig, data: PreparedData, device: torch.devic
 
 def _check_resume_config(run_dir: Path, config_yaml: str) -> None:
     saved = run_dir / "config.yaml"
-    if saved.exists() and saved.read_text(encoding="utf-8") != config_yaml:
-        raise ValueError(f"{saved} differs from this config: resume with the same --config and --set values")
+    if not saved.exists() or saved.read_text(encoding="utf-8") == config_yaml:
+        return
+    was, now = (flatten(yaml.safe_load(text) or {}) for text in (saved.read_text(encoding="utf-8"), config_yaml))
+    changed = [f"{key}: {was.get(key)!r} -> {now.get(key)!r}" for key in sorted(was.keys() | now.keys())
+               if was.get(key) != now.get(key)]
+    raise ConfigError(f"--resume: {saved} differs from this config ({'; '.join(changed[:5])}"
+                      f"{'; ...' if len(changed) > 5 else ''}). Fix: resume with that run's --config and --set "
+                      "values, or train the new config into a new --output-dir")
 
 
 def _prepare_in_turn(config: BooktowerConfig, dist: DistContext) -> tuple[PreparedData, list[Path]]:
