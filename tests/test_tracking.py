@@ -8,7 +8,6 @@ import pytest
 
 from booktower.config import load_config
 from booktower.tracking import Tracker
-from booktower.utils.nested import flatten
 
 pytest.importorskip("mlflow")
 
@@ -47,10 +46,6 @@ def test_logged_run_reads_back(tmp_path):
     assert {"report.md", "metrics.json", "model"} <= artefacts
     assert [a.path for a in client.list_artifacts(tracker.run_id, "model")] == ["model/model.json"]
     assert (tmp_path / "mlartifacts").is_dir()  # beside the SQLite file, not ./mlruns in the working directory
-
-
-def test_flatten():
-    assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": "x"}) == {"a.b": 1, "a.c.d": [1, 2], "e": "x"}
 
 
 def test_train_run_logs_epochs_metrics_and_report(tmp_path):
