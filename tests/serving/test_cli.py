@@ -83,3 +83,12 @@ def test_export_command_writes_a_verified_bundle_from_a_run(small_config, tmp_pa
     assert summary["bundle"] == str(bundle) and summary["ann"]["n_items"] == n_items > 0
     missing = runner.invoke(app, ["export", "--run", str(tmp_path / "nowhere"), "-o", str(tmp_path / "b2")])
     assert missing.exit_code != 0 and "nowhere" in missing.output.replace("\n", "")
+
+
+def test_unknown_reader_and_missing_books_file_name_the_way_out(trained, tmp_path: Path) -> None:
+    unknown = runner.invoke(app, ["recommend", "--bundle", str(trained[2]), "--user", "nobody"])
+    message = " ".join(unknown.output.split())
+    assert unknown.exit_code == 2 and "reader 'nobody' is not in this bundle" in message and "--history" in message
+    missing = runner.invoke(app, ["index", "add", "--bundle", str(trained[2]), "--books", str(tmp_path / "no.csv")])
+    message = "".join(missing.output.split())
+    assert missing.exit_code == 2 and "Fix:check--books" in message and "data.source" not in message

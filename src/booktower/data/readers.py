@@ -52,21 +52,26 @@ def sniff_separator(path: Path, encoding: str) -> str:
     return best if counts[best] > 0 else ","
 
 
-def _check_exists(path: Path, role: str) -> None:
+def _check_exists(path: Path, role: str, named_by: str | None = None) -> None:
+    """`named_by`: the option that gave the path (default: the config key `data.source.<role>`)."""
     if not path.exists():
+        where = f"relative paths resolve against {Path.cwd()}"
         raise DataError(
             f"the {role} file does not exist",
             path=path,
-            fix=f"check data.source.{role} in the config (relative paths resolve against {Path.cwd()}), "
-            "or run `booktower data synth` / `booktower data fetch` to create it",
+            fix=f"check {named_by} ({where})" if named_by else
+            f"check data.source.{role} in the config ({where}), or run `booktower data synth` / "
+            "`booktower data fetch` to create it",
         )
     if path.is_file() and path.stat().st_size == 0:
         raise DataError(f"the {role} file is empty", path=path, fix="point the config at a file with a header and rows")
 
 
-def read_table(path: Path, role: str, *, separator: str | None = None, encoding: str = "utf8") -> pl.DataFrame:
-    """Read a whole table with every column as text (typing happens in validation, where errors are named)."""
-    _check_exists(path, role)
+def read_table(path: Path, role: str, *, separator: str | None = None, encoding: str = "utf8",
+               named_by: str | None = None) -> pl.DataFrame:
+    """Read a whole table with every column as text (typing happens in validation, where errors are named).
+    `named_by`: the option that gave the path, for the error of a missing file (default `data.source.<role>`)."""
+    _check_exists(path, role, named_by)
     fmt = table_format(path)
     try:
         if fmt == "parquet":

@@ -16,6 +16,9 @@ UnknownPolicy = Literal["error", "null"]
 class UnknownIdError(KeyError):
     """An id is not in the vocabulary."""
 
+    def __str__(self) -> str:  # KeyError's own str() quotes its message
+        return str(self.args[0]) if self.args else "unknown id"
+
 
 class Vocabulary:
     """An ordered set of raw string ids. Index i is the i-th id; ids are unique.

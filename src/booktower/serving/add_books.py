@@ -21,7 +21,7 @@ def read_books(path: Path) -> pl.DataFrame:
     (a JSON list, `a > b` path or `a|b` tags) and optional num:<name> columns."""
     from booktower.data.readers import read_table
 
-    frame = read_table(Path(path), "new books")
+    frame = read_table(Path(path), "new books", named_by="--books")
     if "item_id" not in frame.columns:
         raise DataError(f"the new-books file has no item_id column (found {frame.columns})", path=path,
                         fix="name the id column item_id")

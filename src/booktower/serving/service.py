@@ -69,7 +69,11 @@ class Recommender:
         return len(self.parts.items)
 
     def user_index(self, user_id: str) -> int:
-        return self.parts.users.index(user_id)
+        try:
+            return self.parts.users.index(user_id)
+        except UnknownIdError:
+            raise UnknownIdError(f"reader {user_id!r} is not in this bundle: a reader unknown at training time is "
+                                 "served from their history (POST /recommendations, or --history)") from None
 
     def item_indices(self, item_ids: list[str], what: str = "item") -> np.ndarray:
         """Raw ids -> indices; an unknown id raises UnknownIdError naming it."""
