@@ -11,7 +11,7 @@ from booktower.config.data import DataConfig, SplitConfig
 from booktower.data.errors import DataError, DropLedger
 from booktower.data.ingest import RawData
 from booktower.data.prepare import prepare, prepare_from_raw
-from booktower.data.splits import TEST, TRAIN, VALID, assign_parts, order_by_time
+from booktower.data.splits import TEST, TRAIN, VALID, assign_parts, held_out_ties, order_by_time
 
 events = st.lists(
     st.tuples(st.integers(0, 6), st.integers(0, 20), st.integers(0, 5)),  # user, item, day (ties likely)
@@ -59,6 +59,25 @@ def test_timestamp_ties_are_broken_by_order():
     parts = dict(zip(frame["item_id"], frame["part"]))
     assert parts == {"b1": TRAIN, "b2": VALID, "b3": TEST}
 
+
+
+def test_held_out_interactions_tied_in_time_are_counted_and_warned_of_without_an_order_column(caplog):
+    # u1: its test item ties with its validation item (1 tie); u2: its validation item ties with its first (1 tie);
+    # u3: all distinct; u4: one interaction, kept in train, tied with nothing
+    rows = [("u1", "a", 1), ("u1", "b", 5), ("u1", "c", 5),
+            ("u2", "a", 2), ("u2", "b", 2), ("u2", "c", 9),
+            ("u3", "a", 1), ("u3", "b", 2), ("u3", "c", 3), ("u4", "a", 7)]
+    frame = order_by_time(_raw(rows).interactions)
+    assert held_out_ties(frame.with_columns(assign_parts(frame, SplitConfig()))) == 2
+    cfg = DataConfig.model_validate({"min_user_interactions": 1, "min_item_interactions": 1})
+    with caplog.at_level("WARNING"):
+        data = prepare_from_raw(_raw(rows), cfg, DropLedger())
+    assert data.summary["held_out_timestamp_ties"] == 2
+    assert "2 of 6 held-out interactions" in data.summary["warnings"][0] and "file order" in caplog.text
+    ordered = DataConfig.model_validate({"min_user_interactions": 1, "min_item_interactions": 1,
+                                         "columns": {"order": "seq_pos"}})
+    data = prepare_from_raw(_raw(rows), ordered, DropLedger())  # the order column decides: counted, no warning
+    assert data.summary["held_out_timestamp_ties"] == 2 and "warnings" not in data.summary
 
 def _raw(rows, **extra) -> RawData:
     frame = pl.DataFrame(rows, schema={"user_id": pl.String, "item_id": pl.String, "timestamp": pl.Int64}, orient="row")

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -19,7 +20,7 @@ from booktower.data.featurize import (
 )
 from booktower.data.ingest import RawData, load_raw
 from booktower.data.pruning import k_core
-from booktower.data.splits import TEST, TRAIN, VALID, assign_parts, order_by_time
+from booktower.data.splits import TEST, TRAIN, VALID, assign_parts, held_out_ties, order_by_time
 from booktower.data.types import Interactions, PreparedData, Ragged, Split
 from booktower.data.vocab import Vocabulary
 
@@ -111,8 +112,27 @@ def prepare_from_raw(raw: RawData, config: DataConfig, ledger: DropLedger) -> Pr
         "dropped": ledger.as_dict(),
         "feature_dims": {"user": user_feats.dims(), "item": item_feats.dims(), "n_categories": len(cat_names)},
         "catalogue_items": int(raw.catalogue.height) if raw.catalogue is not None else None,
+        **_tie_report(frame, split, config),
     }
     return PreparedData(users, items, split, user_feats, item_feats, item_cat, cat_names, metadata, summary, spec)
+
+
+def _tie_report(frame: pl.DataFrame, split: Split, config: DataConfig) -> dict[str, Any]:
+    """How many held-out interactions tie in time with the reader's previous one. Without a `data.columns.order`
+    column, file order decides which of them is held out: a warning says so."""
+    ties = held_out_ties(frame)
+    report: dict[str, Any] = {"held_out_timestamp_ties": ties}
+    if not ties:
+        return report
+    message = (f"{ties:,} of {len(split.valid) + len(split.test):,} held-out interactions have the same timestamp as "
+               "the reader's previous one")
+    if config.columns.order:
+        log.info("%s: %r orders them", message, config.columns.order)
+    else:
+        report["warnings"] = [f"{message}: which of them is held out follows file order, not time (set "
+                              "data.columns.order to a within-reader sequence column, if the data has one)"]
+        log.warning(report["warnings"][0])
+    return report
 
 
 def _ragged_by_user(part: Interactions, n_users: int) -> Ragged:
@@ -151,7 +171,7 @@ def prepare(config: DataConfig) -> tuple[PreparedData, list[Path]]:
     ledger = DropLedger(strict=config.strict)
     raw, _ = load_raw(config, ledger)
     data = prepare_from_raw(raw, config, ledger)
-    data.summary["warnings"] = warnings
+    data.summary["warnings"] = warnings + data.summary.get("warnings", [])
     data.summary["inputs"] = [str(p) for p in raw.input_paths]
     if cache_dir is not None:
         save_prepared(data, cache_dir)

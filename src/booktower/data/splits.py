@@ -17,6 +17,14 @@ def order_by_time(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.sort(["user_id", "timestamp", "order"], maintain_order=True)
 
 
+def held_out_ties(frame: pl.DataFrame) -> int:
+    """Held-out rows (validation, test) stamped with the same time as the reader's previous row: which of them is
+    held out follows `order` (seq_pos or file order), not time. Expects `frame` ordered by `order_by_time`, with
+    its `part`."""
+    previous = pl.col("timestamp").shift(1).over("user_id")
+    return int(frame.select(((pl.col("part") != TRAIN) & (pl.col("timestamp") == previous)).sum()).item())
+
+
 def leave_last_out(frame: pl.DataFrame) -> pl.Series:
     """Per user: last interaction = test, second-to-last = validation, the rest train.
 
