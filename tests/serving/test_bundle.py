@@ -63,6 +63,51 @@ def test_missing_file_and_wrong_version_are_refused(trained, tmp_path: Path) -> 
         load_bundle(tmp_path / "nowhere")
 
 
+
+def _rewrite(bundle: Path, name: str, content: bytes) -> None:
+    """Replace a file and re-hash it in the manifest: a crafted bundle that passes the hash check."""
+    from booktower.serving.bundle import sha256_file
+
+    (bundle / name).write_bytes(content)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"][name] = {"sha256": sha256_file(bundle / name), "bytes": len(content)}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _parquet(frame: pl.DataFrame) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+def test_a_crafted_bundle_with_matching_hashes_is_still_refused(trained, tmp_path: Path) -> None:
+    """Hashes only say the files are the ones the manifest names; the contents are checked too before serving."""
+    data = trained[0]
+    seen = pl.read_parquet(trained[2] / "seen.parquet")
+    cases = {
+        "outside the item vocabulary": _parquet(seen.with_columns(pl.lit(data.n_items + 5, pl.Int64).alias("item"))),
+        "must be sorted": _parquet(seen.reverse()),
+    }
+    for message, content in cases.items():
+        copy = _copy(trained[2], tmp_path / message.replace(" ", "-"))
+        _rewrite(copy, "seen.parquet", content)
+        verify_bundle(copy)  # the hashes agree ...
+        with pytest.raises(BundleError, match=message):  # ... and the contents do not
+            load_bundle(copy)
+    copy = _copy(trained[2], tmp_path / "manifests")
+    for text, message in [("{not json", "not valid JSON"), ('{"format": "other"}', "not a booktower-bundle manifest"),
+                          ("[1, 2]", "not a booktower-bundle manifest")]:
+        (copy / "manifest.json").write_text(text)
+        with pytest.raises(BundleError, match=message):
+            load_bundle(copy)
+    manifest = json.loads((trained[2] / "manifest.json").read_text())
+    del manifest["files"]["seen.parquet"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="does not list seen.parquet"):
+        load_bundle(copy)
+
 def test_anonymous_reader_goes_through_the_user_tower_without_an_id_row(trained) -> None:
     data, model, directory, _ = trained
     rec = Recommender.from_bundle(directory, index_kind="exact")
