@@ -89,3 +89,42 @@ def test_paths_are_ids_not_files(client_and_labels) -> None:
     for probe in ("..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "manifest.json"):
         response = client.get(f"/recommendations/{probe}")
         assert response.status_code in (404, 422) and "root:" not in response.text
+
+
+def _asgi_call(app, headers: list[tuple[bytes, bytes]], messages: list[dict]) -> list[dict]:
+    """Run one HTTP request through an ASGI app by hand, the client sending `messages`; returns what it sent back."""
+    import asyncio
+
+    sent: list[dict] = []
+    incoming = list(messages)
+
+    async def receive() -> dict:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app({"type": "http", "method": "POST", "path": "/", "headers": headers}, receive, send))
+    return sent
+
+
+def test_body_limit_refuses_a_bad_length_and_passes_a_disconnect_through() -> None:
+    from booktower.serving.limits import BodySizeLimit
+
+    seen: list[dict] = []
+
+    async def inner(scope, receive, send) -> None:
+        seen.append(await receive())
+
+    limited = BodySizeLimit(inner, max_bytes=10)
+    sent = _asgi_call(limited, [(b"content-length", b"ten")], [])
+    assert sent[0]["status"] == 400 and b"invalid Content-Length" in sent[1]["body"] and not seen
+    sent = _asgi_call(limited, [], [{"type": "http.request", "body": b"12345", "more_body": True},
+                                    {"type": "http.request", "body": b"678901", "more_body": False}])
+    assert sent[0]["status"] == 413 and not seen  # a chunked body past the limit, however it was announced
+    _asgi_call(limited, [], [{"type": "http.disconnect"}])
+    assert seen == [{"type": "http.disconnect"}]  # the app learns the client left
+    seen.clear()
+    _asgi_call(limited, [], [{"type": "http.request", "body": b"12", "more_body": True},
+                             {"type": "http.request", "body": b"34", "more_body": False}])
+    assert seen == [{"type": "http.request", "body": b"1234", "more_body": False}]  # replayed whole
