@@ -266,8 +266,7 @@ def test_kernels_on_two_threads_agree_with_the_pytorch_path(kernels_on, monkeypa
         q, v = query.clone().requires_grad_(), vectors.clone().requires_grad_()
         loss = blocked_in_batch_softmax(q, v, bias, positive, masked, 256)
         (loss + pooled.square().sum()).backward()
-        param, m, sq = torch.randn(n_items, 16, generator=torch.Generator().manual_seed(7)), torch.zeros(n_items, 16), \
-            torch.zeros(n_items, 16)
+        param = torch.randn(n_items, 16, generator=torch.Generator().manual_seed(7))
         grad = torch.sparse_coo_tensor(adam_rows[None], torch.ones(6000, 16), (n_items, 16), check_invariants=True)
         opt_param = nn.Parameter(param)
         opt = LazyAdam([opt_param], lr=0.01)

@@ -32,16 +32,6 @@ def mean_ci(values: np.ndarray, rng: np.random.Generator, samples: int = 1000, l
     return float(values.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
 
 
-def summary_with_ci(per_user: pl.DataFrame, columns: list[str], rng: np.random.Generator, samples: int = 1000) -> pl.DataFrame:
-    """metric, mean, ci_low, ci_high, n for each per-user column."""
-    rows = []
-    for name in columns:
-        mean, low, high = mean_ci(per_user[name].to_numpy(), rng, samples)
-        rows.append({"metric": name, "mean": mean, "ci_low": low, "ci_high": high, "n": per_user.height})
-    return pl.DataFrame(rows, schema={"metric": pl.String, "mean": pl.Float64, "ci_low": pl.Float64,
-                                      "ci_high": pl.Float64, "n": pl.Int64})
-
-
 def activity_label(n_train: pl.Expr) -> pl.Expr:
     expr = pl.when(n_train < 1).then(pl.lit("0"))
     for low, high, label in ACTIVITY_BINS:

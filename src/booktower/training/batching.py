@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from booktower.data.types import Interactions, Ragged
-from booktower.models.batches import SideTensors, UserBatch
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,3 @@ class TrainingData:
             earlier = self.items.index_select(0, positions.clamp(min=0).view(-1)).view(positions.shape)
             history = torch.where(valid, earlier, torch.full_like(positions, -1))
         return TrainBatch(users, items, history)
-
-
-def user_batch_for(side: SideTensors, batch: TrainBatch) -> UserBatch:
-    return side.user_batch(batch.users, history=batch.history)
