@@ -42,11 +42,36 @@ def test_cross_field_check(tmp_path):
         load_config(path)
 
 
+
+def test_an_early_stopping_metric_validation_does_not_report_is_refused_at_load():
+    key = "training.early_stopping.metric"
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [f"{key}=NDCG@25"])
+    message = str(err.value)
+    assert f"{key}: 'NDCG@25' is not a validation metric" in message and "evaluation.ks [10, 20, 50]" in message
+    assert "(got {" not in message  # a check across sections does not dump the whole config
+    assert load_config(None, [f"{key}=NDCG@25", "evaluation.ks=[10,25]"])  # fine where K=25 is evaluated
+    with pytest.raises(ConfigError, match="popularity@20"):  # reported, but lower is better: not for selection
+        load_config(None, [f"{key}=popularity@20"])
+
+
+def test_selection_metrics_are_the_ones_evaluation_reports():
+    import torch
+
+    from booktower.config.evaluation import selection_metrics
+    from booktower.data.toy import checkerboard
+    from booktower.evaluation import evaluate_split
+
+    data = checkerboard(10)
+    result = evaluate_split(lambda users: torch.rand(len(users), data.n_items), data, "validation", [1, 3])
+    assert set(selection_metrics([1, 3])) == set(result.metrics) - {"popularity@1", "popularity@3"}
+
+
 def test_overrides_are_typed_and_win(tmp_path):
     path = write(tmp_path, "c.yaml", "data:\n  min_item_interactions: 3\n")
-    config = load_config(path, ["data.min_item_interactions=10", "evaluation.ks=[5, 1]", "data.cache_dir=null"])
+    config = load_config(path, ["data.min_item_interactions=10", "evaluation.ks=[5, 1, 20]", "data.cache_dir=null"])
     assert config.data.min_item_interactions == 10
-    assert config.evaluation.ks == [1, 5]
+    assert config.evaluation.ks == [1, 5, 20]
     assert config.data.cache_dir is None
 
 

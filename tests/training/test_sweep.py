@@ -87,3 +87,13 @@ def test_a_resumed_study_draws_new_points(tmp_path):
     table = sweep_module.run_sweep(config, 4, storage, "t", tmp_path / "out", instant).table
     lrs = table["param:training.optimizer.lr"].to_list()
     assert len(lrs) == 4 and len(set(lrs)) == 4
+
+
+def test_a_sweep_metric_validation_does_not_report_stops_before_any_trial(tmp_path):
+    config = load_config(None, SMALL + SPACE + ["sweep.metric=NDCG@25"])  # loads: other commands ignore it
+
+    def never(*args):
+        raise AssertionError("no trial may run")
+
+    with pytest.raises(ConfigError, match=r"sweep.metric: 'NDCG@25' is not a validation metric"):
+        sweep_module.run_sweep(config, 1, f"sqlite:///{tmp_path / 's.db'}", "t", tmp_path / "out", never)

@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+import difflib
+
 from pydantic import Field, field_validator
 
 from booktower.config._base import StrictModel
+
+
+RANKING_METRICS = ("HR", "Recall", "Precision", "NDCG", "MRR", "MAP", "coverage")
+"""What evaluation reports at every K that is better when higher, i.e. what a run or a sweep may select on
+(`popularity@K`, the mean popularity percentile of a list, is reported too, but is not a quality to maximise)."""
+
+
+def selection_metrics(ks: list[int]) -> list[str]:
+    """NAME@K for every selectable metric and cut-off."""
+    return [f"{name}@{k}" for k in ks for name in RANKING_METRICS]
+
+
+def check_selection_metric(key: str, metric: str, ks: list[int]) -> None:
+    """Raise ValueError, naming `key`, unless validation reports `metric` at these cut-offs."""
+    choices = selection_metrics(ks)
+    if metric in choices:
+        return
+    close = difflib.get_close_matches(metric, choices, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ValueError(f"{key}: {metric!r} is not a validation metric here{hint}; choose NAME@K with NAME one of "
+                     f"{', '.join(RANKING_METRICS)} and K in evaluation.ks {ks}")
 
 
 class EvaluationConfig(StrictModel):

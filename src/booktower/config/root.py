@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from booktower.config._base import StrictModel
 from booktower.config.data import DataConfig
-from booktower.config.evaluation import BaselineConfig, EvaluationConfig
+from booktower.config.evaluation import BaselineConfig, EvaluationConfig, check_selection_metric
 from booktower.config.model import ModelConfig
 from booktower.config.serving import ServingConfig, TrackingConfig
 from booktower.config.sweep import SweepConfig
@@ -27,3 +27,11 @@ class BooktowerConfig(StrictModel):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     """Search space for `booktower sweep`; ignored by other commands."""
+
+    @model_validator(mode="after")
+    def _early_stopping_metric_is_reported(self) -> "BooktowerConfig":
+        """Checked at load, not after a first epoch of training. (`sweep.metric` is checked by `booktower sweep`:
+        other commands ignore the sweep section.)"""
+        check_selection_metric("training.early_stopping.metric", self.training.early_stopping.metric,
+                               self.evaluation.ks)
+        return self

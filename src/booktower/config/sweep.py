@@ -43,7 +43,7 @@ class SweepConfig(StrictModel):
     space: dict[str, ParamSpec] = Field(default_factory=dict)
     """Dotted config key -> how to sample it."""
     metric: str = "NDCG@20"
-    """Validation metric to maximise."""
+    """Validation metric to maximise: NAME@K as for training.early_stopping.metric (checked when the sweep starts)."""
     pruner: Literal["median", "none"] = "median"
     """Stop unpromising trials early from their per-epoch validation metric."""
     startup_trials: int = Field(3, ge=0)

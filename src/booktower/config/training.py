@@ -76,7 +76,8 @@ class EarlyStoppingConfig(StrictModel):
     """Early stopping on a validation metric (validation split only)."""
 
     metric: str = "NDCG@20"
-    """Validation metric to watch (higher is better)."""
+    """Validation metric to watch (higher is better): NAME@K, NAME one of HR, Recall, Precision, NDCG, MRR, MAP,
+    coverage and K in evaluation.ks (checked when the config loads)."""
     patience: int = Field(3, ge=0)
     """Epochs without improvement before stopping (0 disables early stopping)."""
     min_delta: float = Field(0.0, ge=0)

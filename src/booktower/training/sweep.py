@@ -15,6 +15,7 @@ from typing import Any, Callable
 import polars as pl
 
 from booktower.config import BooktowerConfig, ConfigError, apply_overrides, dump_config
+from booktower.config.evaluation import check_selection_metric
 from booktower.config.sweep import ParamSpec
 from booktower.utils.atomic import atomic_write_parquet, atomic_write_text
 
@@ -66,6 +67,10 @@ def run_sweep(base: BooktowerConfig, trials: int, storage: str, study_name: str,
     sweep = base.sweep
     if not sweep.space:
         raise ConfigError("the config has no sweep.space: declare the searched keys (see configs/*-sweep.yaml)")
+    try:
+        check_selection_metric("sweep.metric", sweep.metric, base.evaluation.ks)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     pruner: optuna.pruners.BasePruner = (
         optuna.pruners.MedianPruner(n_startup_trials=sweep.startup_trials, n_warmup_steps=sweep.warmup_epochs)
         if sweep.pruner == "median" else optuna.pruners.NopPruner()
