@@ -19,6 +19,7 @@ from booktower.evaluation.report_sections import (
     data_section,
     diagnostics_section,
     headline_section,
+    run_section,
     slices_section,
 )
 from booktower.utils.atomic import atomic_write_text
@@ -40,6 +41,7 @@ class RunFiles:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     audit: dict[str, Any] = field(default_factory=dict)
     data_summary: dict[str, Any] = field(default_factory=dict)
+    run_info: dict[str, Any] = field(default_factory=dict)  # run.json
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
     baseline_per_user: dict[str, pl.DataFrame] = field(default_factory=dict)
 
@@ -64,6 +66,7 @@ def read_run(run_dir: Path) -> RunFiles:
     files.diagnostics = _json(run_dir / "diagnostics.json")
     files.audit = _json(run_dir / "audit.json")
     files.data_summary = _json(run_dir / "data_summary.json")
+    files.run_info = _json(run_dir / "run.json")
     files.baselines = _json(run_dir / "baselines" / "metrics.json")
     for name in files.baselines:
         path = run_dir / "baselines" / name / "per_user_test.parquet"
@@ -113,6 +116,7 @@ def render(files: RunFiles, plots: dict[str, Path]) -> str:
         diagnostics_section(files.diagnostics),
         audit_section(files.audit),
         data_section(files.data_summary),
+        run_section(files.run_info, files.epochs),
         "## Resolved config\n", f"```yaml\n{files.config_text.strip()}\n```\n" if files.config_text else "_(none)_\n",
     ]
     return "\n".join(parts)

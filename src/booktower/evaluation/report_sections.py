@@ -141,4 +141,35 @@ def data_section(summary: dict[str, Any]) -> str:
         return "## Data\n\n_(no data_summary.json)_\n"
     rows = [[key, _fmt(value)] for key, value in flatten(summary).items()
             if not isinstance(value, (list, dict)) and len(str(value)) < 120]
-    return "\n".join(["## Data summary\n", markdown_table(["field", "value"], rows[:40]), ""])
+    warnings = [f"- **warning**: {text}" for text in summary.get("warnings") or []]
+    return "\n".join(["## Data summary\n", *warnings, *([""] if warnings else []),
+                      markdown_table(["field", "value"], rows[:40]), ""])
+
+
+_KERNELS = {"c": "booktower's C kernels", "pytorch": "PyTorch (C kernels off or not built)",
+            "unused": "PyTorch (C kernels not used on this device)"}
+
+
+def run_section(info: dict[str, Any], epochs: pl.DataFrame | None) -> str:
+    """Where and how the numbers above were made (run.json): the machine and versions matter because another CPU
+    or library build rounds differently, and the speed is the machine's."""
+    if not info:
+        return "## Run\n\n_(no run.json)_\n"
+    machine, versions = info.get("machine") or {}, info.get("versions") or {}
+    hardware = ", ".join(str(v) for v in (machine.get("cpu"), machine.get("logical_cores") and
+                                           f"{machine['logical_cores']} logical cores", machine.get("cpu_capability"))
+                         if v)
+    if machine.get("gpus"):
+        hardware += f"; {', '.join(machine['gpus'])} (CUDA {machine.get('cuda')})"
+    rows = [["seed", info.get("seed")], ["device", info.get("device")], ["machine", hardware or None],
+            ["training step", info.get("training_step")],
+            ["row-wise passes", _KERNELS.get(info.get("cpu_kernels"), info.get("cpu_kernels"))],
+            ["epochs run (best)", f"{info.get('epochs_run')} ({info.get('best_epoch')})"
+             + (", stopped early" if info.get("stopped_early") else "")],
+            ["versions", ", ".join(f"{k} {versions[k]}" for k in ("booktower", "torch", "python") if k in versions)],
+            ["seconds", ", ".join(f"{k} {v}" for k, v in (info.get("timings_seconds") or {}).items())]]
+    if epochs is not None and "examples_per_s" in epochs.columns and epochs.height:
+        rates = epochs["examples_per_s"]
+        rows.append(["training interactions/s per epoch", f"{rates.min():,.0f}-{rates.max():,.0f}"])
+    rows.append(["command", " ".join(info.get("command") or [])])
+    return "\n".join(["## Run\n", markdown_table(["", ""], [[k, _fmt(v)] for k, v in rows]), ""])
