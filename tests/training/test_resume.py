@@ -100,7 +100,7 @@ def test_sigkill_then_resume_ends_like_the_uninterrupted_run(tmp_path):
     assert np.isfinite(full["test"]["NDCG@20"])
 
 
-def test_resume_refuses_a_changed_config_and_a_damaged_checkpoint_naming_the_fix(tmp_path):
+def test_a_changed_config_and_damaged_weights_are_refused_naming_the_fix(tmp_path):
     from typer.testing import CliRunner
 
     from booktower.cli.app import app
@@ -121,4 +121,10 @@ def test_resume_refuses_a_changed_config_and_a_damaged_checkpoint_naming_the_fix
     damaged = resume("--set", "training.epochs=1")
     message = "".join(damaged.output.split())
     assert damaged.exit_code == 2 and "Traceback" not in damaged.output
-    assert "cannotberestored" in message and "checkpoints/last" in message and "new--output-dir" in message
+    assert "cannotbeloaded" in message and "checkpoints/last" in message and "new--output-dir" in message
+    model = run / "model" / "model.safetensors"
+    model.write_bytes(model.read_bytes()[:100])
+    rescored = CliRunner().invoke(app, ["evaluate", "--run", str(run)])
+    message = "".join(rescored.output.split())
+    assert rescored.exit_code == 2 and "Traceback" not in rescored.output
+    assert "themodelin" in message and "cannotbeloaded" in message and "traintherunagain" in message

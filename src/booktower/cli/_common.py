@@ -45,11 +45,11 @@ def friendly_errors() -> Iterator[None]:
     """Known user-facing errors print their message (which names the fix) and exit 2, without a traceback."""
     from booktower.data.errors import DataError
     from booktower.data.vocab import UnknownIdError
-    from booktower.training.checkpoint import CheckpointError
+    from booktower.models.io import WeightsError
 
     try:
         yield
-    except (DataError, ConfigError, UnknownIdError, CheckpointError, FileNotFoundError) as exc:
+    except (DataError, ConfigError, UnknownIdError, WeightsError, FileNotFoundError) as exc:
         console.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(2) from None
 

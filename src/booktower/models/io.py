@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from booktower.models.spec import ModelSpec
@@ -13,6 +16,23 @@ from booktower.models.two_tower import TwoTower
 from booktower.utils.atomic import atomic_path, atomic_write_json
 
 WEIGHTS, SPEC = "model.safetensors", "model.json"
+
+
+class WeightsError(ValueError):
+    """Saved weights (a model or a checkpoint) that cannot be loaded; the message names them and the fix."""
+
+
+@contextmanager
+def reading_weights(what: str, fix: str, error: type[WeightsError] = WeightsError) -> Iterator[None]:
+    """Damaged or mismatched weight files become one `error` naming `what` and `fix`. Writes are atomic, so this
+    is a disk fault, a partial copy, or files from another run or version."""
+    try:
+        yield
+    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:
+        if isinstance(exc, WeightsError):
+            raise
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise error(f"{what} cannot be loaded ({type(exc).__name__}: {detail}). Fix: {fix}") from None
 
 
 def state_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -32,7 +52,8 @@ def load_model(directory: Path | str, device: torch.device | str = "cpu") -> Two
     directory = Path(directory)
     if not (directory / SPEC).exists():
         raise FileNotFoundError(f"{directory / SPEC} is missing: not a saved booktower model directory")
-    spec = ModelSpec.from_dict(json.loads((directory / SPEC).read_text()))
-    model = TwoTower(spec)
-    model.load_state_dict(load_file(str(directory / WEIGHTS)))
+    with reading_weights(f"the model in {directory}", "train the run again, or restore its folder from a copy"):
+        spec = ModelSpec.from_dict(json.loads((directory / SPEC).read_text()))
+        model = TwoTower(spec)
+        model.load_state_dict(load_file(str(directory / WEIGHTS)))
     return model.to(device).eval()

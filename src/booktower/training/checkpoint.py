@@ -6,38 +6,26 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from booktower.models.io import save_model, state_tensors
+from booktower.models.io import WeightsError, reading_weights, save_model, state_tensors
 from booktower.models.two_tower import TwoTower
 
 OPTIMIZER, STATE = "optimizer.safetensors", "state.json"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(WeightsError):
     """A checkpoint that cannot be restored; the message names the folder and what to do instead."""
 
 
-@contextmanager
-def _reading(directory: Path) -> Iterator[None]:
-    """Damaged or mismatched files of a checkpoint become one CheckpointError that names the way out. Writes are
-    atomic, so this is a disk fault, a partial copy or a folder from another run or version."""
-    try:
-        yield
-    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:
-        if isinstance(exc, CheckpointError):
-            raise
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise CheckpointError(
-            f"the checkpoint {directory} cannot be restored ({type(exc).__name__}: {detail}). Fix: train into a new "
-            "--output-dir without --resume, or restore the run folder from a copy") from None
+def _reading(directory: Path) -> AbstractContextManager[None]:
+    return reading_weights(f"the checkpoint {directory}", "train into a new --output-dir without --resume, or "
+                           "restore the run folder from a copy", CheckpointError)
 
 
 def _split_optimizer_state(optimizers: list[torch.optim.Optimizer]) -> tuple[dict[str, torch.Tensor], list[dict]]:
