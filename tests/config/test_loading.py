@@ -123,3 +123,23 @@ def test_every_field_is_documented():
 
     walk(BooktowerConfig, "")
     assert undocumented == []
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["training.optimizer.kind=adamw"], "training.optimizer.kind=adamw cannot update sparse embedding tables"),
+    (["model.history.pooling=attention", "model.history.attention_heads=5"],
+     "model.history.attention_heads (5) must divide the history width, model.item.id_dim (32)"),
+    (["model.item.use_id=false"], "model.history.pooling reads the item ID embeddings"),
+])
+def test_model_and_optimiser_combinations_that_cannot_train_are_refused_at_load(overrides, message):
+    """These used to fail only when the model or the optimisers were built, after the data was prepared."""
+    with pytest.raises(ConfigError) as err:
+        load_config(None, overrides)
+    assert message in str(err.value) and "(got {" not in str(err.value)
+    assert "Value error" not in str(err.value)
+
+
+def test_the_fixes_those_errors_name_are_valid_configs():
+    assert load_config(None, ["training.optimizer.kind=adamw", "model.sparse_ids=false"])
+    assert load_config(None, ["model.history.pooling=attention", "model.history.attention_heads=4"])
+    assert load_config(None, ["model.item.use_id=false", "model.history.pooling=none"])

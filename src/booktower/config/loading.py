@@ -96,8 +96,9 @@ def explain_validation_error(exc: ValidationError, source: str) -> ConfigError:
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             hint = f" (did you mean {'.'.join(str(p) for p in loc[:-1] + (close[0],))}?)" if close else ""
             lines.append(f"  - {dotted}: unknown key{hint}; allowed here: {', '.join(allowed)}")
-        elif not loc:  # a check across sections: its message names the keys, and the input is the whole config
-            lines.append(f"  - {err['msg'].removeprefix('Value error, ')}")
+        elif isinstance(err.get("input"), dict):  # a check over a whole section: its message names the keys
+            message = err["msg"].removeprefix("Value error, ")
+            lines.append(f"  - {message}" if not loc or message.startswith(dotted) else f"  - {dotted}: {message}")
         else:
             lines.append(f"  - {dotted}: {err['msg']} (got {err.get('input')!r})")
     return ConfigError("\n".join(lines))

@@ -106,4 +106,10 @@ class ModelConfig(StrictModel):
                 f"model.dat.augment_dim ({self.dat.augment_dim}) must equal model.output_dim ({self.output_dim}): "
                 "a_u mimics the item tower's output vector"
             )
+        if self.history.pooling != "none" and not self.item.use_id:
+            raise ValueError("model.history.pooling reads the item ID embeddings: set model.item.use_id=true or "
+                             "model.history.pooling=none")
+        if self.history.pooling == "attention" and self.item.id_dim % self.history.attention_heads:
+            raise ValueError(f"model.history.attention_heads ({self.history.attention_heads}) must divide the "
+                             f"history width, model.item.id_dim ({self.item.id_dim})")
         return self

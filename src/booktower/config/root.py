@@ -35,3 +35,11 @@ class BooktowerConfig(StrictModel):
         check_selection_metric("training.early_stopping.metric", self.training.early_stopping.metric,
                                self.evaluation.ks)
         return self
+
+    @model_validator(mode="after")
+    def _optimiser_can_update_the_tables(self) -> "BooktowerConfig":
+        has_tables = self.model.item.use_id or self.model.user.use_id
+        if self.training.optimizer.kind == "adamw" and self.model.sparse_ids and has_tables:
+            raise ValueError("training.optimizer.kind=adamw cannot update sparse embedding tables: set "
+                             "model.sparse_ids=false or training.optimizer.kind=hybrid")
+        return self

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from booktower.config.loading import ConfigError
 from booktower.config.training import TrainingConfig
 from booktower.data.samplers import build_sampler, generator_state, negatives_per_batch, set_generator_state
 from booktower.data.types import PreparedData
@@ -92,7 +93,8 @@ def apply_thread_limit(config: TrainingConfig) -> None:
 
 def resolve_device(kind: str) -> torch.device:
     if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError("training.device=cuda but CUDA is not available; use training.device=auto or cpu")
+        raise ConfigError("training.device=cuda but this torch sees no CUDA device; set training.device=auto or cpu "
+                          "(or install a CUDA build of torch: README, GPU install)")
     return torch.device("cuda" if kind == "cuda" or (kind == "auto" and torch.cuda.is_available()) else "cpu")
 
 
