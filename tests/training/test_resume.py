@@ -128,3 +128,22 @@ def test_a_changed_config_and_damaged_weights_are_refused_naming_the_fix(tmp_pat
     message = "".join(rescored.output.split())
     assert rescored.exit_code == 2 and "Traceback" not in rescored.output
     assert "themodelin" in message and "cannotbeloaded" in message and "traintherunagain" in message
+
+
+def test_a_run_whose_input_files_changed_is_refused_by_evaluate(tmp_path):
+    from typer.testing import CliRunner
+
+    from booktower.cli.app import app
+
+    config = write_dataset(tmp_path / "data", 12)
+    run = tmp_path / "run"
+    _finish(train(config, run, "--set", "training.epochs=1"))
+    log = tmp_path / "data" / "interactions.csv"
+    lines = log.read_text().splitlines()
+    header, first = lines[0].split(","), lines[1].split(",")
+    new_reader = [("a-new-reader" if name == "user_id" else value) for name, value in zip(header, first)]
+    log.write_text("\n".join([*lines, ",".join(new_reader)]) + "\n")  # one more reader than the run knows
+    result = CliRunner().invoke(app, ["evaluate", "--run", str(run)])
+    message = "".join(result.output.split())
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "theinputfileschangedsincetraining" in message and "vocab/users.parquet" in message

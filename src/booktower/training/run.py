@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from booktower.config import BooktowerConfig, load_config
+from booktower.data.errors import DataError
 from booktower.data.prepare import prepare
 from booktower.data.types import PreparedData
 from booktower.data.vocab import Vocabulary
@@ -32,8 +33,10 @@ def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> Trained
     for name, vocab in (("users", data.users), ("items", data.items)):
         saved = Vocabulary.load(run_dir / "vocab" / f"{name}.parquet")
         if saved != vocab:
-            raise ValueError(f"{run_dir}/vocab/{name}.parquet does not match the data that config.yaml prepares "
-                             f"now ({len(saved)} saved vs {len(vocab)} ids): the input files changed")
+            raise DataError(f"the data that {run_dir}/config.yaml prepares now does not match the run's "
+                            f"{name} ({len(vocab)} ids now, {len(saved)} saved in vocab/{name}.parquet): the input "
+                            "files changed since training", path=run_dir / "vocab" / f"{name}.parquet",
+                            fix="point the run at the files it was trained on, or train a new run on these")
     return TrainedRun(config, data, load_model(run_dir / "model", device))
 
 
