@@ -92,3 +92,14 @@ def test_unknown_reader_and_missing_books_file_name_the_way_out(trained, tmp_pat
     missing = runner.invoke(app, ["index", "add", "--bundle", str(trained[2]), "--books", str(tmp_path / "no.csv")])
     message = "".join(missing.output.split())
     assert missing.exit_code == 2 and "Fix:check--books" in message and "data.source" not in message
+
+
+def test_index_add_names_empty_and_repeated_ids(trained, tmp_path: Path) -> None:
+    bundle = tmp_path / "b"
+    shutil.copytree(trained[2], bundle)
+    books = tmp_path / "new.csv"
+    pl.DataFrame({"item_id": ["n1", "n1", None, "n2"], "title": ["a", "b", "c", "d"], "author": ["x"] * 4,
+                  "categories": ['["Books"]', "", "", "Books > Poetry"]}).write_csv(books)
+    result = runner.invoke(app, ["index", "add", "--bundle", str(bundle), "--books", str(books)])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2 and "1 empty, 1 repeated (e.g. ['n1'])" in message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import zlib
 
@@ -13,6 +14,7 @@ _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 
 def parse_list_column(raw: pl.Series) -> pl.Series:
     """JSON-list strings (`["Books", "Fiction"]`), `a > b > c` paths or `a|b` text -> list[str] (empty when missing).
+    A row that starts with `[` but is not valid JSON (`[Books, Fiction]`) is split on its commas.
 
     A column that is already a list (JSON-lines sources) is only cleaned.
     """
@@ -20,26 +22,48 @@ def parse_list_column(raw: pl.Series) -> pl.Series:
         cleaned = raw.cast(pl.List(pl.String)).list.eval(pl.element().str.strip_chars().filter(pl.element() != ""))
         return cleaned.fill_null([]).rename(raw.name)
     text = raw.cast(pl.String).fill_null("").str.strip_chars()
-    is_json = text.str.starts_with("[")
-    as_json = text.str.json_decode(pl.List(pl.String)) if bool(is_json.any()) else None
-    def _split(s: pl.Series) -> pl.Series:
-        return s.str.replace_all("|", " > ", literal=True).str.split(" > ")
-    plain = _split(text)
-    if as_json is not None:
-        parsed = pl.select(pl.when(is_json).then(as_json).otherwise(plain)).to_series()
-    else:
-        parsed = plain
+    parsed = text.str.replace_all("|", " > ", literal=True).str.split(" > ")
+    looks_json = text.str.starts_with("[")
+    if bool(looks_json.any()):
+        decoded = _json_lists(text, looks_json)
+        loose = text.str.strip_prefix("[").str.strip_suffix("]").str.split(",").list.eval(
+            pl.element().str.strip_chars().str.strip_chars("\"'"))
+        parsed = pl.select(pl.when(decoded.is_not_null()).then(decoded)
+                           .when(looks_json).then(loose).otherwise(parsed)).to_series()
     return parsed.list.eval(pl.element().str.strip_chars().filter(pl.element() != "")).fill_null([]).rename(raw.name)
 
 
+def _json_lists(text: pl.Series, candidates: pl.Series) -> pl.Series:
+    """The rows of `text` marked in `candidates` that are JSON lists, decoded to list[str]; null elsewhere. One
+    vectorised decode when every candidate parses; else row by row (only the candidates), so one malformed row
+    is not an error for the whole column."""
+    masked = pl.select(pl.when(candidates).then(text).otherwise(pl.lit(None, pl.String))).to_series()
+    try:
+        return masked.str.json_decode(pl.List(pl.String))
+    except pl.exceptions.PolarsError:
+        return pl.Series(text.name, [_json_list(v) for v in masked.to_list()], dtype=pl.List(pl.String))
+
+
+def _json_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return None
+    return [str(x) for x in parsed if x is not None] if isinstance(parsed, list) else None
+
+
 def parse_text_column(raw: pl.Series) -> pl.Series:
-    """A title that may be a JSON-list string (`["Chaucer"]`) or a list -> plain text."""
+    """A title that may be a JSON-list string (`["Chaucer"]`) or a list -> plain text. Other titles, those that
+    start with `[` included (`[Untitled] Poems`), stay as they are."""
     if isinstance(raw.dtype, pl.List):
         return raw.cast(pl.List(pl.String)).list.join(" ").fill_null("").rename("title")
     text = raw.cast(pl.String).fill_null("").str.strip_chars()
-    if bool(text.str.starts_with("[").any()):
-        listed = parse_list_column(text).list.join(" ")
-        text = pl.select(pl.when(text.str.starts_with("[")).then(listed).otherwise(text)).to_series()
+    looks_json = text.str.starts_with("[")
+    if bool(looks_json.any()):
+        listed = _json_lists(text, looks_json).list.join(" ")
+        text = pl.select(pl.when(listed.is_not_null()).then(listed).otherwise(text)).to_series()
     return text.rename("title")
 
 

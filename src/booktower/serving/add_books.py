@@ -41,8 +41,12 @@ def standard_catalogue(frame: pl.DataFrame) -> pl.DataFrame:
 def with_books(parts: BundleParts, encoder: Encoder, catalogue: pl.DataFrame) -> BundleParts:
     """`parts` plus the new books (appended, index order kept). Ids already in the bundle are an error."""
     ids = catalogue["item_id"]
-    if ids.null_count() or ids.n_unique() != len(ids):
-        raise DataError("new books need unique, non-empty item_id values", fix="deduplicate the file")
+    empty = ids.null_count() + int((ids.str.strip_chars() == "").sum())
+    repeated = ids.drop_nulls().filter(ids.drop_nulls().is_duplicated()).unique(maintain_order=True).to_list()
+    if empty or repeated:
+        raise DataError(f"new books need unique, non-empty item_id values: {empty} empty, {len(repeated)} repeated"
+                        f"{f' (e.g. {repeated[:5]})' if repeated else ''}",
+                        fix="give every row of the file its own item_id")
     clash = [raw for raw in ids.to_list() if raw in parts.items]
     if clash:
         raise DataError(f"{len(clash)} new books are already in the bundle, e.g. {clash[:5]}",
