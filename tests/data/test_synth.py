@@ -104,3 +104,15 @@ def test_default_config_falls_back_to_the_bundled_sample(tmp_path, repo_root, mo
     data, _ = prepare(cfg)
     assert data.summary["warnings"] and "bundled sample" in data.summary["warnings"][0]
     assert data.n_users > 100 and data.n_items > 50
+
+
+def test_a_path_the_user_chose_never_falls_back_to_the_sample(tmp_path, repo_root, monkeypatch):
+    from booktower.data.errors import DataError
+
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "my-logs" / "reads.csv"  # a typo'd or missing file of the user's own
+    cfg = load_config(repo_root / "configs" / "default.yaml", ["data.cache_dir=null",
+                                                                f"data.source.interactions={mine}"]).data
+    with pytest.raises(DataError, match="the interactions file does not exist") as err:
+        prepare(cfg)
+    assert str(mine) in str(err.value)

@@ -26,9 +26,10 @@ class SourceConfig(StrictModel):
     users: Path | None = None
     """A reader table with user-side metadata (one row per reader). Optional."""
     fallback_interactions: Path | None = None
-    """Used, with a warning, when `interactions` does not exist (e.g. the bundled trimmed sample)."""
+    """Used, with a warning, when `interactions` is the default data/users.csv and does not exist (e.g. the bundled
+    trimmed sample). A path you set that does not exist is an error, never a run on the sample."""
     fallback_items: Path | None = None
-    """Used, with a warning, when `items` does not exist."""
+    """Used, with a warning, when `items` is the default data/books.csv and does not exist."""
     separator: str | None = None
     """CSV field separator; None sniffs it from the header line."""
     encoding: Literal["utf8", "latin1"] = "utf8"

@@ -46,13 +46,23 @@ def resolve_path(path: Path) -> Path:
     return Path(str(files("booktower").joinpath("resources", *text[len(PACKAGE_PREFIX):].split("/"))))
 
 
+def _default_path(key: str) -> Path:
+    return SourceConfig.model_fields[key].default
+
+
 def resolve_source(source: SourceConfig) -> tuple[Path, Path | None, list[str]]:
-    """Pick the files to read, falling back (with a warning) to the configured samples."""
+    """Pick the files to read, falling back (with a warning) to the configured samples. Only the default paths
+    (data/users.csv, data/books.csv) fall back: a path the user chose that does not exist is an error, not a
+    run on the sample."""
     warnings: list[str] = []
     interactions = resolve_path(source.interactions)
     items = resolve_path(source.items) if source.items is not None else None
     fallback_interactions = resolve_path(source.fallback_interactions) if source.fallback_interactions else None
     fallback_items = resolve_path(source.fallback_items) if source.fallback_items else None
+    if source.interactions != _default_path("interactions"):
+        fallback_interactions = None
+    if source.items != _default_path("items"):
+        fallback_items = None
     if not interactions.exists() and fallback_interactions is not None:
         warnings.append(f"{interactions} not found: using the bundled sample {fallback_interactions} "
                         "(a small synthetic sample; put the full files there or run `booktower data fetch`)")
