@@ -26,10 +26,12 @@ def parse_list_column(raw: pl.Series) -> pl.Series:
     looks_json = text.str.starts_with("[")
     if bool(looks_json.any()):
         decoded = _json_lists(text, looks_json)
-        loose = text.str.strip_prefix("[").str.strip_suffix("]").str.split(",").list.eval(
-            pl.element().str.strip_chars().str.strip_chars("\"'"))
-        parsed = pl.select(pl.when(decoded.is_not_null()).then(decoded)
-                           .when(looks_json).then(loose).otherwise(parsed)).to_series()
+        parsed = pl.select(pl.when(decoded.is_not_null()).then(decoded).otherwise(parsed)).to_series()
+        malformed = looks_json & decoded.is_null()
+        if bool(malformed.any()):
+            loose = text.str.strip_prefix("[").str.strip_suffix("]").str.split(",").list.eval(
+                pl.element().str.strip_chars().str.strip_chars("\"'"))
+            parsed = pl.select(pl.when(malformed).then(loose).otherwise(parsed)).to_series()
     return parsed.list.eval(pl.element().str.strip_chars().filter(pl.element() != "")).fill_null([]).rename(raw.name)
 
 
