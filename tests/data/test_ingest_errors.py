@@ -172,3 +172,20 @@ def test_a_damaged_file_is_named_with_the_way_to_replace_it(write_file, name, co
     with pytest.raises(DataError, match="truncated or corrupt") as exc:
         load(config(users, None))
     assert_names(exc, users, "download or export it again", "gzip -t")
+
+
+def test_timestamps_read_in_the_wrong_unit_are_warned_of_with_the_likely_unit(write_file):
+    import polars as pl
+
+    from booktower.data.ingest import timestamp_unit_warning
+
+    seconds_2020 = pl.Series([1_600_000_000, 1_600_000_100])
+    assert timestamp_unit_warning(seconds_2020, "s") is None
+    as_ms = timestamp_unit_warning(seconds_2020 // 1000, "ms")  # epoch seconds read as ms
+    assert "they look like epoch s" in as_ms and "data.columns.timestamp_unit" in as_ms
+    assert "epoch ms" in timestamp_unit_warning(seconds_2020 * 1000, "s")  # ms read as s
+    assert "look like" not in timestamp_unit_warning(pl.Series([5, 7]), "s")  # no unit fits: no guess
+    users = write_file("users.csv", USERS.replace("1600000000000", "1600000000").replace("1600000001000", "1600000001")
+                       .replace("1600000002000", "1600000002"))  # seconds, while the default mapping says ms
+    _, warnings = load_raw(config(users, None), DropLedger())
+    assert any("they look like epoch s" in w for w in warnings)

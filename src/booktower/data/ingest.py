@@ -109,6 +109,25 @@ def parse_timestamps(frame: pl.DataFrame, column: str, unit: str, path: Path) ->
     return parsed
 
 
+_PLAUSIBLE_SECONDS = (315_532_800, 4_102_444_800)  # 1980-01-01 .. 2100-01-01: when reading logs are from
+
+
+def timestamp_unit_warning(seconds: pl.Series, unit: str) -> str | None:
+    """A warning when the timestamps, read in `unit`, fall outside 1980-2100 (as epoch ms read as s do), naming
+    the unit that would put them there. Splits compare times within a reader, so they survive a wrong unit; but
+    dates in reports, time cut-offs and recency features do not."""
+    if unit == "iso" or seconds.len() == 0:
+        return None
+    median = float(seconds.median())
+    low, high = _PLAUSIBLE_SECONDS
+    if low <= median <= high:
+        return None
+    fits = [u for u, div in _UNIT_DIVISOR.items() if low <= median * _UNIT_DIVISOR[unit] / div <= high]
+    hint = f"; they look like epoch {fits[0]}" if fits else ""
+    return (f"the timestamps read as epoch {unit} have their median at {median:,.0f} s after 1970, outside "
+            f"1980-2100{hint}: check data.columns.timestamp_unit")
+
+
 def parse_numeric(frame: pl.DataFrame, column: str, path: Path, key: str) -> pl.Series:
     raw = frame[column].cast(pl.String).str.strip_chars()
     cleaned = raw.str.replace_all(r"^\$", "").replace({"": None, "None": None, "nan": None, "NaN": None, "null": None})
@@ -281,6 +300,10 @@ def load_raw(config: DataConfig, ledger: DropLedger) -> tuple[RawData, list[str]
         source_rows, frames.interactions_path, columns, ledger, split_column=config.split.kind == "column"
     )
     del source_rows
+    unit_warning = timestamp_unit_warning(interactions["timestamp"], columns.timestamp_unit)
+    if unit_warning:
+        log.warning(unit_warning)
+        warnings = [*warnings, unit_warning]
     catalogue = None
     if frames.items is not None:
         catalogue = standardise_catalogue(frames.items, frames.items_path or Path("?"), columns, ledger)

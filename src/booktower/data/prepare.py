@@ -156,7 +156,7 @@ def prepare(config: DataConfig) -> tuple[PreparedData, list[Path]]:
     from booktower.utils.runinfo import file_fingerprint
 
     start = time.perf_counter()
-    interactions_path, items_path, warnings = resolve_source(config.source)
+    interactions_path, items_path, _ = resolve_source(config.source)  # its warnings come again from load_raw
     inputs = [p for p in (interactions_path, items_path, config.source.users) if p is not None and p.exists()]
     cache_dir = None
     if config.cache_dir is not None and inputs:
@@ -169,9 +169,9 @@ def prepare(config: DataConfig) -> tuple[PreparedData, list[Path]]:
             log.info("reusing prepared data from cache %s", cache_dir)
             return data, inputs
     ledger = DropLedger(strict=config.strict)
-    raw, _ = load_raw(config, ledger)
+    raw, read_warnings = load_raw(config, ledger)  # resolve_source's again, and those of the rows read
     data = prepare_from_raw(raw, config, ledger)
-    data.summary["warnings"] = warnings + data.summary.get("warnings", [])
+    data.summary["warnings"] = read_warnings + data.summary.get("warnings", [])
     data.summary["inputs"] = [str(p) for p in raw.input_paths]
     if cache_dir is not None:
         save_prepared(data, cache_dir)
