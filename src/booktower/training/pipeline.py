@@ -47,9 +47,10 @@ def build_model(config: BooktowerConfig, data: PreparedData, device: torch.devic
 
 def _check_resume_config(run_dir: Path, config_yaml: str) -> None:
     saved = run_dir / "config.yaml"
-    if not saved.exists() or saved.read_text(encoding="utf-8") == config_yaml:
+    saved_yaml = saved.read_text(encoding="utf-8") if saved.exists() else config_yaml
+    if saved_yaml == config_yaml:
         return
-    was, now = (flatten(yaml.safe_load(text) or {}) for text in (saved.read_text(encoding="utf-8"), config_yaml))
+    was, now = (flatten(yaml.safe_load(text) or {}) for text in (saved_yaml, config_yaml))
     changed = [f"{key}: {was.get(key)!r} -> {now.get(key)!r}" for key in sorted(was.keys() | now.keys())
                if was.get(key) != now.get(key)]
     raise ConfigError(f"--resume: {saved} differs from this config ({'; '.join(changed[:5])}"
