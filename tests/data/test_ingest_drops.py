@@ -60,6 +60,8 @@ def test_example_rows_are_recorded(tmp_path):
 
 def test_counts_land_in_the_summary(tmp_path):
     cfg = make_config(tmp_path)
+    with (tmp_path / "users.csv").open("a") as log:  # a third book for U1, so leave-last-out has a validation row
+        log.write("B3,U1,1600000008000,5\n")
     data, _ = prepare(cfg)
     assert data.summary["dropped"]["item_not_in_catalogue"] == 1
     assert data.summary["dropped"]["negative_price"] == 1

@@ -189,3 +189,32 @@ def test_timestamps_read_in_the_wrong_unit_are_warned_of_with_the_likely_unit(wr
                        .replace("1600000002000", "1600000002"))  # seconds, while the default mapping says ms
     _, warnings = load_raw(config(users, None), DropLedger())
     assert any("they look like epoch s" in w for w in warnings)
+
+
+def test_a_tab_separated_log_beside_a_comma_catalogue_reads_with_per_file_separators(write_file):
+    users = write_file("users.tsv", USERS.replace(",", "\t"))
+    books = write_file("books.csv", BOOKS)
+    with pytest.raises(DataError) as exc:  # one separator for every file breaks the catalogue
+        load(config(users, books, source={"separator": "\t"}))
+    assert_names(exc, books, "data.source.items_separator")
+    raw, _ = load_raw(config(users, books, source={"interactions_separator": "\t", "items_separator": ","}),
+                      DropLedger())
+    assert raw.interactions.height == 3 and raw.catalogue is not None and raw.catalogue.height == 2
+    raw, _ = load_raw(config(users, books, source={"separator": "\t", "items_separator": ","}), DropLedger())
+    assert raw.catalogue is not None and raw.catalogue.height == 2  # the shared key stays the default
+
+
+@pytest.mark.parametrize("role", ["interactions", "items"])
+def test_a_directory_given_as_a_data_path_says_so_and_names_the_file_expected(write_file, tmp_path, role):
+    users = write_file("data/users.csv", USERS)
+    books = write_file("data/books.csv", BOOKS)
+    folder = tmp_path / "data"
+    paths = {"interactions": (folder, books), "items": (users, folder)}[role]
+    with pytest.raises(DataError) as exc:
+        load(config(*paths))
+    message = str(exc.value)
+    assert f"data.source.{role} is {folder}, a directory, not a file" in message
+    assert "truncated or corrupt" not in message
+    expected = {"interactions": "the interaction log", "items": "the book catalogue"}[role]
+    assert expected in message.split("Fix:")[1]
+    assert f"e.g. {folder / ('users.csv' if role == 'interactions' else 'books.csv')}" in message

@@ -123,3 +123,50 @@ def test_column_split_with_an_unmapped_label_is_an_error(tmp_path):
     })
     with pytest.raises(DataError, match="holdout.*data.split.labels"):
         prepare(cfg)
+
+
+def _cutoff_config(valid_start, test_start) -> DataConfig:
+    return DataConfig.model_validate({"split": {"kind": "time_cutoff", "valid_start": valid_start,
+                                                "test_start": test_start},
+                                      "min_user_interactions": 1, "min_item_interactions": 1})
+
+
+T0 = 1_577_836_800  # 2020-01-01T00:00:00Z
+DAY = 86_400
+SPREAD = [("u1", "a", T0), ("u1", "b", T0 + 40 * DAY), ("u2", "a", T0 + 70 * DAY), ("u2", "c", T0 + 10 * DAY)]
+
+
+def test_time_cutoffs_with_an_offset_cut_at_that_instant():
+    # 2020-02-10T01:00+02:00 is 2020-02-09T23:00Z: an event at 23:30Z on the 9th is already validation.
+    rows = [("u1", "a", T0), ("u1", "b", T0 + 39 * DAY + 23 * 3600 + 1800), ("u2", "c", T0 + 70 * DAY)]
+    data = prepare_from_raw(_raw(rows), _cutoff_config("2020-02-10T01:00:00+02:00", "2020-03-01"), DropLedger())
+    assert data.items.decode(data.split.valid.item) == ["b"]
+
+
+@pytest.mark.parametrize(("valid_start", "test_start", "empty"), [
+    ("2021-01-01", "2021-06-01", "validation"),  # both after the data
+    ("2020-02-01", "2021-06-01", "test"),
+])
+def test_cutoffs_that_leave_a_part_empty_name_the_keys_and_the_data_range(valid_start, test_start, empty):
+    with pytest.raises(DataError) as err:
+        prepare_from_raw(_raw(SPREAD), _cutoff_config(valid_start, test_start), DropLedger())
+    message = str(err.value)
+    assert f"leaves the {empty} set empty" in message
+    assert "data.split.valid_start" in message and "data.split.test_start" in message
+    assert "run from 2020-01-01 to 2020-03-11" in message  # the data's own time range
+
+
+def test_leave_last_out_without_a_validation_row_says_readers_need_three():
+    rows = [("u1", "a", 1), ("u1", "b", 2), ("u2", "a", 3), ("u2", "c", 4)]  # two each: test only
+    cfg = DataConfig.model_validate({"min_user_interactions": 1, "min_item_interactions": 1})
+    with pytest.raises(DataError, match=r"validation set empty.*data\.min_user_interactions to at least 3"):
+        prepare_from_raw(_raw(rows), cfg, DropLedger())
+
+
+def test_a_label_column_without_validation_labels_names_the_label_mapping():
+    rows = [("u1", "a", 1), ("u1", "b", 2), ("u2", "a", 3)]
+    raw = _raw(rows, split_label=pl.Series(["train", "test", "train"]))
+    cfg = DataConfig.model_validate({"split": {"kind": "column"}, "min_user_interactions": 1,
+                                     "min_item_interactions": 1})
+    with pytest.raises(DataError, match=r"validation set empty.*data\.split\.labels"):
+        prepare_from_raw(raw, cfg, DropLedger())

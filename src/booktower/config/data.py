@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from booktower.config._base import StrictModel
+from booktower.config._times import describe, parse_cutoff
 
 TimestampUnit = Literal["s", "ms", "us", "ns", "iso"]
 SourceFormat = Literal["csv", "parquet", "amazon2023-jsonl", "movielens-100k", "auto"]
@@ -31,9 +33,36 @@ class SourceConfig(StrictModel):
     fallback_items: Path | None = None
     """Used, with a warning, when `items` is the default data/books.csv and does not exist."""
     separator: str | None = None
-    """CSV field separator; None sniffs it from the header line."""
+    """CSV field separator of every file that has no separator of its own (below); None sniffs each file's from
+    its header line. One character: `,` `;` `|`, or a tab (`"\\t"` in YAML, `\\t` or `tab` with --set)."""
+    interactions_separator: str | None = None
+    """CSV field separator of the `interactions` file only; None uses `separator`."""
+    items_separator: str | None = None
+    """CSV field separator of the `items` catalogue only; None uses `separator`."""
+    users_separator: str | None = None
+    """CSV field separator of the `users` table only; None uses `separator`."""
     encoding: Literal["utf8", "latin1"] = "utf8"
     """Text encoding of CSV files."""
+
+    @field_validator("separator", "interactions_separator", "items_separator", "users_separator", mode="before")
+    @classmethod
+    def _one_character(cls, value: Any, info: ValidationInfo) -> Any:
+        """Checked here, not when polars fails on the file after minutes of reading the others."""
+        if value is None:
+            return None
+        text = str(value)
+        text = "\t" if text in ("\\t", "tab") else text  # a shell passes `\t` through --set as two characters
+        if len(text.encode("utf-8")) != 1 or text in ('"', "\n", "\r"):
+            # YAML reads a bare `|` (or `>`) as an empty block scalar: the value arrives as ''.
+            quote = " (YAML reads a bare | as empty text: quote it, e.g. '|')" if text == "" else ""
+            raise ValueError(f"data.source.{info.field_name} must be one single-byte character such as ',', ';', "
+                             f"'|' or a tab ('\\t'), got {text!r}{quote}")
+        return text
+
+    def separator_for(self, role: Literal["interactions", "items", "users"]) -> str | None:
+        """The separator to read `role`'s file with (None: sniff it)."""
+        own: str | None = getattr(self, f"{role}_separator")
+        return own if own is not None else self.separator
 
 
 class ColumnMapping(StrictModel):
@@ -83,10 +112,22 @@ class ColumnMapping(StrictModel):
         lo, hi = self.rating_range
         if lo > hi:
             raise ValueError(f"columns.rating_range must be (low, high), got ({lo}, {hi})")
-        for name in self.item_count_columns + self.item_nonnegative:
-            if name not in self.item_numeric:
-                raise ValueError(f"column {name!r} is listed as count/non-negative but not in columns.item_numeric")
+        strays = [self._outside_item_numeric(key) for key in ("item_count_columns", "item_nonnegative")]
+        if any(strays):
+            raise ValueError("; ".join(s for s in strays if s))
         return self
+
+    def _outside_item_numeric(self, key: str) -> str | None:
+        """Clearing `item_numeric` alone leaves the defaults of the other two lists in place: say where a
+        stray name comes from and what to clear."""
+        stray = [name for name in getattr(self, key) if name not in self.item_numeric]
+        if not stray:
+            return None
+        origin = ("is the default, not set in your config" if key not in self.model_fields_set
+                  else "is set in your config, or in a config it inherits from")
+        return (f"data.columns.{key} lists {stray}, which data.columns.item_numeric {self.item_numeric} does not "
+                f"hold ({key} {origin}): add them to item_numeric, or remove them from {key} "
+                f"(e.g. --set data.columns.{key}=[])")
 
 
 class SplitConfig(StrictModel):
@@ -95,21 +136,31 @@ class SplitConfig(StrictModel):
     kind: Literal["leave_last_out", "time_cutoff", "column"] = "leave_last_out"
     """`leave_last_out`: per user, last = test, second-to-last = validation. `time_cutoff`: global cut times.
     `column`: labels from `columns.split`."""
-    valid_start: str | None = None
-    """time_cutoff: interactions at or after this ISO time (and before `test_start`) are validation."""
-    test_start: str | None = None
-    """time_cutoff: interactions at or after this ISO time are test."""
+    valid_start: datetime | None = None
+    """time_cutoff: interactions at or after this time (and before `test_start`) are validation. An ISO-8601 date
+    or time, quoted or not (2018-06-01, 2018-06-01T12:00:00+02:00); without an offset it is UTC."""
+    test_start: datetime | None = None
+    """time_cutoff: interactions at or after this time are test. Same format as `valid_start`."""
     labels: dict[str, Literal["train", "validation", "test"]] = Field(
         default_factory=lambda: {"train": "train", "validation": "validation", "valid": "validation", "test": "test"}
     )
     """column: how the split column's values map to parts."""
 
+    @field_validator("valid_start", "test_start", mode="before")
+    @classmethod
+    def _iso_time(cls, value: Any, info: ValidationInfo) -> datetime | None:
+        return parse_cutoff(value, f"data.split.{info.field_name}")
+
     @model_validator(mode="after")
     def _check(self) -> "SplitConfig":
-        if self.kind == "time_cutoff" and (self.valid_start is None or self.test_start is None):
+        if self.kind != "time_cutoff":
+            return self
+        if self.valid_start is None or self.test_start is None:
             raise ValueError("split.kind=time_cutoff needs split.valid_start and split.test_start")
-        if self.kind == "time_cutoff" and self.valid_start > self.test_start:  # type: ignore[operator]
-            raise ValueError("split.valid_start must not be after split.test_start")
+        # Compared as times, not text: offsets differ, and "2018-10" < "2018-9" as text.
+        if self.valid_start >= self.test_start:
+            raise ValueError(f"data.split.valid_start ({describe(self.valid_start)}) must be before "
+                             f"data.split.test_start ({describe(self.test_start)}), or validation is empty")
         return self
 
 

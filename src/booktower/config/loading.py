@@ -31,6 +31,8 @@ def _deep_merge(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist; pass an existing YAML file (see configs/)")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} is a folder, not a YAML file; pass one of the files in it")
     if path.resolve() in seen:
         raise ConfigError(f"{path}: `{INHERIT_KEY}` forms a cycle through {[str(p) for p in seen]}")
     try:
@@ -99,8 +101,11 @@ def explain_validation_error(exc: ValidationError, source: str) -> ConfigError:
         elif isinstance(err.get("input"), dict):  # a check over a whole section: its message names the keys
             message = err["msg"].removeprefix("Value error, ")
             lines.append(f"  - {message}" if not loc or message.startswith(dotted) else f"  - {dotted}: {message}")
-        else:
-            lines.append(f"  - {dotted}: {err['msg']} (got {err.get('input')!r})")
+        else:  # one key: our validators' messages name it (and often the value) already
+            message = err["msg"].removeprefix("Value error, ")
+            head = message if message.startswith(dotted) else f"{dotted}: {message}"
+            shown = repr(err.get("input")) in message
+            lines.append(f"  - {head}" if shown else f"  - {head} (got {err.get('input')!r})")
     return ConfigError("\n".join(lines))
 
 

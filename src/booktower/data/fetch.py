@@ -63,7 +63,11 @@ def _sha256(path: Path) -> str:
 
 def _open(url: str, start: int, timeout: float) -> tuple[object, int, int]:
     """Returns (response, offset the body starts at, total size or -1)."""
-    request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
+    try:
+        request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
+    except ValueError as exc:  # no scheme: a bare path or a typo
+        raise DataError(f"{url} is not a URL ({exc})", path=url,
+                        fix="give --base-url as http(s)://... or file:///absolute/path") from None
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:

@@ -32,15 +32,16 @@ def read_source(
         return read_movielens_100k(interactions_path)
     if source.format == "amazon2023-jsonl":
         return read_amazon2023_jsonl(interactions_path, items_path, columns or ColumnMapping())
-    interactions = read_table(interactions_path, "interactions", separator=source.separator, encoding=source.encoding)
+    interactions = read_table(interactions_path, "interactions", separator=source.separator_for("interactions"),
+                              encoding=source.encoding)
     frames = SourceFrames(interactions, interactions_path, paths=[interactions_path])
     if items_path is not None:
-        items = read_table(items_path, "items", separator=source.separator, encoding=source.encoding)
+        items = read_table(items_path, "items", separator=source.separator_for("items"), encoding=source.encoding)
         frames.items = flatten_amazon_meta(items)
         frames.items_path = items_path
         frames.paths.append(items_path)
     if source.users is not None:
-        frames.users = read_table(source.users, "users", separator=source.separator, encoding=source.encoding)
+        frames.users = read_table(source.users, "users", separator=source.separator_for("users"), encoding=source.encoding)
         frames.users_path = source.users
         frames.paths.append(source.users)
     return frames

@@ -16,6 +16,7 @@ import polars as pl
 
 from booktower.config.data import ColumnMapping, DataConfig, SourceConfig
 from booktower.data.errors import DataError, DropLedger
+from booktower.data.id_mismatch import CatalogueMismatch, diagnose
 from booktower.data.readers import require_columns
 from booktower.data.textparse import parse_list_column, parse_text_column
 
@@ -282,10 +283,36 @@ def standardise_users(frame: pl.DataFrame, path: Path, columns: ColumnMapping, l
     return out.drop("row")
 
 
-def drop_unknown_items(interactions: pl.DataFrame, catalogue: pl.DataFrame, ledger: DropLedger, path: Path) -> pl.DataFrame:
-    known = interactions["item_id"].is_in(catalogue["item_id"].implode())
-    return _drop(interactions, ~known, "item_not_in_catalogue", ledger, path, "item",
-                 fix="add the books to the catalogue, or set data.drop_items_missing_from_catalogue: false")
+def drop_unknown_items(
+    interactions: pl.DataFrame, catalogue: pl.DataFrame, ledger: DropLedger, path: Path
+) -> tuple[pl.DataFrame, CatalogueMismatch]:
+    """Drops (and counts) rows whose book the catalogue lacks, with a diagnosis of why (`id_mismatch`)."""
+    unknown = ~interactions["item_id"].is_in(catalogue["item_id"].implode())
+    mismatch = diagnose(interactions["item_id"], catalogue["item_id"], unknown)
+    return _drop(interactions, unknown, "item_not_in_catalogue", ledger, path, "item", fix=mismatch.fix()), mismatch
+
+
+def _items_fallback(source: SourceConfig, interactions: Path, items: Path | None) -> str | None:
+    """A sentence when the catalogue is the fallback sample but the log is not: their books will not match."""
+    if items is None or source.items is None or items == resolve_path(source.items):
+        return None
+    if interactions != resolve_path(source.interactions):
+        return None  # both fell back: the sample log and the sample catalogue belong together
+    return (f"the catalogue is the bundled sample {items}, used because {source.items} does not exist; its books "
+            "are not those of your interaction log")
+
+
+def _nothing_left(path: Path, ledger: DropLedger, mismatch: CatalogueMismatch | None, catalogue_path: Path | None,
+                  fallback: str | None) -> DataError:
+    problem, fix = "no interactions are left after validation", ""
+    if fallback:
+        problem += f": most likely because {fallback}"
+        fix = ("put your catalogue where data.source.items points, or set data.source.items to it "
+               "(or to null to run without a catalogue); ")
+    elif mismatch is not None and mismatch.n_unknown:
+        problem += f": {mismatch.describe(catalogue_path or '?')}"
+        fix = mismatch.fix() + "; "
+    return DataError(problem, path=path, fix=f"{fix}check the dropped-row counts {ledger.as_dict()} and the column mapping")
 
 
 def load_raw(config: DataConfig, ledger: DropLedger) -> tuple[RawData, list[str]]:
@@ -304,13 +331,17 @@ def load_raw(config: DataConfig, ledger: DropLedger) -> tuple[RawData, list[str]
     if unit_warning:
         log.warning(unit_warning)
         warnings = [*warnings, unit_warning]
-    catalogue = None
+    catalogue, mismatch = None, None
     if frames.items is not None:
         catalogue = standardise_catalogue(frames.items, frames.items_path or Path("?"), columns, ledger)
         if config.drop_items_missing_from_catalogue:
-            interactions = drop_unknown_items(interactions, catalogue, ledger, frames.interactions_path)
+            interactions, mismatch = drop_unknown_items(interactions, catalogue, ledger, frames.interactions_path)
+            if mismatch.worth_a_warning():
+                message = f"{mismatch.describe(frames.items_path or '?')}. Fix: {mismatch.fix()}"
+                log.warning(message)
+                warnings = [*warnings, message]
     users = standardise_users(frames.users, frames.users_path or Path("?"), columns, ledger) if frames.users is not None else None
     if interactions.height == 0:
-        raise DataError("no interactions are left after validation", path=frames.interactions_path,
-                        fix=f"check the dropped-row counts {ledger.as_dict()} and the column mapping")
+        raise _nothing_left(frames.interactions_path, ledger, mismatch, frames.items_path,
+                            _items_fallback(config.source, interactions_path, items_path))
     return RawData(interactions.drop("row"), catalogue, users, frames.paths), warnings

@@ -20,13 +20,15 @@ from booktower.data.featurize import (
 )
 from booktower.data.ingest import RawData, load_raw
 from booktower.data.pruning import k_core
-from booktower.data.splits import TEST, TRAIN, VALID, assign_parts, held_out_ties, order_by_time
+from booktower.data.splits import (
+    TEST, TRAIN, VALID, assign_parts, held_out_ties, order_by_time, require_every_part,
+)
 from booktower.data.types import Interactions, PreparedData, Ragged, Split
 from booktower.data.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 """Bump when the prepared layout or the data layer's behaviour changes, so old cache entries are not reused."""
 
 
@@ -72,12 +74,11 @@ def prepare_from_raw(raw: RawData, config: DataConfig, ledger: DropLedger) -> Pr
             "removed every interaction", fix="lower data.min_user_interactions / data.min_item_interactions")
     frame = order_by_time(frame)
     frame = frame.with_columns(assign_parts(frame, config.split))
+    require_every_part(frame, config.split)
     users, items = build_vocabularies(frame, raw.catalogue)
     frame = frame.with_columns(user=users.encode(frame["user_id"]), item=items.encode(frame["item_id"]))
     frame = frame.sort(["user", "timestamp", "order"], maintain_order=True)
     split = Split(config.split.kind, _interactions(frame, TRAIN), _interactions(frame, VALID), _interactions(frame, TEST))
-    if len(split.train) == 0:
-        raise DataError("the split left no training interactions", fix="check data.split")
 
     has_catalogue, has_users = raw.catalogue is not None, raw.users is not None
     cols = config.columns

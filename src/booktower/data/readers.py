@@ -52,8 +52,37 @@ def sniff_separator(path: Path, encoding: str) -> str:
     return best if counts[best] > 0 else ","
 
 
+# What each configured file holds, for errors that must say which file was expected.
+_EXPECTED = {
+    "interactions": "the interaction log, one row per user-item event",
+    "items": "the book catalogue, one row per book",
+    "users": "the reader table, one row per reader",
+}
+_TABLE_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".parquet", ".jsonl", ".jsonl.gz", ".json.gz")
+_NAME_HINTS = {  # how such files are usually named (users.csv is the Amazon format's interaction log)
+    "interactions": ("inter", "rating", "review", "users", "log", "u.data"),
+    "items": ("book", "item", "meta", "catalog"),
+    "users": ("user", "reader"),
+}
+
+
+def _is_a_directory(path: Path, role: str, named_by: str | None) -> DataError:
+    """Reading a folder fails deep in polars with an OSError that reads like a damaged file."""
+    key = named_by or f"data.source.{role}"
+    tables = sorted(p.name for p in path.iterdir() if p.is_file() and p.name.lower().endswith(_TABLE_SUFFIXES))
+    likely = [t for t in tables if any(h in t.lower() for h in _NAME_HINTS.get(role, ()))] or tables
+    holds = f"; the folder holds {tables[:8]}" if tables else "; the folder holds no .csv/.parquet/.jsonl files"
+    example = f", e.g. {path / likely[0]}" if len(likely) == 1 or likely is not tables else ""
+    expected = _EXPECTED.get(role, f"the {role} table")
+    return DataError(f"{key} is {path}, a directory, not a file{holds}",
+                     fix=f"set {key} to the file itself ({expected}: .csv, .csv.gz, .tsv, .parquet or .jsonl)"
+                         f"{example}")
+
+
 def _check_exists(path: Path, role: str, named_by: str | None = None) -> None:
     """`named_by`: the option that gave the path (default: the config key `data.source.<role>`)."""
+    if path.is_dir():
+        raise _is_a_directory(path, role, named_by)
     if not path.exists():
         where = f"relative paths resolve against {Path.cwd()}"
         raise DataError(
@@ -87,6 +116,13 @@ def read_table(path: Path, role: str, *, separator: str | None = None, encoding:
     return frame
 
 
+def _separator_key(role: str) -> str:
+    """The config key that sets `role`'s separator (roles outside the config share data.source.separator's name)."""
+    if role in _EXPECTED:
+        return f"data.source.{role}_separator (or data.source.separator, for every file)"
+    return "data.source.separator"
+
+
 def _read_csv(path: Path, role: str, separator: str | None, encoding: str) -> pl.DataFrame:
     sep = separator or sniff_separator(path, encoding)
     if encoding == "utf8":
@@ -117,7 +153,7 @@ def _read_csv(path: Path, role: str, separator: str | None, encoding: str) -> pl
         raise DataError(
             f"the {role} file could not be parsed as CSV with separator {sep!r}: {str(exc).splitlines()[0]}",
             path=path,
-            fix="check the separator (data.source.separator), quoting and that every row has the header's columns",
+            fix=f"check the separator ({_separator_key(role)}), quoting and that every row has the header's columns",
         ) from None
     if encoding == "utf8" and any(frame[c].str.contains("\ufffd").any() for c in frame.columns[:50]):
         raise DataError(
@@ -129,7 +165,7 @@ def _read_csv(path: Path, role: str, separator: str | None, encoding: str) -> pl
         raise DataError(
             f"the {role} file has a single column {frame.columns[0]!r}: the separator looks wrong",
             path=path,
-            fix="set data.source.separator to the file's delimiter (e.g. '\\t' or '|')",
+            fix=f"set {_separator_key(role)} to the file's delimiter (e.g. '\\t' or '|')",
         )
     return frame
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import polars as pl
 
 from booktower.config.data import SplitConfig
@@ -43,19 +44,10 @@ def leave_last_out(frame: pl.DataFrame) -> pl.Series:
     return from_end.select(part.cast(pl.Int8).alias("part")).to_series()
 
 
-def _epoch(text: str, key: str) -> int:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise DataError(f"{key} {text!r} is not an ISO-8601 time", fix=f"write {key} like 2014-01-31") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
-
-
-def time_cutoff(frame: pl.DataFrame, valid_start: str, test_start: str) -> pl.Series:
-    """Global cut: [valid_start, test_start) is validation, >= test_start is test."""
-    valid_t, test_t = _epoch(valid_start, "split.valid_start"), _epoch(test_start, "split.test_start")
+def time_cutoff(frame: pl.DataFrame, valid_start: datetime, test_start: datetime) -> pl.Series:
+    """Global cut: [valid_start, test_start) is validation, >= test_start is test. The config made both
+    timezone-aware (`SplitConfig`), so they compare with the epoch-second timestamps directly."""
+    valid_t, test_t = int(valid_start.timestamp()), int(test_start.timestamp())
     part = pl.when(pl.col("timestamp") >= test_t).then(TEST).when(pl.col("timestamp") >= valid_t).then(VALID).otherwise(TRAIN)
     return frame.select(part.cast(pl.Int8).alias("part")).to_series()
 
@@ -78,3 +70,42 @@ def assign_parts(frame: pl.DataFrame, config: SplitConfig) -> pl.Series:
         assert config.valid_start is not None and config.test_start is not None
         return time_cutoff(frame, config.valid_start, config.test_start)
     return from_column(frame, config.labels)
+
+
+_PART_NAMES = {TRAIN: "training", VALID: "validation", TEST: "test"}
+
+
+def require_every_part(frame: pl.DataFrame, config: SplitConfig) -> None:
+    """An empty part is an error here, not a training run that early-stops on metrics of nothing.
+    Expects `frame` with its `part` and epoch-second `timestamp`."""
+    counts = dict(frame.group_by("part").len().iter_rows())
+    empty = [part for part in (TRAIN, VALID, TEST) if not counts.get(part)]
+    if not empty:
+        return
+    sizes = ", ".join(f"{_PART_NAMES[p]} {counts.get(p, 0):,}" for p in (TRAIN, VALID, TEST))
+    problem = f"the {config.kind} split leaves the {_PART_NAMES[empty[0]]} set empty ({sizes} interactions)"
+    raise DataError(problem, fix=_empty_part_fix(frame, config))
+
+
+def _empty_part_fix(frame: pl.DataFrame, config: SplitConfig) -> str:
+    if config.kind == "time_cutoff":
+        return _cutoff_fix(frame["timestamp"].to_numpy(), config)
+    if config.kind == "column":
+        return (f"label some rows of the data.columns.split column as each part, or map its labels in "
+                f"data.split.labels (now {config.labels})")
+    return ("leave_last_out holds out a reader's last interaction for test and the one before for validation, so "
+            "readers need 3 or more: raise data.min_user_interactions to at least 3")
+
+
+def _day(seconds: float) -> str:
+    return datetime.fromtimestamp(int(seconds), UTC).date().isoformat()
+
+
+def _cutoff_fix(seconds: np.ndarray, config: SplitConfig) -> str:
+    """Names the cut-offs, the data's time range and cut-offs inside it (the last ~20% and ~10% of events)."""
+    assert config.valid_start is not None and config.test_start is not None
+    valid_q, test_q = np.quantile(seconds, [0.8, 0.9])
+    return (f"data.split.valid_start is {config.valid_start.isoformat()} and data.split.test_start is "
+            f"{config.test_start.isoformat()}, but the interactions (after pruning) run from {_day(seconds.min())} to "
+            f"{_day(seconds.max())}: move the cut-offs inside that range, e.g. data.split.valid_start={_day(valid_q)} "
+            f"and data.split.test_start={_day(test_q)} hold out about the last 20% and 10% of interactions")

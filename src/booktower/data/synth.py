@@ -83,6 +83,16 @@ class SynthConfig:
     p_favourite_author: float = 0.2  # chance the next book is by a favourite author
     p_off_taste: float = 0.05  # chance the next book is from a random genre
 
+    def __post_init__(self) -> None:
+        if self.n_users < 1 or self.n_books < 1:
+            raise ValueError(f"synthetic data needs at least one reader and one book (got {self.n_users} readers, "
+                             f"{self.n_books} books)")
+        if not (np.isfinite(self.mean_history) and self.mean_history >= 1):
+            raise ValueError(f"mean_history must be a finite number >= 1, got {self.mean_history}")
+        probabilities = (self.series_share, self.p_continue_series, self.p_favourite_author, self.p_off_taste)
+        if not all(0 <= p <= 1 for p in probabilities):
+            raise ValueError(f"shares and probabilities must lie in [0, 1], got {probabilities}")
+
 
 @dataclass
 class Catalogue:

@@ -1,0 +1,38 @@
+"""Time cut-offs in configs: ISO dates or times, read once at load into timezone-aware datetimes."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+EXAMPLE = "2018-06-01 (a date, midnight UTC) or 2018-06-01T12:00:00+02:00"
+
+
+def parse_cutoff(value: Any, key: str) -> datetime | None:
+    """`value` as a timezone-aware datetime; a time without an offset is UTC.
+
+    YAML turns an unquoted `2018-06-01` into a date and `2018-06-01T00:00:00Z` into a datetime, while a quoted
+    one stays text: all three mean the same cut-off. Epoch numbers are refused, because their unit (s or ms)
+    would be a guess.
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"{key} {value!r} is not an ISO-8601 date or time; write it like {EXAMPLE}") from None
+    else:
+        raise ValueError(f"{key} must be an ISO-8601 date or time like {EXAMPLE}, got {type(value).__name__} "
+                         f"{value!r}")
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def describe(moment: datetime) -> str:
+    """`moment` as written plus in UTC, so cut-offs with different offsets can be compared by eye."""
+    utc = moment.astimezone(UTC)
+    return moment.isoformat() if moment.utcoffset() == utc.utcoffset() else f"{moment.isoformat()} = {utc.isoformat()}"
