@@ -90,3 +90,38 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     directory = tmp_path_factory.mktemp("bundle") / "b"
     manifest = export_parts(parts_from_model(data, model), directory, IndexConfig(kind="hnsw"), np.random.default_rng(0))
     return data, model, directory, manifest
+
+
+@pytest.fixture(scope="session")
+def language_bundle(tmp_path_factory: pytest.TempPathFactory):
+    """(data, bundle_dir): a bundle whose model also reads a book's `language` (data.columns.item_categorical) and
+    `price` (item_numeric), as ingest names them in the catalogue: cat:language, num:price."""
+    import torch
+
+    from booktower.config.data import DataConfig
+    from booktower.config.model import ModelConfig
+    from booktower.config.serving import IndexConfig
+    from booktower.data.errors import DropLedger
+    from booktower.data.ingest import RawData
+    from booktower.data.prepare import prepare_from_raw
+    from booktower.models import TwoTower, spec_from_config
+    from booktower.serving.export import export_parts, parts_from_model
+
+    rng = np.random.default_rng(0)
+    rows = [(f"u{u}", f"b{i}", 1_600_000_000 + 3600 * t) for u in range(40)
+            for t, i in enumerate(rng.choice(30, size=6, replace=False))]
+    interactions = pl.DataFrame(rows, schema={"user_id": pl.String, "item_id": pl.String, "timestamp": pl.Int64},
+                                orient="row").with_columns(order=pl.int_range(pl.len(), dtype=pl.Int64))
+    catalogue = pl.DataFrame({
+        "item_id": [f"b{i}" for i in range(30)], "title": [f"the history of thing {i}" for i in range(30)],
+        "author": [f"writer {i % 5}" for i in range(30)], "categories": [["Books", f"g{i % 3}"] for i in range(30)],
+        "num:price": [float(5 + i % 7) for i in range(30)], "cat:language": [["eng", "fre", "ger"][i % 3] for i in range(30)],
+    })
+    config = DataConfig.model_validate({"min_user_interactions": 1, "min_item_interactions": 1, "columns": {
+        "item_numeric": ["price"], "item_categorical": ["language"], "item_count_columns": [], "item_nonnegative": []}})
+    data = prepare_from_raw(RawData(interactions, catalogue, None, []), config, DropLedger())
+    torch.manual_seed(0)
+    model = TwoTower(spec_from_config(ModelConfig(), data.user_features, data.item_features, data.n_users, data.n_items))
+    directory = tmp_path_factory.mktemp("language") / "b"
+    export_parts(parts_from_model(data, model), directory, IndexConfig(kind="exact"), np.random.default_rng(0))
+    return data, directory

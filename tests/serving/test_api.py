@@ -128,3 +128,45 @@ def test_body_limit_refuses_a_bad_length_and_passes_a_disconnect_through() -> No
     _asgi_call(limited, [], [{"type": "http.request", "body": b"12", "more_body": True},
                              {"type": "http.request", "body": b"34", "more_body": False}])
     assert seen == [{"type": "http.request", "body": b"1234", "more_body": False}]  # replayed whole
+
+
+def test_similar_books_honour_the_category_filter(client_and_labels) -> None:
+    client, labels = client_and_labels
+    assert labels[40] == 1
+    body = client.get("/items/b40/similar", params={"k": 5, "category": ["c2", "c3"]}).json()
+    assert len(body["items"]) == 5 and {labels[int(i["item_id"][1:])] for i in body["items"]} <= {2, 3}
+    unknown = client.get("/items/b40/similar", params={"category": "nowhere"})
+    assert unknown.status_code == 404 and "nowhere" in unknown.json()["detail"]
+
+
+def test_a_category_path_gets_a_404_that_says_tags_match_and_suggests_them(client_and_labels) -> None:
+    client, _ = client_and_labels
+    response = client.get("/recommendations/u1", params={"category": "Books > c1"})
+    detail = response.json()["detail"]
+    assert response.status_code == 404 and "one tag" in detail and "'c1'" in detail and "'Books'" in detail
+    typo = client.get("/recommendations/u1", params={"category": "Bookz"}).json()["detail"]
+    assert "closest tags: ['Books']" in typo
+
+
+def test_a_body_that_is_not_json_is_400_as_documented(client_and_labels) -> None:
+    client, _ = client_and_labels
+    response = client.post("/recommendations", content=b'{"history": [', headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "not valid JSON" in response.json()["detail"]
+    documented = client.get("/openapi.json").json()["paths"]["/recommendations"]["post"]["responses"]
+    assert {"400", "413", "415", "422"} <= set(documented)
+
+
+@pytest.mark.parametrize("headers", [{"content-type": "text/plain"}, {}])
+def test_a_json_body_sent_as_something_else_is_415(client_and_labels, headers: dict) -> None:
+    client, _ = client_and_labels
+    body = b'{"history": ["b1", "b2"], "k": 3}'
+    response = client.post("/recommendations", content=body, headers=headers)
+    assert response.status_code == 415 and "application/json" in response.json()["detail"]
+    assert "b2" not in response.text, "the body is not echoed back"
+
+
+@pytest.mark.parametrize("k", [True, "3", 2.0, 2.5])
+def test_k_in_a_body_is_a_strict_integer(client_and_labels, k) -> None:
+    client, _ = client_and_labels
+    assert client.post("/recommendations", json={"history": ["b1"], "k": k}).status_code == 422
+    assert client.post("/recommendations", json={"history": ["b1"], "k": 3}).status_code == 200

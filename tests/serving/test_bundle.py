@@ -29,8 +29,11 @@ def test_round_trip(trained) -> None:
     assert 0.0 <= manifest["ann"]["recall@10"] <= 1.0 and manifest["ann"]["speedup"] > 0
     assert parts.items == data.items and parts.users == data.users
     np.testing.assert_allclose(parts.item_vectors, encode_items(model, data.item_features).numpy(), rtol=1e-6)
-    history, _ = data.histories("train", "valid")
+    # a bundle serves production: every known interaction, the held-out test book included, is "seen"
+    history, _ = data.histories("train", "valid", "test")
     assert np.array_equal(parts.seen.offsets, history.offsets) and np.array_equal(parts.seen.values, history.values)
+    np.testing.assert_allclose(parts.user_vectors, encode_users(model, data.user_features, np.arange(data.n_users),
+                                                                history).numpy(), rtol=1e-5, atol=1e-6)
     assert np.array_equal(parts.popularity, data.item_popularity())
 
 
@@ -164,7 +167,8 @@ def test_write_bundle_replaces_atomically(trained, tmp_path: Path) -> None:
     target = tmp_path / "b"
     write_bundle(parts, target)
     write_bundle(parts, target)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"], "no temporary folders left behind"
+    # no temporary folders left behind; the lock file stays (deleting it would let two writers lock two files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".b.lock", "b"]
     verify_bundle(target)
 
 

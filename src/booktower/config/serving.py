@@ -28,6 +28,11 @@ class IndexConfig(StrictModel):
     """Candidates fetched per requested result before filters are applied (multiplier)."""
 
 
+def with_index_kind(index: IndexConfig, kind: str) -> IndexConfig:
+    """`index` with another kind, validated (model_copy would let any string through to FAISS)."""
+    return IndexConfig.model_validate({**index.model_dump(), "kind": kind})
+
+
 class ServingConfig(StrictModel):
     index: IndexConfig = Field(default_factory=IndexConfig)
     max_k: int = Field(200, ge=1)

@@ -10,38 +10,67 @@ import numpy as np
 import polars as pl
 
 from booktower.data.errors import DataError
+from booktower.data.features import FeatureSpec
 from booktower.data.textparse import parse_list_column, parse_text_column
 from booktower.data.vocab import Vocabulary
+from booktower.serving._lock import bundle_lock
+from booktower.serving.book_features import model_book_features, report_columns, source_column
 from booktower.serving.bundle import TAG_SEPARATOR, BundleParts, load_bundle, write_bundle
 from booktower.serving.encoder import Encoder, ModelEncoder
 
+BOOKS_OPTION = "--books"
 
-def read_books(path: Path) -> pl.DataFrame:
-    """A CSV / Parquet / JSONL of new books in the standard columns: item_id, title, author, categories
-    (a JSON list, `a > b` path or `a|b` tags) and optional num:<name> columns."""
+
+def read_table_of_books(path: Path) -> pl.DataFrame:
+    """The new-books file as text columns; its problems are DataErrors naming `--books` (index add has no config)."""
     from booktower.data.readers import read_table
 
-    frame = read_table(Path(path), "new books", named_by="--books")
+    try:
+        frame = read_table(Path(path), "new books", named_by=BOOKS_OPTION)
+    except DataError as exc:
+        # The shared reader's fix for an empty or header-only file points at "the config"; here the file came
+        # from --books.
+        if "the config" not in exc.fix:
+            raise
+        fix = f"give {BOOKS_OPTION} a file with a header and at least one book row"
+        problem = str(exc).rsplit(". Fix: ", 1)[0].removeprefix(f"file {exc.path}: ")
+        raise DataError(problem, path=path, fix=fix) from None
     if "item_id" not in frame.columns:
-        raise DataError(f"the new-books file has no item_id column (found {frame.columns})", path=path,
+        raise DataError(f"the new-books file has no item_id column (found {frame.columns[:20]})", path=path,
                         fix="name the id column item_id")
-    return standard_catalogue(frame)
+    return frame
 
 
-def standard_catalogue(frame: pl.DataFrame) -> pl.DataFrame:
-    columns = [pl.col("item_id").cast(pl.String)]
-    columns.append(parse_text_column(frame["title"]).alias("title") if "title" in frame.columns else pl.lit("").alias("title"))
-    columns.append(pl.col("author").cast(pl.String).fill_null("") if "author" in frame.columns else pl.lit("").alias("author"))
-    columns.append(parse_list_column(frame["categories"]).alias("categories") if "categories" in frame.columns
-                   else pl.lit([], dtype=pl.List(pl.String)).alias("categories"))
-    columns += [pl.col(c).cast(pl.Float64, strict=False) for c in frame.columns if c.startswith("num:")]
+def standard_catalogue(frame: pl.DataFrame, spec: FeatureSpec, path: Path | str = "the new-books file") -> pl.DataFrame:
+    """Standard catalogue rows (item_id, title, author, categories, and the num:/cat: columns the fitted model
+    reads), parsed as ingest parses the training catalogue: ids and numbers stripped, `$` and null words removed."""
+    from booktower.data.ingest import parse_numeric
+
+    features = model_book_features(spec)
+    report_columns(frame, features, path)
+    columns = [
+        pl.col("item_id").cast(pl.String).str.strip_chars().alias("item_id"),
+        parse_text_column(frame["title"]).alias("title") if "title" in frame.columns else pl.lit("").alias("title"),
+        pl.col("author").cast(pl.String).fill_null("").alias("author") if "author" in frame.columns
+        else pl.lit("").alias("author"),
+        parse_list_column(frame["categories"]).alias("categories") if "categories" in frame.columns
+        else pl.lit([], dtype=pl.List(pl.String)).alias("categories"),
+    ]
+    for feature in features:
+        source = source_column(frame, feature)
+        if feature.kind == "num":
+            columns.append(parse_numeric(frame, source, Path(path), f"the {BOOKS_OPTION} file").alias(feature.column)
+                           if source else pl.lit(None, dtype=pl.Float64).alias(feature.column))
+        elif feature.kind == "cat":
+            columns.append(pl.col(source).cast(pl.String).alias(feature.column) if source
+                           else pl.lit(None, dtype=pl.String).alias(feature.column))
     return frame.select(columns)
 
 
 def with_books(parts: BundleParts, encoder: Encoder, catalogue: pl.DataFrame) -> BundleParts:
     """`parts` plus the new books (appended, index order kept). Ids already in the bundle are an error."""
     ids = catalogue["item_id"]
-    empty = ids.null_count() + int((ids.str.strip_chars() == "").sum())
+    empty = ids.null_count() + int((ids == "").sum())
     repeated = ids.drop_nulls().filter(ids.drop_nulls().is_duplicated()).unique(maintain_order=True).to_list()
     if empty or repeated:
         raise DataError(f"new books need unique, non-empty item_id values: {empty} empty, {len(repeated)} repeated"
@@ -65,8 +94,16 @@ def with_books(parts: BundleParts, encoder: Encoder, catalogue: pl.DataFrame) ->
 
 
 def add_books(bundle_dir: Path, books: Path) -> dict[str, Any]:
-    """`booktower index add`: encode the books, append them, rewrite the bundle atomically. Returns the manifest."""
+    """`booktower index add`: encode the books, append them, rewrite the bundle atomically. Returns the manifest.
+
+    The whole read-modify-write holds the bundle's exclusive lock: adds that run at once queue, and each one
+    appends to what the previous one wrote (none is lost).
+    """
     bundle_dir = Path(bundle_dir)
-    parts, _ = load_bundle(bundle_dir)
-    encoder = ModelEncoder.load(bundle_dir / "model", parts.feature_spec, parts.popularity, parts.n_model_items)
-    return write_bundle(with_books(parts, encoder, read_books(books)), bundle_dir)
+    frame = read_table_of_books(books)  # outside the lock: a bad file fails without making anyone wait
+    with bundle_lock(bundle_dir, exclusive=True):
+        parts, _ = load_bundle(bundle_dir)
+        spec = FeatureSpec.from_json(parts.feature_spec)
+        catalogue = standard_catalogue(frame, spec, books)
+        manifest = write_bundle(with_books(parts, ModelEncoder.from_parts(parts, bundle_dir), catalogue), bundle_dir)
+    return manifest

@@ -1,24 +1,36 @@
 """HTTP API over one bundle (FastAPI). Every answer carries the books' display metadata.
 
-Errors: an unknown user, book or category -> 404 naming it; k or a body field out of range -> 422; a body
-larger than `max_body_bytes` -> 413 (checked on Content-Length and on the bytes actually streamed). No route
-takes a path or file name, so no request can make the server read a file.
+Errors: an unknown user, book or category -> 404 naming it (an unknown category also lists the closest tags); k or
+a body field out of range or of the wrong type -> 422 (`k` is a strict integer in a body: `true` or `"3"` are
+refused); a body that is not valid JSON -> 400; a body sent with a Content-Type other than application/json (or
+none) -> 415; a body larger than `max_body_bytes` -> 413 (checked on Content-Length and on the bytes actually
+streamed). No route takes a path or file name, so no request can make the server read a file.
+
+Category filters (`category=` on the GET routes, `categories` in the body) keep books carrying any of the given
+tags; a tag is one element of a book's categories (`Romance`), not the displayed path (`Books > Romance`).
+
+Given a bundle folder, the app follows it: a bundle rewritten by `booktower index add` or `export` is loaded
+within a few seconds (see `live.py`), without a restart.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 import booktower
 from booktower.config.serving import ServingConfig
 from booktower.data.vocab import UnknownIdError
 from booktower.serving.limits import BodySizeLimit
+from booktower.serving.live import LiveRecommender
 from booktower.serving.service import Recommendation, Recommender
 
 ID_PATTERN = r"^[^\x00-\x1f]{1,200}$"
@@ -30,13 +42,17 @@ class ErrorDetail(BaseModel):
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorDetail, "description": "Unknown user, book or category (named in `detail`)"},
+    404: {"model": ErrorDetail, "description": "Unknown user, book or category (named in `detail`; an unknown "
+                                               "category also lists the closest tags)"},
 }
 _BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
     400: {"model": ErrorDetail, "description": "The body is not valid JSON"},
     413: {"model": ErrorDetail, "description": "Request body too large"},
+    415: {"model": ErrorDetail, "description": "The body was not sent as JSON (Content-Type: application/json)"},
 }
+_CATEGORY_HELP = ("Only books carrying one of these tags. A tag is one element of a book's categories (`Romance`), "
+                  "not the displayed path (`Books > Romance`); an unknown tag is a 404 listing the closest ones")
 
 
 class Item(BaseModel):
@@ -60,11 +76,12 @@ class HistoryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     history: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(..., min_length=1, max_length=_ID_LIST_MAX)
-    k: int = Field(10, ge=1, le=_ID_LIST_MAX)
+    k: StrictInt = Field(10, ge=1, le=_ID_LIST_MAX)
     features: dict[Annotated[str, Field(max_length=100)], float | str | None] | None = Field(
         None, max_length=50, description="Reader metadata by name (e.g. age, gender); unknown names are ignored")
     exclude: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(default_factory=list, max_length=_ID_LIST_MAX)
-    categories: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=50)
+    categories: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=50,
+                                                                    description=_CATEGORY_HELP)
 
 
 class Health(BaseModel):
@@ -82,28 +99,13 @@ def _items(rows: list[Recommendation]) -> list[Item]:
     return [Item(**row.as_dict()) for row in rows]
 
 
-def create_app(bundle: Recommender | Path | str, config: ServingConfig | None = None) -> FastAPI:
-    """An app answering from `bundle` (a loaded Recommender, or a bundle folder to load and verify)."""
-    recommender = bundle if isinstance(bundle, Recommender) else Recommender.from_bundle(Path(bundle), config)
-    limits = recommender.config
-    app = FastAPI(title="booktower", version=booktower.__version__,
-                  description="Two-tower book recommendations from a verified bundle.")
-    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
-    user_example = recommender.parts.users.ids[0] if len(recommender.parts.users) else "u1"
-    item_example = recommender.parts.items.ids[0]
 
-    def k_query() -> Any:  # a fresh parameter object per route: FastAPI must not share them
-        return Query(10, ge=1, le=limits.max_k, description=f"Number of results, 1..{limits.max_k}")
-
-    class AnonymousRequest(HistoryRequest):
-        """The limits of this server in the schema itself, so a client can see them."""
-
-        model_config = ConfigDict(extra="forbid", title="HistoryRequest", json_schema_extra={
-            "examples": [{"history": recommender.parts.items.ids[:3].to_list(), "k": 10}]})
-        history: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(..., min_length=1,
-                                                                          max_length=limits.max_history)
-        k: int = Field(10, ge=1, le=limits.max_k)
+def _add_error_handlers(app: FastAPI) -> None:
+    """404 for unknown ids, 422 for values the service refuses, 415 / 400 for bodies that are not JSON."""
 
     @app.exception_handler(UnknownIdError)
     async def _unknown(_: Request, exc: UnknownIdError) -> JSONResponse:
@@ -114,24 +116,78 @@ def create_app(bundle: Recommender | Path | str, config: ServingConfig | None = 
         # the service re-checks limits (k, history length); a request that slips past the schema gets 422, not 500
         return JSONResponse(status_code=422, content={"detail": [{"loc": ["request"], "msg": str(exc), "type": "value_error"}]})
 
+    @app.exception_handler(RequestValidationError)
+    async def _unreadable_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # A body must be JSON sent as JSON: other content types get 415 (not a 422 echoing the body back), and
+        # bytes that do not parse get the 400 the schema documents.
+        if request.method == "POST" and exc.body and not _is_json(request.headers.get("content-type")):
+            return JSONResponse(status_code=415, content={
+                "detail": "send the body as JSON with the header Content-Type: application/json"})
+        broken = [e for e in exc.errors() if e.get("type") == "json_invalid"]
+        if broken:
+            where = broken[0]["loc"][-1] if broken[0].get("loc") else "?"
+            reason = (broken[0].get("ctx") or {}).get("error", "JSON decode error")
+            return JSONResponse(status_code=400, content={
+                "detail": f"The body is not valid JSON ({reason} at character {where})"})
+        return await request_validation_exception_handler(request, exc)
+
+
+def _anonymous_request_model(first: Recommender, limits: ServingConfig) -> type[HistoryRequest]:
+    """The body model with this server's limits in the schema itself, so a client can see them."""
+
+    class AnonymousRequest(HistoryRequest):
+        model_config = ConfigDict(extra="forbid", title="HistoryRequest", json_schema_extra={
+            "examples": [{"history": first.parts.items.ids[:3].to_list(), "k": 10}]})
+        history: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(..., min_length=1,
+                                                                          max_length=limits.max_history)
+        k: StrictInt = Field(10, ge=1, le=limits.max_k)
+
+    return AnonymousRequest
+
+
+def create_app(bundle: Recommender | LiveRecommender | Path | str, config: ServingConfig | None = None) -> FastAPI:
+    """An app answering from `bundle`: a loaded Recommender (fixed), or a bundle folder (or LiveRecommender) that
+    is loaded, verified, and reloaded when the bundle is rewritten."""
+    if isinstance(bundle, (Path, str)):
+        bundle = LiveRecommender(Path(bundle), config)
+    fixed = bundle
+    current: Callable[[], Recommender] = bundle.current if isinstance(bundle, LiveRecommender) else (lambda: fixed)
+    first = current()
+    limits = first.config
+    app = FastAPI(title="booktower", version=booktower.__version__,
+                  description="Two-tower book recommendations from a verified bundle.")
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+
+    user_example = first.parts.users.ids[0] if len(first.parts.users) else "u1"
+    item_example = first.parts.items.ids[0]
+
+    def k_query() -> Any:  # a fresh parameter object per route: FastAPI must not share them
+        return Query(10, ge=1, le=limits.max_k, description=f"Number of results, 1..{limits.max_k}")
+
+    def category_query() -> Any:
+        return Query([], max_length=50, description=_CATEGORY_HELP)
+
+    AnonymousRequest = _anonymous_request_model(first, limits)
+    _add_error_handlers(app)
+
     # Lookups take ~1 ms of numpy/torch: answered on the event loop, without a thread-pool hop. The anonymous
-    # path runs the user tower (several ms) and stays a plain `def`, so it runs in the pool.
+    # path runs the user tower (several ms) and stays a plain `def`, so it runs in the pool. Each request takes
+    # `current()` once: a reload in between swaps the whole bundle, never half of it.
     @app.get("/health", response_model=Health)
     async def health() -> dict[str, Any]:
-        return recommender.info()
+        return current().info()
 
     @app.get("/recommendations/{user_id}", response_model=RecommendationList, responses=_ERRORS)
     async def recommend_user(user_id: str = PathParam(..., pattern=ID_PATTERN, examples=[user_example]), k: int = k_query(),
-                       category: list[str] = Query([], max_length=50, description="Only books in these categories"),
-                       ) -> RecommendationList:
+                             category: list[str] = category_query()) -> RecommendationList:
         """A known reader's top-k; books they have read are excluded."""
-        rows = recommender.for_user(user_id, k, categories=category)
+        rows = current().for_user(user_id, k, categories=category)
         return RecommendationList(user_id=user_id, k=k, items=_items(rows))
 
     def recommend_history(request) -> RecommendationList:  # type: ignore[no-untyped-def]
         """An anonymous reader: the user tower builds the vector from the history; history books are excluded."""
-        rows = recommender.for_history(request.history, request.k, request.exclude, request.categories,
-                                       request.features)
+        rows = current().for_history(request.history, request.k, request.exclude, request.categories,
+                                     request.features)
         return RecommendationList(k=request.k, items=_items(rows))
 
     # The body model is local (it carries this server's limits): give FastAPI the class, not a string annotation.
@@ -139,8 +195,11 @@ def create_app(bundle: Recommender | Path | str, config: ServingConfig | None = 
     app.post("/recommendations", response_model=RecommendationList, responses=_BODY_ERRORS)(recommend_history)
 
     @app.get("/items/{item_id}/similar", response_model=RecommendationList, responses=_ERRORS)
-    async def similar(item_id: str = PathParam(..., pattern=ID_PATTERN, examples=[item_example]), k: int = k_query()) -> RecommendationList:
-        """Books nearest to one book in the item tower's space (the book itself excluded)."""
-        return RecommendationList(item_id=item_id, k=k, items=_items(recommender.similar(item_id, k)))
+    async def similar(item_id: str = PathParam(..., pattern=ID_PATTERN, examples=[item_example]), k: int = k_query(),
+                      category: list[str] = category_query()) -> RecommendationList:
+        """Books nearest to one book in the item tower's space (the book itself excluded), optionally only those
+        carrying one of the `category` tags (as on /recommendations)."""
+        rows = current().similar(item_id, k, categories=category)
+        return RecommendationList(item_id=item_id, k=k, items=_items(rows))
 
     return app

@@ -1,6 +1,8 @@
 """The ASGI entry point uvicorn imports in each worker process (`--workers N` needs an import string).
 
-The bundle folder and index kind travel in environment variables set by `booktower serve`.
+The bundle folder and index kind travel in environment variables set by `booktower serve`. Each worker follows the
+bundle: a rewrite (`booktower index add`, a new `export` to the same folder) is served within about
+`BOOKTOWER_RELOAD_S` seconds (default 2; 0 turns reloading off), no restart needed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 BUNDLE_ENV = "BOOKTOWER_BUNDLE"
 INDEX_ENV = "BOOKTOWER_INDEX"
 THREADS_ENV = "BOOKTOWER_TORCH_THREADS"
+RELOAD_ENV = "BOOKTOWER_RELOAD_S"
 
 
 def app_from_env() -> FastAPI:
@@ -22,14 +25,20 @@ def app_from_env() -> FastAPI:
     import torch
 
     from booktower.serving.api import create_app
-    from booktower.serving.service import Recommender
+    from booktower.serving.live import RELOAD_EVERY_S, LiveRecommender
 
     torch.set_num_threads(int(os.environ.get(THREADS_ENV, "1")))
     bundle = os.environ.get(BUNDLE_ENV)
     if not bundle:
         raise RuntimeError(f"set {BUNDLE_ENV} to a bundle folder (booktower serve does this)")
-    recommender = Recommender.from_bundle(Path(bundle), index_kind=os.environ.get(INDEX_ENV) or None)
-    return create_app(recommender)
+    raw = os.environ.get(RELOAD_ENV) or str(RELOAD_EVERY_S)
+    try:
+        every = float(raw)
+    except ValueError:
+        raise RuntimeError(f"{RELOAD_ENV}={raw!r}: give seconds between bundle checks (0 = never reload)") from None
+    live = LiveRecommender(Path(bundle), index_kind=os.environ.get(INDEX_ENV) or None,
+                           check_every_s=every if every > 0 else float("inf"))
+    return create_app(live)
 
 
 class NoDelayH11Protocol(H11Protocol):

@@ -3,7 +3,8 @@
 Layout (paths relative to the bundle folder):
     manifest.json               format, versions, dims, index settings, ANN report, {path: sha256, bytes}
     item_vectors.safetensors    "items": (n_items, d) float32, row i = item index i
-    user_vectors.safetensors    "users": (n_users, d) float32, known readers (history = train + validation)
+    user_vectors.safetensors    "users": (n_users, d) float32, known readers (history = every interaction the
+                                run knows: train + validation + test, as production serves them)
     model/model.safetensors     the whole two-tower model (the user tower serves anonymous readers)
     model/model.json            its architecture spec
     vocab/users.parquet         user ids, row = user index
@@ -11,7 +12,12 @@ Layout (paths relative to the bundle folder):
     feature_spec.json           the fitted feature specification (statistics, levels, hashing)
     items.parquet               display metadata: item_id, title, author, categories, tags: list[str],
                                 train_count (training interactions; 0 for books added later)
-    seen.parquet                (user, item) indices each known reader has already read, for seen-filtering
+    seen.parquet                (user, item) indices each known reader has read (train + validation + test),
+                                for seen-filtering: a served list never repeats a book the reader has read
+
+Only the files the manifest lists are read (a stray file in the folder is ignored and dropped by the next write).
+Beside the folder lives `.<name>.lock` (see `_lock.py`): writers hold it exclusively, readers shared, so a reader
+sees the old bundle or the new one and concurrent `index add` runs queue instead of losing books. Leave it there.
 """
 
 from __future__ import annotations
@@ -21,35 +27,34 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 import booktower
 from booktower.data.types import Ragged
 from booktower.data.vocab import Vocabulary
+from booktower.serving._lock import bundle_lock
+from booktower.serving.manifest import (
+    FEATURE_SPEC, FORMAT, FORMAT_VERSION, ITEM_VECTORS, ITEMS, MANIFEST, MODEL_DIR, REEXPORT, REQUIRED, SEEN,
+    USER_VECTORS, VOCAB_ITEMS, VOCAB_USERS, BundleError, Manifest, parse_manifest, read_manifest_file, why,
+)
 from booktower.utils.atomic import atomic_write_json, atomic_write_parquet, atomic_write_text
 
-FORMAT = "booktower-bundle"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-ITEM_VECTORS = "item_vectors.safetensors"
-USER_VECTORS = "user_vectors.safetensors"
-MODEL_DIR = "model"
-FEATURE_SPEC = "feature_spec.json"
-ITEMS = "items.parquet"
-SEEN = "seen.parquet"
-VOCAB_USERS = "vocab/users.parquet"
-VOCAB_ITEMS = "vocab/items.parquet"
+__all__ = ["BundleError", "BundleParts", "load_bundle", "manifest_signature", "read_manifest", "verify_bundle",
+           "write_bundle"]
+
 TAG_SEPARATOR = " > "
-
-
-class BundleError(ValueError):
-    """A bundle is missing, from another format version, or does not match its manifest."""
+_READ_ATTEMPTS = 5  # a bundle rewritten while it is read (no lock available) is read again, this many times
+# What parsing a damaged or edited file raises (its sha256 matched: the manifest was re-hashed over it).
+_DAMAGED = (ValueError, KeyError, TypeError, IndexError, OSError, SafetensorError, pl.exceptions.PolarsError)
 
 
 @dataclass
@@ -101,13 +106,19 @@ def _seen_frame(seen: Ragged) -> pl.DataFrame:
     return pl.DataFrame({"user": users, "item": seen.values.astype(np.int64)})
 
 
-def _seen_from(frame: pl.DataFrame, n_users: int) -> Ragged:
+def _seen_from(frame: pl.DataFrame, n_users: int, n_items: int) -> Ragged:
+    """Raises ValueError on anything a writer would not have written (the caller names the file)."""
+    if not (frame["user"].dtype.is_integer() and frame["item"].dtype.is_integer()):
+        raise ValueError(f"user and item must be integer indices, found {frame.dtypes}")
     users = frame["user"].to_numpy().astype(np.int64)
+    items = frame["item"].to_numpy().astype(np.int64)
     if users.size and (np.any(np.diff(users) < 0) or users.min() < 0 or users.max() >= n_users):
-        raise BundleError(f"{SEEN}: user indices must be sorted and within [0, {n_users})")
+        raise ValueError(f"user indices must be sorted and within [0, {n_users})")
+    if items.size and (items.min() < 0 or items.max() >= n_items):
+        raise ValueError("it holds item indices outside the item vocabulary")
     offsets = np.zeros(n_users + 1, dtype=np.int64)
     np.cumsum(np.bincount(users, minlength=n_users), out=offsets[1:])
-    return Ragged(offsets, frame["item"].to_numpy().astype(np.int64))
+    return Ragged(offsets, items)
 
 
 def _write_files(parts: BundleParts, folder: Path) -> None:
@@ -144,82 +155,178 @@ def _manifest(parts: BundleParts, folder: Path) -> dict[str, Any]:
     }
 
 
+def _refuse_to_replace(directory: Path) -> None:
+    """Writing swaps the whole folder, so a target that is not a bundle (a training run, a file) would be lost."""
+    if directory.is_file() or directory.is_symlink():
+        raise BundleError(f"{directory} is a file, not a bundle folder; pass a new folder to write the bundle to")
+    if directory.is_dir() and not (directory / MANIFEST).is_file() and any(directory.iterdir()):
+        raise BundleError(f"{directory} exists and is not a bundle ({MANIFEST} is missing): writing there would "
+                          "delete its contents; pass a new folder or an existing bundle")
+
+
 def write_bundle(parts: BundleParts, directory: Path) -> dict[str, Any]:
-    """Write into a temporary sibling folder, then swap it in: readers see the old bundle or the new one."""
+    """Write into a temporary sibling folder, then swap it in, under the bundle's exclusive lock: readers (who
+    take the shared lock) see the old bundle or the new one, never a mix."""
     directory = Path(directory)
+    _refuse_to_replace(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.new.", dir=directory.parent))
-    old = directory.parent / f".{directory.name}.old.{time.time_ns()}"
-    try:
-        _write_files(parts, tmp)
-        manifest = _manifest(parts, tmp)
-        atomic_write_json(tmp / MANIFEST, manifest)
-        if directory.exists():
-            directory.rename(old)
-        tmp.rename(directory)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+    with bundle_lock(directory, exclusive=True):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.new.", dir=directory.parent))
+        old = directory.parent / f".{directory.name}.old.{time.time_ns()}"
+        try:
+            _write_files(parts, tmp)
+            manifest = _manifest(parts, tmp)
+            parse_manifest(manifest, tmp / MANIFEST)  # what a reader will check, checked before it is published
+            atomic_write_json(tmp / MANIFEST, manifest)
+            if directory.exists():
+                directory.rename(old)
+            tmp.rename(directory)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
     return manifest
 
 
-def read_manifest(directory: Path) -> dict[str, Any]:
-    path = Path(directory) / MANIFEST
-    if not path.is_file():
-        raise BundleError(f"{directory} is not a bundle: {MANIFEST} is missing (make one with `booktower export`)")
+def manifest_signature(directory: Path) -> tuple[int, ...] | None:
+    """Changes whenever the bundle is rewritten (each write makes a new manifest file); None when there is none.
+    A stat, so a server can ask it every few seconds."""
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BundleError(f"{path}: not a {FORMAT} manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"{path}: bundle format version {manifest.get('format_version')} is not supported "
-                          f"(this booktower reads version {FORMAT_VERSION}); re-export the run")
-    return manifest
+        st = (Path(directory) / MANIFEST).stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def verify_bundle(directory: Path) -> dict[str, Any]:
-    """Check every file named in the manifest against its sha256; raise naming the first file that differs."""
-    directory = Path(directory)
+def read_manifest(directory: Path) -> Manifest:
+    """The manifest, its fields validated (format, version, sizes, index settings, file entries)."""
+    return read_manifest_file(Path(directory) / MANIFEST)
+
+
+def _verify(directory: Path) -> Manifest:
     manifest = read_manifest(directory)
-    files = manifest.get("files") or {}
-    required = {ITEM_VECTORS, USER_VECTORS, VOCAB_USERS, VOCAB_ITEMS, FEATURE_SPEC, ITEMS, SEEN}
-    for name in sorted(required - set(files)):
-        raise BundleError(f"{directory / MANIFEST}: the manifest does not list {name}")
-    for name in files:  # before any file is opened: a manifest must not point a reader elsewhere
-        if directory.resolve() not in (directory / name).resolve().parents:
+    for name in REQUIRED:
+        if name not in manifest.files:
+            raise BundleError(f"{directory / MANIFEST}: the manifest does not list {name}. Fix: {REEXPORT}")
+    root = directory.resolve()
+    for name in manifest.files:  # before any file is opened: a manifest must not point a reader elsewhere
+        if root not in (directory / name).resolve().parents:
             raise BundleError(f"{directory / MANIFEST}: file entry {name!r} points outside the bundle")
-    for name, entry in files.items():
+    for name, entry in manifest.files.items():
         path = directory / name
         if not path.is_file():
-            raise BundleError(f"{directory / name} is listed in the manifest but missing")
-        if sha256_file(path) != entry.get("sha256"):
-            raise BundleError(f"{directory / name} does not match its sha256 in the manifest: "
+            raise BundleError(f"{path} is listed in the manifest but missing")
+        if path.stat().st_size != entry.bytes or sha256_file(path) != entry.sha256:
+            raise BundleError(f"{path} does not match its sha256 in the manifest: "
                               "the bundle was modified or is incomplete; re-export it")
     return manifest
 
 
-def load_bundle(directory: Path) -> tuple[BundleParts, dict[str, Any]]:
-    """Verified parts and the manifest. Raises BundleError on any mismatch."""
+def verify_bundle(directory: Path) -> dict[str, Any]:
+    """Check the manifest's fields and every file it names against its sha256; raise naming the first problem."""
     directory = Path(directory)
-    manifest = verify_bundle(directory)
-    items = Vocabulary.load(directory / VOCAB_ITEMS)
-    users = Vocabulary.load(directory / VOCAB_USERS)
-    metadata = pl.read_parquet(directory / ITEMS)
-    model_files = {p.name: p.read_bytes() for p in sorted((directory / MODEL_DIR).glob("*")) if p.is_file()}
+    with bundle_lock(directory, exclusive=False):
+        return _verify(directory).as_json()
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Whatever a damaged file raises while it is parsed becomes a BundleError naming the file."""
+    try:
+        yield
+    except BundleError:
+        raise
+    except _DAMAGED as exc:
+        raise BundleError(f"{path} cannot be read ({why(exc)}): the bundle is damaged or was edited after export. "
+                          f"Fix: {REEXPORT}") from None
+
+
+def _vectors(path: Path, key: str, rows: int, dim: int) -> np.ndarray:
+    with _reading(path):
+        vectors = load_file(str(path))[key]
+        if vectors.dtype != np.float32 or vectors.shape != (rows, dim):
+            raise ValueError(f"{key!r} is {vectors.dtype} {vectors.shape}; the manifest says float32 {(rows, dim)}")
+        if not np.isfinite(vectors).all():
+            raise ValueError(f"{key!r} holds NaN or infinite values")
+    return vectors
+
+
+def _vocabulary(path: Path, size: int) -> Vocabulary:
+    with _reading(path):
+        vocab = Vocabulary.load(path)
+        if len(vocab) != size:
+            raise ValueError(f"{len(vocab)} ids, the manifest says {size}")
+    return vocab
+
+
+def _metadata(path: Path, items: Vocabulary) -> pl.DataFrame:
+    with _reading(path):
+        frame = pl.read_parquet(path)
+        missing = [c for c in ("item_id", "title", "author", "categories", "train_count") if c not in frame.columns]
+        if missing:
+            raise ValueError(f"no column {missing[0]!r}")
+        if not frame["item_id"].equals(items.ids, check_names=False, check_dtypes=False):
+            raise ValueError(f"item_id does not follow {VOCAB_ITEMS}")
+        if not frame["train_count"].dtype.is_integer() or (frame["train_count"] < 0).any():
+            raise ValueError("train_count must be counts (non-negative integers)")
+    return frame
+
+
+def _model_files(directory: Path, manifest: Manifest) -> dict[str, bytes]:
+    """The model/ files the manifest lists, by name; a stray file there (a .pkl, notes) is never opened."""
+    files = {}
+    for name in manifest.model_files:
+        with _reading(directory / MODEL_DIR / name):
+            files[name] = (directory / MODEL_DIR / name).read_bytes()
+    return files
+
+
+def _read_bundle(directory: Path) -> tuple[BundleParts, Manifest]:
+    """One read of the files the verified manifest lists, each checked against the manifest's sizes."""
+    manifest = _verify(directory)
+    items = _vocabulary(directory / VOCAB_ITEMS, manifest.n_items)
+    users = _vocabulary(directory / VOCAB_USERS, manifest.n_users)
+    metadata = _metadata(directory / ITEMS, items)
+    with _reading(directory / SEEN):
+        seen = _seen_from(pl.read_parquet(directory / SEEN, columns=["user", "item"]), len(users), len(items))
+    with _reading(directory / FEATURE_SPEC):
+        from booktower.data.features import FeatureSpec
+
+        feature_spec = json.loads((directory / FEATURE_SPEC).read_text(encoding="utf-8"))
+        FeatureSpec.from_json(feature_spec)  # parses, so the encoder will too
     parts = BundleParts(
-        item_vectors=load_file(str(directory / ITEM_VECTORS))["items"],
-        user_vectors=load_file(str(directory / USER_VECTORS))["users"],
+        item_vectors=_vectors(directory / ITEM_VECTORS, "items", manifest.n_items, manifest.dim),
+        user_vectors=_vectors(directory / USER_VECTORS, "users", manifest.n_users, manifest.dim),
         items=items, users=users,
         metadata=metadata.select("item_id", "title", "author", "categories"),
-        seen=_seen_from(pl.read_parquet(directory / SEEN), len(users)),
+        seen=seen,
         popularity=metadata["train_count"].to_numpy().astype(np.int64),
-        feature_spec=json.loads((directory / FEATURE_SPEC).read_text(encoding="utf-8")),
-        model_files=model_files,
-        n_model_items=int(manifest["n_model_items"]),
-        info={k: v for k, v in manifest.items() if k in ("index", "ann", "source", "added_books")},
+        feature_spec=feature_spec,
+        model_files=_model_files(directory, manifest),
+        n_model_items=manifest.n_model_items,
+        info=manifest.info(),
     )
-    if parts.dim != manifest["dim"] or len(items) != manifest["n_items"]:
-        raise BundleError(f"{directory}: vectors ({parts.item_vectors.shape}) disagree with the manifest")
     return parts, manifest
+
+
+def load_bundle(directory: Path) -> tuple[BundleParts, dict[str, Any]]:
+    """Verified parts and the manifest. Raises BundleError, naming the file, on any mismatch.
+
+    The files are read under the bundle's shared lock. Where no lock is available, a bundle whose manifest
+    changed while it was read (a writer swapped a new version in) is read again, so the parts always come from
+    one version.
+    """
+    directory = Path(directory)
+    for attempt in range(1, _READ_ATTEMPTS + 1):
+        with bundle_lock(directory, exclusive=False):
+            before = manifest_signature(directory)
+            try:
+                parts, manifest = _read_bundle(directory)
+            except BundleError:
+                if attempt == _READ_ATTEMPTS or manifest_signature(directory) == before:
+                    raise  # the bundle itself is wrong, not a version swapped in mid-read
+            else:
+                if manifest_signature(directory) == before:
+                    return parts, manifest.as_json()
+        time.sleep(0.05 * attempt)
+    raise BundleError(f"{directory} was rewritten during each of {_READ_ATTEMPTS} reads: wait for the process "
+                      "writing it (`booktower index add` or `export`) to finish")

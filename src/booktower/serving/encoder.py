@@ -6,14 +6,22 @@ history pooling contribute, exactly as the model handles unseen ids.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import polars as pl
 
 from booktower.data.features import USER_DERIVED, FeatureSpec
 from booktower.data.types import Ragged
+from booktower.serving.book_features import with_absent_columns
+from booktower.serving.manifest import (
+    FEATURE_SPEC, MODEL_DIR, MODEL_SPEC, MODEL_WEIGHTS, REEXPORT, BundleError, why,
+)
+
+if TYPE_CHECKING:
+    from booktower.serving.bundle import BundleParts
 
 
 class Encoder(Protocol):
@@ -71,10 +79,26 @@ class ModelEncoder:
         self.n_model_items = n_model_items
 
     @classmethod
-    def load(cls, model_dir: Path, spec: dict[str, Any], popularity: np.ndarray, n_model_items: int) -> ModelEncoder:
-        from booktower.models.io import load_model
-
-        return cls(load_model(Path(model_dir)), FeatureSpec.from_json(spec), popularity, n_model_items)
+    def from_parts(cls, parts: BundleParts, directory: Path | None = None) -> ModelEncoder:
+        """The model from the bundle's own (verified, in-memory) model files, checked against the bundle: sizes
+        first (before any table is allocated), then one probe encode through both towers. `directory` (the
+        bundle's) only names the files in errors."""
+        where = Path(directory) if directory is not None else Path()
+        encoder = cls(_model_from_files(parts, where), FeatureSpec.from_json(parts.feature_spec), parts.popularity,
+                      parts.n_model_items)
+        blank_book = pl.DataFrame({"item_id": ["probe"], "title": [""], "author": [""], "categories": [[]]},
+                                  schema={"item_id": pl.String, "title": pl.String, "author": pl.String,
+                                          "categories": pl.List(pl.String)})
+        try:
+            probe_user = encoder.user_vectors(Ragged.from_lists([[]]))  # (1, d)
+            probe_item = encoder.item_vectors(blank_book)  # (1, d)
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError, pl.exceptions.PolarsError) as exc:
+            raise BundleError(f"{where / MODEL_SPEC} and {where / FEATURE_SPEC} do not fit together ({why(exc)}). "
+                              f"Fix: {REEXPORT}") from None
+        if probe_user.shape[1] != parts.dim or probe_item.shape[1] != parts.dim:
+            raise BundleError(f"{where / MODEL_SPEC}: the model encodes {probe_user.shape[1]}-d vectors, the "
+                              f"bundle's are {parts.dim}-d. Fix: {REEXPORT}")
+        return encoder
 
     def user_vectors(self, histories: Ragged, features: list[dict[str, Any]] | None = None) -> np.ndarray:
         import torch
@@ -97,10 +121,40 @@ class ModelEncoder:
         from booktower.data.featurize import transform_items
         from booktower.models.encode import encode_items
 
-        features = transform_items(self.spec, catalogue)
+        features = transform_items(self.spec, with_absent_columns(self.spec, catalogue))
         with torch.inference_mode():
             vectors = encode_items(self.model, features, np.full(catalogue.height, -1, dtype=np.int64))  # (m, d)
         return vectors.detach().cpu().numpy().astype(np.float32)
+
+
+def _model_from_files(parts: BundleParts, where: Path) -> Any:
+    """A TwoTower from model.json + model.safetensors bytes; any problem is a BundleError naming the file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_tensors
+
+    from booktower.models.io import SPEC, WEIGHTS
+    from booktower.models.spec import ModelSpec
+    from booktower.models.two_tower import TwoTower
+
+    for name in (SPEC, WEIGHTS):
+        if name not in parts.model_files:
+            raise BundleError(f"{where / MODEL_DIR / name} is missing from the bundle. Fix: {REEXPORT}")
+    try:
+        spec = ModelSpec.from_dict(json.loads(parts.model_files[SPEC]))
+        sizes = {"item ID rows": (spec.item.n_ids, parts.n_model_items),
+                 "user ID rows": (spec.user.n_ids, len(parts.users)), "output_dim": (spec.output_dim, parts.dim)}
+        for what, (got, want) in sizes.items():
+            if got != want:
+                raise ValueError(f"{what} = {got}, the bundle has {want}")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BundleError(f"{where / MODEL_SPEC} is not this bundle's model spec ({why(exc)}). Fix: {REEXPORT}") from None
+    try:
+        model = TwoTower(spec)
+        model.load_state_dict(load_tensors(parts.model_files[WEIGHTS]))
+    except (SafetensorError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise BundleError(f"{where / MODEL_WEIGHTS} cannot be loaded into {MODEL_SPEC}'s model ({why(exc)}). "
+                          f"Fix: {REEXPORT}") from None
+    return model.eval()
 
 
 def _keep_below(histories: Ragged, limit: int) -> Ragged:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from booktower.config.serving import IndexConfig
+from booktower.config.serving import IndexConfig, with_index_kind
 from booktower.data.types import PreparedData
 from booktower.serving.bundle import BundleParts, sha256_file, write_bundle
 from booktower.serving.index import AnnReport, compare_with_exact
@@ -27,12 +27,17 @@ def model_files(model: Any) -> dict[str, bytes]:
 
 
 def parts_from_model(data: PreparedData, model: Any) -> BundleParts:
-    """Item vectors for the whole catalogue, reader vectors from train + validation histories (as at test time)."""
+    """Item vectors for every book of the prepared data; reader vectors and seen-filtering from every interaction
+    the run knows (train + validation + test).
+
+    Evaluation holds the test book out; a bundle serves production traffic, where the reader's most recent book is
+    part of their history (it shapes their vector) and must not be recommended back to them.
+    """
     from booktower.models.encode import encode_items, encode_users
 
     if data.feature_spec is None:
         raise ValueError("the prepared data carries no feature spec: re-prepare it with this booktower version")
-    history, _ = data.histories("train", "valid")
+    history, _ = data.histories("train", "valid", "test")
     items = encode_items(model, data.item_features).cpu().numpy()  # (n_items, d)
     users = encode_users(model, data.user_features, np.arange(data.n_users), history).cpu().numpy()  # (U, d)
     return BundleParts(
@@ -41,6 +46,18 @@ def parts_from_model(data: PreparedData, model: Any) -> BundleParts:
         popularity=data.item_popularity().astype(np.int64), feature_spec=data.feature_spec.to_json(),
         model_files=model_files(model), n_model_items=data.n_items,
     )
+
+
+def pruned_books_note(n_items: int, catalogue_items: int | None) -> str:
+    """Why the bundle may hold fewer books than the catalogue file, and how to serve the rest."""
+    add = "`booktower index add --bundle BUNDLE --books FILE` adds them (content-only vectors, no retraining)"
+    if catalogue_items is None:
+        return (f"the bundle holds the {n_items} books that survived prepare (books with too few interactions are "
+                f"pruned); {add}")
+    if catalogue_items <= n_items:
+        return f"the bundle holds {n_items} books; the catalogue file lists {catalogue_items}"
+    return (f"the bundle holds {n_items} of the catalogue's {catalogue_items} books: {catalogue_items - n_items} had "
+            f"too few interactions and were pruned at prepare; {add}")
 
 
 def measure_index(parts: BundleParts, config: IndexConfig, rng: np.random.Generator, k: int = 10,
@@ -69,11 +86,13 @@ def export_run(run_dir: Path, output_dir: Path, index_kind: str | None = None, s
     run = load_run(Path(run_dir))
     config = run.config.serving.index
     if index_kind is not None:
-        config = config.model_copy(update={"kind": index_kind})
+        config = with_index_kind(config, index_kind)
     log.info("encoding %d books and %d readers", run.data.n_items, run.data.n_users)
+    log.info(pruned_books_note(run.data.n_items, run.data.summary.get("catalogue_items")))
     parts = parts_from_model(run.data, run.model)
     run_json = Path(run_dir) / "run.json"
     source = {"run": str(Path(run_dir).resolve()),
-              "run_json_sha256": sha256_file(run_json) if run_json.is_file() else None}
+              "run_json_sha256": sha256_file(run_json) if run_json.is_file() else None,
+              "catalogue_items": run.data.summary.get("catalogue_items")}
     rng = np.random.default_rng(run.config.seed if seed is None else seed)
     return export_parts(parts, Path(output_dir), config, rng, source)

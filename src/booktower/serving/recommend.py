@@ -2,27 +2,49 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+import threading
+from collections import OrderedDict
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
+from booktower.serving.live import LiveRecommender
 from booktower.serving.service import Recommender
 
+_CACHE_SIZE = 4
+_cache: OrderedDict[str, LiveRecommender] = OrderedDict()
+_cache_lock = threading.Lock()
 
-@lru_cache(maxsize=4)
-def _recommender(bundle_dir: str) -> Recommender:
-    return Recommender.from_bundle(Path(bundle_dir))
+
+def _recommender(bundle_dir: Path | str) -> Recommender:
+    """The bundle's Recommender, loaded once per process and again whenever the bundle is rewritten (a stat of
+    its manifest per call), so an `add_books` in this process is seen by the next call."""
+    key = str(Path(bundle_dir).resolve())
+    with _cache_lock:
+        live = _cache.get(key)
+        if live is None:
+            live = LiveRecommender(key, check_every_s=0.0, background=False)
+            _cache[key] = live
+            while len(_cache) > _CACHE_SIZE:
+                _cache.popitem(last=False)
+        _cache.move_to_end(key)
+        return live.current()
 
 
 def recommend_from_bundle(bundle_dir: Path | str, user: str | None = None, history: list[str] | None = None,
                           k: int = 10) -> list[dict[str, Any]]:
     """Top-k rows (rank, item_id, title, author, categories, score) for a known `user` or an anonymous `history`.
 
-    Exactly one of `user` / `history` is given. Unknown ids raise `UnknownIdError` naming them; a tampered bundle
-    raises `BundleError` naming the file.
+    Exactly one of `user` / `history` (a list of item ids) is given; `k` is an int. Unknown ids raise
+    `UnknownIdError` naming them; a tampered bundle raises `BundleError` naming the file; a wrong type
+    (`k=2.5`, `history="B0X..."`) raises TypeError saying what to pass.
     """
+    if isinstance(history, (str, bytes)):
+        raise TypeError(f"history must be a list of item ids, not one string: write history=[{history!r}]")
     if (user is None) == (not history):
-        raise ValueError("give exactly one of user= or history=")
-    recommender = _recommender(str(Path(bundle_dir).resolve()))
+        raise ValueError("give exactly one of user= or history= (a non-empty list of item ids)")
+    if isinstance(k, bool) or not isinstance(k, Integral):
+        raise TypeError(f"k must be an int, got {k!r} ({type(k).__name__})")
+    recommender = _recommender(bundle_dir)
     rows = recommender.for_user(user, k) if user is not None else recommender.for_history(list(history or []), k)
     return [{"rank": rank, **row.as_dict()} for rank, row in enumerate(rows, start=1)]

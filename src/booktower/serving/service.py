@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from booktower.config.serving import IndexConfig, ServingConfig
+from booktower.config.serving import IndexConfig, ServingConfig, with_index_kind
 from booktower.data.types import Ragged
 from booktower.data.vocab import UnknownIdError
-from booktower.serving.bundle import MODEL_DIR, TAG_SEPARATOR, BundleParts, load_bundle
+from booktower.serving.bundle import TAG_SEPARATOR, BundleParts, load_bundle
 from booktower.serving.encoder import Encoder, ModelEncoder
 from booktower.serving.index import build_index
 from booktower.serving.retrieve import Hits, allowed_mask, search_filtered
@@ -55,12 +56,10 @@ class Recommender:
         """Load and verify a bundle; the index settings come from the manifest unless `config` is given."""
         parts, manifest = load_bundle(Path(directory))
         if config is None:
-            index = IndexConfig.model_validate(manifest.get("index") or {})
-            config = ServingConfig(index=index)
+            config = ServingConfig(index=IndexConfig.model_validate(manifest["index"]))
         if index_kind is not None:
-            config = config.model_copy(update={"index": config.index.model_copy(update={"kind": index_kind})})
-        encoder = ModelEncoder.load(Path(directory) / MODEL_DIR, parts.feature_spec, parts.popularity, parts.n_model_items)
-        return cls(parts, config, encoder, manifest)
+            config = config.model_copy(update={"index": with_index_kind(config.index, index_kind)})
+        return cls(parts, config, ModelEncoder.from_parts(parts, Path(directory)), manifest)
 
     # ---- lookups -------------------------------------------------------------------------------------------
 
@@ -86,46 +85,53 @@ class Recommender:
         return indices
 
     def category_items(self, categories: list[str]) -> np.ndarray | None:
+        """Books carrying any of the tags. A tag is one element of a book's categories: `Romance`, not the
+        displayed path `Books > Romance`."""
         if not categories:
             return None
         chosen = []
         for name in categories:
             if name not in self._by_tag:
-                raise UnknownIdError(f"category {name!r} is not in the catalogue")
+                raise UnknownIdError(_unknown_category(name, self._by_tag))
             chosen.append(self._by_tag[name])
         return np.unique(np.concatenate(chosen))
 
     # ---- queries -------------------------------------------------------------------------------------------
 
     def check_k(self, k: int) -> int:
+        if isinstance(k, bool) or not isinstance(k, Integral):
+            raise TypeError(f"k must be an int, got {k!r} ({type(k).__name__})")
         if not 1 <= k <= self.config.max_k:
             raise ValueError(f"k must be in [1, {self.config.max_k}], got {k}")
         return k
 
     def for_user(self, user_id: str, k: int = 10, exclude: list[str] = (), categories: list[str] = ()) -> list[Recommendation]:
         """A known reader: the exported vector; everything they read is excluded."""
+        self.check_k(k)
         user = self.user_index(user_id)
         seen = self.parts.seen.row(user)
-        return self._answer(self.parts.user_vectors[user], k, seen, list(exclude), list(categories))
+        return self._answer(self.parts.user_vectors[user], k, seen, _ids(exclude, "exclude"), _ids(categories, "categories"))
 
     def for_history(self, history: list[str], k: int = 10, exclude: list[str] = (), categories: list[str] = (),
                     features: dict[str, Any] | None = None) -> list[Recommendation]:
         """An anonymous reader: the user tower builds the vector from the history (no user ID row)."""
         if self.encoder is None:
             raise RuntimeError("this recommender has no model to encode anonymous readers")
+        history = _ids(history, "history")
+        self.check_k(k)
         if len(history) > self.config.max_history:
             raise ValueError(f"history holds {len(history)} items; at most {self.config.max_history} are accepted")
-        indices = self.item_indices(list(history), what="history item")
+        indices = self.item_indices(history, what="history item")
         vector = self.encoder.user_vectors(Ragged.from_lists([indices.tolist()]), [features] if features else None)[0]  # (d,)
-        return self._answer(vector, k, indices, list(exclude), list(categories))
+        return self._answer(vector, k, indices, _ids(exclude, "exclude"), _ids(categories, "categories"))
 
     def similar(self, item_id: str, k: int = 10, exclude: list[str] = (), categories: list[str] = ()) -> list[Recommendation]:
         """Books nearest to one book (itself excluded)."""
+        self.check_k(k)
         item = self.item_indices([item_id])
-        return self._answer(self._vectors[item[0]], k, item, list(exclude), list(categories))
+        return self._answer(self._vectors[item[0]], k, item, _ids(exclude, "exclude"), _ids(categories, "categories"))
 
     def _answer(self, vector: np.ndarray, k: int, seen: np.ndarray, exclude: list[str], categories: list[str]) -> list[Recommendation]:
-        self.check_k(k)
         excluded = np.concatenate([seen, self.item_indices(exclude)]) if exclude else seen
         allowed = allowed_mask(self.n_items, excluded, self.category_items(categories))
         hits = search_filtered(self.index, self._vectors, vector, k, allowed, self.config.index.overfetch)
@@ -141,6 +147,28 @@ class Recommender:
             "index": self.config.index.kind, "format_version": self.manifest.get("format_version"),
             "booktower_version": self.manifest.get("booktower_version"), "created": self.manifest.get("created"),
         }
+
+
+def _ids(values: Any, name: str) -> list[str]:
+    """A list of ids from any iterable of them; one string is refused (it would be read letter by letter)."""
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{name} must be a list of ids, not one string: write {name}=[{values!r}]")
+    try:
+        return [str(v) for v in values]
+    except TypeError:
+        raise TypeError(f"{name} must be a list of ids, got {type(values).__name__}") from None
+
+
+def _unknown_category(name: str, tags: dict[str, np.ndarray], n: int = 5) -> str:
+    """The 404 text: categories match single tags; suggest the closest ones (and the tags of a path)."""
+    import difflib
+
+    parts = [p.strip() for p in name.split(TAG_SEPARATOR.strip()) if p.strip()]
+    close = [p for p in parts if p in tags and p != name]
+    close += [t for t in difflib.get_close_matches(name, list(tags), n=n, cutoff=0.6) if t not in close]
+    hint = f"; closest tags: {close[:n]}" if close else ""
+    return (f"category {name!r} is not in the catalogue: a category filter matches one tag of a book's categories "
+            f"(`Romance`, not the displayed path `Books > Romance`){hint}")
 
 
 def _tag_index(categories: list[str]) -> dict[str, np.ndarray]:

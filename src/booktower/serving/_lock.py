@@ -1,0 +1,94 @@
+"""An advisory lock beside a bundle, so a reader never mixes the files of two versions and writers never race.
+
+`write_bundle` swaps a whole folder in; `index add` is a read-modify-write. Without a lock, two adds each read
+version N and the last one to write wins (books lost), and a reader that opened version N's manifest may read
+version N+1's vectors. So:
+    * readers hold a shared lock while they read the files (many readers at once);
+    * writers hold an exclusive lock for the whole read-modify-write (one writer, no reader in the middle).
+
+The lock is `flock` on `.<bundle name>.lock` in the bundle's parent folder: it must outlive the folder swap, so
+it cannot live inside the bundle, and it is never deleted (deleting a lock file lets two processes lock two
+different files). Where it cannot be used (no `fcntl`, as on Windows; a read-only mount where the file cannot be
+created) the lock is skipped: a read-only bundle has no writer to wait for, and `load_bundle` also re-reads a
+bundle whose manifest changed while it was being read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; the loader's change check still applies
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+# Locks this thread already holds, by lock file: add_books holds the exclusive lock and calls load_bundle and
+# write_bundle, which must not lock again (a second flock on a new descriptor would wait for ourselves).
+_held = threading.local()
+
+
+def lock_path(directory: Path) -> Path:
+    directory = Path(directory).absolute()  # the parent resolved: `x/../b` and `b` share one lock
+    return directory.parent.resolve() / f".{directory.name}.lock"
+
+
+def _open(path: Path) -> int | None:
+    """A descriptor of the lock file, or None where it cannot be opened (a read-only or missing folder)."""
+    for flag in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):  # flock works on a read-only descriptor too
+        try:
+            return os.open(path, flag, 0o644)
+        except OSError:
+            continue
+    return None
+
+
+def _flock(fd: int, exclusive: bool, path: Path) -> bool:
+    """Take the lock, waiting (and saying so) while another process holds it. False where the file system
+    refuses locks (some network mounts)."""
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    try:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for %s: another process is %s the bundle", path,
+                     "reading or writing" if exclusive else "writing")
+            fcntl.flock(fd, mode)
+    except OSError as exc:
+        log.warning("%s cannot be locked (%s): going on without the bundle lock", path, exc)
+        return False
+    return True
+
+
+@contextmanager
+def bundle_lock(directory: Path, exclusive: bool) -> Iterator[None]:
+    """Hold the bundle's lock (shared for reading, exclusive for writing) for the `with` block."""
+    path = lock_path(directory)
+    held: dict[Path, bool] = _held.__dict__.setdefault("locks", {})
+    if path in held:
+        if exclusive and not held[path]:
+            raise RuntimeError(f"{path}: cannot upgrade a shared bundle lock to an exclusive one")
+        yield
+        return
+    fd = _open(path) if fcntl is not None else None
+    if fd is None:
+        log.debug("no lock for %s (fcntl missing or %s cannot be opened): going on unlocked", directory, path)
+        yield
+        return
+    try:
+        if not _flock(fd, exclusive, path):
+            yield
+            return
+        held[path] = exclusive
+        try:
+            yield
+        finally:
+            del held[path]
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

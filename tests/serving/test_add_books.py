@@ -1,0 +1,84 @@
+"""`index add` reads a new-books file the way the fitted model needs it: ids as training reads them, every feature
+column the model uses under either of its names, and a warning (never a silent change) for what is missing."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from booktower.data.errors import DataError
+from booktower.serving.add_books import add_books
+from booktower.serving.bundle import load_bundle
+
+
+def _added_vector(bundle_dir: Path, tmp_path: Path, name: str, columns: dict) -> np.ndarray:
+    """Add one book (id NEW) to a fresh copy of the bundle from a file with `columns`; its stored vector."""
+    copy = shutil.copytree(bundle_dir, tmp_path / name)
+    books = tmp_path / f"{name}.csv"
+    pl.DataFrame({"item_id": ["NEW"], "title": ["the history of rome"], "author": ["writer 1"],
+                  "categories": ["Books > g1"], **columns}).write_csv(books)
+    add_books(copy, books)
+    parts, _ = load_bundle(copy)
+    return parts.item_vectors[parts.items.index("NEW")]
+
+
+def test_a_categorical_book_column_is_read_under_either_name(language_bundle, tmp_path: Path) -> None:
+    _, bundle = language_bundle
+    raw = _added_vector(bundle, tmp_path, "raw", {"language": ["fre"], "price": ["7"]})
+    prefixed = _added_vector(bundle, tmp_path, "prefixed", {"cat:language": ["fre"], "num:price": ["7"]})
+    other = _added_vector(bundle, tmp_path, "other", {"language": ["ger"], "price": ["7"]})
+    np.testing.assert_array_equal(raw, prefixed)
+    assert not np.allclose(raw, other), "the language reaches the item tower"
+
+
+def test_missing_model_features_are_filled_and_named_in_a_warning(language_bundle, tmp_path: Path, caplog) -> None:
+    _, bundle = language_bundle
+    with caplog.at_level(logging.WARNING, logger="booktower"):
+        lacking = _added_vector(bundle, tmp_path, "lacking", {})
+    warning = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "cat:language" in warning and "num:price" in warning and "training median" in warning
+    empty = _added_vector(bundle, tmp_path, "empty", {"language": [None], "price": [None]})
+    np.testing.assert_array_equal(lacking, empty)  # filled exactly as a training book without the values
+
+
+def test_an_unprefixed_numeric_column_is_not_ignored(trained, tmp_path: Path) -> None:
+    """The toy model reads num:price; a file's `price` column is the same feature."""
+    bundle = trained[2]
+    plain = _added_vector(bundle, tmp_path, "plain", {"price": [29.0]})
+    prefixed = _added_vector(bundle, tmp_path, "prefixed", {"num:price": [29.0]})
+    without = _added_vector(bundle, tmp_path, "without", {})
+    np.testing.assert_array_equal(plain, prefixed)
+    assert not np.allclose(plain, without)
+
+
+def test_a_non_numeric_value_in_a_numeric_column_is_named(trained, tmp_path: Path) -> None:
+    books = tmp_path / "new.csv"
+    pl.DataFrame({"item_id": ["n1", "n2"], "title": ["a", "b"], "price": ["$4.50", "cheap"]}).write_csv(books)
+    with pytest.raises(DataError, match=r"column 'price'.*rows 3.*'cheap'"):
+        add_books(shutil.copytree(trained[2], tmp_path / "b"), books)
+
+
+def test_ids_are_stripped_as_training_ids_are(trained, tmp_path: Path) -> None:
+    bundle = shutil.copytree(trained[2], tmp_path / "b")
+    books = tmp_path / "new.csv"
+    pl.DataFrame({"item_id": [" NEW040 ", "NEW041\t"], "title": ["a", "b"]}).write_csv(books)
+    add_books(bundle, books)
+    assert load_bundle(bundle)[0].items.ids.to_list()[-2:] == ["NEW040", "NEW041"]
+    pl.DataFrame({"item_id": ["  NEW040"], "title": ["again"]}).write_csv(books)
+    with pytest.raises(DataError, match="already in the bundle"):
+        add_books(bundle, books)
+
+
+@pytest.mark.parametrize("content", ["", "item_id,title,author,categories\n"])
+def test_an_empty_books_file_names_the_option_not_a_config(trained, tmp_path: Path, content: str) -> None:
+    books = tmp_path / "new.csv"
+    books.write_text(content)
+    with pytest.raises(DataError) as caught:
+        add_books(shutil.copytree(trained[2], tmp_path / "b"), books)
+    message = str(caught.value)
+    assert "--books" in message and "config" not in message and str(books) in message, message

@@ -1,0 +1,46 @@
+"""Export: a bundle serves production, so every known interaction shapes the reader and is filtered as seen; the
+export says how many catalogue books the bundle lacks and how to add them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from booktower.config.serving import IndexConfig
+from booktower.serving.export import export_run
+from booktower.serving.service import Recommender
+
+
+def test_a_readers_most_recent_book_is_never_served_back(trained) -> None:
+    data, _, directory, _ = trained
+    rec = Recommender.from_bundle(directory, index_kind="exact")
+    test = data.split.test
+    assert len(test) > 0
+    for user in np.unique(test.user):
+        served = {r.item_id for r in rec.for_user(data.users.ids[int(user)], k=data.n_items)}
+        held_out = set(data.items.decode(test.item[test.user == user]))
+        assert not served & held_out
+
+
+def test_the_export_says_how_many_catalogue_books_were_pruned(trained, tmp_path: Path, monkeypatch, caplog) -> None:
+    data, model, _, _ = trained
+    pruned = replace(data, summary={**data.summary, "catalogue_items": data.n_items + 60})
+    run = SimpleNamespace(config=SimpleNamespace(serving=SimpleNamespace(index=IndexConfig(kind="exact")), seed=0),
+                          data=pruned, model=model)
+    monkeypatch.setattr("booktower.training.run.load_run", lambda run_dir: run)
+    with caplog.at_level(logging.INFO, logger="booktower"):
+        manifest = export_run(tmp_path / "run", tmp_path / "bundle")
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert f"{data.n_items} of the catalogue's {data.n_items + 60} books" in said and "booktower index add" in said
+    assert manifest["source"]["catalogue_items"] == data.n_items + 60
+
+
+def test_the_pruning_note_without_a_catalogue_count() -> None:
+    from booktower.serving.export import pruned_books_note
+
+    assert "pruned" in pruned_books_note(40, None) and "index add" in pruned_books_note(40, None)
+    assert "pruned" not in pruned_books_note(40, 40)
