@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 
+from booktower.cli._errors import console, describe_os_error, fail, print_error
+from booktower.cli._paths import config_file
 from booktower.config import BooktowerConfig, ConfigError, load_config
 
-console = Console(stderr=True)
+__all__ = ["CONFIG_OPTION", "SET_OPTION", "cli_config", "console", "fail", "friendly_errors", "print_error",
+           "setup_logging"]
 
-CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML config file (see configs/).")
+CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML config file (see configs/).",
+                             callback=config_file)
 SET_OPTION = typer.Option(None, "--set", help="Override a config key: section.key=value (repeatable).")
 
 
@@ -36,24 +38,31 @@ def cli_config(config: Path | None, overrides: list[str] | None) -> BooktowerCon
     try:
         return load_config(config, overrides or [])
     except ConfigError as exc:
-        console.print(f"[red]config error[/red]: {exc}")
-        raise typer.Exit(2) from None
+        fail(str(exc), label="config error")
+    except OSError as exc:  # e.g. an `inherit:` that names a folder or an unreadable file
+        message = describe_os_error(exc)
+        if message is None:
+            raise
+        fail(message, label="config error")
 
 
 @contextmanager
 def friendly_errors() -> Iterator[None]:
-    """Known user-facing errors print their message (which names the fix) and exit 2, without a traceback."""
+    """Known user-facing errors print their message (which names the fix) and exit 2, without a traceback.
+
+    Operating-system errors a user can fix (a read-only disk, no permission, a full disk, a file where a
+    folder belongs) are described with the path they hit; any other OSError is a bug and keeps its traceback.
+    """
     from booktower.data.errors import DataError
     from booktower.data.vocab import UnknownIdError
     from booktower.models.io import WeightsError
 
     try:
         yield
-    except (DataError, ConfigError, UnknownIdError, WeightsError, FileNotFoundError) as exc:
-        console.print(f"[red]error[/red]: {exc}")
-        raise typer.Exit(2) from None
-
-
-def fail(message: str) -> None:
-    console.print(f"[red]error[/red]: {message}")
-    sys.exit(2)
+    except (DataError, ConfigError, UnknownIdError, WeightsError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        message = describe_os_error(exc)
+        if message is None:
+            raise
+        fail(message)

@@ -6,22 +6,36 @@ from pathlib import Path
 
 import typer
 
+from booktower.cli import _paths
 from booktower.cli._common import (
     CONFIG_OPTION,
     SET_OPTION,
     cli_config,
     console,
+    fail,
     friendly_errors,
     setup_logging,
 )
 
 data_app = typer.Typer(help="Create or download input data.", no_args_is_help=True)
 
+URL_SCHEMES = ("http://", "https://", "file://")
+
+
+def base_url_check(value: str | None) -> str | None:
+    """The downloader opens URLs only: a bare folder would fail deep inside urllib with 'unknown url type'."""
+    if value is not None and not value.lower().startswith(URL_SCHEMES):
+        local = Path(value).expanduser()
+        hint = f" (for this folder: --base-url {local.absolute().as_uri()})" if local.is_dir() else ""
+        fail(f"--base-url {value!r} is not a URL. Fix: start it with http://, https:// or file://{hint}")
+    return value
+
 
 def prepare_command(
     config: Path | None = CONFIG_OPTION,
     set_: list[str] | None = SET_OPTION,
-    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Where data_summary.json and the prepared data go."),
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", callback=_paths.output_dir,
+                                    help="Where data_summary.json and the prepared data go."),
 ) -> None:
     """Validate, prune, split and featurise the data; write DIR/data_summary.json."""
     from booktower.data.summary import print_summary, write_prepared_run
@@ -36,17 +50,20 @@ def prepare_command(
 
 @data_app.command("synth")
 def synth_command(
-    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Where books.csv and users.csv go."),
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", callback=_paths.output_dir,
+                                    help="Where books.csv and users.csv go."),
     users: int = typer.Option(2000, "--users", min=10, help="Number of readers."),
     books: int = typer.Option(1500, "--books", min=20, help="Number of books."),
-    mean_history: float = typer.Option(26.0, "--mean-history", min=3.0, help="Mean reads per reader."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (the same seed writes the same files)."),
+    mean_history: float = typer.Option(26.0, "--mean-history", min=3.0, max=10_000.0, help="Mean reads per reader."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed (the same seed writes the same files)."),
 ) -> None:
     """Write synthetic books.csv + users.csv (Amazon Reviews 2023 Books format) with learnable structure."""
     from booktower.data.synth import SynthConfig, write_synthetic
 
     setup_logging()
-    written = write_synthetic(output_dir, SynthConfig(n_users=users, n_books=books, mean_history=mean_history), seed)
+    with friendly_errors():
+        config = SynthConfig(n_users=users, n_books=books, mean_history=mean_history)
+        written = write_synthetic(output_dir, config, seed)
     console.print(f"wrote {written['books']:,} books to {written['books_path']} and "
                   f"{written['interactions']:,} interactions of {written['users']:,} readers to {written['users_path']}")
 
@@ -54,8 +71,10 @@ def synth_command(
 @data_app.command("fetch")
 def fetch_command(
     dataset: str = typer.Argument(..., help="Dataset to download: amazon-2023-books."),
-    output_dir: Path = typer.Option(Path("data"), "--output-dir", "-o", help="Where raw/, books.csv, users.csv go."),
-    base_url: str | None = typer.Option(None, "--base-url", help="Serve the files from BASE/<file name> instead."),
+    output_dir: Path = typer.Option(Path("data"), "--output-dir", "-o", callback=_paths.output_dir,
+                                    help="Where raw/, books.csv, users.csv go."),
+    base_url: str | None = typer.Option(None, "--base-url", callback=base_url_check,
+                                        help="Fetch BASE/<file name> instead (http, https or file URL)."),
     sha256: list[str] | None = typer.Option(None, "--sha256", help="Expected checksum: FILE=HEX (repeatable)."),
     convert: bool = typer.Option(True, "--convert/--no-convert", help="Convert to books.csv + users.csv."),
 ) -> None:
@@ -67,12 +86,10 @@ def fetch_command(
     for item in sha256 or []:
         name, _, digest = item.partition("=")
         if not digest:
-            console.print(f"[red]error[/red]: --sha256 {item!r} must look like meta_Books.jsonl.gz=<hex>")
-            raise typer.Exit(2)
+            fail(f"--sha256 {item!r} must look like meta_Books.jsonl.gz=<hex>")
         checksums[name] = digest
     if dataset not in DATASETS:
-        console.print(f"[red]error[/red]: unknown dataset {dataset!r}; known: {', '.join(sorted(DATASETS))}")
-        raise typer.Exit(2)
+        fail(f"unknown dataset {dataset!r}; known: {', '.join(sorted(DATASETS))}")
     with friendly_errors():
         fetch_amazon_2023_books(output_dir, base_url=base_url, checksums=checksums, convert=convert,
                                 log_line=console.print)

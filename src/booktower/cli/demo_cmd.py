@@ -6,12 +6,14 @@ from pathlib import Path
 
 import typer
 
+from booktower.cli import _paths
 from booktower.cli._common import console, friendly_errors, setup_logging
 
 
 def demo_command(
-    output_dir: Path = typer.Option(Path("runs/demo"), "--output-dir", "-o", help="Where data, run and bundle go."),
-    seed: int = typer.Option(0, "--seed", help="Seed for the synthetic data and the run."),
+    output_dir: Path = typer.Option(Path("runs/demo"), "--output-dir", "-o", callback=_paths.output_dir,
+                                    help="Where data, run and bundle go."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed for the synthetic data and the run."),
 ) -> None:
     """Generate synthetic books and readers, train and evaluate the two-tower beside baselines, report, export."""
     from booktower.demo import run_demo

@@ -7,23 +7,28 @@ from typing import Optional
 
 import typer
 
+from booktower.cli import _paths
+from booktower.cli._bundle_query import MAX_K, bundle_queries
 from booktower.cli._common import (
     CONFIG_OPTION,
     SET_OPTION,
     cli_config,
     console,
+    fail,
     friendly_errors,
     setup_logging,
 )
 
-RUN_OPTION = typer.Option(..., "--run", "-r", help="A run directory written by `booktower train`.")
+RUN_OPTION = typer.Option(..., "--run", "-r", help="A run directory written by `booktower train`.",
+                          callback=_paths.run_dir)
 
 
 def baselines_command(
     config: Path | None = CONFIG_OPTION,
     set_: list[str] | None = SET_OPTION,
     models: str = typer.Option("pop,itemknn,ease,als,bpr", "--models", help="Comma-separated baselines."),
-    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Where metrics.json and per-user tables go."),
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", callback=_paths.output_dir,
+                                    help="Where metrics.json and per-user tables go."),
 ) -> None:
     """Fit each baseline on train (validation metrics) and on train + validation (test metrics)."""
     from booktower.data.prepare import prepare
@@ -32,18 +37,29 @@ def baselines_command(
 
     setup_logging()
     cfg = cli_config(config, set_)
-    names = [n.strip() for n in models.split(",") if n.strip()]
+    names = baseline_names(models)
     with friendly_errors():
         data, _ = prepare(cfg.data)
         try:
             table = run_baselines(names, cfg.baselines, data, cfg.evaluation.ks, cfg.seed, output_dir,
                                   chunk=cfg.evaluation.user_chunk)
         except ValueError as exc:
-            console.print(f"[red]error[/red]: {exc}")
-            raise typer.Exit(2) from None
+            fail(str(exc))
     print_metric_table({name: parts["test"] for name, parts in table.items()}, cfg.evaluation.ks, console,
                        title="test (fit on train + validation)")
     console.print(f"wrote {output_dir / 'metrics.json'}")
+
+
+def baseline_names(models: str) -> list[str]:
+    """`--models` as a list of known names, checked before the data is prepared (that can take minutes)."""
+    from booktower.evaluation.baselines import BASELINES
+
+    names = list(dict.fromkeys(n.strip() for n in models.split(",") if n.strip()))
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown or not names:
+        what = f"names unknown baselines {unknown}" if unknown else "names no baseline"
+        fail(f"--models {models!r} {what}. Fix: a comma-separated list of {', '.join(BASELINES)}")
+    return names
 
 
 def evaluate_command(run: Path = RUN_OPTION, report: bool = typer.Option(True, help="Re-render report.md.")) -> None:
@@ -74,11 +90,13 @@ def report_command(run: Path = RUN_OPTION) -> None:
 
 
 def compare_command(
-    runs: list[Path] | None = typer.Argument(None, help="RUN_A RUN_B (run or baseline directories)."),
-    run_opt: list[Path] | None = typer.Option(None, "--run", "-r", help="Alternative to the arguments."),
+    runs: list[Path] | None = typer.Argument(None, help="RUN_A RUN_B (run or baseline directories).",
+                                             callback=_paths.run_dir),
+    run_opt: list[Path] | None = typer.Option(None, "--run", "-r", help="Alternative to the arguments.",
+                                              callback=_paths.run_dir),
     metric: str = typer.Option("NDCG@10", help="Per-user metric column to compare."),
-    samples: int = typer.Option(2000, help="Bootstrap resamples."),
-    seed: int = typer.Option(0, help="Seed of the bootstrap."),
+    samples: int = typer.Option(2000, min=1, help="Bootstrap resamples."),
+    seed: int = typer.Option(0, min=0, help="Seed of the bootstrap."),
 ) -> None:
     """Paired comparison of two runs on the same split: mean difference, 95% CI, bootstrap and Wilcoxon p."""
     import json
@@ -90,14 +108,12 @@ def compare_command(
     setup_logging()
     chosen = list(runs or []) + list(run_opt or [])
     if len(chosen) != 2:
-        console.print("[red]error[/red]: give exactly two runs: booktower compare RUN_A RUN_B")
-        raise typer.Exit(2)
+        fail("give exactly two runs: booktower compare RUN_A RUN_B")
     with friendly_errors():
         try:
             result = compare_runs(chosen[0], chosen[1], metric, np.random.default_rng(seed), samples)
         except ValueError as exc:
-            console.print(f"[red]error[/red]: {exc}")
-            raise typer.Exit(2) from None
+            fail(str(exc))
     console.print(f"A = {chosen[0]}\nB = {chosen[1]}")
     console.print(f"{metric}: A {result.mean_a:.4f}  B {result.mean_b:.4f}  A - B {result.diff:+.4f} "
                   f"[{result.ci_low:+.4f}, {result.ci_high:+.4f}]  p(bootstrap) {result.p_bootstrap:.3g}  "
@@ -107,40 +123,59 @@ def compare_command(
 
 
 def recommend_command(
-    run: Optional[Path] = typer.Option(None, "--run", "-r", help="A run directory (masked test top-K to a file)."),
-    bundle: Optional[Path] = typer.Option(None, "--bundle", help="A bundle from `booktower export` (print top-K)."),
+    run: Optional[Path] = typer.Option(None, "--run", "-r", callback=_paths.run_dir,
+                                       help="A run directory (masked test top-K to a file)."),
+    bundle: Optional[Path] = typer.Option(None, "--bundle", callback=_paths.bundle_dir,
+                                          help="A bundle from `booktower export` (print top-K)."),
     all_test_users: bool = typer.Option(False, "--all-test-users", help="With --run: every user with a test item."),
-    users: Optional[list[str]] = typer.Option(None, "--user", help="Raw user id (repeatable; one with --bundle)."),
+    users: Optional[list[str]] = typer.Option(None, "--user", help="Raw user id (repeatable: a list each)."),
     history: Optional[str] = typer.Option(None, "--history", help="With --bundle: ID,ID,... for an anonymous reader."),
-    k: int = typer.Option(50, "--k", min=1, help="List length."),
-    out: Optional[Path] = typer.Option(None, "--out", help="With --run: Parquet file (user_id, rank, item_id, score)."),
+    k: int = typer.Option(50, "--k", min=1, help=f"List length: at most {MAX_K} with --bundle (the serving "
+                                                  "limit), at most the catalogue size with --run."),
+    out: Optional[Path] = typer.Option(None, "--out", callback=_paths.output_file,
+                                       help="With --run: Parquet file (user_id, rank, item_id, score)."),
 ) -> None:
     """Recommend: from a bundle (titles and scores), or a run's masked test top-K lists (the metrics' source)."""
     setup_logging()
     if (run is None) == (bundle is None):
-        console.print("[red]error[/red]: pass exactly one of --run RUN or --bundle BUNDLE")
-        raise typer.Exit(2)
+        fail("pass exactly one of --run RUN or --bundle BUNDLE")
     if bundle is not None:
-        from booktower.cli.serve_cmds import print_rows, recommend_rows
+        if all_test_users or out is not None:
+            fail("--all-test-users and --out go with --run. Fix: with --bundle the lists print to the "
+                 "terminal; drop them, or pass --run RUN instead")
+        _recommend_from_bundle(bundle, users or [], history, k)
+    else:
+        if history is not None:
+            fail("--history goes with --bundle (an anonymous reader needs the exported model). Fix: pass "
+                 "--bundle BUNDLE, or --user / --all-test-users with --run")
+        _recommend_from_run(run, users or [], all_test_users, k, out)
 
-        if not users and not history:
-            console.print("[red]error[/red]: with --bundle pass --user USER_ID or --history ID,ID,...")
-            raise typer.Exit(2)
-        with friendly_errors():
-            rows = recommend_rows(bundle, (users or [None])[0], history, k)
-        print_rows(rows, f"top-{k} for {(users or ['anonymous reader'])[0]}")
-        return
+
+def _recommend_from_bundle(bundle: Path, users: list[str], history: Optional[str], k: int) -> None:
+    """Every query is answered before any is printed: an unknown reader fails the command, not a table."""
+    from booktower.cli.serve_cmds import print_rows, query_rows
+
+    queries = bundle_queries(users, history, k)
+    with friendly_errors():
+        answers = [(query, query_rows(bundle, query, k)) for query in queries]
+    for query, rows in answers:
+        print_rows(rows, f"top-{k} for {query.label}")
+
+
+def _recommend_from_run(run: Path, users: list[str], all_test_users: bool, k: int,
+                        out: Optional[Path]) -> None:
     if not all_test_users and not users:
-        console.print("[red]error[/red]: pass --all-test-users or at least one --user")
-        raise typer.Exit(2)
+        fail("pass --all-test-users or at least one --user")
     if out is None:
-        console.print("[red]error[/red]: with --run pass --out FILE.parquet")
-        raise typer.Exit(2)
+        fail("with --run pass --out FILE.parquet")
     from booktower.evaluation.run_eval import load_trained, recommend_test
     from booktower.utils.atomic import atomic_write_parquet
 
     with friendly_errors():
         config, data, model = load_trained(run)
+        if k > data.n_items:
+            fail(f"--k {k} is larger than the run's catalogue ({data.n_items} books). "
+                 f"Fix: pass --k {data.n_items} or less")
         frame = recommend_test(model, data, k, None if all_test_users else users, config.evaluation.user_chunk)
         atomic_write_parquet(frame, out)
     console.print(f"wrote {out} ({frame['user_id'].n_unique()} users x top-{k})")

@@ -6,18 +6,29 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import typer
 
-from booktower.cli._common import console, friendly_errors, setup_logging
+from booktower.cli import _paths
+from booktower.cli._bundle_query import BundleQuery, parse_history
+from booktower.cli._common import console, fail, friendly_errors, setup_logging
+from booktower.config.serving import IndexConfig
 
 index_app = typer.Typer(help="Change a served bundle's index.", no_args_is_help=True)
 
-RUN_OPTION = typer.Option(..., "--run", help="A run directory written by `booktower train`.")
-BUNDLE_OPTION = typer.Option(..., "--bundle", help="A bundle folder written by `booktower export`.")
-INDEX_OPTION = typer.Option(None, "--index", help="Index kind: exact, hnsw or ivf (default: the run's config).")
+INDEX_KINDS: tuple[str, ...] = get_args(IndexConfig.model_fields["kind"].annotation)
+# An enum, so typer refuses a wrong kind while parsing, not the index builder after the bundle was loaded
+# (under `serve`, inside every worker after the bundle was verified).
+IndexKind = Enum("IndexKind", {kind: kind for kind in INDEX_KINDS}, type=str)
+
+RUN_OPTION = typer.Option(..., "--run", help="A run directory written by `booktower train`.",
+                          callback=_paths.run_dir)
+BUNDLE_OPTION = typer.Option(..., "--bundle", help="A bundle folder written by `booktower export`.",
+                             callback=_paths.bundle_dir)
+INDEX_OPTION = typer.Option(None, "--index", help="Index kind (default: the run's config).")
 
 
 @contextmanager
@@ -29,18 +40,19 @@ def _bundle_errors() -> Iterator[None]:
         try:
             yield
         except BundleError as exc:
-            console.print(f"[red]error[/red]: {exc}")
-            raise typer.Exit(2) from None
+            fail(str(exc))
 
 
-def export_command(run: Path = RUN_OPTION, output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Bundle folder."),
-                   index: str | None = INDEX_OPTION) -> None:
+def export_command(run: Path = RUN_OPTION,
+                   output_dir: Path = typer.Option(..., "--output-dir", "-o", callback=_paths.new_bundle_dir,
+                                                   help="Bundle folder: new, or an old bundle to replace."),
+                   index: IndexKind | None = INDEX_OPTION) -> None:
     """Write a serving bundle from a trained run and report the ANN index's recall and speed-up."""
     from booktower.serving.export import export_run
 
     setup_logging()
     with _bundle_errors():
-        manifest = export_run(run, output_dir, index_kind=index)
+        manifest = export_run(run, output_dir, index_kind=index.value if index else None)
     ann = manifest["ann"]
     recall = ann[f"recall@{ann['k']}"]
     console.print(f"bundle written to {output_dir}: {manifest['n_items']} books, {manifest['n_users']} readers, "
@@ -52,8 +64,9 @@ def export_command(run: Path = RUN_OPTION, output_dir: Path = typer.Option(..., 
 
 
 def serve_command(bundle: Path = BUNDLE_OPTION, host: str = typer.Option("127.0.0.1", help="Interface to bind."),
-                  port: int = typer.Option(8000, help="TCP port."), workers: int = typer.Option(1, min=1, help="Worker processes."),
-                  index: str | None = INDEX_OPTION,
+                  port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
+                  workers: int = typer.Option(1, min=1, help="Worker processes."),
+                  index: IndexKind | None = INDEX_OPTION,
                   threads: int = typer.Option(1, min=1, help="Torch threads per worker.")) -> None:
     """Serve recommendations over HTTP (FastAPI + uvicorn); the bundle is verified before any request."""
     import uvicorn
@@ -64,7 +77,7 @@ def serve_command(bundle: Path = BUNDLE_OPTION, host: str = typer.Option("127.0.
     with _bundle_errors():
         verify_bundle(bundle)  # fail here, with the file named, rather than in every worker
     os.environ[BUNDLE_ENV] = str(bundle.resolve())
-    os.environ[INDEX_ENV] = index or ""
+    os.environ[INDEX_ENV] = index.value if index else ""
     os.environ[THREADS_ENV] = str(threads)
     uvicorn.run("booktower.serving.asgi:app_from_env", factory=True, host=host, port=port, workers=workers,
                 http=NoDelayH11Protocol,
@@ -72,7 +85,8 @@ def serve_command(bundle: Path = BUNDLE_OPTION, host: str = typer.Option("127.0.
 
 
 @index_app.command("add")
-def index_add_command(bundle: Path = BUNDLE_OPTION,
+def index_add_command(bundle: Path = typer.Option(..., "--bundle", callback=_paths.changed_bundle_dir,
+                                                 help="A bundle folder written by `booktower export`."),
                       books: Path = typer.Option(..., "--books", help="New books: item_id, title, author, categories, num:*.")) -> None:
     """Add new books to a bundle (content-only vectors, no retraining); the bundle is rewritten atomically."""
     from booktower.serving.add_books import add_books
@@ -84,12 +98,17 @@ def index_add_command(bundle: Path = BUNDLE_OPTION,
 
 
 def recommend_rows(bundle: Path, user: str | None, history: str | None, k: int) -> list[dict[str, Any]]:
-    """For `booktower recommend --bundle`: rows for a known user or a comma-separated history."""
+    """Rows for a known user or a comma-separated history (what `booktower recommend --bundle` prints)."""
+    items = parse_history(history) if history else None
+    return query_rows(bundle, BundleQuery(user or "anonymous reader", user=user, history=items), k)
+
+
+def query_rows(bundle: Path, query: BundleQuery, k: int) -> list[dict[str, Any]]:
+    """Top-k rows (rank, item_id, title, author, categories, score) for one checked query."""
     from booktower.serving.recommend import recommend_from_bundle
 
-    items = [h.strip() for h in history.split(",") if h.strip()] if history else None
     with _bundle_errors():
-        return recommend_from_bundle(bundle, user=user, history=items, k=k)
+        return recommend_from_bundle(bundle, user=query.user, history=query.history, k=k)
 
 
 def print_rows(rows: list[dict[str, Any]], title: str) -> None:
@@ -97,12 +116,12 @@ def print_rows(rows: list[dict[str, Any]], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=title)  # titles and ids may hold brackets: the console below prints them as given
     for column in ("rank", "item_id", "title", "score"):
         table.add_column(column, justify="right" if column in ("rank", "score") else "left")
     for row in rows:
         table.add_row(str(row["rank"]), row["item_id"], row["title"], f"{row['score']:.4f}")
-    Console().print(table)
+    Console(markup=False).print(table)
 
 
 def register(app: typer.Typer) -> None:

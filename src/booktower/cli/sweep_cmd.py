@@ -7,16 +7,42 @@ from typing import Optional
 
 import typer
 
-from booktower.cli._common import CONFIG_OPTION, SET_OPTION, cli_config, console, friendly_errors, setup_logging
+from booktower.cli import _paths
+from booktower.cli._common import (
+    CONFIG_OPTION,
+    SET_OPTION,
+    cli_config,
+    console,
+    fail,
+    friendly_errors,
+    setup_logging,
+)
+
+SQLITE = "sqlite:///"
+
+
+def storage_url(value: str) -> str:
+    """Optuna takes an SQLAlchemy URL; a bare path, or an SQLite file whose folder is missing, would otherwise
+    fail only after the data is prepared, with SQLAlchemy's traceback."""
+    if "://" not in value:
+        fail(f"--storage {value!r} is not a database URL. Fix: pass e.g. sqlite:///{value or 'sweep.db'}")
+    if value.startswith(SQLITE) and value != SQLITE + ":memory:":
+        folder = Path(value[len(SQLITE):]).absolute().parent
+        if not folder.is_dir():
+            fail(f"--storage {value}: the folder {folder} does not exist (SQLite creates the file, not its "
+                 f"folder). Fix: create the folder, or point to a file in an existing one")
+    return value
 
 
 def sweep_command(
     config: Optional[Path] = CONFIG_OPTION,
     set_: Optional[list[str]] = SET_OPTION,
     trials: int = typer.Option(20, "--trials", min=1, help="Finished trials the study should hold."),
-    storage: str = typer.Option(..., "--storage", help="Optuna storage, e.g. sqlite:///sweep.db (resumable)."),
+    storage: str = typer.Option(..., "--storage", callback=storage_url,
+                                help="Optuna storage, e.g. sqlite:///sweep.db (resumable)."),
     study: Optional[str] = typer.Option(None, "--study", help="Study name (default: the config file's stem)."),
-    output_dir: Path = typer.Option(Path("runs/sweep"), "--output-dir", "-o", help="Trial runs, trials.parquet, best_config.yaml."),
+    output_dir: Path = typer.Option(Path("runs/sweep"), "--output-dir", "-o", callback=_paths.output_dir,
+                                    help="Trial runs, trials.parquet, best_config.yaml."),
 ) -> None:
     """Search hyper-parameters on the validation split, prune bad trials, write the best config."""
     from booktower.data.prepare import prepare

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from booktower.cli import _paths
 from booktower.cli._common import (
     CONFIG_OPTION,
     SET_OPTION,
@@ -21,7 +22,8 @@ from booktower.cli._common import (
 def train_command(
     config: Path | None = CONFIG_OPTION,
     set_: list[str] | None = SET_OPTION,
-    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="The run directory."),
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", callback=_paths.output_dir,
+                                    help="The run directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN/checkpoints/last."),
 ) -> None:
     """Train the two-tower model; write the run (checkpoints, epochs.csv, model, metrics.json, report)."""

@@ -1,0 +1,127 @@
+"""Path options checked while the command line is parsed, before any work: a config that is a folder, an
+output folder that is a file, a run that does not exist or a read-only destination each become one `error:`
+line that names the option and the fix (instead of a traceback after minutes of training)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from booktower.cli._errors import fail
+
+
+def _option(param: typer.CallbackParam) -> str:
+    """How the user spelt the parameter: the long option name, or the argument's name."""
+    long = [opt for opt in param.opts if opt.startswith("--")]
+    return long[0] if long else str(param.name).upper()
+
+
+def _each(value: Any, check: Callable[[Path], None]) -> Any:
+    """Run `check` on one path or on every path of a repeatable option; None (not given) passes."""
+    for path in [] if value is None else value if isinstance(value, list) else [value]:
+        check(path)
+    return value
+
+
+def _nearest_existing(path: Path) -> Path:
+    """The path itself or its closest ancestor that exists (the folder a new path would be created in)."""
+    path = path.absolute()
+    return next(p for p in [path, *path.parents] if p.exists())
+
+
+def _check_writable(name: str, path: Path, target: Path | None = None,
+                    fix: str = "choose a location you can write to") -> None:
+    """`target` (default: `path`), the place a command writes into or creates its output in, must be (or be
+    creatable in) a folder we may write."""
+    existing = _nearest_existing(path if target is None else target)
+    if not existing.is_dir():
+        fail(f"{name} {path}: {existing} is a file, so nothing can be created in it. "
+             f"Fix: pass a path under a folder")
+    if not os.access(existing, os.W_OK):  # false on a read-only mount even for root
+        fail(f"{name} {path}: {existing} is not writable (read-only file system or no permission). "
+             f"Fix: {fix}")
+
+
+def config_file(param: typer.CallbackParam, value: Path | None) -> Path | None:
+    def check(path: Path) -> None:
+        name = _option(param)
+        if not path.exists():
+            fail(f"{name} {path} does not exist. Fix: pass an existing YAML file (see configs/)")
+        if path.is_dir():
+            examples = sorted(p.name for p in path.glob("*.y*ml"))[:3]
+            hint = f", e.g. {path / examples[0]}" if examples else ""
+            fail(f"{name} {path} is a folder. Fix: pass a YAML file{hint}")
+
+    return _each(value, check)
+
+
+def output_dir(param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """A folder the command creates (when missing) and writes into."""
+    def check(path: Path) -> None:
+        name = _option(param)
+        if path.exists() and not path.is_dir():
+            fail(f"{name} {path} is a file, not a folder. "
+                 f"Fix: pass a folder path (it is created when missing)")
+        _check_writable(name, path)
+
+    return _each(value, check)
+
+
+def output_file(param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """A file the command writes (replacing an older one)."""
+    def check(path: Path) -> None:
+        name = _option(param)
+        if path.is_dir():
+            fail(f"{name} {path} is a folder. Fix: pass a file path, e.g. {path / 'recommendations.parquet'}")
+        _check_writable(name, path, path.parent if path.exists() else path)
+
+    return _each(value, check)
+
+
+def run_dir(param: typer.CallbackParam, value: Path | list[Path] | None) -> Path | list[Path] | None:
+    """An existing run (or baseline) folder the command reads."""
+    fix = "pass a run folder written by `booktower train --output-dir`"
+    return _each(value, lambda path: _existing_dir(_option(param), path, fix))
+
+
+def bundle_dir(param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """An existing bundle folder the command reads."""
+    fix = "pass a bundle folder written by `booktower export`"
+    return _each(value, lambda path: _existing_dir(_option(param), path, fix))
+
+
+def changed_bundle_dir(param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """An existing bundle that is rewritten in place: a new copy is written beside it, then swapped in."""
+    def check(path: Path) -> None:
+        name = _option(param)
+        _existing_dir(name, path, "pass a bundle folder written by `booktower export`")
+        _check_writable(name, path, path.absolute().parent,
+                        fix="copy the bundle to a folder you can write to and change the copy")
+
+    return _each(value, check)
+
+
+def new_bundle_dir(param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """Where `export` writes a bundle. Writing replaces the whole folder, so only a new folder, an empty one
+    or an older bundle may be named: anything else (a run, a data folder, `.`) would be deleted."""
+    from booktower.serving.bundle import MANIFEST
+
+    def check(path: Path) -> None:
+        name = _option(param)
+        output_dir(param, path)
+        if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST).is_file():
+            fail(f"{name} {path} is a folder that holds files but no bundle ({MANIFEST} is missing); "
+                 f"exporting replaces the whole folder. Fix: pass a new folder, e.g. {path / 'bundle'}")
+
+    return _each(value, check)
+
+
+def _existing_dir(name: str, path: Path, fix: str) -> None:
+    if not path.exists():
+        fail(f"{name} {path} does not exist. Fix: {fix}")
+    if not path.is_dir():
+        fail(f"{name} {path} is a file, not a folder. Fix: {fix}")

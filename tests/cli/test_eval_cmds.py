@@ -1,0 +1,52 @@
+"""`baselines`, `compare`, `recommend --run`: values that cannot work are refused before the data is prepared
+or a model scored, with the allowed range in the message."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+
+@pytest.fixture
+def no_prepare(monkeypatch):
+    """Preparing data fails the test: a wrong flag must be refused before that (it can take minutes)."""
+    module = importlib.import_module("booktower.data.prepare")  # the module: the package exports the function
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("prepare() ran before the flags were checked")
+
+    monkeypatch.setattr(module, "prepare", refuse)
+
+
+@pytest.mark.parametrize(("models", "says"), [
+    ("", "names no baseline"),
+    (" , ", "names no baseline"),
+    ("pop,nope", "names unknown baselines ['nope']"),
+])
+def test_baselines_refuses_an_empty_or_unknown_model_list(cli, tmp_path, no_prepare, models, says) -> None:
+    outcome = cli("baselines", "--models", models, "-o", tmp_path / "out")
+    assert outcome.refused(f"--models {models!r} {says}", "pop, itemknn, ease, als, bpr")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("samples", ["0", "-5"])
+def test_compare_refuses_fewer_than_one_bootstrap_sample(cli, tmp_path, samples) -> None:
+    outcome = cli("compare", tmp_path, tmp_path, "--samples", samples)
+    assert outcome.code == 2 and outcome.says("'--samples'") and "Traceback" not in outcome.output
+
+
+def test_recommend_from_a_run_refuses_k_past_the_catalogue(cli, tmp_path, monkeypatch) -> None:
+    from booktower.config import load_config
+    from booktower.data.toy import random_prepared
+    from booktower.evaluation import run_eval
+
+    data = random_prepared(n_users=10, n_items=30, per_user=4)
+    monkeypatch.setattr(run_eval, "load_trained", lambda run: (load_config(None), data, object()))
+    outcome = cli("recommend", "--run", tmp_path, "--all-test-users", "--out", tmp_path / "top.parquet",
+                  "--k", "99999999999999999999")
+    n = data.n_items
+    assert outcome.refused(f"--k 99999999999999999999 is larger than the run's catalogue ({n} books)",
+                           f"pass --k {n} or less")
+    assert not (tmp_path / "top.parquet").exists()
+

@@ -1,0 +1,53 @@
+"""`export` and `serve`: an index kind or port that cannot work is refused while parsing, before a bundle is
+loaded or a worker started; a valid kind reaches the workers as its plain name."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture
+def workers(monkeypatch) -> list[dict]:
+    """uvicorn.run replaced by a recorder: the keyword arguments of every server that would have started."""
+    import uvicorn
+
+    started: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: started.append(kwargs))
+    return started
+
+
+def test_index_kinds_are_the_configs() -> None:
+    from booktower.cli.serve_cmds import INDEX_KINDS
+
+    assert INDEX_KINDS == ("exact", "hnsw", "ivf")
+
+
+def test_serve_refuses_an_unknown_index_before_any_worker_starts(cli, bundle, workers) -> None:
+    outcome = cli("serve", "--bundle", bundle[0], "--index", "bogus")
+    assert outcome.code == 2 and outcome.says("'--index'", "'bogus' is not one of 'exact', 'hnsw', 'ivf'")
+    assert workers == []
+
+
+def test_export_refuses_an_unknown_index(cli, tmp_path) -> None:
+    outcome = cli("export", "--run", tmp_path, "-o", tmp_path / "b", "--index", "bogus")
+    assert outcome.code == 2 and outcome.says("'bogus' is not one of 'exact', 'hnsw', 'ivf'")
+    assert not (tmp_path / "b").exists()
+
+
+def test_serve_passes_the_chosen_index_to_the_workers_by_name(cli, bundle, workers, monkeypatch) -> None:
+    from booktower.serving.asgi import BUNDLE_ENV, INDEX_ENV, THREADS_ENV
+
+    for name in (BUNDLE_ENV, INDEX_ENV, THREADS_ENV):  # serve sets them for its workers; restore them after
+        monkeypatch.delenv(name, raising=False)
+    outcome = cli("serve", "--bundle", bundle[0], "--index", "hnsw", "--port", "8123")
+    assert outcome.code == 0, outcome.output
+    assert [w["port"] for w in workers] == [8123]
+    assert os.environ[INDEX_ENV] == "hnsw"  # the kind's name, not the enum's repr
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "-1"])
+def test_serve_refuses_a_port_outside_the_tcp_range(cli, bundle, workers, port) -> None:
+    assert cli("serve", "--bundle", bundle[0], "--port", port).code == 2
+    assert workers == []
