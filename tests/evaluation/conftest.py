@@ -14,6 +14,7 @@ from booktower.data.toy import random_prepared
 from booktower.evaluation.baselines import run_baselines
 from booktower.evaluation.diagnostics import embedding_diagnostics
 from booktower.evaluation.run_eval import evaluate_parts, write_audit, write_metrics
+from booktower.evaluation.split_identity import split_identity, write_split_identity
 from booktower.utils.atomic import atomic_write_json
 
 
@@ -44,6 +45,7 @@ def fake_run(tmp_path: Path, toy_data) -> Path:
     users, items, score_fn = factor_scorer(toy_data)
     evaluation = evaluate_parts(lambda part: score_fn, toy_data, config)
     write_metrics(run, evaluation)
+    write_split_identity(run, split_identity(toy_data))
     rng = np.random.default_rng(0)
     atomic_write_json(run / "diagnostics.json", embedding_diagnostics(users, items, toy_data, rng, user_aug=users))
     write_audit(run, evaluation.test, toy_data, config, rng)

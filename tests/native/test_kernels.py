@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -236,8 +240,12 @@ def test_kernels_share_pytorchs_openmp_runtime(kernels_on):
     """Built with -fopenmp only where PyTorch runs on libgomp, and then bound to that very copy: one thread pool."""
     if not native._torch_uses_libgomp():
         pytest.skip("this PyTorch does not run on GNU OpenMP; the kernels are built without OpenMP")
-    with open("/proc/self/maps", encoding="utf-8") as maps:
-        gomp_files = {line.split()[-1] for line in maps if "libgomp" in line}
+    # A fresh process: in this one, other libraries (faiss brings its own libgomp) may have loaded theirs.
+    script = ("import torch\nfrom booktower import native\nassert native.library() is not None\n"
+              "print(sorted({l.split()[-1] for l in open('/proc/self/maps') if 'libgomp' in l}))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         env={**os.environ, native.ENV_SWITCH: "1"}).stdout
+    gomp_files = ast.literal_eval(out.strip().splitlines()[-1])
     assert len(gomp_files) == 1, gomp_files
 
 

@@ -39,13 +39,22 @@ def _describe(items: np.ndarray, meta: pl.DataFrame, category: list[str | None])
     return rows
 
 
+def recommended_items(top_k: TopK, row: int, k: int) -> np.ndarray:
+    """The row's top-k without masked entries (-inf: known books that fill the tail of a short list)."""
+    return top_k.items[row, :k][top_k.scores[row, :k] > -np.inf]
+
+
 def match_rates(top_items: np.ndarray, users: np.ndarray, histories: dict[int, np.ndarray],
-                labels: np.ndarray) -> float | None:
-    """Share of recommended items whose label (-1 = none) appears among the reader's history labels."""
+                labels: np.ndarray, valid: np.ndarray | None = None) -> float | None:
+    """Share of recommended items whose label (-1 = none) appears among the reader's history labels.
+
+    `valid` (same shape as `top_items`) marks the entries that are real recommendations; masked ones are skipped.
+    """
     matched = total = 0
-    for row, user in zip(top_items, users):
+    valid = np.ones(top_items.shape, dtype=bool) if valid is None else valid
+    for row, user, keep in zip(top_items, users, valid):
         seen = set(labels[histories.get(int(user), np.zeros(0, dtype=np.int64))].tolist()) - {-1}
-        recommended = labels[row]
+        recommended = labels[row[keep]]
         known = recommended >= 0
         matched += int(np.isin(recommended[known], list(seen)).sum()) if seen else 0
         total += int(known.sum())
@@ -67,8 +76,9 @@ def recommendation_audit(
     for r in sorted(shown.tolist()):
         user = int(top_k.users[r])
         recent = histories.get(user, np.zeros(0, dtype=np.int64))[-history_shown:][::-1]
-        recommended = _describe(top_k.items[r, :k], meta, category)
-        for row, item in zip(recommended, top_k.items[r, :k].tolist()):
+        items = recommended_items(top_k, r, k)
+        recommended = _describe(items, meta, category)
+        for row, item in zip(recommended, items.tolist()):
             row["held_out"] = item == int(truth_items[r])
         examples.append({
             "user_id": data.users.decode([user])[0], "n_history": len(histories.get(user, [])),
@@ -77,11 +87,10 @@ def recommendation_audit(
         })
     sample = rng.choice(len(top_k.users), size=min(rate_users, len(top_k.users)), replace=False)
     rates: dict[str, Any] = {"k": k, "n_users": len(sample)}
+    sampled, valid = top_k.items[sample, :k], top_k.scores[sample, :k] > -np.inf
     if data.category_names:
-        rates["category_match"] = match_rates(top_k.items[sample, :k], top_k.users[sample], histories,
-                                              data.item_category)
+        rates["category_match"] = match_rates(sampled, top_k.users[sample], histories, data.item_category, valid)
     authors = meta["author"].to_list() if "author" in meta.columns else []
     if any(authors):
-        rates["author_match"] = match_rates(top_k.items[sample, :k], top_k.users[sample], histories,
-                                            label_ids(authors))
+        rates["author_match"] = match_rates(sampled, top_k.users[sample], histories, label_ids(authors), valid)
     return {"part": part, "rates": rates, "examples": examples}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -11,6 +13,8 @@ import polars as pl
 from booktower.data.types import Interactions, PreparedData, Ragged
 from booktower.evaluation import metrics as m
 from booktower.evaluation.ranking import ScoreFn, TopK, known_items, rank_top_k
+
+log = logging.getLogger(__name__)
 
 Part = Literal["validation", "test"]
 PER_USER_METRICS = ("HR", "Recall", "Precision", "NDCG", "MRR", "MAP", "popularity")
@@ -63,11 +67,12 @@ def per_user_metrics(
     return out
 
 
-def summarise(columns: dict[str, np.ndarray], top_items: np.ndarray, ks: list[int], n_items: int) -> dict[str, float]:
+def summarise(columns: dict[str, np.ndarray], top_items: np.ndarray, ks: list[int], n_items: int,
+              valid: np.ndarray | None = None) -> dict[str, float]:
     """Means of the per-user columns plus catalogue coverage@K (a property of all lists together)."""
     metrics = {name: float(values.mean()) if len(values) else 0.0 for name, values in columns.items()}
     for k in ks:
-        metrics[f"coverage@{k}"] = m.coverage(top_items, k, n_items)
+        metrics[f"coverage@{k}"] = m.coverage(top_items, k, n_items, valid)
     return metrics
 
 
@@ -133,6 +138,21 @@ def _held_out(truth_part: Interactions, n_users: int) -> Ragged:
     return Ragged(offsets, truth_part.item[order].astype(np.int64))
 
 
+def _warn_short_lists(valid: np.ndarray, part: Part, n_items: int) -> None:
+    """Where a reader has read nearly the whole catalogue, fewer than K books are left to rank and HR@K is
+    near-trivially 1: say so rather than let the metric look like skill."""
+    short = int((~valid.all(axis=1)).sum()) if valid.size else 0
+    if short:
+        _warn_once(part, short, len(valid), valid.shape[1], n_items)
+
+
+@functools.lru_cache(maxsize=64)  # once per situation, not once per epoch's validation pass
+def _warn_once(part: str, short: int, n_users: int, k: int, n_items: int) -> None:
+    log.warning("%s: %d of %d readers have fewer than %d unread books among the %d in the catalogue; their "
+                "lists are short and their HR@%d is near-trivial (a larger catalogue or smaller K fixes it)",
+                part, short, n_users, k, n_items, k)
+
+
 def evaluate_split(
     score_fn: ScoreFn, data: PreparedData, part: Part, ks: list[int], chunk: int = 4096,
     users: np.ndarray | None = None, progress: bool = False, full_rank: bool = False,
@@ -155,7 +175,9 @@ def evaluate_split(
     hits = m.hit_matrix(top_k.items, truth, evaluated)  # (U, K)
     n_rel = np.diff(truth.offsets)[evaluated]
     columns = per_user_metrics(top_k.items, hits, n_rel, ks, m.popularity_percentiles(counts))
-    metrics = summarise(columns, top_k.items, ks, data.n_items)
+    valid = top_k.scores > -np.inf
+    metrics = summarise(columns, top_k.items, ks, data.n_items, valid)
+    _warn_short_lists(valid, part, data.n_items)
     table = _per_user_table(data, evaluated, np.diff(mask.offsets), top_k, columns, truth, counts, hits)
     extra = {"n_users": float(len(evaluated)), "n_items": float(data.n_items)}
     return EvaluationResult(part, ks, metrics, table, top_k, extra)

@@ -76,12 +76,17 @@ def average_precision(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.nd
     return np.divide(total, denom, out=np.zeros(len(hits)), where=denom > 0)
 
 
-def coverage(top_items: np.ndarray, k: int, n_items: int) -> float:
-    """Share of the catalogue that appears in at least one user's top k."""
+def coverage(top_items: np.ndarray, k: int, n_items: int, valid: np.ndarray | None = None) -> float:
+    """Share of the catalogue that appears in at least one user's top k.
+
+    `valid` (same shape as `top_items`) marks real recommendations: masked entries, which fill a list when
+    fewer than k candidates remain, are not shown to anyone and do not count.
+    """
     if not n_items:
         return 0.0
     shown = np.zeros(n_items, dtype=bool)
-    shown[top_items[:, :k]] = True
+    cut = top_items[:, :k]
+    shown[cut if valid is None else cut[valid[:, :k]]] = True
     return float(shown.sum() / n_items)
 
 

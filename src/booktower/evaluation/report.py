@@ -22,6 +22,7 @@ from booktower.evaluation.report_sections import (
     run_section,
     slices_section,
 )
+from booktower.evaluation.split_identity import read_split_identity, split_mismatch
 from booktower.utils.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class RunFiles:
     run_info: dict[str, Any] = field(default_factory=dict)  # run.json
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
     baseline_per_user: dict[str, pl.DataFrame] = field(default_factory=dict)
+    stale_baselines: str | None = None  # why RUN/baselines was left out (computed on another split)
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -68,6 +70,9 @@ def read_run(run_dir: Path) -> RunFiles:
     files.data_summary = _json(run_dir / "data_summary.json")
     files.run_info = _json(run_dir / "run.json")
     files.baselines = _json(run_dir / "baselines" / "metrics.json")
+    mismatch = split_mismatch(read_split_identity(run_dir), read_split_identity(run_dir / "baselines"))
+    if files.baselines and mismatch:
+        files.stale_baselines, files.baselines = mismatch, {}
     for name in files.baselines:
         path = run_dir / "baselines" / name / "per_user_test.parquet"
         if path.exists():

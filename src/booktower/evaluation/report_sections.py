@@ -45,7 +45,11 @@ def headline_section(files: RunFiles, rng: np.random.Generator) -> str:
                      *(_fmt(metrics.get(key)) for key in others), _fmt(metrics.get(f"MRR@{k0}")),
                      _fmt(metrics.get(f"coverage@{ks[-1]}"))])
     text = ["## Headline: test metrics beside the baselines\n", markdown_table(header, rows), ""]
-    if not files.baselines:
+    if files.stale_baselines:
+        text.append(f"_The baselines in {files.run_dir / 'baselines'} are left out: they were computed on another "
+                    f"split ({files.stale_baselines}). `booktower baselines --config {files.run_dir / 'config.yaml'} "
+                    f"-o {files.run_dir / 'baselines'}` recomputes them on this run's split._\n")
+    elif not files.baselines:
         text.append("_No baselines in this run (`booktower baselines --config CFG -o RUN/baselines` adds them)._\n")
     validation = files.metrics.get("validation", {})
     if validation:
@@ -64,7 +68,7 @@ def comparison_section(files: RunFiles, rng: np.random.Generator) -> str:
         try:
             c = paired_compare(files.per_user, other, metric, rng, files.evaluation.bootstrap_samples)
         except ValueError as exc:
-            rows.append([name, "-", "-", "-", "-", str(exc)[:60]])
+            rows.append([name, "-", "-", "-", "-", str(exc).replace("|", "/")])
             continue
         rows.append([name, f"{c.diff:+.4f}", f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]", f"{c.p_bootstrap:.3g}",
                      f"{c.p_wilcoxon:.3g}", f"{c.wins} / {c.losses}"])
@@ -109,9 +113,15 @@ def diagnostics_section(diagnostics: dict[str, Any]) -> str:
     return "\n".join(["## Embedding diagnostics\n", notes, markdown_table(["diagnostic", "value"], rows), ""])
 
 
+def _clip(text: str, limit: int) -> str:
+    """Table-safe text cut to `limit` characters; a cut is marked so a name is never silently shortened."""
+    text = text.replace("|", "/")
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def _book(row: dict[str, Any]) -> str:
-    title = (row.get("title") or row.get("item_id") or "?").replace("|", "/")[:60]
-    extra = " · ".join(str(v).replace("|", "/")[:30] for v in (row.get("author"), row.get("category")) if v)
+    title = _clip(row.get("title") or row.get("item_id") or "?", 60)
+    extra = " · ".join(_clip(str(v), 40) for v in (row.get("author"), row.get("category")) if v)
     mark = " **(held out)**" if row.get("held_out") else ""
     return f"{title}{' (' + extra + ')' if extra else ''}{mark}"
 

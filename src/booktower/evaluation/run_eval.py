@@ -17,6 +17,7 @@ from booktower.data.types import PreparedData
 from booktower.evaluation.audit import recommendation_audit
 from booktower.evaluation.evaluator import EvaluationResult, Part, evaluate_split
 from booktower.evaluation.ranking import ScoreFn, TopK
+from booktower.evaluation.split_identity import split_identity, write_split_identity
 from booktower.utils.atomic import atomic_write_json, atomic_write_parquet
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,8 @@ class RunEvaluation:
 
 def evaluate_parts(score_fn_for_part: ScoreFnFactory, data: PreparedData, config: BooktowerConfig) -> RunEvaluation:
     ev = config.evaluation
-    results = {part: evaluate_split(score_fn_for_part(part), data, part, ev.ks, chunk=ev.user_chunk, progress=True,
-                                    full_rank=True)
+    results = {part: evaluate_split(score_fn_for_part(part), data, part, ev.ks, chunk=ev.user_chunk,
+                                    progress=config.training.progress, full_rank=True)
                for part in ("validation", "test")}
     return RunEvaluation(results["validation"], results["test"])
 
@@ -52,15 +53,20 @@ def write_metrics(run_dir: Path, evaluation: RunEvaluation) -> None:
 
 
 def top_k_frame(top_k: TopK, data: PreparedData, k: int | None = None) -> pl.DataFrame:
-    """Long table of masked top-K lists with raw ids: user_id, rank (from 1), item_id, score."""
+    """Long table of masked top-K lists with raw ids: user_id, rank (from 1), item_id, score.
+
+    Masked entries (score -inf: the reader's known books, which fill the list's tail when fewer than K
+    candidates remain) are left out, so a user may have fewer than K rows.
+    """
     k = top_k.items.shape[1] if k is None else min(k, top_k.items.shape[1])
     n_users = len(top_k.users)
-    return pl.DataFrame({
+    frame = pl.DataFrame({
         "user_id": np.repeat(np.array(data.users.decode(top_k.users), dtype=object), k).tolist(),
         "rank": np.tile(np.arange(1, k + 1, dtype=np.int64), n_users),
         "item_id": data.items.decode(top_k.items[:, :k].reshape(-1)),
         "score": top_k.scores[:, :k].reshape(-1).astype(np.float64),
     }, schema={"user_id": pl.String, "rank": pl.Int64, "item_id": pl.String, "score": pl.Float64})
+    return frame.filter(pl.col("score") > float("-inf"))
 
 
 def model_vectors(model: Any, data: PreparedData, part: Part) -> dict[str, np.ndarray]:
@@ -94,6 +100,7 @@ def evaluate_trained(run_dir: Path, model: Any, data: PreparedData, config: Book
     evaluation = evaluate_parts(lambda part: score_fn_for(test_model if part == "test" else model, data, part),
                                 data, config)
     write_metrics(run_dir, evaluation)
+    write_split_identity(run_dir, split_identity(data))
     rng = np.random.default_rng(config.seed)
     try:
         vectors = model_vectors(test_model, data, "test")
@@ -137,6 +144,7 @@ def recommend_test(model: Any, data: PreparedData, k: int, user_ids: list[str] |
     from booktower.training.scoring import score_fn_for
 
     users = None if user_ids is None else data.users.encode(user_ids)
+    k = min(k, data.n_items)  # a list cannot be longer than the catalogue
     result = evaluate_split(score_fn_for(model, data, "test"), data, "test", [k], chunk=chunk, users=users,
                             progress=True)
     return top_k_frame(result.top_k, data, k)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from booktower.config.evaluation import BaselineConfig
 from booktower.data.types import PreparedData
@@ -16,6 +18,9 @@ from booktower.evaluation.baselines.implicit_models import ALS, BPR
 from booktower.evaluation.baselines.itemknn import ItemKNN
 from booktower.evaluation.baselines.popularity import MostPopular
 from booktower.evaluation.evaluator import EvaluationResult, evaluate_split
+from booktower.evaluation.split_identity import (
+    read_split_identity, split_identity, split_mismatch, write_split_identity,
+)
 from booktower.utils.atomic import atomic_write_json, atomic_write_parquet
 
 log = logging.getLogger(__name__)
@@ -69,14 +74,29 @@ def _short(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(("HR@", "NDCG@")))
 
 
+def _earlier_results(output_dir: Path, ours: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Metrics and timings already in `output_dir` for this very split, so baselines can be added one command
+    at a time; results computed on another split are dropped, never mixed in."""
+    theirs = read_split_identity(output_dir)
+    if theirs is None or theirs.get("sha256") != ours["sha256"]:
+        if (output_dir / "metrics.json").exists():
+            log.warning("%s holds baselines of another split (%s): they are replaced", output_dir,
+                        split_mismatch(ours, theirs) or "no split.json")
+        return {}, {}
+    earlier = [json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
+               for p in (output_dir / "metrics.json", output_dir / "timings.json")]
+    return earlier[0], earlier[1]
+
+
 def run_baselines(names: list[str], config: BaselineConfig, data: PreparedData, ks: list[int], seed: int,
                   output_dir: Path, chunk: int = 4096) -> dict[str, dict[str, dict[str, float]]]:
     """Run each baseline, writing DIR/metrics.json (updated after every model) and DIR/<name>/per_user_test.parquet."""
     for name in names:
         make_baseline(name, config, seed)  # fail on a misspelt name before any long fit
     output_dir.mkdir(parents=True, exist_ok=True)
-    table: dict[str, dict[str, dict[str, float]]] = {}
-    timings: dict[str, dict[str, float]] = {}
+    identity = split_identity(data)
+    table, timings = _earlier_results(output_dir, identity)
+    write_split_identity(output_dir, identity)
     for name in names:
         result = run_baseline(name, config, data, ks, seed, chunk)
         table[name] = result.metrics()
