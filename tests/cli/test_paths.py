@@ -3,7 +3,6 @@ the command line is parsed: before data is prepared or a model trained, and befo
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -43,9 +42,25 @@ def test_an_output_dir_under_a_file_is_refused(cli, tmp_path) -> None:
 
 
 def _read_only(monkeypatch, folder: Path) -> None:
-    """A read-only mount cannot be made in a test; os.access is what answers False on one (even for root)."""
-    real_access = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != folder and real_access(path, mode))
+    """A read-only mount cannot be made in a test: creating a file in `folder` fails as it would on one."""
+    import errno
+    import tempfile
+
+    real = tempfile.TemporaryFile
+
+    def refuse(*args, **kwargs):
+        if Path(kwargs.get("dir") or "") == folder:
+            raise OSError(errno.EROFS, "Read-only file system", str(folder))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_folder_where_nothing_can_be_created_is_refused_even_for_root(cli) -> None:
+    # os.access says yes to root under /proc; only trying to create a file tells
+    outcome = cli("train", "--output-dir", "/proc/booktower-run")
+    assert outcome.refused("--output-dir /proc/booktower-run", "/proc is not writable")
 
 
 def test_an_unwritable_output_dir_is_refused(cli, tmp_path, monkeypatch) -> None:
@@ -107,13 +122,16 @@ def test_index_add_refuses_a_bundle_it_cannot_rewrite(cli, tmp_path, monkeypatch
     assert outcome.refused(f"--bundle {bundle}", "not writable", "copy the bundle to a folder you can write")
 
 
-def test_export_refuses_to_replace_a_folder_that_is_not_a_bundle(cli, tmp_path) -> None:
+@pytest.mark.parametrize("other_manifest", [None, '{"name": "my web app"}'])
+def test_export_refuses_to_replace_a_folder_that_is_not_a_bundle(cli, tmp_path, other_manifest) -> None:
     run, target = tmp_path / "run", tmp_path / "results"
     run.mkdir()
     target.mkdir()
     (target / "keep.txt").write_text("keep me")
+    if other_manifest:  # a manifest.json of something else does not make a folder a bundle
+        (target / "manifest.json").write_text(other_manifest)
     outcome = cli("export", "--run", run, "--output-dir", target)
-    assert outcome.refused(f"--output-dir {target} is a folder that holds files but no bundle",
+    assert outcome.refused(f"--output-dir {target} is a folder that holds files but no booktower bundle",
                            f"e.g. {target / 'bundle'}")
     assert (target / "keep.txt").read_text() == "keep me"
 

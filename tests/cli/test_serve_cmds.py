@@ -37,14 +37,20 @@ def test_export_refuses_an_unknown_index(cli, tmp_path) -> None:
 
 
 def test_serve_passes_the_chosen_index_to_the_workers_by_name(cli, bundle, workers, monkeypatch) -> None:
-    from booktower.serving.asgi import BUNDLE_ENV, INDEX_ENV, THREADS_ENV
+    from booktower.serving.asgi import BUNDLE_ENV, INDEX_ENV, RELOAD_ENV, THREADS_ENV
 
-    for name in (BUNDLE_ENV, INDEX_ENV, THREADS_ENV):  # serve sets them for its workers; restore them after
+    for name in (BUNDLE_ENV, INDEX_ENV, THREADS_ENV, RELOAD_ENV):  # serve sets them for its workers; restore after
         monkeypatch.delenv(name, raising=False)
-    outcome = cli("serve", "--bundle", bundle[0], "--index", "hnsw", "--port", "8123")
+    outcome = cli("serve", "--bundle", bundle[0], "--index", "hnsw", "--port", "8123", "--reload-every", "0.5")
     assert outcome.code == 0, outcome.output
     assert [w["port"] for w in workers] == [8123]
     assert os.environ[INDEX_ENV] == "hnsw"  # the kind's name, not the enum's repr
+    assert float(os.environ[RELOAD_ENV]) == 0.5
+
+
+def test_serve_refuses_a_negative_reload_interval(cli, bundle, workers) -> None:
+    assert cli("serve", "--bundle", bundle[0], "--reload-every", "-1").code == 2
+    assert workers == []
 
 
 @pytest.mark.parametrize("port", ["0", "65536", "-1"])

@@ -54,6 +54,16 @@ def _duplicate_first_id(raw: bytes) -> bytes:
     return _parquet(pl.DataFrame({column: [ids[0], ids[0], *ids[2:]]}))
 
 
+def _nan_weights(raw: bytes) -> bytes:
+    from safetensors.torch import load, save
+
+    tensors = {name: t.clone() for name, t in load(raw).items()}
+    for tensor in tensors.values():
+        if tensor.is_floating_point():
+            tensor.fill_(float("nan"))
+    return save(tensors)
+
+
 def _model_json(change: Callable[[dict], None]) -> Callable[[bytes], bytes]:
     def edit(raw: bytes) -> bytes:
         spec = json.loads(raw)
@@ -81,6 +91,12 @@ CRAFTED = {
                               "model/model.json", "item ID rows"),
     "truncated weights": (_replace("model/model.safetensors", lambda raw: raw[:1000]), "model/model.safetensors", ""),
     "duplicate item id": (_replace("vocab/items.parquet", _duplicate_first_id), "vocab/items.parquet", "duplicate"),
+    "attention heads 0": (_replace("model/model.json", _model_json(lambda s: s["history"].update(
+        pooling="attention", attention_heads=0))), "model/model.json", "built"),
+    "weights NaN": (_replace("model/model.safetensors", lambda raw: _nan_weights(raw)), "model/model.safetensors", "NaN"),
+    "format_version true": (_edit_manifest(lambda m: m.update(format_version=True)), "manifest.json", "version"),
+    "categories as lists": (_replace("items.parquet", lambda raw: _parquet(pl.read_parquet(io.BytesIO(raw)).with_columns(
+        pl.col("categories").str.split(" > ")))), "items.parquet", "categories"),
     "metadata out of order": (_replace("items.parquet", lambda raw: _parquet(pl.read_parquet(io.BytesIO(raw)).reverse())),
                               "items.parquet", "item_id"),
 }
@@ -109,3 +125,35 @@ def test_only_listed_model_files_are_read_or_carried_on(trained, tmp_path: Path)
     manifest = add_books(bundle, books)
     assert sorted(n for n in manifest["files"] if n.startswith("model/")) == ["model/model.json", "model/model.safetensors"]
     assert not (bundle / "model" / "x.pkl").exists() and not (bundle / "model" / "notes.json").exists()
+
+
+def test_a_bundle_is_written_through_a_symlink_or_from_inside_it(trained, tmp_path: Path, monkeypatch) -> None:
+    """`index add --bundle .` and a symlinked bundle path change the real bundle, under the real bundle's lock."""
+    from booktower.serving._lock import lock_path
+
+    bundle = shutil.copytree(trained[2], tmp_path / "b")
+    link = tmp_path / "link"
+    link.symlink_to(bundle, target_is_directory=True)
+    assert lock_path(link) == lock_path(bundle) == lock_path(tmp_path / "x" / ".." / "b")
+    books = tmp_path / "new.csv"
+    pl.DataFrame({"item_id": ["n1"], "title": ["a history"], "author": ["x"], "categories": ["Books"]}).write_csv(books)
+    add_books(link, books)
+    assert link.is_symlink() and Recommender.from_bundle(bundle).n_items == len(trained[0].items) + 1
+    monkeypatch.chdir(bundle)
+    books2 = tmp_path / "new2.csv"
+    pl.DataFrame({"item_id": ["n2"], "title": ["b"], "author": ["y"], "categories": ["Books"]}).write_csv(books2)
+    add_books(Path("."), books2)
+    assert Recommender.from_bundle(bundle).n_items == len(trained[0].items) + 2
+
+
+def test_a_folder_with_another_programs_manifest_is_not_replaced(trained, tmp_path: Path) -> None:
+    from booktower.serving.bundle import load_bundle, write_bundle
+
+    parts, _ = load_bundle(trained[2])
+    app = tmp_path / "webapp"
+    app.mkdir()
+    (app / "manifest.json").write_text('{"name": "my web app"}')
+    (app / "index.html").write_text("<html></html>")
+    with pytest.raises(BundleError, match="not a booktower bundle"):
+        write_bundle(parts, app)
+    assert (app / "index.html").exists()

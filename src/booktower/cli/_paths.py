@@ -4,7 +4,7 @@ line that names the option and the fix (instead of a traceback after minutes of 
 
 from __future__ import annotations
 
-import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,16 @@ def _nearest_existing(path: Path) -> Path:
     return next(p for p in [path, *path.parents] if p.exists())
 
 
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be created in `folder`, by trying: `os.access` says yes to root everywhere, even
+    under /proc, and then a long command fails at its very end."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
 def _check_writable(name: str, path: Path, target: Path | None = None,
                     fix: str = "choose a location you can write to") -> None:
     """`target` (default: `path`), the place a command writes into or creates its output in, must be (or be
@@ -41,7 +51,7 @@ def _check_writable(name: str, path: Path, target: Path | None = None,
     if not existing.is_dir():
         fail(f"{name} {path}: {existing} is a file, so nothing can be created in it. "
              f"Fix: pass a path under a folder")
-    if not os.access(existing, os.W_OK):  # false on a read-only mount even for root
+    if not _can_create_in(existing):
         fail(f"{name} {path}: {existing} is not writable (read-only file system or no permission). "
              f"Fix: {fix}")
 
@@ -108,13 +118,13 @@ def changed_bundle_dir(param: typer.CallbackParam, value: Path | None) -> Path |
 def new_bundle_dir(param: typer.CallbackParam, value: Path | None) -> Path | None:
     """Where `export` writes a bundle. Writing replaces the whole folder, so only a new folder, an empty one
     or an older bundle may be named: anything else (a run, a data folder, `.`) would be deleted."""
-    from booktower.serving.bundle import MANIFEST
+    from booktower.serving.bundle import MANIFEST, is_bundle_folder
 
     def check(path: Path) -> None:
         name = _option(param)
         output_dir(param, path)
-        if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST).is_file():
-            fail(f"{name} {path} is a folder that holds files but no bundle ({MANIFEST} is missing); "
+        if path.is_dir() and any(path.iterdir()) and not is_bundle_folder(path):
+            fail(f"{name} {path} is a folder that holds files but no booktower bundle (no booktower {MANIFEST}); "
                  f"exporting replaces the whole folder. Fix: pass a new folder, e.g. {path / 'bundle'}")
 
     return _each(value, check)

@@ -67,11 +67,14 @@ def serve_command(bundle: Path = BUNDLE_OPTION, host: str = typer.Option("127.0.
                   port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
                   workers: int = typer.Option(1, min=1, help="Worker processes."),
                   index: IndexKind | None = INDEX_OPTION,
-                  threads: int = typer.Option(1, min=1, help="Torch threads per worker.")) -> None:
+                  threads: int = typer.Option(1, min=1, help="Torch threads per worker."),
+                  reload_every: float = typer.Option(
+                      2.0, "--reload-every", min=0.0, max=86_400.0,
+                      help="Seconds between checks for a rewritten bundle (index add, a new export); 0 = never.")) -> None:
     """Serve recommendations over HTTP (FastAPI + uvicorn); the bundle is verified before any request."""
     import uvicorn
 
-    from booktower.serving.asgi import BUNDLE_ENV, INDEX_ENV, THREADS_ENV, NoDelayH11Protocol
+    from booktower.serving.asgi import BUNDLE_ENV, INDEX_ENV, RELOAD_ENV, THREADS_ENV, NoDelayH11Protocol
     from booktower.serving.bundle import verify_bundle
 
     with _bundle_errors():
@@ -79,6 +82,7 @@ def serve_command(bundle: Path = BUNDLE_OPTION, host: str = typer.Option("127.0.
     os.environ[BUNDLE_ENV] = str(bundle.resolve())
     os.environ[INDEX_ENV] = index.value if index else ""
     os.environ[THREADS_ENV] = str(threads)
+    os.environ[RELOAD_ENV] = str(reload_every)
     uvicorn.run("booktower.serving.asgi:app_from_env", factory=True, host=host, port=port, workers=workers,
                 http=NoDelayH11Protocol,
                 log_level="warning", access_log=False, limit_concurrency=1024, timeout_keep_alive=30)

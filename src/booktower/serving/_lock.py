@@ -35,8 +35,8 @@ _held = threading.local()
 
 
 def lock_path(directory: Path) -> Path:
-    directory = Path(directory).absolute()  # the parent resolved: `x/../b` and `b` share one lock
-    return directory.parent.resolve() / f".{directory.name}.lock"
+    directory = Path(directory).resolve()  # `x/../b`, `b`, `.` inside it and a symlink to it share one lock
+    return directory.parent / f".{directory.name}.lock"
 
 
 def _open(path: Path) -> int | None:

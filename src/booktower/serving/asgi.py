@@ -1,8 +1,9 @@
 """The ASGI entry point uvicorn imports in each worker process (`--workers N` needs an import string).
 
-The bundle folder and index kind travel in environment variables set by `booktower serve`. Each worker follows the
-bundle: a rewrite (`booktower index add`, a new `export` to the same folder) is served within about
-`BOOKTOWER_RELOAD_S` seconds (default 2; 0 turns reloading off), no restart needed.
+The bundle folder, index kind and reload interval travel in environment variables set by `booktower serve`. Each
+worker follows the bundle: a rewrite (`booktower index add`, a new `export` to the same folder) is served within
+about `BOOKTOWER_RELOAD_S` seconds (`serve --reload-every`; default 2, 0 turns reloading off), no restart
+needed. Workers reload independently, so for a moment one may answer from the new bundle and another from the old.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def app_from_env() -> FastAPI:
     raw = os.environ.get(RELOAD_ENV) or str(RELOAD_EVERY_S)
     try:
         every = float(raw)
+        if not every >= 0:  # also refuses nan
+            raise ValueError
     except ValueError:
         raise RuntimeError(f"{RELOAD_ENV}={raw!r}: give seconds between bundle checks (0 = never reload)") from None
     live = LiveRecommender(Path(bundle), index_kind=os.environ.get(INDEX_ENV) or None,

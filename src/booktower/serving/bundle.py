@@ -155,19 +155,30 @@ def _manifest(parts: BundleParts, folder: Path) -> dict[str, Any]:
     }
 
 
+def is_bundle_folder(directory: Path) -> bool:
+    """A folder holding a booktower manifest (of any version): one a write may replace. A `manifest.json` of
+    something else (a web app's) does not count."""
+    try:
+        manifest = json.loads((Path(directory) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
+
+
 def _refuse_to_replace(directory: Path) -> None:
     """Writing swaps the whole folder, so a target that is not a bundle (a training run, a file) would be lost."""
-    if directory.is_file() or directory.is_symlink():
+    if directory.exists() and not directory.is_dir():
         raise BundleError(f"{directory} is a file, not a bundle folder; pass a new folder to write the bundle to")
-    if directory.is_dir() and not (directory / MANIFEST).is_file() and any(directory.iterdir()):
-        raise BundleError(f"{directory} exists and is not a bundle ({MANIFEST} is missing): writing there would "
-                          "delete its contents; pass a new folder or an existing bundle")
+    if directory.is_dir() and any(directory.iterdir()) and not is_bundle_folder(directory):
+        raise BundleError(f"{directory} exists and is not a booktower bundle (no booktower {MANIFEST}): writing "
+                          "there would delete its contents; pass a new folder or an existing bundle")
 
 
 def write_bundle(parts: BundleParts, directory: Path) -> dict[str, Any]:
     """Write into a temporary sibling folder, then swap it in, under the bundle's exclusive lock: readers (who
     take the shared lock) see the old bundle or the new one, never a mix."""
-    directory = Path(directory)
+    # The real folder: `.` cannot be renamed, and through a symlink the swap would replace the link, not the bundle.
+    directory = Path(directory).resolve()
     _refuse_to_replace(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     with bundle_lock(directory, exclusive=True):
@@ -268,6 +279,9 @@ def _metadata(path: Path, items: Vocabulary) -> pl.DataFrame:
             raise ValueError(f"item_id does not follow {VOCAB_ITEMS}")
         if not frame["train_count"].dtype.is_integer() or (frame["train_count"] < 0).any():
             raise ValueError("train_count must be counts (non-negative integers)")
+        wrong = [c for c in ("item_id", "title", "author", "categories") if frame[c].dtype not in (pl.String, pl.Null)]
+        if wrong:
+            raise ValueError(f"column {wrong[0]!r} is {frame[wrong[0]].dtype}, not text")
     return frame
 
 

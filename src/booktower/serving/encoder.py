@@ -129,6 +129,7 @@ class ModelEncoder:
 
 def _model_from_files(parts: BundleParts, where: Path) -> Any:
     """A TwoTower from model.json + model.safetensors bytes; any problem is a BundleError naming the file."""
+    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load as load_tensors
 
@@ -150,10 +151,18 @@ def _model_from_files(parts: BundleParts, where: Path) -> Any:
         raise BundleError(f"{where / MODEL_SPEC} is not this bundle's model spec ({why(exc)}). Fix: {REEXPORT}") from None
     try:
         model = TwoTower(spec)
+    except Exception as exc:  # noqa: BLE001 - an edited spec can fail anywhere in the towers' constructors
+        raise BundleError(f"{where / MODEL_SPEC} does not describe a model that can be built ({why(exc)}). "
+                          f"Fix: {REEXPORT}") from None
+    try:
         model.load_state_dict(load_tensors(parts.model_files[WEIGHTS]))
     except (SafetensorError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise BundleError(f"{where / MODEL_WEIGHTS} cannot be loaded into {MODEL_SPEC}'s model ({why(exc)}). "
                           f"Fix: {REEXPORT}") from None
+    broken = [name for name, tensor in model.state_dict().items()
+              if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:
+        raise BundleError(f"{where / MODEL_WEIGHTS} holds NaN or infinite weights (e.g. {broken[:3]}). Fix: {REEXPORT}")
     return model.eval()
 
 

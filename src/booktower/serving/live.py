@@ -1,10 +1,11 @@
 """A recommender that follows its bundle: `index add` (or a new export) is picked up without a restart.
 
-Every write of a bundle makes a new manifest file, so a `stat` of it says whether the bundle changed. `current()`
-asks at most once every `check_every_s` seconds; on a change it loads the new bundle (verified, under the shared
-lock) and swaps the whole Recommender in one assignment, so a request sees the old bundle or the new one, never
-parts of both. A server reloads in a background thread and answers from the old bundle meanwhile; memory holds
-both while the new one loads. A bundle that fails to load is logged and the old one kept, until the next change;
+Every write of a bundle makes a new manifest file, so a `stat` of it says whether the bundle changed. A server's
+recommender (`background=True`) has a watcher thread that asks every `check_every_s` seconds, requests or not, so
+an idle server is up to date before its next request; in the foreground (`background=False`) `current()` asks at
+most that often. On a change the new bundle is loaded (verified, under the shared lock) and the whole Recommender
+swapped in one assignment, so a request sees the old bundle or the new one, never parts of both; meanwhile
+requests are answered from the old bundle, and memory holds both. A bundle that fails to load is logged and the old one kept, until the next change;
 in the foreground (`background=False`, as `recommend_from_bundle` uses it) the error is raised instead.
 """
 
@@ -37,25 +38,33 @@ class LiveRecommender:
         self._recommender = Recommender.from_bundle(self.directory, config, index_kind)
         self._checked = time.monotonic()
         self._loading = threading.Lock()  # one reload at a time
+        self._stop = threading.Event()
         self.reloads = 0
         self.last_error: str | None = None
+        if background and check_every_s < float("inf"):
+            threading.Thread(target=self._watch, name="booktower-bundle-watch", daemon=True).start()
 
     def current(self) -> Recommender:
-        """The newest loaded Recommender (checks the manifest at most every `check_every_s` seconds)."""
-        now = time.monotonic()
-        if now - self._checked >= self.check_every_s:
-            self._checked = now
-            signature = manifest_signature(self.directory)
-            if signature != self._signature and signature is not None:
-                self._start_reload(signature)
+        """The newest loaded Recommender (in the foreground, checking the manifest at most every
+        `check_every_s` seconds first)."""
+        if not self.background:
+            now = time.monotonic()
+            if now - self._checked >= self.check_every_s:
+                self._checked = now
+                self._check()
         return self._recommender
 
-    def _start_reload(self, signature: tuple[int, ...]) -> None:
-        if not self._loading.acquire(blocking=False):
-            return  # a reload is already running; it or the next check picks this change up
-        if self.background:
-            threading.Thread(target=self._reload, args=(signature,), name="booktower-reload", daemon=True).start()
-        else:
+    def close(self) -> None:
+        """Stop watching the bundle (the loaded recommender stays usable)."""
+        self._stop.set()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.check_every_s):
+            self._check()
+
+    def _check(self) -> None:
+        signature = manifest_signature(self.directory)
+        if signature != self._signature and signature is not None and self._loading.acquire(blocking=False):
             self._reload(signature)
 
     def _reload(self, signature: tuple[int, ...]) -> None:

@@ -97,7 +97,8 @@ def parse_manifest(obj: Any, path: Path) -> Manifest:
     """The manifest at `path` (already decoded JSON), or a BundleError naming the field and the fix."""
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise BundleError(f"{path}: not a {FORMAT} manifest")
-    if obj.get("format_version") != FORMAT_VERSION:
+    version = obj.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:  # `true == 1` in Python: a bool is no version
         raise BundleError(f"{path}: bundle format version {obj.get('format_version')} is not supported "
                           f"(this booktower reads version {FORMAT_VERSION}); re-export the run")
     try:

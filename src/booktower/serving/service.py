@@ -114,7 +114,10 @@ class Recommender:
 
     def for_history(self, history: list[str], k: int = 10, exclude: list[str] = (), categories: list[str] = (),
                     features: dict[str, Any] | None = None) -> list[Recommendation]:
-        """An anonymous reader: the user tower builds the vector from the history (no user ID row)."""
+        """An anonymous reader: the user tower builds the vector from the history (no user ID row).
+
+        Books added after training (`index add`) are excluded from the answer but do not shape the vector: the
+        tower pools the ID embeddings of trained books, and an added book has none."""
         if self.encoder is None:
             raise RuntimeError("this recommender has no model to encode anonymous readers")
         history = _ids(history, "history")
