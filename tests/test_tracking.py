@@ -69,3 +69,64 @@ def test_train_run_logs_epochs_metrics_and_report(tmp_path):
     assert "test.NDCG_at_20" in run.data.metrics
     artefacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"report.md", "metrics.json"} <= artefacts
+
+
+def _config(tmp_path, *extra):
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    return load_config(None, ["tracking.mlflow=true", f"tracking.mlflow_uri={uri}", "tracking.experiment=t", *extra])
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="needs Linux's /proc")
+@pytest.mark.parametrize("key", ["tracking.mlflow_uri=sqlite:////proc/booktower/mlruns.db",
+                                 "tracking.artifact_root=file:///proc/booktower-artefacts"])
+def test_a_store_nobody_can_write_is_refused_before_training(tmp_path, key):
+    import time
+
+    from booktower.config import ConfigError
+
+    config = _config(tmp_path, key)
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="cannot be written"):
+        Tracker.start(config, tmp_path / "run")
+    assert time.perf_counter() - start < 10  # not MLflow's minutes of retries
+
+
+def test_a_resumed_run_continues_its_mlflow_run(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    config = _config(tmp_path)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    first = Tracker.start(config, run_dir)
+    first.log_epoch({"epoch": 0, "loss": 1.0})
+    first.fail()  # Ctrl-C
+    client = MlflowClient(tracking_uri=config.tracking.mlflow_uri)
+    assert client.get_run(first.run_id).info.status == "FAILED"
+    again = Tracker.start(config, run_dir, resume=True)
+    assert again.run_id == first.run_id
+    again.log_epoch({"epoch": 1, "loss": 0.5})
+    again.finish({"test": {"HR@10": 0.3}}, run_dir)
+    assert client.get_run(first.run_id).info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(first.run_id, "loss")] == [0, 1]
+    assert Tracker.start(config, run_dir).run_id != first.run_id  # a fresh (not resumed) run gets its own
+
+
+def test_failing_artefact_uploads_leave_the_run_closed_and_only_warn(tmp_path, caplog, monkeypatch):
+    import logging
+
+    from mlflow.tracking import MlflowClient
+
+    config = _config(tmp_path)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "report.md").write_text("# report\n")
+    tracker = Tracker.start(config, run_dir)
+
+    def refuse(*args, **kwargs):
+        raise OSError("artefact store is read-only")
+
+    monkeypatch.setattr(tracker.client, "log_artifact", refuse)
+    with caplog.at_level(logging.WARNING):
+        tracker.finish({"test": {"HR@10": 0.3}}, run_dir)
+    assert "artefacts not logged" in caplog.text
+    assert MlflowClient(tracking_uri=config.tracking.mlflow_uri).get_run(tracker.run_id).info.status == "FINISHED"

@@ -70,7 +70,8 @@ def run_demo(output_dir: Path, seed: int = 0, extra: list[str] | None = None, sy
     result = train_run(config, run_dir)
     log.info("3/5 fitting baselines %s under the same protocol", ", ".join(DEMO_BASELINES))
     baselines = run_baselines(DEMO_BASELINES, config.baselines, result.data, config.evaluation.ks, config.seed,
-                              run_dir / "baselines", chunk=config.evaluation.user_chunk)
+                              run_dir / "baselines", chunk=config.evaluation.user_chunk,
+                              progress=config.training.progress)
     log.info("4/5 rendering the report")
     report = write_report(run_dir)
     log.info("5/5 exporting the serving bundle")

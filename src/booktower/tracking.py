@@ -1,19 +1,26 @@
 """Experiment tracking through MLflow: off by default; a local SQLite store when on.
 
 The trainer's whole API:
-    tracker = Tracker.start(config, run_dir)   # no-op object when config.tracking.mlflow is false
+    tracker = Tracker.start(config, run_dir, resume)   # no-op object when config.tracking.mlflow is false
     tracker.log_epoch(row)                     # one epochs.csv row: numeric values become step metrics
     tracker.finish(metrics, run_dir)           # final metrics, then report/metrics/model files as artefacts
+    tracker.fail()                             # the run ended in an error or a signal
+
+Tracking mirrors a run; it never costs one. A local store that cannot be written is refused before training
+(MLflow itself would retry for minutes); once training has started, a tracking failure is a warning and the run's
+own files stand. The MLflow run id is kept in RUN/mlflow.json, so `--resume` continues the same MLflow run.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
 from typing import Any
 
 from booktower.config import BooktowerConfig
+from booktower.utils.atomic import atomic_write_json
 from booktower.utils.nested import flatten
 
 log = logging.getLogger(__name__)
@@ -47,6 +54,55 @@ def artifact_root(config: BooktowerConfig) -> str | None:
     return None
 
 
+RUN_FILE = "mlflow.json"
+
+
+def _local_folder(uri: str) -> Path | None:
+    """The folder a local store or artefact root writes into (sqlite:///x.db, file:///dir, a plain path)."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).resolve().parent
+    if uri.startswith("file://"):
+        return Path(uri.removeprefix("file://"))
+    return None if "://" in uri else Path(uri)
+
+
+def check_local_store(config: BooktowerConfig) -> None:
+    """Refuse, before any training, a local tracking store or artefact root nobody can write."""
+    import tempfile
+
+    from booktower.config import ConfigError
+
+    for key, uri in (("tracking.mlflow_uri", config.tracking.mlflow_uri), ("tracking.artifact_root", artifact_root(config))):
+        folder = _local_folder(uri) if uri else None
+        if folder is None:
+            continue
+        existing = next((p for p in [folder, *folder.parents] if p.exists()), None)
+        try:
+            if existing is None or not existing.is_dir():
+                raise OSError(f"{existing} is not a folder")
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{key} = {uri}: {folder} cannot be written ({exc}). Fix: point it at a folder you "
+                              "can write, or set tracking.mlflow=false") from None
+
+
+def _reopened_run(client: Any, run_dir: Path, uri: str) -> str | None:
+    """The MLflow run of an interrupted run directory, set running again; None when there is none to continue."""
+    path = run_dir / RUN_FILE
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    if saved.get("tracking_uri") != uri:
+        return None
+    try:
+        client.update_run(saved["run_id"], status="RUNNING")
+    except Exception as exc:  # noqa: BLE001 - deleted in the store, or another store: start a new run
+        log.warning("MLflow run %s cannot be continued (%s): starting a new one", saved.get("run_id"), exc)
+        return None
+    return str(saved["run_id"])
+
+
 class Tracker:
     """One MLflow run, or nothing when tracking is off (every method is then a no-op)."""
 
@@ -59,18 +115,25 @@ class Tracker:
         return self.client is not None
 
     @classmethod
-    def start(cls, config: BooktowerConfig, run_dir: Path | str) -> Tracker:
+    def start(cls, config: BooktowerConfig, run_dir: Path | str, resume: bool = False) -> Tracker:
         if not config.tracking.mlflow:
             return cls()
         from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(tracking_uri=config.tracking.mlflow_uri)
+        check_local_store(config)
+        run_dir, uri = Path(run_dir), config.tracking.mlflow_uri
+        client = MlflowClient(tracking_uri=uri)
+        run_id = _reopened_run(client, run_dir, uri) if resume else None
+        if run_id is not None:
+            log.info("MLflow run %s continued at %s", run_id, uri)
+            return cls(client, run_id)
         experiment = client.get_experiment_by_name(config.tracking.experiment)
         experiment_id = (experiment.experiment_id if experiment is not None
                          else client.create_experiment(config.tracking.experiment,
                                                        artifact_location=artifact_root(config)))
-        run = client.create_run(experiment_id, run_name=Path(run_dir).name, tags={"run_dir": str(Path(run_dir).resolve())})
+        run = client.create_run(experiment_id, run_name=run_dir.name, tags={"run_dir": str(run_dir.resolve())})
         tracker = cls(client, run.info.run_id)
+        atomic_write_json(run_dir / RUN_FILE, {"tracking_uri": uri, "run_id": tracker.run_id})
         params = {k: str(v)[:500] for k, v in flatten(config.model_dump(mode="json")).items()}
         items = sorted(params.items())
         for start in range(0, len(items), 100):  # MLflow caps one batch at 100 params
@@ -88,18 +151,34 @@ class Tracker:
             self.client.log_metric(self.run_id, key, value, step=step)
         self._step = step + 1
 
-    def finish(self, metrics: dict[str, dict[str, float]], run_dir: Path | str, status: str = "FINISHED") -> None:
+    def finish(self, metrics: dict[str, dict[str, float]], run_dir: Path | str) -> None:
+        """Final metrics and artefacts, then the run closed as FINISHED; a failure here is only a warning."""
         if not self.enabled:
             return
-        for part, values in metrics.items():
-            if isinstance(values, dict):
-                for key, value in _numeric(values).items():
-                    self.client.log_metric(self.run_id, f"{part}.{key}", value)
-        run_dir = Path(run_dir)
-        for name in _ARTEFACTS:
-            if (run_dir / name).is_file():
-                self.client.log_artifact(self.run_id, str(run_dir / name))
-        for name in _ARTEFACT_DIRS:
-            if (run_dir / name).is_dir():
-                self.client.log_artifacts(self.run_id, str(run_dir / name), artifact_path=name)
-        self.client.set_terminated(self.run_id, status=status)
+        try:
+            for part, values in metrics.items():
+                if isinstance(values, dict):
+                    for key, value in _numeric(values).items():
+                        self.client.log_metric(self.run_id, f"{part}.{key}", value)
+            run_dir = Path(run_dir)
+            for name in _ARTEFACTS:
+                if (run_dir / name).is_file():
+                    self.client.log_artifact(self.run_id, str(run_dir / name))
+            for name in _ARTEFACT_DIRS:
+                if (run_dir / name).is_dir():
+                    self.client.log_artifacts(self.run_id, str(run_dir / name), artifact_path=name)
+        except Exception as exc:  # noqa: BLE001 - the run's files are written; tracking only mirrors them
+            log.warning("MLflow run %s: final metrics or artefacts not logged (%s); the run's files in %s are "
+                        "complete", self.run_id, exc, run_dir)
+        self._terminate("FINISHED")
+
+    def fail(self) -> None:
+        """Close the MLflow run as FAILED (an error, Ctrl-C or SIGTERM ended training)."""
+        if self.enabled:
+            self._terminate("FAILED")
+
+    def _terminate(self, status: str) -> None:
+        try:
+            self.client.set_terminated(self.run_id, status=status)
+        except Exception as exc:  # noqa: BLE001 - never mask the run's own outcome
+            log.warning("MLflow run %s could not be closed as %s: %s", self.run_id, status, exc)

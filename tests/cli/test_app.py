@@ -12,3 +12,25 @@ def test_a_negative_seed_is_refused_while_parsing(cli, tmp_path, monkeypatch, co
     outcome = cli(*command, "--seed", "-1")
     assert outcome.code == 2 and outcome.says("'--seed'") and "Traceback" not in outcome.output
     assert not (tmp_path / "out").exists()
+
+
+def test_sigterm_ends_the_command_through_its_cleanup() -> None:
+    """A stop from a scheduler runs the same `finally` / `except BaseException` paths as Ctrl-C."""
+    import signal
+
+    import pytest
+
+    from booktower.cli.app import exit_on_sigterm
+
+    previous = signal.getsignal(signal.SIGTERM)
+    cleaned = []
+    try:
+        exit_on_sigterm()
+        with pytest.raises(SystemExit) as stopped:
+            try:
+                signal.raise_signal(signal.SIGTERM)
+            finally:
+                cleaned.append(True)
+        assert stopped.value.code == 128 + signal.SIGTERM and cleaned == [True]
+    finally:
+        signal.signal(signal.SIGTERM, previous)

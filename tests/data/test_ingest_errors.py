@@ -218,3 +218,13 @@ def test_a_directory_given_as_a_data_path_says_so_and_names_the_file_expected(wr
     expected = {"interactions": "the interaction log", "items": "the book catalogue"}[role]
     assert expected in message.split("Fix:")[1]
     assert f"e.g. {folder / ('users.csv' if role == 'interactions' else 'books.csv')}" in message
+
+
+def test_a_missing_relative_path_says_what_it_is_relative_to(tmp_path, monkeypatch):
+    from booktower.data.errors import DataError
+
+    monkeypatch.chdir(tmp_path)
+    assert f"(relative to the working directory {tmp_path})" in str(DataError("gone", path="data/x.csv", fix="f"))
+    (tmp_path / "here.csv").write_text("a\n")
+    assert "working directory" not in str(DataError("bad", path="here.csv", fix="f"))
+    assert "working directory" not in str(DataError("gone", path=str(tmp_path / "nope.csv"), fix="f"))

@@ -116,6 +116,9 @@ def test_a_changed_config_and_damaged_weights_are_refused_naming_the_fix(tmp_pat
     message = "".join(changed.output.split())  # the console wraps long lines anywhere
     assert changed.exit_code == 2 and "Traceback" not in changed.output
     assert "training.epochs:1->2" in message and "new--output-dir" in message
+    # without --config the run's own config.yaml is read, and display-only keys may change
+    shown = CliRunner().invoke(app, ["train", "--output-dir", str(run), "--resume", "--set", "training.progress=true"])
+    assert shown.exit_code == 0, shown.output
     weights = run / "checkpoints" / "last" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # a damaged copy of the run folder
     damaged = resume("--set", "training.epochs=1")

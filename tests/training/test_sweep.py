@@ -16,7 +16,7 @@ SPACE = [
     " 'model.history.pooling': {type: categorical, choices: [mean, recency]}}",
     "sweep.pruner=none",
 ]
-SMALL = ["training.epochs=2", "training.batch_size=256", "training.progress=false", "data.cache_dir=null",
+SMALL = ["training.early_stopping.metric=HR@50", "training.epochs=2", "training.batch_size=256", "training.progress=false", "data.cache_dir=null",
          "model.item.feature_hidden=[16]", "model.user.feature_hidden=[16]", "training.negatives.num_negatives=16"]
 
 
@@ -38,6 +38,10 @@ def test_sweep_runs_resumes_and_never_scores_test(tmp_path, monkeypatch):
     assert result.table.height == 2
     assert set(parts_scored) == {"validation"}
     best = load_config(tmp_path / "out" / "best_config.yaml")
+    best_trial = int(result.table["trial"][0])
+    trained = load_config(tmp_path / "out" / f"trial_{best_trial:04d}" / "config.yaml")
+    assert best.model_dump() == trained.model_dump()  # the best config is the one that trained, early stopping too
+    assert best.training.early_stopping.metric == config.sweep.metric != config.training.early_stopping.metric
     assert best.model.history.pooling in ("mean", "recency")
     assert 0.001 <= best.training.optimizer.lr <= 0.01
 
@@ -97,3 +101,22 @@ def test_a_sweep_metric_validation_does_not_report_stops_before_any_trial(tmp_pa
 
     with pytest.raises(ConfigError, match=r"sweep.metric: 'NDCG@25' is not a validation metric"):
         sweep_module.run_sweep(config, 1, f"sqlite:///{tmp_path / 's.db'}", "t", tmp_path / "out", never)
+
+
+def test_failed_trials_do_not_count_towards_the_requested_number(tmp_path):
+    """A trial cut short (Ctrl-C marks it FAIL) is made up for by the next run of the same command."""
+    config = load_config(None, SMALL + SPACE)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    calls = []
+
+    def flaky(config, trial_dir, report):
+        calls.append(trial_dir.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return 0.1 * len(calls)
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep_module.run_sweep(config, 3, storage, "t", tmp_path / "out", flaky)
+    result = sweep_module.run_sweep(config, 3, storage, "t", tmp_path / "out", flaky)
+    states = result.table["state"].to_list()
+    assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1

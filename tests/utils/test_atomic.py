@@ -32,3 +32,19 @@ def test_json_takes_numpy_values_and_paths_and_refuses_other_objects(tmp_path):
     with pytest.raises(TypeError, match="not JSON serialisable: object"):
         atomic_write_json(target, {"bad": object()})
     assert json.loads(target.read_text())["n"] == 3 and _leftovers(target.parent) == []
+
+
+def test_written_files_and_swapped_in_folders_get_plain_permissions(tmp_path):
+    """mkstemp makes 0600 files and mkdtemp 0700 folders: a run or bundle must be readable by another account
+    (the one that serves it), as a plain write under the umask would make it."""
+    import os
+    import stat
+
+    from booktower.utils.atomic import _umask, atomic_write_text, make_temp_dir
+
+    atomic_write_text(tmp_path / "metrics.json", "{}")
+    folder = make_temp_dir(tmp_path, ".model.")
+    mask = _umask()
+    assert stat.S_IMODE(os.stat(tmp_path / "metrics.json").st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o777 & ~mask
+    assert mask == os.umask(mask)  # reading it left it as it was

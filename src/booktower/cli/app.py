@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import typer
 
 from booktower.cli import data_cmds
@@ -31,5 +33,15 @@ def _register_optional() -> None:
 _register_optional()
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM (a scheduler's or torchrun's stop) ends the process through SystemExit, so the run's cleanup
+    runs as for Ctrl-C: the MLflow run is closed as FAILED, worker threads stop, and `--resume` picks up."""
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main() -> None:
+    exit_on_sigterm()
     app()

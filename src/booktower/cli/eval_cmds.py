@@ -42,7 +42,7 @@ def baselines_command(
         data, _ = prepare(cfg.data)
         try:
             table = run_baselines(names, cfg.baselines, data, cfg.evaluation.ks, cfg.seed, output_dir,
-                                  chunk=cfg.evaluation.user_chunk)
+                                  chunk=cfg.evaluation.user_chunk, progress=cfg.training.progress)
         except ValueError as exc:
             fail(str(exc))
     print_metric_table({name: parts["test"] for name, parts in table.items()}, cfg.evaluation.ks, console,

@@ -53,7 +53,12 @@ def sweep_command(
     name = study or (config.stem if config else "booktower")
     with friendly_errors():
         data, _ = prepare(cfg.data)
-        result = run_sweep(cfg, trials, storage, name, output_dir, validation_trial(data))
+        try:
+            result = run_sweep(cfg, trials, storage, name, output_dir, validation_trial(data))
+        except KeyboardInterrupt:
+            console.print(f"interrupted: the finished trials are in {storage}; the same command continues the "
+                          "study and runs the interrupted trial's share again")
+            raise typer.Exit(130) from None
     console.print(result.table.head(10))
     console.print(f"best validation {cfg.sweep.metric} {result.best_value:.4f} with {result.best_params}")
     console.print(f"wrote {output_dir / 'best_config.yaml'} and {output_dir / 'trials.parquet'}")

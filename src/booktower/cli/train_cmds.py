@@ -24,7 +24,8 @@ def train_command(
     set_: list[str] | None = SET_OPTION,
     output_dir: Path = typer.Option(..., "--output-dir", "-o", callback=_paths.output_dir,
                                     help="The run directory."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from RUN/checkpoints/last."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from RUN/checkpoints/last, with RUN/config.yaml "
+                                                        "when --config is not given."),
 ) -> None:
     """Train the two-tower model; write the run (checkpoints, epochs.csv, model, metrics.json, report)."""
     from booktower.training.pipeline import train_run
@@ -33,6 +34,8 @@ def train_command(
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 logs and reports
     if not main_rank:
         logging.getLogger().setLevel(logging.WARNING)
+    if resume and config is None and (output_dir / "config.yaml").is_file():
+        config = output_dir / "config.yaml"  # the run's own config: resuming needs no copy of the command line
     cfg = cli_config(config, set_)
     with friendly_errors():
         result = train_run(cfg, output_dir, resume=resume)

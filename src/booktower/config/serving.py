@@ -51,7 +51,6 @@ class TrackingConfig(StrictModel):
     mlflow_uri: str = "sqlite:///mlruns.db"
     """Tracking store; a local SQLite file by default."""
     experiment: str = "booktower"
-    """MLflow experiment name."""
     """MLflow experiment name (created on first use)."""
     artifact_root: str | None = None
     """Artefact location of a newly created experiment; None = `mlartifacts/` beside a SQLite store's file."""

@@ -79,7 +79,8 @@ class EarlyStoppingConfig(StrictModel):
     """Validation metric to watch (higher is better): NAME@K, NAME one of HR, Recall, Precision, NDCG, MRR, MAP,
     coverage and K in evaluation.ks (checked when the config loads)."""
     patience: int = Field(3, ge=0)
-    """Epochs without improvement before stopping (0 disables early stopping)."""
+    """Validations without improvement before stopping (0 disables early stopping); with
+    `training.eval_every: N` that is N times as many epochs."""
     min_delta: float = Field(0.0, ge=0)
     """Smallest improvement that counts."""
 

@@ -26,7 +26,7 @@ class DataError(ValueError):
         self.fix = fix
         where = []
         if self.path:
-            where.append(f"file {self.path}")
+            where.append(f"file {self.path}{_relative_note(self.path)}")
         if column:
             where.append(f"column {column!r}")
         if self.rows:
@@ -58,3 +58,12 @@ class DropLedger:
 
     def as_dict(self) -> dict[str, int]:
         return dict(sorted(self.counts.items()))
+
+
+def _relative_note(path: str) -> str:
+    """Relative paths in a config resolve against the working directory, not the config's folder: say so when
+    such a path is missing, since running from another folder is the usual cause."""
+    candidate = Path(path)
+    if "://" in path or candidate.is_absolute() or candidate.exists():
+        return ""
+    return f" (relative to the working directory {Path.cwd()})"

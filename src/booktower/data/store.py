@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import polars as pl
 from booktower.data.features import FeatureSpec
 from booktower.data.types import CategoricalField, Interactions, PreparedData, Ragged, SideFeatures, Split
 from booktower.data.vocab import Vocabulary
-from booktower.utils.atomic import atomic_write_json
+from booktower.utils.atomic import atomic_write_json, make_temp_dir
 
 
 def _side_arrays(prefix: str, side: SideFeatures) -> tuple[dict[str, np.ndarray], dict]:
@@ -44,7 +43,7 @@ def _side_from(prefix: str, arrays: dict[str, np.ndarray], meta: dict) -> SideFe
 def save_prepared(data: PreparedData, directory: Path) -> None:
     """Write into a temporary sibling folder, then rename: a reader never sees half a cache entry."""
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    tmp = make_temp_dir(directory.parent, f".{directory.name}.")
     try:
         data.users.save(tmp / "users.parquet")
         data.items.save(tmp / "items.parquet")

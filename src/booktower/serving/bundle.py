@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,7 +45,7 @@ from booktower.serving.manifest import (
     FEATURE_SPEC, FORMAT, FORMAT_VERSION, ITEM_VECTORS, ITEMS, MANIFEST, MODEL_DIR, REEXPORT, REQUIRED, SEEN,
     USER_VECTORS, VOCAB_ITEMS, VOCAB_USERS, BundleError, Manifest, parse_manifest, read_manifest_file, why,
 )
-from booktower.utils.atomic import atomic_write_json, atomic_write_parquet, atomic_write_text
+from booktower.utils.atomic import atomic_write_json, atomic_write_parquet, atomic_write_text, make_temp_dir
 
 __all__ = ["BundleError", "BundleParts", "load_bundle", "manifest_signature", "read_manifest", "verify_bundle",
            "write_bundle"]
@@ -182,7 +181,7 @@ def write_bundle(parts: BundleParts, directory: Path) -> dict[str, Any]:
     _refuse_to_replace(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     with bundle_lock(directory, exclusive=True):
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.new.", dir=directory.parent))
+        tmp = make_temp_dir(directory.parent, f".{directory.name}.new.")
         old = directory.parent / f".{directory.name}.old.{time.time_ns()}"
         try:
             _write_files(parts, tmp)

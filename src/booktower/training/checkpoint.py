@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from booktower.models.io import WeightsError, reading_weights, save_model, state_tensors
 from booktower.models.two_tower import TwoTower
+from booktower.utils.atomic import make_temp_dir
 
 OPTIMIZER, STATE = "optimizer.safetensors", "state.json"
 
@@ -67,7 +67,7 @@ def save_checkpoint(directory: Path, model: TwoTower, optimizers: list[torch.opt
     """Write into a temporary sibling, then swap it in: a reader finds the old or the new checkpoint whole."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.new.", dir=directory.parent))
+    tmp = make_temp_dir(directory.parent, f".{directory.name}.new.")
     try:
         save_model(model, tmp)
         tensors, meta = _split_optimizer_state(optimizers)

@@ -45,6 +45,10 @@ def build_model(config: BooktowerConfig, data: PreparedData, device: torch.devic
     return TwoTower(spec).to(device)
 
 
+RESUME_FREE_KEYS = ("training.progress", "tracking.")
+"""Keys a resumed run may change: they decide what is shown or mirrored, not what is trained."""
+
+
 def _check_resume_config(run_dir: Path, config_yaml: str) -> None:
     saved = run_dir / "config.yaml"
     saved_yaml = saved.read_text(encoding="utf-8") if saved.exists() else config_yaml
@@ -52,7 +56,9 @@ def _check_resume_config(run_dir: Path, config_yaml: str) -> None:
         return
     was, now = (flatten(yaml.safe_load(text) or {}) for text in (saved_yaml, config_yaml))
     changed = [f"{key}: {was.get(key)!r} -> {now.get(key)!r}" for key in sorted(was.keys() | now.keys())
-               if was.get(key) != now.get(key)]
+               if was.get(key) != now.get(key) and not key.startswith(RESUME_FREE_KEYS)]
+    if not changed:
+        return
     raise ConfigError(f"--resume: {saved} differs from this config ({'; '.join(changed[:5])}"
                       f"{'; ...' if len(changed) > 5 else ''}). Fix: resume with that run's --config and --set "
                       "values, or train the new config into a new --output-dir")
@@ -100,12 +106,15 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
             refit(config, data, fit.best_epoch, run_dir, dist)
         dist.barrier()  # wait for rank 0's final evaluation and artefacts
         return TrainResult(run_dir, {}, fit, model, data)
+    if not resume and (run_dir / "metrics.json").exists():
+        log.warning("%s already holds a trained run: its files are being replaced (a new --output-dir keeps it)",
+                    run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config_yaml, encoding="utf-8")
     atomic_write_json(run_dir / "data_summary.json", data.summary)
     data.users.save(run_dir / "vocab" / "users.parquet")
     data.items.save(run_dir / "vocab" / "items.parquet")
-    tracker = Tracker.start(config, run_dir)
+    tracker = Tracker.start(config, run_dir, resume)
     try:
         with timings.step("fit"):
             fit = trainer.fit(resume=resume, on_epoch=tracker.log_epoch)
@@ -128,7 +137,7 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
             report = maybe_write_report(run_dir)
         tracker.finish(metrics, run_dir)
     except BaseException:
-        tracker.finish({}, run_dir, status="FAILED")
+        tracker.fail()
         raise
     log.info("test: %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()
                                   if k.split("@")[0] in ("HR", "NDCG") and "@" in k))

@@ -34,9 +34,13 @@ def suggest(trial: Any, key: str, spec: ParamSpec) -> Any:
 
 
 def trial_config(base: BooktowerConfig, params: dict[str, Any]) -> BooktowerConfig:
-    """The base config with the sampled values applied; invalid combinations raise ConfigError."""
+    """The base config with the sampled values applied; invalid combinations raise ConfigError.
+
+    Early stopping watches the sweep's metric, so each trial selects its epoch by what the sweep ranks trials by;
+    it is set here, so `best_config.yaml` is the very config the best trial trained."""
     raw = base.model_dump(mode="json")
-    overrides = [f"{key}={_yaml_scalar(value)}" for key, value in params.items()]
+    overrides = [f"training.early_stopping.metric={base.sweep.metric}"]
+    overrides += [f"{key}={_yaml_scalar(value)}" for key, value in params.items()]
     merged = apply_overrides(raw, overrides)
     try:
         return BooktowerConfig.model_validate(merged)
@@ -81,9 +85,11 @@ def run_sweep(base: BooktowerConfig, trials: int, storage: str, study_name: str,
     # points instead of repeating the first run's random start-up trials, and a given history still gives the
     # same draws.
     study.sampler = optuna.samplers.TPESampler(seed=base.seed + len(study.trials))
-    done = sum(t.state.is_finished() for t in study.trials)
+    # A failed trial (interrupted, or an invalid sampled combination) does not count: `--trials N` means N
+    # trials that completed or were pruned, so a rerun after Ctrl-C makes up for the one that was cut short.
+    done = sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
     remaining = max(0, trials - done)
-    log.info("study %s: %d finished trials in storage, running %d more", study_name, done, remaining)
+    log.info("study %s: %d completed or pruned trials in storage, running %d more", study_name, done, remaining)
 
     def objective(trial: optuna.Trial) -> float:
         params = {key: suggest(trial, key, spec) for key, spec in sweep.space.items()}
@@ -125,9 +131,7 @@ def validation_trial(data: Any) -> TrainFn:
         from booktower.training.pipeline import build_model
         from booktower.training.trainer import Trainer, apply_thread_limit, resolve_device
 
-        metric = f"val_{config.sweep.metric}"
-        config = config.model_copy(update={"training": config.training.model_copy(
-            update={"early_stopping": config.training.early_stopping.model_copy(update={"metric": config.sweep.metric})})})
+        metric = f"val_{config.sweep.metric}"  # early stopping watches it too (trial_config)
         trial_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(trial_dir / "config.yaml", dump_config(config))
         apply_thread_limit(config.training)

@@ -17,7 +17,8 @@ import torch
 from booktower import native
 from booktower.utils.atomic import atomic_write_json, atomic_write_text
 
-_PACKAGES = ("booktower", "torch", "numpy", "polars", "pyarrow", "pydantic", "scipy", "implicit", "faiss-cpu")
+_PACKAGES = ("booktower", "torch", "numpy", "polars", "pyarrow", "pydantic", "scipy", "implicit", "faiss-cpu",
+             "optuna", "mlflow-skinny", "mlflow", "safetensors", "fastapi")
 
 
 def file_fingerprint(paths: list[Path]) -> dict[str, Any]:

@@ -54,7 +54,7 @@ class BaselineResult:
 
 
 def run_baseline(name: str, config: BaselineConfig, data: PreparedData, ks: list[int], seed: int,
-                 chunk: int = 4096) -> BaselineResult:
+                 chunk: int = 4096, progress: bool = True) -> BaselineResult:
     """Fit on train -> validation metrics; refit on train + validation -> test metrics (same evaluator)."""
     split, seconds = data.split, {}
     results = {}
@@ -64,7 +64,7 @@ def run_baseline(name: str, config: BaselineConfig, data: PreparedData, ks: list
         model.fit(interaction_matrix(data.n_users, data.n_items, *parts))
         seconds[f"fit_{part}"] = round(time.perf_counter() - start, 2)
         start = time.perf_counter()
-        results[part] = evaluate_split(model.score, data, part, ks, chunk=chunk, progress=True)
+        results[part] = evaluate_split(model.score, data, part, ks, chunk=chunk, progress=progress)
         seconds[f"evaluate_{part}"] = round(time.perf_counter() - start, 2)
         log.info("%s %s: %s (%.1fs fit)", name, part, _short(results[part].metrics), seconds[f"fit_{part}"])
     return BaselineResult(name, results["validation"], results["test"], seconds)
@@ -89,7 +89,7 @@ def _earlier_results(output_dir: Path, ours: dict[str, Any]) -> tuple[dict[str, 
 
 
 def run_baselines(names: list[str], config: BaselineConfig, data: PreparedData, ks: list[int], seed: int,
-                  output_dir: Path, chunk: int = 4096) -> dict[str, dict[str, dict[str, float]]]:
+                  output_dir: Path, chunk: int = 4096, progress: bool = True) -> dict[str, dict[str, dict[str, float]]]:
     """Run each baseline, writing DIR/metrics.json (updated after every model) and DIR/<name>/per_user_test.parquet."""
     for name in names:
         make_baseline(name, config, seed)  # fail on a misspelt name before any long fit
@@ -98,7 +98,7 @@ def run_baselines(names: list[str], config: BaselineConfig, data: PreparedData, 
     table, timings = _earlier_results(output_dir, identity)
     write_split_identity(output_dir, identity)
     for name in names:
-        result = run_baseline(name, config, data, ks, seed, chunk)
+        result = run_baseline(name, config, data, ks, seed, chunk, progress)
         table[name] = result.metrics()
         timings[name] = result.seconds
         atomic_write_parquet(result.test.per_user, output_dir / name / "per_user_test.parquet")
