@@ -43,6 +43,8 @@ def test_sweep_runs_resumes_and_never_scores_test(tmp_path, monkeypatch):
     assert best.model_dump() == trained.model_dump()  # the best config is the one that trained, early stopping too
     assert best.training.early_stopping.metric == config.sweep.metric != config.training.early_stopping.metric
     assert best.model.history.pooling in ("mean", "recency")
+    assert not (tmp_path / "out" / f"trial_{best_trial:04d}" / "checkpoints").exists()  # only disk, never read
+    assert (tmp_path / "out" / f"trial_{best_trial:04d}" / "epochs.csv").exists()
     assert 0.001 <= best.training.optimizer.lr <= 0.01
 
     again = sweep_module.run_sweep(config, 3, storage, "t", tmp_path / "out", sweep_module.validation_trial(data))

@@ -8,6 +8,7 @@ trials.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -143,7 +144,12 @@ def validation_trial(data: Any) -> TrainFn:
             if metric in row:
                 report(int(row["epoch"]), float(row[metric]))
 
-        fit = trainer.fit(on_epoch=on_epoch)
+        try:
+            fit = trainer.fit(on_epoch=on_epoch)
+        finally:
+            # A trial is never resumed (a cut-short one is rerun) and best_config.yaml is retrained, so its
+            # checkpoints (weights plus optimiser state, twice) would only fill the disk; epochs.csv stays.
+            shutil.rmtree(trial_dir / "checkpoints", ignore_errors=True)
         values = [row[metric] for row in fit.rows if metric in row]
         return max(values) if values else float("nan")
 
