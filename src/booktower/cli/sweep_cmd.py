@@ -8,15 +8,8 @@ from typing import Optional
 import typer
 
 from booktower.cli import _paths
-from booktower.cli._common import (
-    CONFIG_OPTION,
-    SET_OPTION,
-    cli_config,
-    console,
-    fail,
-    friendly_errors,
-    setup_logging,
-)
+from booktower.cli._common import CONFIG_OPTION, SET_OPTION, cli_config, console, fail, friendly_errors
+from booktower.cli._common import setup_logging
 
 SQLITE = "sqlite:///"
 
