@@ -130,3 +130,15 @@ def test_failing_artefact_uploads_leave_the_run_closed_and_only_warn(tmp_path, c
         tracker.finish({"test": {"HR@10": 0.3}}, run_dir)
     assert "artefacts not logged" in caplog.text
     assert MlflowClient(tracking_uri=config.tracking.mlflow_uri).get_run(tracker.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_a_refused_store_leaves_no_half_written_run(tmp_path):
+    from booktower.config import ConfigError
+    from booktower.data.toy import random_prepared
+    from booktower.training.pipeline import train_run
+
+    config = _config(tmp_path, "tracking.mlflow_uri=sqlite:////proc/booktower/mlruns.db")
+    with pytest.raises(ConfigError, match="cannot be written"):
+        train_run(config, tmp_path / "run", data=random_prepared(n_users=20, n_items=15, per_user=5))
+    assert not (tmp_path / "run").exists()

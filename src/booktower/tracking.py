@@ -83,8 +83,8 @@ def check_local_store(config: BooktowerConfig) -> None:
             with tempfile.TemporaryFile(dir=existing):
                 pass
         except OSError as exc:
-            raise ConfigError(f"{key} = {uri}: {folder} cannot be written ({exc}). Fix: point it at a folder you "
-                              "can write, or set tracking.mlflow=false") from None
+            raise ConfigError(f"{key} = {uri}: {folder} cannot be written ({exc.strerror or exc}). Fix: point it at "
+                              "a folder you can write, or set tracking.mlflow=false") from None
 
 
 def _reopened_run(client: Any, run_dir: Path, uri: str) -> str | None:

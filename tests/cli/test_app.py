@@ -34,3 +34,18 @@ def test_sigterm_ends_the_command_through_its_cleanup() -> None:
         assert stopped.value.code == 128 + signal.SIGTERM and cleaned == [True]
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_an_interrupted_train_says_how_to_resume(monkeypatch, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    import booktower.training.pipeline as pipeline
+    from booktower.cli.app import app
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "train_run", interrupted)
+    outcome = CliRunner().invoke(app, ["train", "-o", str(tmp_path / "run")])
+    assert outcome.exit_code == 130
+    assert "--resume" in outcome.output and "Traceback" not in outcome.output

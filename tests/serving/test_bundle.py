@@ -234,3 +234,17 @@ def test_an_anonymous_readers_metadata_reaches_the_user_tower(tmp_path) -> None:
     missing = by_hand(None, None)
     assert_same(served({"age": "old", "shoe_size": 44, "occupation": None}), missing)
     assert_same(served(None), missing)
+
+
+def test_every_bundle_file_and_folder_has_the_umask_permissions(trained) -> None:
+    """safetensors, mkstemp and mkdtemp all make owner-only files: a bundle must be readable by the account that
+    serves it, as files written under the umask are."""
+    import os
+    import stat
+
+    from booktower.utils.atomic import _umask
+
+    bundle, mask = trained[2], _umask()
+    for path in [bundle, *bundle.rglob("*")]:
+        expected = (0o777 if path.is_dir() else 0o666) & ~mask
+        assert stat.S_IMODE(os.stat(path).st_mode) == expected, path

@@ -122,3 +122,19 @@ def test_failed_trials_do_not_count_towards_the_requested_number(tmp_path):
     result = sweep_module.run_sweep(config, 3, storage, "t", tmp_path / "out", flaky)
     states = result.table["state"].to_list()
     assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1
+
+
+def test_a_trial_cut_short_by_ctrl_c_is_logged_without_its_traceback():
+    import logging
+    import sys
+
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        interrupted = logging.LogRecord("optuna", logging.WARNING, "", 0, "Trial 2 failed", None, sys.exc_info())
+    try:
+        raise ValueError("a real bug")
+    except ValueError:
+        failed = logging.LogRecord("optuna", logging.WARNING, "", 0, "Trial 3 failed", None, sys.exc_info())
+    assert sweep_module._no_interrupt_traceback(interrupted) and interrupted.exc_info is None
+    assert sweep_module._no_interrupt_traceback(failed) and failed.exc_info is not None

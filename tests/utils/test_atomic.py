@@ -48,3 +48,28 @@ def test_written_files_and_swapped_in_folders_get_plain_permissions(tmp_path):
     assert stat.S_IMODE(os.stat(tmp_path / "metrics.json").st_mode) == 0o666 & ~mask
     assert stat.S_IMODE(os.stat(folder).st_mode) == 0o777 & ~mask
     assert mask == os.umask(mask)  # reading it left it as it was
+
+
+def test_a_checkpoint_has_the_umask_permissions(tmp_path):
+    import os
+    import stat
+
+    import torch
+
+    from booktower.config import load_config
+    from booktower.data.toy import random_prepared
+    from booktower.training.checkpoint import save_checkpoint
+    from booktower.training.pipeline import build_model
+    from booktower.utils.atomic import _umask
+
+    data = random_prepared(n_users=20, n_items=15, per_user=5)
+    model = build_model(load_config(None), data, torch.device("cpu"))
+    optimizer = torch.optim.Adam(model.parameters())
+    for parameter in model.parameters():  # one step, so the optimiser has state to write
+        parameter.grad = torch.zeros_like(parameter)
+    optimizer.step()
+    save_checkpoint(tmp_path / "ckpt", model, [optimizer], {"epoch": 0})
+    mask = _umask()
+    for path in [tmp_path / "ckpt", *(tmp_path / "ckpt").rglob("*")]:
+        expected = (0o777 if path.is_dir() else 0o666) & ~mask
+        assert stat.S_IMODE(os.stat(path).st_mode) == expected, path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from pathlib import Path
 
 import typer
@@ -38,7 +39,16 @@ def train_command(
         config = output_dir / "config.yaml"  # the run's own config: resuming needs no copy of the command line
     cfg = cli_config(config, set_)
     with friendly_errors():
-        result = train_run(cfg, output_dir, resume=resume)
+        try:
+            result = train_run(cfg, output_dir, resume=resume)
+        except (KeyboardInterrupt, SystemExit) as stop:
+            code = 130 if isinstance(stop, KeyboardInterrupt) else stop.code
+            if code not in (130, 128 + signal.SIGTERM):  # not a stop by the user or a scheduler
+                raise
+            if main_rank:
+                console.print(f"interrupted: `booktower train -o {output_dir} --resume` continues from the last "
+                              "finished epoch")
+            raise typer.Exit(code) from None
         if not main_rank:
             return
         report = result.report

@@ -45,7 +45,9 @@ from booktower.serving.manifest import (
     FEATURE_SPEC, FORMAT, FORMAT_VERSION, ITEM_VECTORS, ITEMS, MANIFEST, MODEL_DIR, REEXPORT, REQUIRED, SEEN,
     USER_VECTORS, VOCAB_ITEMS, VOCAB_USERS, BundleError, Manifest, parse_manifest, read_manifest_file, why,
 )
-from booktower.utils.atomic import atomic_write_json, atomic_write_parquet, atomic_write_text, make_temp_dir
+from booktower.utils.atomic import (
+    atomic_path, atomic_write_json, atomic_write_parquet, atomic_write_text, make_temp_dir,
+)
 
 __all__ = ["BundleError", "BundleParts", "load_bundle", "manifest_signature", "read_manifest", "verify_bundle",
            "write_bundle"]
@@ -122,8 +124,9 @@ def _seen_from(frame: pl.DataFrame, n_users: int, n_items: int) -> Ragged:
 
 def _write_files(parts: BundleParts, folder: Path) -> None:
     (folder / MODEL_DIR).mkdir(parents=True, exist_ok=True)
-    save_file({"items": np.ascontiguousarray(parts.item_vectors, dtype=np.float32)}, str(folder / ITEM_VECTORS))
-    save_file({"users": np.ascontiguousarray(parts.user_vectors, dtype=np.float32)}, str(folder / USER_VECTORS))
+    for name, key, vectors in ((ITEM_VECTORS, "items", parts.item_vectors), (USER_VECTORS, "users", parts.user_vectors)):
+        with atomic_path(folder / name) as part:  # safetensors itself writes 0600 files
+            save_file({key: np.ascontiguousarray(vectors, dtype=np.float32)}, str(part))
     for name, content in parts.model_files.items():
         if Path(name).name != name or not name.endswith((".safetensors", ".json")):
             raise BundleError(f"model file {name!r}: only flat .safetensors / .json files go into a bundle")

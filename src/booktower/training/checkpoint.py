@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from booktower.models.io import WeightsError, reading_weights, save_model, state_tensors
 from booktower.models.two_tower import TwoTower
-from booktower.utils.atomic import make_temp_dir
+from booktower.utils.atomic import atomic_path, make_temp_dir
 
 OPTIMIZER, STATE = "optimizer.safetensors", "state.json"
 
@@ -71,7 +71,8 @@ def save_checkpoint(directory: Path, model: TwoTower, optimizers: list[torch.opt
     try:
         save_model(model, tmp)
         tensors, meta = _split_optimizer_state(optimizers)
-        save_file(tensors, str(tmp / OPTIMIZER))
+        with atomic_path(tmp / OPTIMIZER) as part:  # safetensors itself writes 0600 files
+            save_file(tensors, str(part))
         (tmp / STATE).write_text(json.dumps({**state, "optimizers": meta}))
         _fsync_dir(tmp)
         old = directory.parent / f".{directory.name}.old"

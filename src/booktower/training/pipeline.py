@@ -19,7 +19,7 @@ from booktower.training.checkpoint import load_weights
 from booktower.training.distributed import DistContext, init_distributed, shutdown
 from booktower.training.refit import refit
 from booktower.evaluation.run_eval import evaluate_trained
-from booktower.tracking import Tracker
+from booktower.tracking import Tracker, check_local_store
 from booktower.training.trainer import FitResult, Trainer, apply_thread_limit, peak_memory_mb, resolve_device
 from booktower.utils.atomic import atomic_write_json
 from booktower.utils.nested import flatten
@@ -78,6 +78,8 @@ def train_run(config: BooktowerConfig, run_dir: Path | str, resume: bool = False
               data: PreparedData | None = None) -> TrainResult:
     """Train the configured model and write the whole run layout into `run_dir`. Under torchrun every rank
     trains and only rank 0 writes; the other ranks return a result with empty metrics."""
+    if config.tracking.mlflow:
+        check_local_store(config)  # before anything is prepared or written: a refused store leaves no half run
     dist = init_distributed(resolve_device(config.training.device).type)
     try:
         return _train_run(config, Path(run_dir), resume, data, dist)

@@ -65,6 +65,14 @@ class SweepResult:
     table: pl.DataFrame
 
 
+def _no_interrupt_traceback(record: logging.LogRecord) -> bool:
+    """Optuna logs a trial cut short by Ctrl-C with its whole traceback; the interrupt is the user's own doing,
+    so keep its one-line message and drop the stack."""
+    if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+        record.exc_info, record.exc_text = None, None
+    return True
+
+
 def run_sweep(base: BooktowerConfig, trials: int, storage: str, study_name: str, output_dir: Path,
               train_fn: TrainFn) -> SweepResult:
     import optuna
@@ -104,7 +112,12 @@ def run_sweep(base: BooktowerConfig, trials: int, storage: str, study_name: str,
         return train_fn(config, output_dir / f"trial_{trial.number:04d}", report)
 
     if remaining:
-        study.optimize(objective, n_trials=remaining, catch=(ConfigError,))
+        optimize_log = logging.getLogger("optuna.study._optimize")
+        optimize_log.addFilter(_no_interrupt_traceback)
+        try:
+            study.optimize(objective, n_trials=remaining, catch=(ConfigError,))
+        finally:
+            optimize_log.removeFilter(_no_interrupt_traceback)
     return summarise(study, base, output_dir)
 
 
