@@ -82,3 +82,8 @@ def test_bundle_queries_keep_the_first_of_repeated_users() -> None:
     assert [(q.label, q.user, q.history) for q in queries] == [("u2", "u2", None), ("u1", "u1", None)]
     (anonymous,) = bundle_queries([], "b1,b2", MAX_K)
     assert anonymous.user is None and anonymous.history == ["b1", "b2"]
+
+
+def test_an_empty_user_is_refused_as_empty(cli, tmp_path) -> None:
+    outcome = cli("recommend", "--bundle", tmp_path, "--user", " ")
+    assert outcome.refused("--user is empty")

@@ -34,6 +34,8 @@ def bundle_queries(users: list[str], history: str | None, k: int) -> list[Bundle
              "--history ID,ID,... for an anonymous reader")
     if not users and history is None:
         fail("with --bundle pass --user USER_ID (repeatable) or --history ID,ID,...")
+    if any(not user.strip() for user in users):
+        fail("--user is empty. Fix: pass a reader id from the bundle (vocab/users.parquet)")
     if not 1 <= k <= MAX_K:
         fail(f"--k {k} is out of range: with --bundle k must be in [1, {MAX_K}] (the serving limit). "
              f"Fix: pass --k {MAX_K} or less")
