@@ -79,6 +79,12 @@ def _is_a_directory(path: Path, role: str, named_by: str | None) -> DataError:
                          f"{example}")
 
 
+def _give_rows(role: str, named_by: str | None) -> str:
+    """The fix for an empty file, naming where its path came from (a config key, or a command's option)."""
+    return f"give {named_by} a file with a header and at least one row" if named_by else \
+        f"point the config at a file with a header and rows (data.source.{role})"
+
+
 def _check_exists(path: Path, role: str, named_by: str | None = None) -> None:
     """`named_by`: the option that gave the path (default: the config key `data.source.<role>`)."""
     if path.is_dir():
@@ -93,13 +99,14 @@ def _check_exists(path: Path, role: str, named_by: str | None = None) -> None:
             "`booktower data fetch` to create it",
         )
     if path.is_file() and path.stat().st_size == 0:
-        raise DataError(f"the {role} file is empty", path=path, fix="point the config at a file with a header and rows")
+        raise DataError(f"the {role} file is empty", path=path, fix=_give_rows(role, named_by))
 
 
 def read_table(path: Path, role: str, *, separator: str | None = None, encoding: str = "utf8",
                named_by: str | None = None) -> pl.DataFrame:
     """Read a whole table with every column as text (typing happens in validation, where errors are named).
-    `named_by`: the option that gave the path, for the error of a missing file (default `data.source.<role>`)."""
+    `named_by`: the option that gave the path, for the errors of a missing or empty file (default
+    `data.source.<role>`)."""
     _check_exists(path, role, named_by)
     fmt = table_format(path)
     try:
@@ -108,11 +115,11 @@ def read_table(path: Path, role: str, *, separator: str | None = None, encoding:
         elif fmt == "jsonl":
             frame = pl.read_ndjson(path, infer_schema_length=10000)
         else:
-            frame = _read_csv(path, role, separator, encoding)
+            frame = _read_csv(path, role, separator, encoding, named_by)
     except (*_UNREADABLE, pl.exceptions.PolarsError) as exc:  # a CSV's own parse errors are DataErrors by now
         raise _unreadable(path, exc) from None
     if frame.height == 0:
-        raise DataError(f"the {role} file has a header but no rows", path=path, fix="point the config at a file with rows")
+        raise DataError(f"the {role} file has a header but no rows", path=path, fix=_give_rows(role, named_by))
     return frame
 
 
@@ -123,7 +130,8 @@ def _separator_key(role: str) -> str:
     return "data.source.separator"
 
 
-def _read_csv(path: Path, role: str, separator: str | None, encoding: str) -> pl.DataFrame:
+def _read_csv(path: Path, role: str, separator: str | None, encoding: str, named_by: str | None = None
+              ) -> pl.DataFrame:
     sep = separator or sniff_separator(path, encoding)
     if encoding == "utf8":
         try:
@@ -148,7 +156,7 @@ def _read_csv(path: Path, role: str, separator: str | None, encoding: str) -> pl
             path.read_bytes().decode("latin-1").encode("utf-8"), separator=sep, infer_schema=False
         )
     except pl.exceptions.NoDataError:
-        raise DataError(f"the {role} file is empty", path=path, fix="point the config at a file with a header and rows") from None
+        raise DataError(f"the {role} file is empty", path=path, fix=_give_rows(role, named_by)) from None
     except (pl.exceptions.ComputeError, pl.exceptions.ShapeError) as exc:
         raise DataError(
             f"the {role} file could not be parsed as CSV with separator {sep!r}: {str(exc).splitlines()[0]}",

@@ -25,16 +25,7 @@ def read_table_of_books(path: Path) -> pl.DataFrame:
     """The new-books file as text columns; its problems are DataErrors naming `--books` (index add has no config)."""
     from booktower.data.readers import read_table
 
-    try:
-        frame = read_table(Path(path), "new books", named_by=BOOKS_OPTION)
-    except DataError as exc:
-        # The shared reader's fix for an empty or header-only file points at "the config"; here the file came
-        # from --books.
-        if "the config" not in exc.fix:
-            raise
-        fix = f"give {BOOKS_OPTION} a file with a header and at least one book row"
-        problem = str(exc).rsplit(". Fix: ", 1)[0].removeprefix(f"file {exc.path}: ")
-        raise DataError(problem, path=path, fix=fix) from None
+    frame = read_table(Path(path), "new books", named_by=BOOKS_OPTION)
     if "item_id" not in frame.columns:
         raise DataError(f"the new-books file has no item_id column (found {frame.columns[:20]})", path=path,
                         fix="name the id column item_id")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +42,6 @@ def recommend_from_bundle(bundle_dir: Path | str, user: str | None = None, histo
         raise TypeError(f"history must be a list of item ids, not one string: write history=[{history!r}]")
     if (user is None) == (not history):
         raise ValueError("give exactly one of user= or history= (a non-empty list of item ids)")
-    if isinstance(k, bool) or not isinstance(k, Integral):
-        raise TypeError(f"k must be an int, got {k!r} ({type(k).__name__})")
     recommender = _recommender(bundle_dir)
     rows = recommender.for_user(user, k) if user is not None else recommender.for_history(list(history or []), k)
     return [{"rank": rank, **row.as_dict()} for rank, row in enumerate(rows, start=1)]
