@@ -44,10 +44,11 @@ def _grad(p: torch.nn.Parameter) -> torch.Tensor | None:
     return p.grad.coalesce().values() if p.grad.is_sparse else p.grad
 
 
-@pytest.mark.parametrize("fusion,pooling", [("concat", "attention"), ("gate", "recency"), ("sum", "mean")])
-def test_every_parameter_gets_a_finite_gradient(make, fusion, pooling):
+@pytest.mark.parametrize("fusion,pooling,content", [("concat", "attention", "false"), ("gate", "recency", "true"),
+                                                    ("sum", "mean", "false"), ("concat", "attention", "true")])
+def test_every_parameter_gets_a_finite_gradient(make, fusion, pooling, content):
     trainer = make(f"model.fusion={fusion}", f"model.history.pooling={pooling}",
-                       "model.history.attention_heads=2")
+                   "model.history.attention_heads=2", f"model.history.content={content}")
     parts = trainer.task.losses(_batch(trainer))
     assert set(parts) == {"main", "amm_user", "amm_item", "cal"}
     sum(parts.values()).backward()

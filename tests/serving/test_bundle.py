@@ -248,3 +248,33 @@ def test_every_bundle_file_and_folder_has_the_umask_permissions(trained) -> None
     for path in [bundle, *bundle.rglob("*")]:
         expected = (0o777 if path.is_dir() else 0o666) & ~mask
         assert stat.S_IMODE(os.stat(path).st_mode) == expected, path
+
+
+def test_a_model_pooling_book_content_serves_the_vectors_it_trained_with(tmp_path) -> None:
+    """model.history.content keeps each book's author/category/title codes in the weights file: the bundle's
+    encoder reads them there, with no catalogue passed in."""
+    import torch
+
+    from booktower.config.model import ModelConfig
+    from booktower.config.serving import IndexConfig
+    from booktower.data.featurize import user_features_from_history
+    from booktower.data.toy import random_prepared
+    from booktower.data.types import Ragged
+    from booktower.models import TwoTower, spec_from_config
+    from booktower.serving.encoder import ModelEncoder
+    from booktower.serving.export import export_parts, parts_from_model
+
+    torch.manual_seed(0)
+    data = random_prepared(n_users=30, n_items=25, per_user=6)
+    config = ModelConfig.model_validate({"history": {"content": True}})
+    model = TwoTower(spec_from_config(config, data.user_features, data.item_features, data.n_users, data.n_items))
+    model.fill_history_content(data.item_features)
+    export_parts(parts_from_model(data, model), tmp_path / "b", IndexConfig(kind="exact"), np.random.default_rng(0))
+    encoder = ModelEncoder.from_parts(load_bundle(tmp_path / "b")[0])
+    histories = Ragged.from_lists([[3, 7, 11], [0]])
+    side = user_features_from_history(data.feature_spec, histories, data.item_popularity().astype(float))
+    expected = encode_users(model, side, np.array([-1, -1]), histories).numpy()
+    np.testing.assert_allclose(encoder.user_vectors(histories), expected, rtol=1e-5, atol=1e-6)
+    # the codes matter: the same model without them (as a bundle would be if they were not saved) differs
+    model.history_content.codes_0.fill_(-1)
+    assert not np.allclose(encode_users(model, side, np.array([-1, -1]), histories).numpy(), expected, atol=1e-4)

@@ -16,6 +16,7 @@ from booktower.training.distributed import average_sparse_gradients, rank_shard
 from booktower.training.trainer import epoch_generator
 
 sys.path.insert(0, str(Path(__file__).parent))
+from test_finished_run import snapshot
 from test_resume import write_dataset
 
 PYTHON = sys.executable
@@ -96,7 +97,8 @@ def test_two_gloo_processes_match_the_single_process_run(tmp_path):
     2 x 16 sampled negatives instead of 16) and the shard order differs. Tolerances: both must solve the
     checkerboard (test HR@10 >= 0.9, which an untrained model does not reach: 20 candidates of the right parity
     out of 40), and the last epoch's training loss may differ by at most 25% (measured: 1.12 vs 1.16, ~3%; the
-    larger negative set alone raises the first epoch's loss by ~6%). A 1-process --resume of the 2-rank run
+    larger negative set alone raises the first epoch's loss by ~6%). A 2-rank --resume of the finished run
+    changes none of its files on any rank. A 1-process --resume of the 2-rank run stopped after its last epoch
     then loads its checkpoint unchanged: checkpoints do not depend on the world size.
     """
     config = write_dataset(tmp_path / "data", 40)
@@ -109,7 +111,13 @@ def test_two_gloo_processes_match_the_single_process_run(tmp_path):
     assert one["HR@10"] >= 0.9 and two["HR@10"] >= 0.9
     assert abs(_last_loss(double) - _last_loss(single)) <= 0.25 * _last_loss(single)
     assert json.loads((double / "run.json").read_text())["world_size"] == 2
+    before = snapshot(double)
+    out = _run([str(TORCHRUN), "--nproc_per_node", "2", "--standalone", "-m", "booktower", "train",
+                "--config", str(config), "--output-dir", str(double), "--resume"])
+    assert "finishedtrainingat" in "".join(out.split()) and snapshot(double) == before
+    for name in ("run.json", "metrics.json"):  # as if stopped after the last epoch, before the evaluation
+        (double / name).unlink()
     out = _run([PYTHON, "-m", "booktower", "train", "--config", str(config), "--output-dir", str(double),
                 "--resume"])
-    assert "resumed from" in out or "wrote" in out
+    assert "resumed from" in out
     assert json.loads((double / "metrics.json").read_text())["test"]["HR@10"] == two["HR@10"]

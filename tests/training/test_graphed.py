@@ -89,7 +89,9 @@ def test_a_fit_with_the_replayed_step_logs_the_epochs_the_eager_fit_logs(small_c
     assert (tmp_path / "graphed" / "checkpoints" / "last").exists()
 
 
-def test_the_static_body_has_no_host_syncing_op_and_dense_table_gradients(small_config, tmp_path, monkeypatch):
+@pytest.mark.parametrize("extra", [[], ["model.history.content=true"]])
+def test_the_static_body_has_no_host_syncing_op_and_dense_table_gradients(small_config, tmp_path, monkeypatch,
+                                                                          extra):
     import booktower.models.layers as layers
     import booktower.models.towers as towers
 
@@ -97,7 +99,7 @@ def test_the_static_body_has_no_host_syncing_op_and_dense_table_gradients(small_
     monkeypatch.setattr(layers, "all_known", lambda ids: False)
     monkeypatch.setattr(towers, "all_known", lambda ids: False)
     data = random_prepared(n_users=60, n_items=40, per_user=10)
-    trainer = _trainer(small_config(*GRAPHABLE, "training.grad_clip=1.0"), data, tmp_path)
+    trainer = _trainer(small_config(*GRAPHABLE, "training.grad_clip=1.0", *extra), data, tmp_path)
     step = GraphedStep(trainer.task, trainer.optim, trainer.config.batch_size, bf16=False, device_graph=False)
     index = _batches(trainer, 1)[0]
     negatives = trainer.task.draw_negatives(len(index))

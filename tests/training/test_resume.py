@@ -119,6 +119,7 @@ def test_a_changed_config_and_damaged_weights_are_refused_naming_the_fix(tmp_pat
     # without --config the run's own config.yaml is read, and display-only keys may change
     shown = CliRunner().invoke(app, ["train", "--output-dir", str(run), "--resume", "--set", "training.progress=true"])
     assert shown.exit_code == 0, shown.output
+    (run / "run.json").unlink()  # as if stopped after its last epoch: --resume has the checkpoint to read
     weights = run / "checkpoints" / "last" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # a damaged copy of the run folder
     damaged = resume("--set", "training.epochs=1")

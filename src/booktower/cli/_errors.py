@@ -15,6 +15,12 @@ from rich.text import Text
 console = Console(stderr=True, markup=False)
 
 
+def option_name(param: typer.CallbackParam) -> str:
+    """How the user spelt a parameter in an error: the long option name, or the argument's name."""
+    long = [opt for opt in param.opts if opt.startswith("--")]
+    return long[0] if long else str(param.name).upper()
+
+
 def print_error(message: str, label: str = "error") -> None:
     """`label: message` on stderr, the label in red; the message prints exactly as given."""
     console.print(Text.assemble((label, "red"), ": ", message))

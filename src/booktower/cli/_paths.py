@@ -11,13 +11,7 @@ from typing import Any
 
 import typer
 
-from booktower.cli._errors import fail
-
-
-def _option(param: typer.CallbackParam) -> str:
-    """How the user spelt the parameter: the long option name, or the argument's name."""
-    long = [opt for opt in param.opts if opt.startswith("--")]
-    return long[0] if long else str(param.name).upper()
+from booktower.cli._errors import fail, option_name
 
 
 def _each(value: Any, check: Callable[[Path], None]) -> Any:
@@ -58,7 +52,7 @@ def _check_writable(name: str, path: Path, target: Path | None = None,
 
 def config_file(param: typer.CallbackParam, value: Path | None) -> Path | None:
     def check(path: Path) -> None:
-        name = _option(param)
+        name = option_name(param)
         if not path.exists():
             fail(f"{name} {path} does not exist. Fix: pass an existing YAML file (see configs/)")
         if path.is_dir():
@@ -72,7 +66,7 @@ def config_file(param: typer.CallbackParam, value: Path | None) -> Path | None:
 def output_dir(param: typer.CallbackParam, value: Path | None) -> Path | None:
     """A folder the command creates (when missing) and writes into."""
     def check(path: Path) -> None:
-        name = _option(param)
+        name = option_name(param)
         if path.exists() and not path.is_dir():
             fail(f"{name} {path} is a file, not a folder. "
                  f"Fix: pass a folder path (it is created when missing)")
@@ -84,7 +78,7 @@ def output_dir(param: typer.CallbackParam, value: Path | None) -> Path | None:
 def output_file(param: typer.CallbackParam, value: Path | None) -> Path | None:
     """A file the command writes (replacing an older one)."""
     def check(path: Path) -> None:
-        name = _option(param)
+        name = option_name(param)
         if path.is_dir():
             fail(f"{name} {path} is a folder. Fix: pass a file path, e.g. {path / 'recommendations.parquet'}")
         _check_writable(name, path, path.parent if path.exists() else path)
@@ -95,19 +89,19 @@ def output_file(param: typer.CallbackParam, value: Path | None) -> Path | None:
 def run_dir(param: typer.CallbackParam, value: Path | list[Path] | None) -> Path | list[Path] | None:
     """An existing run (or baseline) folder the command reads."""
     fix = "pass a run folder written by `booktower train --output-dir`"
-    return _each(value, lambda path: _existing_dir(_option(param), path, fix))
+    return _each(value, lambda path: _existing_dir(option_name(param), path, fix))
 
 
 def bundle_dir(param: typer.CallbackParam, value: Path | None) -> Path | None:
     """An existing bundle folder the command reads."""
     fix = "pass a bundle folder written by `booktower export`"
-    return _each(value, lambda path: _existing_dir(_option(param), path, fix))
+    return _each(value, lambda path: _existing_dir(option_name(param), path, fix))
 
 
 def changed_bundle_dir(param: typer.CallbackParam, value: Path | None) -> Path | None:
     """An existing bundle that is rewritten in place: a new copy is written beside it, then swapped in."""
     def check(path: Path) -> None:
-        name = _option(param)
+        name = option_name(param)
         _existing_dir(name, path, "pass a bundle folder written by `booktower export`")
         _check_writable(name, path, path.absolute().parent,
                         fix="copy the bundle to a folder you can write to and change the copy")
@@ -121,7 +115,7 @@ def new_bundle_dir(param: typer.CallbackParam, value: Path | None) -> Path | Non
     from booktower.serving.bundle import MANIFEST, is_bundle_folder
 
     def check(path: Path) -> None:
-        name = _option(param)
+        name = option_name(param)
         output_dir(param, path)
         if path.is_dir() and any(path.iterdir()) and not is_bundle_folder(path):
             fail(f"{name} {path} is a folder that holds files but no booktower bundle (no booktower {MANIFEST}); "

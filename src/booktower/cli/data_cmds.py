@@ -16,6 +16,7 @@ from booktower.cli._common import (
     friendly_errors,
     setup_logging,
 )
+from booktower.cli._ranges import at_least, within
 
 data_app = typer.Typer(help="Create or download input data.", no_args_is_help=True)
 
@@ -52,10 +53,12 @@ def prepare_command(
 def synth_command(
     output_dir: Path = typer.Option(..., "--output-dir", "-o", callback=_paths.output_dir,
                                     help="Where books.csv and users.csv go."),
-    users: int = typer.Option(2000, "--users", min=10, help="Number of readers."),
-    books: int = typer.Option(1500, "--books", min=20, help="Number of books."),
-    mean_history: float = typer.Option(26.0, "--mean-history", min=3.0, max=10_000.0, help="Mean reads per reader."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Random seed (the same seed writes the same files)."),
+    users: int = typer.Option(2000, "--users", callback=at_least(10), help="Number of readers (10 or more)."),
+    books: int = typer.Option(1500, "--books", callback=at_least(20), help="Number of books (20 or more)."),
+    mean_history: float = typer.Option(26.0, "--mean-history", callback=within(3.0, 10_000.0),
+                                        help="Mean reads per reader (3 to 10000)."),
+    seed: int = typer.Option(0, "--seed", callback=at_least(0),
+                              help="Random seed, 0 or more (the same seed writes the same files)."),
 ) -> None:
     """Write synthetic books.csv + users.csv (Amazon Reviews 2023 Books format) with learnable structure."""
     from booktower.data.synth import SynthConfig, write_synthetic

@@ -8,12 +8,14 @@ import typer
 
 from booktower.cli import _paths
 from booktower.cli._common import console, friendly_errors, setup_logging
+from booktower.cli._ranges import at_least
 
 
 def demo_command(
     output_dir: Path = typer.Option(Path("runs/demo"), "--output-dir", "-o", callback=_paths.output_dir,
                                     help="Where data, run and bundle go."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed for the synthetic data and the run."),
+    seed: int = typer.Option(0, "--seed", callback=at_least(0),
+                              help="Seed for the synthetic data and the run (0 or more)."),
 ) -> None:
     """Generate synthetic books and readers, train and evaluate the two-tower beside baselines, report, export."""
     from booktower.demo import run_demo

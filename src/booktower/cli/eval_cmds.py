@@ -18,6 +18,7 @@ from booktower.cli._common import (
     friendly_errors,
     setup_logging,
 )
+from booktower.cli._ranges import at_least
 
 RUN_OPTION = typer.Option(..., "--run", "-r", help="A run directory written by `booktower train`.",
                           callback=_paths.run_dir)
@@ -95,8 +96,8 @@ def compare_command(
     run_opt: list[Path] | None = typer.Option(None, "--run", "-r", help="Alternative to the arguments.",
                                               callback=_paths.run_dir),
     metric: str = typer.Option("NDCG@10", help="Per-user metric column to compare."),
-    samples: int = typer.Option(2000, min=1, help="Bootstrap resamples."),
-    seed: int = typer.Option(0, min=0, help="Seed of the bootstrap."),
+    samples: int = typer.Option(2000, callback=at_least(1), help="Bootstrap resamples (1 or more)."),
+    seed: int = typer.Option(0, callback=at_least(0), help="Seed of the bootstrap (0 or more)."),
 ) -> None:
     """Paired comparison of two runs on the same split: mean difference, 95% CI, bootstrap and Wilcoxon p."""
     import json
@@ -130,8 +131,9 @@ def recommend_command(
     all_test_users: bool = typer.Option(False, "--all-test-users", help="With --run: every user with a test item."),
     users: Optional[list[str]] = typer.Option(None, "--user", help="Raw user id (repeatable: a list each)."),
     history: Optional[str] = typer.Option(None, "--history", help="With --bundle: ID,ID,... for an anonymous reader."),
-    k: int = typer.Option(50, "--k", min=1, help=f"List length: at most {MAX_K} with --bundle (the serving "
-                                                  "limit), at most the catalogue size with --run."),
+    k: int = typer.Option(50, "--k", callback=at_least(1),
+                           help=f"List length, 1 or more: at most {MAX_K} with --bundle (the serving limit), "
+                                "at most the catalogue size with --run."),
     out: Optional[Path] = typer.Option(None, "--out", callback=_paths.output_file,
                                        help="With --run: Parquet file (user_id, rank, item_id, score)."),
 ) -> None:

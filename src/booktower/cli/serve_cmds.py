@@ -15,6 +15,7 @@ import typer
 from booktower.cli import _paths
 from booktower.cli._bundle_query import BundleQuery, parse_history
 from booktower.cli._common import console, fail, friendly_errors, setup_logging
+from booktower.cli._ranges import at_least, within
 from booktower.config.serving import IndexConfig
 
 index_app = typer.Typer(help="Change a served bundle's index.", no_args_is_help=True)
@@ -64,13 +65,15 @@ def export_command(run: Path = RUN_OPTION,
 
 
 def serve_command(bundle: Path = BUNDLE_OPTION, host: str = typer.Option("127.0.0.1", help="Interface to bind."),
-                  port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
-                  workers: int = typer.Option(1, min=1, help="Worker processes."),
+                  port: int = typer.Option(8000, callback=within(1, 65535), help="TCP port (1 to 65535)."),
+                  workers: int = typer.Option(1, callback=at_least(1), help="Worker processes (1 or more)."),
                   index: IndexKind | None = INDEX_OPTION,
-                  threads: int = typer.Option(1, min=1, help="Torch threads per worker."),
+                  threads: int = typer.Option(1, callback=at_least(1),
+                                              help="Torch threads per worker (1 or more)."),
                   reload_every: float = typer.Option(
-                      2.0, "--reload-every", min=0.0, max=86_400.0,
-                      help="Seconds between checks for a rewritten bundle (index add, a new export); 0 = never.")) -> None:
+                      2.0, "--reload-every", callback=within(0.0, 86_400.0),
+                      help="Seconds between checks for a rewritten bundle (index add, a new export), up to "
+                           "86400; 0 = never.")) -> None:
     """Serve recommendations over HTTP (FastAPI + uvicorn); the bundle is verified before any request."""
     import uvicorn
 

@@ -10,6 +10,7 @@ import typer
 from booktower.cli import _paths
 from booktower.cli._common import CONFIG_OPTION, SET_OPTION, cli_config, console, fail, friendly_errors
 from booktower.cli._common import setup_logging
+from booktower.cli._ranges import at_least
 
 SQLITE = "sqlite:///"
 
@@ -30,7 +31,8 @@ def storage_url(value: str) -> str:
 def sweep_command(
     config: Optional[Path] = CONFIG_OPTION,
     set_: Optional[list[str]] = SET_OPTION,
-    trials: int = typer.Option(20, "--trials", min=1, help="Finished trials the study should hold."),
+    trials: int = typer.Option(20, "--trials", callback=at_least(1),
+                               help="Finished trials the study should hold (1 or more)."),
     storage: str = typer.Option(..., "--storage", callback=storage_url,
                                 help="Optuna storage, e.g. sqlite:///sweep.db (resumable)."),
     study: Optional[str] = typer.Option(None, "--study", help="Study name (default: the config file's stem)."),

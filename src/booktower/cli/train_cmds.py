@@ -29,7 +29,7 @@ def train_command(
                                                         "when --config is not given."),
 ) -> None:
     """Train the two-tower model; write the run (checkpoints, epochs.csv, model, metrics.json, report)."""
-    from booktower.training.pipeline import train_run
+    from booktower.training.pipeline import RunAlreadyFinished, train_run
 
     setup_logging()
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 logs and reports
@@ -41,6 +41,10 @@ def train_command(
     with friendly_errors():
         try:
             result = train_run(cfg, output_dir, resume=resume)
+        except RunAlreadyFinished as done:  # every rank gets it; nothing to do, and that is no error
+            if main_rank:
+                console.print(str(done))
+            return
         except (KeyboardInterrupt, SystemExit) as stop:
             code = 130 if isinstance(stop, KeyboardInterrupt) else stop.code
             if code not in (130, 128 + signal.SIGTERM):  # not a stop by the user or a scheduler

@@ -31,10 +31,18 @@ class HistoryConfig(StrictModel):
     """Also give the user tower the mean of the reader's last N items as a second input (a short-term channel
     beside the pooled long-term one; readers of series read the next volume); 0 = off."""
 
+    content: bool = False
+    """Also pool the books' content: the item tower's embeddings of each read book's categorical fields (author,
+    categories) and title tokens, weighted as the history is, each a further input of the user tower. The ID
+    vectors a history pools learn from reads alone; on a small log (a few reads per book) they barely train,
+    while an author's vector learns from every read of every book by that author."""
+
     @model_validator(mode="after")
     def _check_last_items(self) -> "HistoryConfig":
         if self.last_items and self.pooling == "none":
             raise ValueError("model.history.last_items needs a history: set model.history.pooling too")
+        if self.content and self.pooling == "none":
+            raise ValueError("model.history.content pools the history: set model.history.pooling too")
         if self.last_items > self.max_length:
             raise ValueError(f"model.history.last_items ({self.last_items}) must not exceed "
                              f"model.history.max_length ({self.max_length})")

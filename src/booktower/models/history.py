@@ -42,10 +42,7 @@ class HistoryPooler(nn.Module):
             weights = valid.to(vectors.dtype) / valid.sum(dim=1, keepdim=True).clamp(min=1)  # (B, L)
             return torch.einsum("bl,bld->bd", weights, self._attend(vectors, valid))  # (B, dim)
         # mean / recency: a weighted bag over the valid entries only (no padded (B, L, dim) tensor is built).
-        weights = valid.to(table.dtype)
-        if self.kind == "recency":
-            weights = weights * self.decay[-history.shape[1]:].to(table.dtype)
-        weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-6)  # (B, L)
+        weights = self.weights(history, table.dtype)  # (B, L)
         if sparse and native.takes((table, weights), (history,)):
             return _NativeBag.apply(table, history, weights)  # (B, dim)
         if not sparse:
@@ -59,9 +56,18 @@ class HistoryPooler(nn.Module):
         # instead of one per history entry, which is what the optimiser would otherwise merge every step.
         distinct, inverse = distinct_rows(items, table.shape[0])  # (U,), (N,)
         rows = F.embedding(distinct, table, sparse=sparse)  # (U, dim)
-        return _WeightedBag.apply(rows, inverse, torch.cumsum(lengths, 0) - lengths,
-                                  entries.div(history.shape[1], rounding_mode="floor"),
-                                  weights.reshape(-1).index_select(0, entries))  # (B, dim)
+        return WeightedBag.apply(rows, inverse, torch.cumsum(lengths, 0) - lengths,
+                                 entries.div(history.shape[1], rounding_mode="floor"),
+                                 weights.reshape(-1).index_select(0, entries))  # (B, dim)
+
+    def weights(self, history: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(B, L) -> (B, L) each history entry's weight in the pool, summing to 1 over a row's valid entries (0
+        for padding and for a row without history): recency-decayed for `recency`, equal otherwise (attention's
+        final masked mean is equal-weighted too)."""
+        weights = (history >= 0).to(dtype)
+        if self.kind == "recency":
+            weights = weights * self.decay[-history.shape[1]:].to(dtype)
+        return weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-6)
 
     def _attend(self, vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         length = vectors.shape[1]
@@ -72,7 +78,7 @@ class HistoryPooler(nn.Module):
         return self.encoder(x, src_key_padding_mask=padding)  # (B, L, dim)
 
 
-class _WeightedBag(torch.autograd.Function):
+class WeightedBag(torch.autograd.Function):
     """out[b] = sum of weights[e] * rows[inverse[e]] over bag b's entries e (contiguous, starting at offsets[b]).
 
     The forward is F.embedding_bag; the backward scatters each entry's weighted output gradient onto its row

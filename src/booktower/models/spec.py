@@ -5,8 +5,27 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
+from booktower.config.loading import ConfigError
 from booktower.config.model import ModelConfig, TowerConfig
-from booktower.data.types import SideFeatures
+from booktower.data.types import Ragged, SideFeatures
+
+MAX_BAG_WIDTH = 32
+"""Codes kept per book and field: the first 32 (title tokens, in title order). The item tower itself reads whole
+bags; a longer bag is cut here only, to bound the (books x width) buffer."""
+
+
+def bag_width(bags: Ragged) -> int:
+    """The buffer width for a field: its longest bag, capped at MAX_BAG_WIDTH, at least 1."""
+    lengths = np.diff(bags.offsets)
+    return int(min(max(int(lengths.max()) if len(lengths) else 0, 1), MAX_BAG_WIDTH))
+
+
+def content_widths(features: SideFeatures) -> tuple[dict[str, int], int]:
+    """({categorical field: width}, title-token width or 0) of the item side's bags."""
+    fields = {f.name: bag_width(f.bags) for f in sorted(features.categorical, key=lambda f: f.name)}
+    return fields, bag_width(features.text) if features.text is not None else 0
 
 
 @dataclass(frozen=True)
@@ -36,6 +55,8 @@ class HistorySpec:
     attention_layers: int
     last_items: int = 0  # a second, short-term input: mean of the last N items (0 = off)
     own_table: bool = False  # pool a separate item table instead of the item tower's ID table
+    content_fields: dict[str, int] = field(default_factory=dict)  # item bag fields pooled too -> codes kept per book
+    content_text: int = 0  # title tokens kept per book for the pooled title (0 = not pooled)
 
 
 @dataclass(frozen=True)
@@ -87,14 +108,30 @@ def spec_from_config(
     """The architecture for this data: feature widths and vocabulary sizes come from the prepared data."""
     dat = config.dat
     h = config.history
+    item = _side_spec(config.item, item_features, n_items, dat.augment_dim if dat.augment and dat.augment_items else 0)
+    fields, text = _content_widths(config, item_features, item)
     return ModelSpec(
         user=_side_spec(config.user, user_features, n_users, dat.augment_dim if dat.augment and dat.augment_users else 0),
-        item=_side_spec(config.item, item_features, n_items, dat.augment_dim if dat.augment and dat.augment_items else 0),
+        item=item,
         history=HistorySpec(h.pooling, h.max_length, h.recency_half_life, h.attention_heads, h.attention_layers,
-                            h.last_items, h.own_table),
+                            h.last_items, h.own_table, fields, text),
         output_dim=config.output_dim,
         fusion=config.fusion,
         normalize=config.normalize,
         temperature=config.temperature,
         sparse=config.sparse_ids,
     )
+
+
+def _content_widths(config: ModelConfig, item_features: SideFeatures, item: SideSpec) -> tuple[dict[str, int], int]:
+    """model.history.content: the item tower's bag fields (and title tokens) to pool, with their code widths."""
+    if not config.history.content:
+        return {}, 0
+    fields, text = content_widths(item_features)
+    fields = {name: width for name, width in fields.items() if name in item.categorical}
+    text = text if item.text_buckets else 0
+    if not fields and not text:
+        raise ConfigError("model.history.content pools the books' categorical fields and title tokens, and this "
+                          "item tower has none. Fix: map data.columns.item_author / item_categories / item_title "
+                          "(with model.item.use_features: true), or set model.history.content: false")
+    return fields, text

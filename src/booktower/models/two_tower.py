@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from booktower.data.types import SideFeatures
 from booktower.models.batches import ItemBatch, UserBatch
 from booktower.models.history import HistoryPooler
+from booktower.models.history_content import HistoryContent
 from booktower.models.layers import IdEmbedding
 from booktower.models.spec import HistorySpec, ModelSpec
 from booktower.models.towers import Tower, TowerOutput
@@ -34,6 +36,12 @@ class TwoTower(nn.Module):
             recent = HistorySpec("mean", spec.history.last_items, 1.0, 1, 1)
             self.recent = HistoryPooler(recent, spec.item.id_dim)
             extra.append(spec.item.id_dim)
+        self.history_content = None
+        if spec.history.content_fields or spec.history.content_text:
+            self.history_content = HistoryContent(spec.item.n_ids, spec.history.content_fields,
+                                                  spec.history.content_text)
+            extra += [spec.item.categorical_dim] * len(spec.history.content_fields)
+            extra += [spec.item.text_dim] if spec.history.content_text else []
         self.user_tower = Tower(spec.user, spec.fusion, spec.output_dim, spec.normalize, spec.sparse, extra)
         self.item_tower = Tower(spec.item, spec.fusion, spec.output_dim, spec.normalize, spec.sparse)
         self.sparse_gradients = spec.sparse
@@ -71,7 +79,27 @@ class TwoTower(nn.Module):
             if self.recent is not None:
                 extras.append(self.recent(self.history_table(), batch.history[:, -self.spec.history.last_items:],
                                           self.sparse_gradients))  # (B, id_dim)
+            if self.history_content is not None:
+                extras += self.pooled_content(batch.history)
         return self.user_tower(batch, extras, generator)
+
+    def pooled_content(self, history: torch.Tensor) -> list[torch.Tensor]:
+        """(B, L) item indices -> one (B, dim) per pooled content field: the item tower's own bag tables, pooled
+        with the history's weights."""
+        assert self.history is not None and self.history_content is not None
+        history = history[:, -self.spec.history.max_length:]
+        tower = self.item_tower
+        tables = [tower.categorical[name].bag.weight for name in self.history_content.fields]
+        if self.history_content.has_text:
+            assert tower.text is not None
+            tables.append(tower.text.bag.weight)
+        weights = self.history.weights(history, tables[0].dtype)  # (B, L)
+        return self.history_content(tables, history, weights, self.sparse_gradients)
+
+    def fill_history_content(self, item_features: SideFeatures) -> None:
+        """Give the content pooling every book's bag codes (training only: a saved model carries them)."""
+        if self.history_content is not None:
+            self.history_content.fill(item_features)
 
     def encode_item(self, batch: ItemBatch, generator: torch.Generator | None = None) -> TowerOutput:
         return self.item_tower(batch, None, generator)

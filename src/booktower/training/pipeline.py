@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from booktower.tracking import Tracker, check_local_store
 from booktower.training.trainer import FitResult, Trainer, apply_thread_limit, peak_memory_mb, resolve_device
 from booktower.utils.atomic import atomic_write_json
 from booktower.utils.nested import flatten
-from booktower.utils.runinfo import Timings, write_run_info
+from booktower.utils.runinfo import Timings, finished_at, forget_finished, mark_finished, write_run_info
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,26 @@ class TrainResult:
     report: Path | None = None
 
 
+class RunAlreadyFinished(Exception):
+    """`resume=True` on a run that finished: there is nothing to continue, and none of its files was touched.
+    The message says where its metrics are."""
+
+    def __init__(self, run_dir: Path, finished: str) -> None:
+        self.run_dir, self.finished = run_dir, finished
+        report = run_dir / "report.md"
+        shown = f", report: {report}" if report.exists() else ""
+        super().__init__(f"{run_dir} finished training at {finished}; --resume has nothing to continue and left "
+                         f"its files as they are. Metrics: {run_dir / 'metrics.json'}{shown}. To train it again, "
+                         "drop --resume (the run is replaced) or pass a new --output-dir")
+
+
 def build_model(config: BooktowerConfig, data: PreparedData, device: torch.device) -> TwoTower:
     """Seeded construction: the same config and data give the same initial weights."""
     torch.manual_seed(config.seed)
     spec = spec_from_config(config.model, data.user_features, data.item_features, data.n_users, data.n_items)
-    return TwoTower(spec).to(device)
+    model = TwoTower(spec)
+    model.fill_history_content(data.item_features)
+    return model.to(device)
 
 
 RESUME_FREE_KEYS = ("training.progress", "tracking.")
@@ -62,6 +78,21 @@ def _check_resume_config(run_dir: Path, config_yaml: str) -> None:
     raise ConfigError(f"--resume: {saved} differs from this config ({'; '.join(changed[:5])}"
                       f"{'; ...' if len(changed) > 5 else ''}). Fix: resume with that run's --config and --set "
                       "values, or train the new config into a new --output-dir")
+
+
+def _finished_run(run_dir: Path, dist: DistContext) -> str | None:
+    """When the run in `run_dir` finished, or None. Rank 0 reads it and every rank takes its answer: ranks
+    that disagreed would wait for each other forever (one in training, one gone)."""
+    return dist.broadcast(finished_at(run_dir) if dist.is_main else None)
+
+
+def _forget_earlier_run(run_dir: Path) -> None:
+    """A run trained from scratch over an earlier one: the earlier run's finished mark and checkpoints must not
+    pass for this run's when it is interrupted and resumed (stopped before its first epoch ends, a `--resume`
+    would otherwise continue the earlier run's last epoch)."""
+    forget_finished(run_dir)
+    for checkpoints in (run_dir / "checkpoints", run_dir / "refit" / "checkpoints"):
+        shutil.rmtree(checkpoints, ignore_errors=True)
 
 
 def _prepare_in_turn(config: BooktowerConfig, dist: DistContext) -> tuple[PreparedData, list[Path]]:
@@ -93,6 +124,9 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
     config_yaml = dump_config(config)
     if resume:
         _check_resume_config(run_dir, config_yaml)
+        finished = _finished_run(run_dir, dist)
+        if finished is not None:
+            raise RunAlreadyFinished(run_dir, finished)  # before anything is prepared, trained or written
     apply_thread_limit(config.training)
     inputs: list[Path] = []
     with timings.step("prepare"):
@@ -105,12 +139,14 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
     if not dist.is_main:
         fit = trainer.fit(resume=resume)
         if config.training.refit_on_validation:
-            refit(config, data, fit.best_epoch, run_dir, dist)
+            refit(config, data, fit.best_epoch, run_dir, dist, resume=resume)
         dist.barrier()  # wait for rank 0's final evaluation and artefacts
         return TrainResult(run_dir, {}, fit, model, data)
     if not resume and (run_dir / "metrics.json").exists():
         log.warning("%s already holds a trained run: its files are being replaced (a new --output-dir keeps it)",
                     run_dir)
+    if not resume:
+        _forget_earlier_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config_yaml, encoding="utf-8")
     atomic_write_json(run_dir / "data_summary.json", data.summary)
@@ -124,7 +160,7 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
         test_model = model
         if config.training.refit_on_validation:
             with timings.step("refit"):
-                test_model = refit(config, data, fit.best_epoch, run_dir, dist)
+                test_model = refit(config, data, fit.best_epoch, run_dir, dist, resume=resume)
         save_model(test_model, run_dir / "model")
         with timings.step("evaluate"):
             # the test split is scored here, once (by the refit model when there is one); validation by the
@@ -137,6 +173,7 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
                               "refit_on_validation": config.training.refit_on_validation})
         with timings.step("report"):
             report = maybe_write_report(run_dir)
+        mark_finished(run_dir, timings.seconds)  # last: an interruption before it leaves a run to resume
         tracker.finish(metrics, run_dir)
     except BaseException:
         tracker.fail()

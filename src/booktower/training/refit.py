@@ -6,6 +6,9 @@ most recent period. Model selection (the epoch count) is done first on validatio
 a fresh model with the same seed for exactly that many epochs, without looking at validation again. A
 learning-rate schedule keeps the selection run's length (its planned epochs), so the refit's rate at each epoch
 is the selected model's: a cosine over the planned 30 epochs stopped at 17 is not a cosine over 17.
+
+The refit checkpoints every epoch into RUN/refit/checkpoints, as the selection does into RUN/checkpoints, so
+an interrupted refit resumes from its last finished epoch and ends with the weights of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from booktower.config import BooktowerConfig
 from booktower.data.types import PreparedData
 from booktower.models.two_tower import TwoTower
 from booktower.training.batching import merge_in_time_order
+from booktower.training.checkpoint import find_checkpoint
 from booktower.training.distributed import DistContext
 
 log = logging.getLogger(__name__)
@@ -31,9 +35,10 @@ def with_validation_in_train(data: PreparedData) -> PreparedData:
 
 
 def refit(config: BooktowerConfig, data: PreparedData, epochs: int, run_dir: Path,
-          dist: DistContext | None = None) -> TwoTower:
-    """A fresh model trained on train + validation for `epochs` epochs (no validation, no early stopping).
-    Under torchrun every rank calls it, as for the selection run."""
+          dist: DistContext | None = None, resume: bool = False) -> TwoTower:
+    """A fresh model trained on train + validation for `epochs` epochs (no validation, no early stopping);
+    `resume` continues an interrupted refit from RUN/refit/checkpoints/last. Under torchrun every rank calls
+    it, as for the selection run."""
     from booktower.training.pipeline import build_model
     from booktower.training.trainer import Trainer, resolve_device
 
@@ -44,5 +49,10 @@ def refit(config: BooktowerConfig, data: PreparedData, epochs: int, run_dir: Pat
     log.info("refit: %d epochs on train + validation (%d interactions)", epochs, len(merged.split.train))
     trainer = Trainer(model, merged, training, config.seed, config.evaluation.ks, run_dir / "refit",
                       config.evaluation.user_chunk, dist, validate=False, schedule_epochs=config.training.epochs)
-    trainer.fit()
+    # A refit that never started (the selection was interrupted) has no checkpoint: no cause to warn. Rank 0
+    # decides for all: a rank that restarted while the others continued would train other epochs than they do.
+    if resume:
+        found = find_checkpoint(trainer.checkpoints / "last") if dist.is_main else None
+        resume = dist.broadcast(found is not None)  # the other ranks' value is replaced by rank 0's
+    trainer.fit(resume=resume)
     return model

@@ -22,6 +22,7 @@ from booktower.config.training import TrainingConfig
 from booktower.data.samplers import build_sampler, generator_state, negatives_per_batch, set_generator_state
 from booktower.data.types import PreparedData
 from booktower.models.batches import SideTensors
+from booktower.models.history_content import HistoryContent
 from booktower.models.two_tower import TwoTower
 from booktower.training.batching import TrainingData
 from booktower.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
@@ -187,8 +188,12 @@ class Trainer:
         self.task.rank, self.task.world_size = self.dist.rank, self.dist.world_size
         module = LossModule(self.model, self.task)
         tables = {id(p) for p in self.sparse_tables}
-        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
-            module, [name for name, p in module.named_parameters() if id(p) in tables])
+        ignored = [name for name, p in module.named_parameters() if id(p) in tables]
+        # The books' content codes are the same data on every rank and never change: DDP would otherwise
+        # broadcast them (books x codes) before every step.
+        constant = {id(b) for m in module.modules() if isinstance(m, HistoryContent) for b in m.buffers()}
+        ignored += [name for name, b in module.named_buffers() if id(b) in constant]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, ignored)
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import sys
@@ -115,3 +116,43 @@ def write_run_info(
     if extra:
         info.update(extra)
     atomic_write_json(output_dir / "run.json", info)
+
+
+FINISHED = "finished"
+"""The run.json key a training run writes last (a timestamp): its files are complete and `--resume` leaves
+them alone. run.json alone does not tell: `prepare` writes one too, and a trained run writes it before its
+report."""
+
+
+def _run_json(run_dir: Path) -> dict[str, Any] | None:
+    """RUN/run.json, or None when it is missing or unreadable (then the run has not finished)."""
+    try:
+        info = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def finished_at(run_dir: Path) -> str | None:
+    """When the training run in `run_dir` finished (run.json's `finished`), or None while it has not."""
+    info = _run_json(run_dir)
+    return None if info is None else info.get(FINISHED)
+
+
+def mark_finished(run_dir: Path, timings: dict[str, float]) -> None:
+    """The last write of a training run: run.json gains `finished` and the timings of the steps after it was
+    written (the report)."""
+    info = _run_json(run_dir)
+    if info is None:
+        raise FileNotFoundError(f"{run_dir}/run.json is missing or unreadable: write_run_info comes first")
+    info.update({"timings_seconds": timings, FINISHED: time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    atomic_write_json(Path(run_dir) / "run.json", info)
+
+
+def forget_finished(run_dir: Path) -> None:
+    """A new training into a finished run's folder: until it finishes, `--resume` must continue it, not
+    take the old run's mark for its own."""
+    info = _run_json(run_dir)
+    if info is not None and FINISHED in info:
+        del info[FINISHED]
+        atomic_write_json(Path(run_dir) / "run.json", info)
