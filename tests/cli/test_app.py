@@ -49,3 +49,19 @@ def test_an_interrupted_train_says_how_to_resume(monkeypatch, tmp_path) -> None:
     outcome = CliRunner().invoke(app, ["train", "-o", str(tmp_path / "run")])
     assert outcome.exit_code == 130
     assert "--resume" in outcome.output and "Traceback" not in outcome.output
+
+
+def test_resume_of_a_folder_that_holds_no_run_is_refused(monkeypatch, tmp_path) -> None:
+    """A mistyped --output-dir with --resume and no --config would otherwise train the built-in default there."""
+    from typer.testing import CliRunner
+
+    import booktower.training.pipeline as pipeline
+    from booktower.cli.app import app
+
+    def trains(*args, **kwargs):
+        raise AssertionError("a run was trained")
+
+    monkeypatch.setattr(pipeline, "train_run", trains)
+    outcome = CliRunner().invoke(app, ["train", "-o", str(tmp_path / "typo"), "--resume"])
+    assert outcome.exit_code == 2
+    assert "holds no config.yaml" in " ".join(outcome.output.split()) and "Traceback" not in outcome.output

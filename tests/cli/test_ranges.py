@@ -80,3 +80,10 @@ def test_values_in_range_still_reach_the_command(cli, tmp_path, monkeypatch) -> 
     assert outcome.code == 0, outcome.output
     assert (seen["config"].n_users, seen["config"].n_books, seen["config"].mean_history, seen["seed"]) == \
         (10, 20, 3.5, 0)
+
+
+@pytest.mark.parametrize(("command", "option"), [("data synth", "--mean-history"), ("serve", "--reload-every")])
+def test_nan_is_refused_like_a_number_out_of_range(cli, tmp_path, nothing_runs, command, option) -> None:
+    outcome = cli(*_command(tmp_path, command), option, "nan")
+    assert outcome.refused(f"{option} nan is not a number", "Fix:")
+    assert "Traceback" not in outcome.output and not (tmp_path / "out").exists()

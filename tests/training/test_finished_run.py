@@ -48,6 +48,8 @@ def test_a_run_trained_again_from_scratch_forgets_the_earlier_runs_end(small_con
     data = random_prepared(n_users=40, n_items=30, per_user=6)
     config = small_config("training.epochs=2", "training.refit_on_validation=true")
     train_run(config, tmp_path, data=data)
+    (tmp_path / "baselines").mkdir()
+    (tmp_path / "baselines" / "metrics.json").write_text("{}")
     real = Trainer._train_epoch
 
     def interrupted(self):
@@ -61,6 +63,9 @@ def test_a_run_trained_again_from_scratch_forgets_the_earlier_runs_end(small_con
     assert finished_at(tmp_path) is None
     assert not (tmp_path / "refit" / "checkpoints").exists()
     assert (tmp_path / "checkpoints").exists() == (stop_in_epoch > 0)
+    # nothing of the earlier run's results passes for this one's (export would ship its model), baselines stay
+    assert not any((tmp_path / name).exists() for name in ("model", "metrics.json", "report.md", "audit.json"))
+    assert (tmp_path / "baselines" / "metrics.json").exists()
     monkeypatch.setattr(Trainer, "_train_epoch", real)
     train_run(config, tmp_path, resume=True, data=data)
     assert finished_at(tmp_path) is not None

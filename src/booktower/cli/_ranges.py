@@ -32,6 +32,8 @@ def within(low: Number, high: Number | None) -> Callable[[typer.CallbackParam, N
             return value
         name = option_name(param)
         problem = f"{name} {_show(value)} is out of range: it must be {allowed}"
+        if value != value:  # NaN: every comparison below is False for it
+            fail(f"{name} nan is not a number. Fix: pass {name} {_show(low)} or more")
         if value < low:
             fail(f"{problem}. Fix: pass {name} {_show(low)} or more")
         if high is not None and value > high:

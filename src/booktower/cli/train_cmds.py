@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from booktower.cli import _paths
+from booktower.cli._errors import fail
 from booktower.cli._common import (
     CONFIG_OPTION,
     SET_OPTION,
@@ -35,7 +36,10 @@ def train_command(
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 logs and reports
     if not main_rank:
         logging.getLogger().setLevel(logging.WARNING)
-    if resume and config is None and (output_dir / "config.yaml").is_file():
+    if resume and config is None:
+        if not (output_dir / "config.yaml").is_file():  # a mistyped path would train the built-in default
+            fail(f"--resume: {output_dir} holds no config.yaml, so it is no booktower run that started. Fix: check "
+                 "the --output-dir path, or pass --config to train a new run there")
         config = output_dir / "config.yaml"  # the run's own config: resuming needs no copy of the command line
     cfg = cli_config(config, set_)
     with friendly_errors():

@@ -33,9 +33,10 @@ class HistoryConfig(StrictModel):
 
     content: bool = False
     """Also pool the books' content: the item tower's embeddings of each read book's categorical fields (author,
-    categories) and title tokens, weighted as the history is, each a further input of the user tower. The ID
-    vectors a history pools learn from reads alone; on a small log (a few reads per book) they barely train,
-    while an author's vector learns from every read of every book by that author."""
+    categories, item_categorical metadata) and title tokens, weighted as the history is (recency weights; equal
+    weights with attention pooling), each a further input of the user tower. The ID vectors a history pools learn
+    from reads alone; on a small log (a few reads per book) they barely train, while an author's vector learns
+    from every read of every book by that author. Books added to a bundle after training are not pooled."""
 
     @model_validator(mode="after")
     def _check_last_items(self) -> "HistoryConfig":

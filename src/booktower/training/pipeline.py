@@ -24,7 +24,7 @@ from booktower.tracking import Tracker, check_local_store
 from booktower.training.trainer import FitResult, Trainer, apply_thread_limit, peak_memory_mb, resolve_device
 from booktower.utils.atomic import atomic_write_json
 from booktower.utils.nested import flatten
-from booktower.utils.runinfo import Timings, finished_at, forget_finished, mark_finished, write_run_info
+from booktower.utils.runinfo import Timings, finished_at, mark_finished, write_run_info
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +86,22 @@ def _finished_run(run_dir: Path, dist: DistContext) -> str | None:
     return dist.broadcast(finished_at(run_dir) if dist.is_main else None)
 
 
+EARLIER_RUN_OUTPUTS = ("checkpoints", "refit", "model", "plots", "run.json", "metrics.json", "report.md",
+                       "epochs.csv", "split.json", "per_user_validation.parquet", "per_user_test.parquet",
+                       "diagnostics.json", "audit.json")
+"""What a training run writes and a new run over it replaces. Baselines (RUN/baselines) and the MLflow link stay."""
+
+
 def _forget_earlier_run(run_dir: Path) -> None:
-    """A run trained from scratch over an earlier one: the earlier run's finished mark and checkpoints must not
-    pass for this run's when it is interrupted and resumed (stopped before its first epoch ends, a `--resume`
-    would otherwise continue the earlier run's last epoch)."""
-    forget_finished(run_dir)
-    for checkpoints in (run_dir / "checkpoints", run_dir / "refit" / "checkpoints"):
-        shutil.rmtree(checkpoints, ignore_errors=True)
+    """A run trained from scratch over an earlier one removes the earlier run's outputs first. Interrupted, the
+    folder would otherwise mix two runs: `export` would ship the old model beside the new config, and a
+    `--resume` stopped in the first epoch would continue the old run's checkpoints (or find it finished)."""
+    for name in EARLIER_RUN_OUTPUTS:
+        path = run_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 def _prepare_in_turn(config: BooktowerConfig, dist: DistContext) -> tuple[PreparedData, list[Path]]:

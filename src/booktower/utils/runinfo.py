@@ -147,12 +147,3 @@ def mark_finished(run_dir: Path, timings: dict[str, float]) -> None:
         raise FileNotFoundError(f"{run_dir}/run.json is missing or unreadable: write_run_info comes first")
     info.update({"timings_seconds": timings, FINISHED: time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     atomic_write_json(Path(run_dir) / "run.json", info)
-
-
-def forget_finished(run_dir: Path) -> None:
-    """A new training into a finished run's folder: until it finishes, `--resume` must continue it, not
-    take the old run's mark for its own."""
-    info = _run_json(run_dir)
-    if info is not None and FINISHED in info:
-        del info[FINISHED]
-        atomic_write_json(Path(run_dir) / "run.json", info)
