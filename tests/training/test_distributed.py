@@ -121,3 +121,20 @@ def test_two_gloo_processes_match_the_single_process_run(tmp_path):
                 "--resume"])
     assert "resumed from" in out
     assert json.loads((double / "metrics.json").read_text())["test"]["HR@10"] == two["HR@10"]
+
+
+def test_ddp_leaves_the_sparse_tables_and_the_content_codes_alone(small_config):
+    """The tables' gradients are all-gathered by booktower, the content codes are constant data: DDP must neither
+    all-reduce the one nor broadcast the other every step; every dense weight stays DDP's."""
+    from booktower.data.toy import random_prepared
+    from booktower.training.distributed import names_ddp_ignores
+    from booktower.training.optim import sparse_parameters
+    from booktower.training.pipeline import build_model
+
+    data = random_prepared(n_users=20, n_items=15, per_user=5)
+    model = build_model(small_config("model.history.content=true"), data, torch.device("cpu"))
+    ignored = set(names_ddp_ignores(model, sparse_parameters(model)))
+    codes = {name for name, _ in model.named_buffers() if name.startswith("history_content.")}
+    tables = {name for name, p in model.named_parameters() if any(p is t for t in sparse_parameters(model))}
+    assert codes and tables and ignored == codes | tables
+    assert "user_tower.mlp.0.weight" not in ignored

@@ -178,3 +178,15 @@ def _entries(param: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if not grad.is_sparse or grad.dtype != torch.float32:
         raise ValueError("average_sparse_gradients takes float32 sparse gradients of embedding tables")
     return grad._indices()[0], grad._values()
+
+
+def names_ddp_ignores(module: torch.nn.Module, sparse_tables: list[torch.nn.Parameter]) -> list[str]:
+    """The parameters and buffers DDP must leave alone: the sparse tables (their gradients are all-gathered by
+    `average_sparse_gradients`) and the books' content codes, the same data on every rank and never changed,
+    which DDP would otherwise broadcast (books x codes) before every step."""
+    from booktower.models.history_content import HistoryContent
+
+    tables = {id(p) for p in sparse_tables}
+    constant = {id(b) for m in module.modules() if isinstance(m, HistoryContent) for b in m.buffers()}
+    return ([name for name, p in module.named_parameters() if id(p) in tables]
+            + [name for name, b in module.named_buffers() if id(b) in constant])

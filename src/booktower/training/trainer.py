@@ -22,11 +22,10 @@ from booktower.config.training import TrainingConfig
 from booktower.data.samplers import build_sampler, generator_state, negatives_per_batch, set_generator_state
 from booktower.data.types import PreparedData
 from booktower.models.batches import SideTensors
-from booktower.models.history_content import HistoryContent
 from booktower.models.two_tower import TwoTower
 from booktower.training.batching import TrainingData
 from booktower.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from booktower.training.distributed import DistContext, average_sparse_gradients, rank_shard
+from booktower.training.distributed import DistContext, average_sparse_gradients, names_ddp_ignores, rank_shard
 from booktower.training.evaluate import evaluate_model
 from booktower.training.graphed import graphed_step
 from booktower.training.optim import build_optimizers, sparse_parameters
@@ -187,13 +186,8 @@ class Trainer:
         # all-reduce crashed 2-process runs intermittently (heap corruption in 4 of ~90, session 5).
         self.task.rank, self.task.world_size = self.dist.rank, self.dist.world_size
         module = LossModule(self.model, self.task)
-        tables = {id(p) for p in self.sparse_tables}
-        ignored = [name for name, p in module.named_parameters() if id(p) in tables]
-        # The books' content codes are the same data on every rank and never change: DDP would otherwise
-        # broadcast them (books x codes) before every step.
-        constant = {id(b) for m in module.modules() if isinstance(m, HistoryContent) for b in m.buffers()}
-        ignored += [name for name, b in module.named_buffers() if id(b) in constant]
-        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, ignored)
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            module, names_ddp_ignores(module, self.sparse_tables))
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
 
