@@ -3,16 +3,17 @@
     .venv/bin/python benchmarks/cold_items.py --config configs/movielens-100k.yaml --output-dir runs/cold-ml100k \
         [--set training.epochs=5] [--fraction 0.05]
 
-Prints one table (model vs popularity vs random, over the whole catalogue and among held-out books only) and writes
-OUTPUT_DIR/cold_items.json. The trained run (on the reduced data) is written into OUTPUT_DIR as usual.
+Prints one table (model vs popularity vs random, over the whole catalogue and among held-out books only) and, for
+a model that pools a history's content (model.history.content), a second: readers who read held-out books before a
+test book the model trained on, as anonymous served readers, with those books left out of their history and with
+them pooled by their content (what `index add` gives a served bundle). Writes OUTPUT_DIR/cold_items.json. The trained run (on the reduced data) is written into OUTPUT_DIR as usual.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
-from pathlib import Path
+
+from _holdout import holdout_arguments
 
 from booktower.config import load_config
 from booktower.serving.cold_eval import run_cold_eval
@@ -20,13 +21,7 @@ from booktower.utils.atomic import atomic_write_json
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="section.key=value")
-    parser.add_argument("--output-dir", type=Path, required=True)
-    parser.add_argument("--fraction", type=float, default=0.05)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = holdout_arguments(__doc__, 0.05)
 
     config = load_config(args.config, args.overrides)
     result = run_cold_eval(config, args.output_dir, args.fraction)
@@ -41,6 +36,27 @@ def main() -> None:
         for scope, label in (("all", "all books"), ("cold", "held-out only")):
             print(f"{system:>18} | {label:>13} | " + " | ".join(f"{scopes[scope][k]:>9.4f}" for k in keys))
     print(json.dumps({"warm_test_HR@10": result["warm_test_metrics"].get("HR@10")}))
+    print_new_books_in_histories(result["new_books_in_histories"])
+
+
+def print_new_books_in_histories(found: dict) -> None:
+    """Readers of held-out books before a trained test book, served as anonymous readers (model.history.content)."""
+    if "skipped" in found:
+        print(f"\nnew books in histories: not scored ({found['skipped']})")
+        return
+    print(f"\nnew books in histories: {found['n_readers']} test readers read held-out books before their (trained) "
+          f"test book: {found['mean_new_books_read']:.2f} of {found['mean_history_length']:.1f} history books each")
+    print(f"{'readers':>26} | {'metric':>7} | {'without them':>12} | {'with them':>9} | {'difference (95% CI)':>26} | "
+          f"{'p (boot)':>8} | {'p (Wilcoxon)':>12} | wins/losses")
+    scopes = {"all": f"all {found['n_readers']}", "last_read_new": f"last read new: {found['last_read_new']['n_readers']}"}
+    for scope, label in scopes.items():
+        for metric in ("NDCG@20", "HR@20"):
+            if metric not in found[scope]:
+                continue
+            c = found[scope][metric]
+            print(f"{label:>26} | {metric:>7} | {c['mean_b']:>12.4f} | {c['mean_a']:>9.4f} | "
+                  f"{c['diff']:>+8.4f} ({c['ci_low']:+.4f}, {c['ci_high']:+.4f}) | {c['p_bootstrap']:>8.3f} | "
+                  f"{c['p_wilcoxon']:>12.3g} | {c['wins']}/{c['losses']}")
 
 
 if __name__ == "__main__":

@@ -143,3 +143,24 @@ def test_the_fixes_those_errors_name_are_valid_configs():
     assert load_config(None, ["training.optimizer.kind=adamw", "model.sparse_ids=false"])
     assert load_config(None, ["model.history.pooling=attention", "model.history.attention_heads=4"])
     assert load_config(None, ["model.item.use_id=false", "model.history.pooling=none"])
+
+
+def test_a_key_given_twice_is_refused_with_the_file_key_and_both_lines(tmp_path):
+    path = write(tmp_path, "dup.yaml", "training:\n  epochs: 3\ndata:\n  min_item_interactions: 2\n"
+                                       "training:\n  batch_size: 64\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: the key training appears twice, on lines 1 and 5")
+    nested = write(tmp_path, "nested.yaml", "training:\n  epochs: 3\n  early_stopping:\n    patience: 1\n"
+                                            "    patience: 2\n")
+    with pytest.raises(ConfigError, match=r"training\.early_stopping\.patience appears twice, on lines 4 and 5"):
+        load_config(nested)
+
+
+def test_a_duplicate_in_an_inherited_file_names_that_file_but_a_child_may_override_its_parent(tmp_path):
+    parent = write(tmp_path, "base.yaml", "training:\n  epochs: 3\n  epochs: 4\n")
+    child = write(tmp_path, "child.yaml", "inherit: base.yaml\ntraining:\n  epochs: 5\n")
+    with pytest.raises(ConfigError, match=f"{parent}: the key training.epochs appears twice, on lines 2 and 3"):
+        load_config(child)
+    parent.write_text("training:\n  epochs: 3\n")
+    assert load_config(child).training.epochs == 5

@@ -103,3 +103,37 @@ def test_a_fallback_catalogue_is_named_as_the_likely_cause(tmp_path, monkeypatch
     assert "most likely because the catalogue is the bundled sample" in message and "books_trimmed.csv" in message
     assert "data/books.csv does not exist" in message
     assert "set data.source.items" in message.split("Fix:")[1]
+
+
+def _users_config(write_file, users: str) -> DataConfig:
+    log = write_file("log.csv", "user_id,book_id,ts\n" + "".join(
+        f"u{u:04d},{b},{1_600_000_000 + 10 * u + b}\n" for u in range(4) for b in (1, 2, 3)))
+    cfg = _config(log, write_file("books.csv", CATALOGUE), columns={
+        "user": "user_id", "item": "book_id", "timestamp": "ts", "timestamp_unit": "s", "item_title": "title",
+        "item_author": None, "item_categories": None, "item_numeric": [], "item_count_columns": [],
+        "item_nonnegative": [], "user_numeric": ["age"]})
+    return cfg.model_copy(update={"source": cfg.source.model_copy(update={"users": write_file("users.csv", users)})})
+
+
+def test_a_users_table_keyed_by_other_ids_is_warned_of_in_the_summary(write_file):
+    cfg = _users_config(write_file, "user_id,age\n0,30\n1,40\n2,50\n")
+    data, _ = prepare(cfg)
+    (warning,) = [w for w in data.summary["warnings"] if "users table" in w]
+    assert "4 of 4 readers (100.0%) have no row in the users table" in warning
+    assert "log ids ['u0000', 'u0001', 'u0002'] vs users ids ['0', '1', '2']" in warning
+    assert "Fix: check that both files' user id columns (data.columns.user)" in warning
+
+
+def test_users_ids_written_differently_name_the_difference(write_file):
+    cfg = _users_config(write_file, "user_id,age\nU0000,30\nu0001,40\nu0002,50\nu0003,60\n")
+    data, _ = prepare(cfg)
+    (warning,) = [w for w in data.summary["warnings"] if "users table" in w]
+    assert "1 of 4 readers (25.0%)" in warning and "letter case (log 'u0000' = users 'U0000')" in warning
+
+
+def test_users_rows_without_an_id_are_dropped_and_counted_and_a_matching_table_is_quiet(write_file):
+    cfg = _users_config(write_file, "user_id,age\nu0000,30\n,99\nu0001,40\nu0002,50\nu0003,60\n")
+    ledger = DropLedger()
+    raw, warnings = load_raw(cfg, ledger)
+    assert ledger.as_dict() == {"users_missing_user_id": 1} and ledger.notes["users_missing_user_id"] == "example rows 3"
+    assert raw.users is not None and raw.users.height == 4 and not warnings

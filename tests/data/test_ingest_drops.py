@@ -108,3 +108,28 @@ def test_repeated_pairs_is_exact_and_keeps_the_first():
     frame = pl.DataFrame({"user_id": ["u1", "u1", "u2", "u1", "u2"], "item_id": ["a", "b", "a", "a", "b"]})
     assert repeated_pairs(frame).to_list() == [False, False, False, True, False]
     assert repeated_pairs(frame.head(3)).to_list() == [False, False, False]
+
+
+def test_blank_lines_are_counted_as_empty_rows_not_as_missing_ids(tmp_path):
+    # Lines 3 and 5 are blank, line 6 has only separators; line 7 lacks just its user id.
+    (tmp_path / "users.csv").write_text("parent_asin,userId,timestamp\nB1,U1,1600000000000\n\nB2,U1,1600000001000\n"
+                                        "\n,,\nB3,,1600000002000\n")
+    (tmp_path / "readers.csv").write_text("userId,age\nU1,30\n\n \n")
+    cfg = DataConfig.model_validate({
+        "source": {"interactions": str(tmp_path / "users.csv"), "items": None, "users": str(tmp_path / "readers.csv")},
+        "columns": {"user_numeric": ["age"]}, "min_user_interactions": 1, "min_item_interactions": 1, "cache_dir": None,
+    })
+    ledger = DropLedger()
+    raw, _ = load_raw(cfg, ledger)
+    assert ledger.as_dict() == {"empty_row": 3, "missing_user_id": 1, "users_empty_row": 2}
+    assert ledger.notes["empty_row"] == "example rows 3, 5, 6" and ledger.notes["missing_user_id"] == "example rows 7"
+    assert raw.interactions["item_id"].to_list() == ["B1", "B2"]
+    assert raw.users is not None and raw.users["user_id"].to_list() == ["U1"]
+
+
+def test_blank_lines_in_the_catalogue_are_counted_as_empty_rows(tmp_path):
+    cfg = make_config(tmp_path)
+    (tmp_path / "books.csv").write_text(BOOKS + "\n,,,,,,\n")
+    ledger = DropLedger()
+    load_raw(cfg, ledger)
+    assert ledger.counts["catalogue_empty_row"] == 2 and "catalogue_missing_item_id" not in ledger.counts

@@ -115,6 +115,23 @@ def test_iso_timestamps_parse_with_the_iso_unit(write_file):
     assert raw.interactions["timestamp"].to_list() == [1577934245]
 
 
+def test_one_iso_column_may_mix_naive_utc_and_offset_times(write_file):
+    rows = ["2020-01-25T08:00:00", "2020-01-25 08:00:00.750", "2020-01-25T08:00:00Z", "2020-01-25T10:00:00+02:00",
+            "2020-01-25T03:30-0430", "2020-01-25"]
+    users = write_file("users.csv", "parent_asin,userId,timestamp\n" + "".join(f"B{i},U1,{t}\n" for i, t in enumerate(rows)))
+    raw, _ = load_raw(config(users, None, columns={"timestamp_unit": "iso"}), DropLedger())
+    eight = 1579939200  # 2020-01-25T08:00:00Z
+    assert raw.interactions["timestamp"].to_list() == [eight] * 5 + [eight - 8 * 3600]
+
+
+@pytest.mark.parametrize("bad", ["25/01/2020", "2020-02-30T08:00:00", "2020-01-25T25:00:00"])
+def test_values_that_are_not_iso_times_still_name_the_examples(write_file, bad):
+    users = write_file("users.csv", f"parent_asin,userId,timestamp\nB1,U1,2020-01-25T08:00:00Z\nB2,U1,{bad}\n")
+    with pytest.raises(DataError, match="1 timestamps could not be parsed as ISO-8601 text") as exc:
+        load(config(users, None, columns={"timestamp_unit": "iso"}))
+    assert bad in str(exc.value) and exc.value.rows == [3]
+
+
 def test_non_numeric_numeric_column(write_file):
     users = write_file("users.csv", USERS)
     books = write_file("books.csv", BOOKS.replace("4.0,3,7.5", "4.0,3,cheap"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 
 import polars as pl
+import pytest
 from conftest import shared_data_path
 
 from booktower.config.data import DataConfig
@@ -102,6 +103,36 @@ def test_amazon2023_jsonl_format_reads_the_raw_files(tmp_path, fixtures_dir):
     assert catalogue.filter(pl.col("item_id") == "1087848539").row(0, named=True)["categories"] == []
     data = prepare_from_raw(raw, cfg, DropLedger())
     assert data.summary["n_test"] == 6
+
+
+def test_amazon2023_jsonl_reads_the_configured_users_table(tmp_path, fixtures_dir):
+    from booktower.data.errors import DataError
+
+    reviews = tmp_path / "Books.jsonl"
+    reviews.write_bytes((fixtures_dir / "amazon2023" / "Books.jsonl").read_bytes())
+    (tmp_path / "users.csv").write_text("user_id,age\nAFKZENTNBQ7A7V7UXW5JJI6UGRYQ,30\nAE2MQVFHXNXJ5HPBQ4LUBVRWGMHA,41\n")
+    cfg = DataConfig.model_validate({
+        "source": {"format": "amazon2023-jsonl", "interactions": str(reviews), "items": None,
+                   "users": str(tmp_path / "users.csv")},
+        "columns": {"user": "user_id", "user_numeric": ["age"]}, "cache_dir": None,
+    })
+    raw, _ = load_raw(cfg, DropLedger())
+    assert raw.users is not None and raw.users["num:age"].to_list() == [30.0, 41.0]
+    assert tmp_path / "users.csv" in raw.input_paths
+    missing = cfg.model_copy(update={"source": cfg.source.model_copy(update={"users": tmp_path / "nope.csv"})})
+    with pytest.raises(DataError, match=r"nope\.csv.*users file does not exist"):
+        load_raw(missing, DropLedger())
+
+
+def test_movielens_refuses_a_users_table_it_would_ignore(tmp_path):
+    from booktower.data.errors import DataError
+
+    cfg = DataConfig.model_validate({
+        "source": {"format": "movielens-100k", "interactions": str(tmp_path), "items": None,
+                   "users": str(tmp_path / "readers.csv")}, "cache_dir": None,
+    })
+    with pytest.raises(DataError, match=r"readers\.csv: format movielens-100k reads its readers from u\.user.*users: null"):
+        load_raw(cfg, DropLedger())
 
 
 def test_amazon2023_jsonl_misspelt_field_is_named(tmp_path, fixtures_dir):

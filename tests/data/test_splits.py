@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -79,6 +81,23 @@ def test_held_out_interactions_tied_in_time_are_counted_and_warned_of_without_an
     data = prepare_from_raw(_raw(rows), ordered, DropLedger())  # the order column decides: counted, no warning
     assert data.summary["held_out_timestamp_ties"] == 2 and "warnings" not in data.summary
 
+@pytest.mark.parametrize("kind", ["time_cutoff", "column"])
+def test_ties_are_not_warned_of_where_time_or_labels_decide_the_parts(kind, caplog):
+    # u1's test row ties with its validation row, as above; but here the cut-off or the label decides, not order.
+    rows = [("u1", "a", T0), ("u1", "b", T0 + 40 * DAY), ("u1", "c", T0 + 40 * DAY), ("u2", "a", T0 + 45 * DAY),
+            ("u2", "c", T0)]
+    labels = pl.Series(["train", "validation", "test", "test", "train"])
+    raw = _raw(rows, split_label=labels) if kind == "column" else _raw(rows)
+    cfg = DataConfig.model_validate({"split": {"kind": kind, "valid_start": "2020-02-01", "test_start": "2020-02-12"}
+                                     if kind == "time_cutoff" else {"kind": kind},
+                                     "min_user_interactions": 1, "min_item_interactions": 1})
+    with caplog.at_level("WARNING"):
+        data = prepare_from_raw(raw, cfg, DropLedger())
+    assert all(data.split.sizes().values())
+    assert "warnings" not in data.summary and "held_out_timestamp_ties" not in data.summary
+    assert "file order" not in caplog.text
+
+
 def _raw(rows, **extra) -> RawData:
     frame = pl.DataFrame(rows, schema={"user_id": pl.String, "item_id": pl.String, "timestamp": pl.Int64}, orient="row")
     frame = frame.with_columns(order=pl.int_range(pl.len(), dtype=pl.Int64), **extra)
@@ -121,8 +140,39 @@ def test_column_split_with_an_unmapped_label_is_an_error(tmp_path):
         "columns": {"user": "user", "item": "item", "timestamp": "ts", "timestamp_unit": "s", "split": "fold"},
         "split": {"kind": "column"}, "min_user_interactions": 1, "min_item_interactions": 1, "cache_dir": None,
     })
-    with pytest.raises(DataError, match="holdout.*data.split.labels"):
+    with pytest.raises(DataError, match="column 'fold'.*holdout.*data.split.labels"):  # the file's column name
         prepare(cfg)
+
+
+def _column_split_config(tmp_path, text: str) -> DataConfig:
+    (tmp_path / "log.csv").write_text(text)
+    return DataConfig.model_validate({
+        "source": {"interactions": str(tmp_path / "log.csv"), "items": None},
+        "columns": {"user": "user", "item": "item", "timestamp": "ts", "timestamp_unit": "s", "split": "fold"},
+        "split": {"kind": "column"}, "min_user_interactions": 1, "min_item_interactions": 1, "cache_dir": None,
+    })
+
+
+def test_a_row_without_a_split_label_is_dropped_and_counted_not_lost(tmp_path):
+    cfg = _column_split_config(tmp_path, "user,item,ts,fold\nu1,a,1,train\nu1,b,2,valid\nu1,c,3,test\n"
+                                         "u2,a,1,train\nu2,b,2,\nu2,c,3,test\n")  # line 6: no label
+    data, _ = prepare(cfg)
+    sizes = data.split.sizes()
+    assert sizes == {"n_train": 2, "n_valid": 1, "n_test": 2}
+    assert sum(sizes.values()) == data.summary["n_interactions"]
+    assert data.summary["dropped"] == {"missing_split_label": 1}
+    strict = cfg.model_copy(update={"strict": True})
+    with pytest.raises(DataError, match=r"column 'fold', rows 6: 1 rows would be dropped \(missing_split_label\)"):
+        prepare(strict)
+
+
+def test_a_null_label_reaching_the_split_is_an_error_naming_the_column():
+    rows = [("u1", "a", 1), ("u1", "b", 2), ("u1", "c", 3)]
+    raw = _raw(rows, split_label=pl.Series(["train", None, "test"], dtype=pl.String))
+    cfg = DataConfig.model_validate({"split": {"kind": "column"}, "columns": {"split": "part"},
+                                     "min_user_interactions": 1, "min_item_interactions": 1})
+    with pytest.raises(DataError, match=r"column 'part': 1 rows have no split label"):
+        prepare_from_raw(raw, cfg, DropLedger())
 
 
 def _cutoff_config(valid_start, test_start) -> DataConfig:
@@ -154,6 +204,45 @@ def test_cutoffs_that_leave_a_part_empty_name_the_keys_and_the_data_range(valid_
     assert f"leaves the {empty} set empty" in message
     assert "data.split.valid_start" in message and "data.split.test_start" in message
     assert "run from 2020-01-01 to 2020-03-11" in message  # the data's own time range
+
+
+def _suggested(message: str) -> tuple[str, str]:
+    found = re.search(r"e\.g\. data\.split\.valid_start=(\S+) and data\.split\.test_start=(\S+) hold out", message)
+    assert found, message
+    return found.group(1), found.group(2)
+
+
+@pytest.mark.parametrize("hours", [
+    list(range(0, 33)),  # 32 hours from midnight: the 80% and 90% points fall on the same day
+    [0, 1, 2] + [20] * 30,  # most events at one instant: even the 80% and 90% times coincide
+])
+def test_cutoffs_suggested_on_a_short_log_are_distinct_valid_and_give_three_parts(hours):
+    t0 = 1_714_521_600  # 2024-05-01T00:00:00Z
+    rows = [(f"u{h % 4}", f"b{n}", t0 + 3600 * h) for n, h in enumerate(hours)]
+    with pytest.raises(DataError) as err:
+        prepare_from_raw(_raw(rows), _cutoff_config("2024-06-01", "2024-06-02"), DropLedger())
+    valid_start, test_start = _suggested(str(err.value))
+    assert "T" in valid_start and "T" in test_start  # whole days could not separate them
+    assert "run from 2024-05-01T00:00:00 to" in str(err.value)
+    data = prepare_from_raw(_raw(rows), _cutoff_config(valid_start, test_start), DropLedger())
+    assert all(data.split.sizes().values())
+
+
+@pytest.mark.parametrize(("rows", "expected"), [
+    ([(f"u{d % 5}", f"b{d}", T0 + d * DAY) for d in range(100)], ("2020-03-20", "2020-03-30")),  # days 79.2, 89.1
+    (SPREAD, ("2020-02-10", "2020-03-11")),  # days 52, 61 fall between events: cut at the nearest event days
+])
+def test_cutoffs_suggested_on_a_long_log_are_whole_days_that_give_three_parts(rows, expected):
+    with pytest.raises(DataError) as err:
+        prepare_from_raw(_raw(rows), _cutoff_config("2021-01-01", "2021-06-01"), DropLedger())
+    assert _suggested(str(err.value)) == expected
+    assert all(prepare_from_raw(_raw(rows), _cutoff_config(*expected), DropLedger()).split.sizes().values())
+
+
+def test_a_log_with_two_distinct_times_is_told_no_cut_gives_three_parts():
+    rows = [("u1", "a", T0), ("u1", "b", T0 + DAY), ("u2", "a", T0 + DAY)]
+    with pytest.raises(DataError, match=r"fall at 2 distinct times.*leave_last_out"):
+        prepare_from_raw(_raw(rows), _cutoff_config("2021-01-01", "2021-06-01"), DropLedger())
 
 
 def test_leave_last_out_without_a_validation_row_says_readers_need_three():

@@ -71,3 +71,32 @@ def test_compare_and_report_commands(fake_run: Path):
     result = runner.invoke(app, ["report", "--run", str(fake_run)])
     assert result.exit_code == 0 and (fake_run / "report.md").exists()
     assert runner.invoke(app, ["report", "--run", str(fake_run / "missing")]).exit_code == 2
+
+
+def _refusal(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    return "".join(result.output.split())
+
+
+def test_compare_with_the_baselines_folder_points_to_one_baseline(fake_run: Path):
+    said = _refusal("compare", str(fake_run), str(fake_run / "baselines"))
+    assert "holdsthebaselinesease,itemknn,pop" in said and f"Fix:pass{fake_run / 'baselines' / 'ease'}" in said
+    assert "booktowerevaluate" not in said
+
+
+def test_compare_with_a_prepare_only_folder_says_to_train(fake_run: Path, tmp_path: Path):
+    prep = tmp_path / "prep"
+    prep.mkdir()
+    for name in ("config.yaml", "data_summary.json", "run.json"):  # what `booktower prepare` writes
+        (prep / name).write_text("{}")
+    said = _refusal("compare", str(fake_run), str(prep))
+    assert "holdsprepareddataonly" in said and "booktowertrain--config" in said
+    assert "booktowerevaluate" not in said
+
+
+def test_compare_with_a_trained_run_without_tables_says_to_evaluate(fake_run: Path):
+    (fake_run / "model").mkdir()
+    (fake_run / "per_user_test.parquet").unlink()
+    said = _refusal("compare", str(fake_run / "baselines" / "pop"), str(fake_run))
+    assert f"booktowerevaluate--run{fake_run}" in said

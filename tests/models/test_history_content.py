@@ -110,3 +110,43 @@ def test_content_pooling_needs_a_history_and_bags_to_pool(data):
     config = load_config(None, ["model.history.content=true", "model.item.use_features=false"])
     with pytest.raises(ConfigError, match="item tower has none"):
         build_model(config, data, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("pooling", ["mean", "recency", "attention"])
+@pytest.mark.parametrize("sparse", [True, False])
+def test_a_book_added_after_training_pools_as_a_trained_book_with_a_zero_id_vector(data, small_config, pooling,
+                                                                                   sparse):
+    """A served bundle's new book has content but no ID row: in a history it must weigh what a trained book
+    weighs, with its own content and a zero ID vector (not be dropped, which would reweigh the others)."""
+    config = small_config("model.history.content=true", f"model.history.pooling={pooling}",
+                          "model.history.last_items=2")
+    model = build_model(config, data, torch.device("cpu")).eval()
+    if not sparse:
+        model.use_dense_gradients()
+    copied = 7  # the added book is a copy of this one's catalogue row
+    model.add_content_only_books([codes[copied : copied + 1].numpy() for codes in model.history_content.code_tables()])
+    added = data.n_items
+    histories = Ragged.from_lists([[3, added, 5], [added], [2, 4, 6, added]])
+    users = np.arange(3)
+    got = encode_users(model, data.user_features, users, histories)
+    # The reference: the copied book itself, in a model where its ID vector is zero.
+    with torch.no_grad():
+        model.item_tower.ids.table.weight[copied] = 0
+    reference = Ragged.from_lists([[3, copied, 5], [copied], [2, 4, 6, copied]])
+    torch.testing.assert_close(got, encode_users(model, data.user_features, users, reference))
+    without = Ragged.from_lists([[3, 5], [], [2, 4, 6]])
+    assert not torch.allclose(got, encode_users(model, data.user_features, users, without), atol=1e-4)
+
+
+def test_appended_codes_must_fit_the_code_tables(data, small_config):
+    model = build_model(small_config("model.history.content=true"), data, torch.device("cpu"))
+    tables = [codes[:1].numpy() for codes in model.history_content.code_tables()]
+    with pytest.raises(ValueError, match="widths"):
+        model.add_content_only_books([tables[0][:, :1], *tables[1:]] if tables[0].shape[1] > 1 else tables[:1])
+    too_big = [rows.copy() for rows in tables]
+    too_big[0][0, 0] = model.item_tower.categorical["author"].bag.num_embeddings
+    with pytest.raises(ValueError, match="author codes outside"):
+        model.add_content_only_books(too_big)
+    plain = build_model(small_config(), data, torch.device("cpu"))
+    with pytest.raises(ValueError, match="does not pool the content"):
+        plain.add_content_only_books(tables)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -35,6 +37,9 @@ class MeanEncoder:
 
     def item_vectors(self, catalogue: pl.DataFrame) -> np.ndarray:
         return np.stack([self.centres[c[0]] for c in catalogue["categories"].to_list()]).astype(np.float32)
+
+    def content_codes(self, catalogue: pl.DataFrame) -> None:
+        return None
 
 
 def toy_parts(n_clusters: int = 4, per_cluster: int = 30, seen_per_user: int = 5) -> tuple[BundleParts, np.ndarray]:
@@ -92,10 +97,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     return data, model, directory, manifest
 
 
-@pytest.fixture(scope="session")
-def language_bundle(tmp_path_factory: pytest.TempPathFactory):
-    """(data, bundle_dir): a bundle whose model also reads a book's `language` (data.columns.item_categorical) and
-    `price` (item_numeric), as ingest names them in the catalogue: cat:language, num:price."""
+def _catalogue_bundle(directory: Path, model: dict) -> tuple:
+    """(data, bundle_dir, catalogue): 30 books whose model also reads a book's `language`
+    (data.columns.item_categorical) and `price` (item_numeric), as ingest names them: cat:language, num:price."""
     import torch
 
     from booktower.config.data import DataConfig
@@ -121,7 +125,22 @@ def language_bundle(tmp_path_factory: pytest.TempPathFactory):
         "item_numeric": ["price"], "item_categorical": ["language"], "item_count_columns": [], "item_nonnegative": []}})
     data = prepare_from_raw(RawData(interactions, catalogue, None, []), config, DropLedger())
     torch.manual_seed(0)
-    model = TwoTower(spec_from_config(ModelConfig(), data.user_features, data.item_features, data.n_users, data.n_items))
-    directory = tmp_path_factory.mktemp("language") / "b"
+    model = TwoTower(spec_from_config(ModelConfig.model_validate(model), data.user_features, data.item_features,
+                                      data.n_users, data.n_items))
+    model.fill_history_content(data.item_features)
     export_parts(parts_from_model(data, model), directory, IndexConfig(kind="exact"), np.random.default_rng(0))
+    return data, directory, catalogue
+
+
+@pytest.fixture(scope="session")
+def language_bundle(tmp_path_factory: pytest.TempPathFactory):
+    """(data, bundle_dir) of `_catalogue_bundle` with the default model."""
+    data, directory, _ = _catalogue_bundle(tmp_path_factory.mktemp("language") / "b", {})
     return data, directory
+
+
+@pytest.fixture(scope="session")
+def content_bundle(tmp_path_factory: pytest.TempPathFactory):
+    """(data, bundle_dir, catalogue) of `_catalogue_bundle` with a model that pools the content of a history
+    (author, categories, language, title tokens; model.history.content)."""
+    return _catalogue_bundle(tmp_path_factory.mktemp("content") / "b", {"history": {"content": True}})

@@ -82,3 +82,47 @@ def test_an_empty_books_file_names_the_option_not_a_config(trained, tmp_path: Pa
         add_books(shutil.copytree(trained[2], tmp_path / "b"), books)
     message = str(caught.value)
     assert "--books" in message and "config" not in message and str(books) in message, message
+
+
+def _bundle_with_catalogue_columns(trained, tmp_path: Path) -> Path:
+    """The toy bundle as exported from a run whose catalogue named its columns book_id / writer / shelves, with
+    a non-negative price."""
+    from booktower.config.serving import IndexConfig
+    from booktower.serving.export import export_parts
+    from booktower.serving.manifest import CatalogueColumns
+
+    parts, _ = load_bundle(trained[2])
+    columns = CatalogueColumns(item="book_id", author="writer", categories="shelves", nonnegative=["price"])
+    export_parts(parts, tmp_path / "b", IndexConfig(kind="exact"), np.random.default_rng(0), catalogue=columns)
+    return tmp_path / "b"
+
+
+def test_a_new_books_file_may_use_the_training_catalogues_column_names(trained, tmp_path: Path, caplog) -> None:
+    bundle = _bundle_with_catalogue_columns(trained, tmp_path)
+    ours = {"item_id": ["A"], "title": ["dragons"], "author": ["writer 3"], "categories": ["Books|fantasy"]}
+    theirs = {"book_id": ["B"], "title": ["dragons"], "writer": ["writer 3"], "shelves": ["Books|fantasy"]}
+    for name, columns in (("ours", ours), ("theirs", theirs)):
+        pl.DataFrame({**columns, "price": [9.0]}).write_csv(tmp_path / f"{name}.csv")
+    with caplog.at_level(logging.WARNING, logger="booktower"):
+        add_books(bundle, tmp_path / "ours.csv")
+        add_books(bundle, tmp_path / "theirs.csv")
+    assert not [r for r in caplog.records if "lacks" in r.getMessage()], "author and categories were found"
+    parts, _ = load_bundle(bundle)
+    vectors = parts.item_vectors[[parts.items.index("A"), parts.items.index("B")]]
+    np.testing.assert_array_equal(vectors[0], vectors[1])
+    assert parts.metadata.filter(pl.col("item_id") == "B")["author"].item() == "writer 3"
+    pl.DataFrame({"isbn": ["C"], "title": ["x"]}).write_csv(tmp_path / "neither.csv")
+    with pytest.raises(DataError, match="no id column 'book_id' or 'item_id'"):
+        add_books(bundle, tmp_path / "neither.csv")
+
+
+def test_a_negative_value_of_a_non_negative_column_is_missing_as_in_training(trained, tmp_path: Path, caplog) -> None:
+    bundle = _bundle_with_catalogue_columns(trained, tmp_path)
+    pl.DataFrame({"item_id": ["NEG", "NULL"], "title": ["a tale", "a tale"], "price": [-4.0, None]}).write_csv(
+        tmp_path / "new.csv")
+    with caplog.at_level(logging.WARNING, logger="booktower"):
+        add_books(bundle, tmp_path / "new.csv")
+    assert "1 books have a negative price" in caplog.text
+    parts, _ = load_bundle(bundle)
+    np.testing.assert_array_equal(parts.item_vectors[parts.items.index("NEG")],
+                                  parts.item_vectors[parts.items.index("NULL")])

@@ -190,8 +190,9 @@ def test_new_books_tagged_on_add_form_their_own_slot(trained, tmp_path: Path) ->
 
 def test_an_anonymous_readers_metadata_reaches_the_user_tower(tmp_path) -> None:
     """Reader metadata in a request (`features`) enters the user tower as the training features did: numbers as
-    numbers, levels as levels, by name; names the model does not know are ignored and unusable values count as
-    missing (the training median, the `<other>` level), as a request without metadata does."""
+    numbers, levels as levels, by name; names the model does not know are ignored, null values count as missing
+    (the training median, the `<other>` level), as a request without metadata does, and a number that is not one
+    is refused (it is the caller's bug, not an unknown age)."""
     import torch
 
     from booktower.config.model import ModelConfig
@@ -232,8 +233,12 @@ def test_an_anonymous_readers_metadata_reaches_the_user_tower(tmp_path) -> None:
     assert_same(served({"age": 75.0, "occupation": "retired"}), by_hand(75.0, "retired"))
     assert [s for _, s in young] != pytest.approx([s for _, s in served({"age": 75.0, "occupation": "retired"})])
     missing = by_hand(None, None)
-    assert_same(served({"age": "old", "shoe_size": 44, "occupation": None}), missing)
+    assert_same(served({"age": None, "shoe_size": 44, "occupation": None}), missing)
     assert_same(served(None), missing)
+    assert_same(served({"age": "19", "occupation": "student"}), young)
+    for wrong in ("old", True, float("nan")):
+        with pytest.raises(ValueError, match=f"reader feature 'age' is numeric: {wrong!r} is not a finite number"):
+            served({"age": wrong})
 
 
 def test_every_bundle_file_and_folder_has_the_umask_permissions(trained) -> None:

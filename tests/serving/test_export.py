@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from booktower.config.data import ColumnMapping
 from booktower.config.serving import IndexConfig
 from booktower.serving.export import export_run
 from booktower.serving.service import Recommender
@@ -29,7 +30,9 @@ def test_a_readers_most_recent_book_is_never_served_back(trained) -> None:
 def test_the_export_says_how_many_catalogue_books_were_pruned(trained, tmp_path: Path, monkeypatch, caplog) -> None:
     data, model, _, _ = trained
     pruned = replace(data, summary={**data.summary, "catalogue_items": data.n_items + 60})
-    run = SimpleNamespace(config=SimpleNamespace(serving=SimpleNamespace(index=IndexConfig(kind="exact")), seed=0),
+    columns = ColumnMapping(item="book_id", item_author="authors", item_nonnegative=["price"])
+    run = SimpleNamespace(config=SimpleNamespace(serving=SimpleNamespace(index=IndexConfig(kind="exact")), seed=0,
+                                                 data=SimpleNamespace(columns=columns)),
                           data=pruned, model=model)
     monkeypatch.setattr("booktower.training.run.load_run", lambda run_dir: run)
     with caplog.at_level(logging.INFO, logger="booktower"):
@@ -37,6 +40,9 @@ def test_the_export_says_how_many_catalogue_books_were_pruned(trained, tmp_path:
     said = " ".join(r.getMessage() for r in caplog.records)
     assert f"{data.n_items} of the catalogue's {data.n_items + 60} books" in said and "booktower index add" in said
     assert manifest["source"]["catalogue_items"] == data.n_items + 60
+    # what `index add` needs to read a new-books file shaped like the catalogue
+    assert manifest["catalogue"] == {"item": "book_id", "title": "title", "author": "authors",
+                                     "categories": "categories", "nonnegative": ["price"]}
 
 
 def test_the_pruning_note_without_a_catalogue_count() -> None:

@@ -61,6 +61,9 @@ def test_refit_trains_the_selected_epochs_on_train_plus_validation_and_serves_th
     served = load_model(tmp_path / "model")
     weight = "item_tower.ids.table.weight"
     assert not torch.equal(served.state_dict()[weight], selected.state_dict()[weight])
+    # and the result hands back both, each under its own name (the held-out benchmarks score the served one)
+    assert torch.equal(result.model.state_dict()[weight], served.state_dict()[weight])
+    assert torch.equal(result.selected.state_dict()[weight], selected.state_dict()[weight])
     validation = evaluate_split(score_fn_for(selected, data, "validation"), data, "validation", config.evaluation.ks)
     test = evaluate_split(score_fn_for(served, data, "test"), data, "test", config.evaluation.ks)
     assert result.metrics["validation"]["NDCG@10"] == validation.metrics["NDCG@10"]

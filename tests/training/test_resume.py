@@ -150,4 +150,9 @@ def test_a_run_whose_input_files_changed_is_refused_by_evaluate(tmp_path):
     result = CliRunner().invoke(app, ["evaluate", "--run", str(run)])
     message = "".join(result.output.split())
     assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "interactions.csvchanged(sha256" in message and "--allow-changed-data" in message
+    # let through, a new reader still cannot be scored by a model without their row
+    result = CliRunner().invoke(app, ["evaluate", "--run", str(run), "--allow-changed-data"])
+    message = "".join(result.output.split())
+    assert result.exit_code == 2 and "Traceback" not in result.output
     assert "theinputfileschangedsincetraining" in message and "vocab/users.parquet" in message

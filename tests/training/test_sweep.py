@@ -138,3 +138,43 @@ def test_a_trial_cut_short_by_ctrl_c_is_logged_without_its_traceback():
         failed = logging.LogRecord("optuna", logging.WARNING, "", 0, "Trial 3 failed", None, sys.exc_info())
     assert sweep_module._no_interrupt_traceback(interrupted) and interrupted.exc_info is None
     assert sweep_module._no_interrupt_traceback(failed) and failed.exc_info is not None
+
+
+@pytest.mark.parametrize(("space", "says"), [
+    ("{'model.typo_key': {type: int, low: 1, high: 3}}", "model.typo_key: unknown key; allowed here: dat,"),
+    ("{'training.optimizer.lrr': {type: float, low: 0.001, high: 0.01}}",
+     "training.optimizer.lrr: unknown key (did you mean training.optimizer.lr?)"),
+    ("{'training.epochs': {type: float, low: 1, high: 3}}", "declare it with type: int"),
+    ("{'model.history.pooling': {type: categorical, choices: [mean, maxx]}}", "(got 'maxx')"),
+])
+def test_a_space_key_no_trial_could_apply_stops_before_any_trial(tmp_path, space, says):
+    config = load_config(None, SMALL + [f"sweep.space={space}"])
+
+    def never(*args):
+        raise AssertionError("no trial may run")
+
+    with pytest.raises(ConfigError) as err:
+        sweep_module.run_sweep(config, 1, f"sqlite:///{tmp_path / 's.db'}", "t", tmp_path / "out", never)
+    assert str(err.value).startswith("sweep.space key") and says in str(err.value)
+    assert "pydantic" not in str(err.value)
+
+
+def test_a_cross_key_check_is_left_to_the_trials_that_draw_the_keys_together():
+    """Checked one at a time against the base config, a value may break a check across keys that the values
+    drawn with it satisfy: only errors about the key itself refuse the sweep."""
+    valid = load_config(None, SMALL + SPACE)
+    sweep_module.check_sweep(valid)
+    assert sweep_module._related(("model", "history"), ("model", "history", "pooling"))
+    assert not sweep_module._related(("model", "item"), ("model", "history", "pooling"))
+    assert sweep_module.drawable_values(valid.sweep.space["training.optimizer.lr"])[0] == 0.001
+
+
+def test_a_trial_with_an_invalid_combination_is_logged_without_its_traceback():
+    import logging
+    import sys
+
+    try:
+        raise ConfigError("sampled parameters {...}: the config is not valid")
+    except ConfigError:
+        record = logging.LogRecord("optuna", logging.WARNING, "", 0, "Trial 1 failed", None, sys.exc_info())
+    assert sweep_module._no_interrupt_traceback(record) and record.exc_info is None

@@ -73,3 +73,35 @@ def test_a_checkpoint_has_the_umask_permissions(tmp_path):
     for path in [tmp_path / "ckpt", *(tmp_path / "ckpt").rglob("*")]:
         expected = (0o777 if path.is_dir() else 0o666) & ~mask
         assert stat.S_IMODE(os.stat(path).st_mode) == expected, path
+
+
+def test_every_file_a_training_run_and_its_report_write_goes_through_a_temporary_name(tmp_path, monkeypatch,
+                                                                                       small_config):
+    """config.yaml and the report's PNGs included: a reader of the run (or a crash) never meets half a file."""
+    import matplotlib.figure
+    import polars as pl
+
+    from booktower.data.toy import random_prepared
+    from booktower.training.pipeline import train_run
+
+    written: list[Path] = []
+
+    def recording(cls, name):
+        original = getattr(cls, name)
+
+        def write(self, target, *args, **kwargs):
+            written.append(Path(self if cls is Path else target))
+            return original(self, target, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, write)
+
+    for cls, name in ((Path, "write_text"), (Path, "write_bytes"), (matplotlib.figure.Figure, "savefig"),
+                      (pl.DataFrame, "write_parquet"), (pl.DataFrame, "write_csv")):
+        recording(cls, name)
+    run = tmp_path / "run"
+    train_run(small_config("training.epochs=1"), run, data=random_prepared(n_users=30, n_items=20, per_user=6))
+    inside = [p.relative_to(run) for p in written if p.is_relative_to(run)]
+    assert any(p.name.startswith(".config.yaml.") for p in inside)
+    assert any(p.parent.name == "plots" and ".png." in p.name for p in inside)
+    in_place = [str(p) for p in inside if not any(part.startswith(".") for part in p.parts)]
+    assert in_place == []

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
@@ -19,6 +20,9 @@ from booktower.cli._common import (
     setup_logging,
 )
 from booktower.cli._ranges import at_least
+
+if TYPE_CHECKING:
+    import polars as pl
 
 RUN_OPTION = typer.Option(..., "--run", "-r", help="A run directory written by `booktower train`.",
                           callback=_paths.run_dir)
@@ -63,14 +67,22 @@ def baseline_names(models: str) -> list[str]:
     return names
 
 
-def evaluate_command(run: Path = RUN_OPTION, report: bool = typer.Option(True, help="Re-render report.md.")) -> None:
-    """Re-score a trained run on validation and test; rewrite metrics.json, per-user tables, diagnostics."""
+def evaluate_command(
+    run: Path = RUN_OPTION,
+    report: bool = typer.Option(True, help="Re-render report.md."),
+    allow_changed_data: bool = typer.Option(
+        False, "--allow-changed-data",
+        help="Score the run even though its input files or split differ from what it was trained on; "
+             "metrics.json then records the change under `data_changed`."),
+) -> None:
+    """Re-score a trained run on validation and test; rewrite metrics.json, per-user tables, diagnostics.
+    Refused when the data changed since training (run.json's input sha256s, split.json's split hash)."""
     from booktower.evaluation.report import write_report
     from booktower.evaluation.run_eval import reevaluate_run
 
     setup_logging()
     with friendly_errors():
-        config, evaluation = reevaluate_run(run)
+        config, evaluation = reevaluate_run(run, allow_changed_data)
         from booktower.evaluation.tables import print_metric_table
 
         print_metric_table({"validation": evaluation.validation.metrics, "test": evaluation.test.metrics},
@@ -135,7 +147,8 @@ def recommend_command(
                            help=f"List length, 1 or more: at most {MAX_K} with --bundle (the serving limit), "
                                 "at most the catalogue size with --run."),
     out: Optional[Path] = typer.Option(None, "--out", callback=_paths.output_file,
-                                       help="With --run: Parquet file (user_id, rank, item_id, score)."),
+                                       help="With --run: the file of lists (user_id, rank, item_id, score), "
+                                            "written as CSV or Parquet by its extension: .csv or .parquet."),
 ) -> None:
     """Recommend: from a bundle (titles and scores), or a run's masked test top-K lists (the metrics' source)."""
     setup_logging()
@@ -169,9 +182,9 @@ def _recommend_from_run(run: Path, users: list[str], all_test_users: bool, k: in
     if not all_test_users and not users:
         fail("pass --all-test-users or at least one --user")
     if out is None:
-        fail("with --run pass --out FILE.parquet")
+        fail("with --run pass --out FILE.csv or --out FILE.parquet")
+    write = table_writer(out)  # before the model is loaded and scored
     from booktower.evaluation.run_eval import load_trained, recommend_test
-    from booktower.utils.atomic import atomic_write_parquet
 
     with friendly_errors():
         config, data, model = load_trained(run)
@@ -179,8 +192,21 @@ def _recommend_from_run(run: Path, users: list[str], all_test_users: bool, k: in
             fail(f"--k {k} is larger than the run's catalogue ({data.n_items} books). "
                  f"Fix: pass --k {data.n_items} or less")
         frame = recommend_test(model, data, k, None if all_test_users else users, config.evaluation.user_chunk)
-        atomic_write_parquet(frame, out)
+        write(frame, out)
     console.print(f"wrote {out} ({frame['user_id'].n_unique()} users x top-{k})")
+
+
+def table_writer(out: Path) -> Callable[[pl.DataFrame, Path], None]:
+    """The writer `--out`'s extension names: a file called .csv must hold CSV, not Parquet bytes."""
+    from booktower.utils.atomic import atomic_write_csv, atomic_write_parquet
+
+    writers = {".csv": atomic_write_csv, ".parquet": atomic_write_parquet}
+    suffix = out.suffix.lower()
+    if suffix not in writers:
+        what = f"extension {out.suffix!r}" if out.suffix else "no extension"
+        fail(f"--out {out} has {what}; the format is chosen by it. "
+             f"Fix: name the file {out.with_suffix('.csv').name} (CSV) or {out.with_suffix('.parquet').name} (Parquet)")
+    return writers[suffix]
 
 
 def register(app: typer.Typer) -> None:

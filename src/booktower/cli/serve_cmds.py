@@ -94,7 +94,8 @@ def serve_command(bundle: Path = BUNDLE_OPTION, host: str = typer.Option("127.0.
 @index_app.command("add")
 def index_add_command(bundle: Path = typer.Option(..., "--bundle", callback=_paths.changed_bundle_dir,
                                                  help="A bundle folder written by `booktower export`."),
-                      books: Path = typer.Option(..., "--books", help="New books: item_id, title, author, categories, num:*.")) -> None:
+                      books: Path = typer.Option(..., "--books", help="New books, shaped like the training catalogue (its column names, or item_id, "
+                                                  "title, author, categories; the model's metadata columns).")) -> None:
     """Add new books to a bundle (content-only vectors, no retraining); the bundle is rewritten atomically."""
     from booktower.serving.add_books import add_books
 

@@ -41,12 +41,13 @@ def sweep_command(
 ) -> None:
     """Search hyper-parameters on the validation split, prune bad trials, write the best config."""
     from booktower.data.prepare import prepare
-    from booktower.training.sweep import run_sweep, validation_trial
+    from booktower.training.sweep import check_sweep, run_sweep, validation_trial
 
     setup_logging()
     cfg = cli_config(config, set_)
     name = study or (config.stem if config else "booktower")
     with friendly_errors():
+        check_sweep(cfg)  # before the data is prepared: a typo in the space would fail every trial
         data, _ = prepare(cfg.data)
         try:
             result = run_sweep(cfg, trials, storage, name, output_dir, validation_trial(data))

@@ -36,7 +36,9 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path.resolve() in seen:
         raise ConfigError(f"{path}: `{INHERIT_KEY}` forms a cycle through {[str(p) for p in seen]}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+        _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), path)
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
@@ -47,6 +49,27 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     # Inheritance lets experiment configs hold only their deltas.
     parent_path = (path.parent / str(parent)).resolve()
     return _deep_merge(_read_yaml(parent_path, seen + (path.resolve(),)), raw)
+
+
+def _refuse_duplicate_keys(node: yaml.Node | None, path: Path, where: tuple[str, ...] = ()) -> None:
+    """A key given twice in one mapping: YAML keeps the last silently, so a second `training:` section would
+    drop the first one's settings without a word."""
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_duplicate_keys(item, path, where)
+    if not isinstance(node, yaml.MappingNode):
+        return
+    first_line: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else None
+        if key is not None and key != "<<":  # `<<` merges are YAML's own way to repeat a mapping
+            line = key_node.start_mark.line + 1
+            if key in first_line:
+                dotted = ".".join((*where, key))
+                raise ConfigError(f"{path}: the key {dotted} appears twice, on lines {first_line[key]} and {line}; "
+                                  f"YAML would keep only the second. Fix: merge them into one {key}: entry")
+            first_line[key] = line
+        _refuse_duplicate_keys(value_node, path, where if key is None else (*where, key))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -89,8 +112,13 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 
 
 def explain_validation_error(exc: ValidationError, source: str) -> ConfigError:
+    return explain_errors(exc.errors(), source)
+
+
+def explain_errors(errors: list[Any], source: str) -> ConfigError:
+    """Pydantic's errors as one ConfigError: each names its dotted key; an unknown key gets the near match."""
     lines = [f"{source}: the config is not valid:"]
-    for err in exc.errors():
+    for err in errors:
         loc = tuple(err["loc"])
         dotted = ".".join(str(p) for p in loc) or "(top level)"
         if err["type"] == "extra_forbidden":

@@ -36,7 +36,8 @@ class HistoryConfig(StrictModel):
     categories, item_categorical metadata) and title tokens, weighted as the history is (recency weights; equal
     weights with attention pooling), each a further input of the user tower. The ID vectors a history pools learn
     from reads alone; on a small log (a few reads per book) they barely train, while an author's vector learns
-    from every read of every book by that author. Books added to a bundle after training are not pooled."""
+    from every read of every book by that author. Books added to a bundle after training (`index add`) are
+    pooled too, by their content (their ID vector is zero)."""
 
     @model_validator(mode="after")
     def _check_last_items(self) -> "HistoryConfig":

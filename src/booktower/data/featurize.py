@@ -27,7 +27,10 @@ def user_numeric_columns(
     n_users: int, histories: Ragged, timestamps: np.ndarray | None, item_popularity: np.ndarray,
     aligned_users: pl.DataFrame | None, numeric: list[str],
 ) -> dict[str, np.ndarray]:
-    """Aggregates of each reader's (training) history; `timestamps` align with `histories.values`."""
+    """Aggregates of each reader's (training) history; `timestamps` align with `histories.values`.
+    `item_popularity` is NaN for a book without a training count (added to a served bundle after training): its
+    popularity is unknown, not 0, so the mean popularity is over the other books (counting it as 0 made a
+    reader of a few new books look like a reader of obscure ones, and the recommendations followed)."""
     counts = np.diff(histories.offsets).astype(np.float64)
     owner = np.repeat(np.arange(n_users), np.diff(histories.offsets))
     span = np.full(n_users, np.nan)
@@ -37,11 +40,14 @@ def user_numeric_columns(
         np.minimum.at(first, owner, timestamps.astype(np.float64))
         np.maximum.at(last, owner, timestamps.astype(np.float64))
         span = np.where(counts > 0, (last - first) / 86400.0, np.nan)
-    pop = np.bincount(owner, weights=np.log1p(item_popularity[histories.values]), minlength=n_users)
+    log_popularity = np.log1p(item_popularity[histories.values])
+    known = np.isfinite(log_popularity)
+    pop = np.bincount(owner[known], weights=log_popularity[known], minlength=n_users)
+    with_popularity = np.bincount(owner[known], minlength=n_users)
     columns = {
         "train_interactions": counts,
         "active_span_days": span,
-        "mean_log_item_popularity": np.where(counts > 0, pop / np.maximum(counts, 1), np.nan),
+        "mean_log_item_popularity": np.where(with_popularity > 0, pop / np.maximum(with_popularity, 1), np.nan),
     }
     if aligned_users is not None:
         for name in numeric:

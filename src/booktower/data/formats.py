@@ -29,9 +29,15 @@ def read_source(
     source: SourceConfig, interactions_path: Path, items_path: Path | None, columns: ColumnMapping | None = None
 ) -> SourceFrames:
     if source.format == "movielens-100k":
+        if source.users is not None:  # its readers are u.user: say so rather than ignore the file
+            raise DataError("format movielens-100k reads its readers from u.user in the MovieLens folder, so "
+                            "data.source.users would be ignored", path=source.users,
+                            fix="set data.source.users: null (or add the columns to u.user)")
         return read_movielens_100k(interactions_path)
     if source.format == "amazon2023-jsonl":
-        return read_amazon2023_jsonl(interactions_path, items_path, columns or ColumnMapping())
+        # The dump has no reader table, but a users file the config names is the user's own: read it as the
+        # csv path does (ignoring it would also let a mistyped path pass unnoticed).
+        return read_users(read_amazon2023_jsonl(interactions_path, items_path, columns or ColumnMapping()), source)
     interactions = read_table(interactions_path, "interactions", separator=source.separator_for("interactions"),
                               encoding=source.encoding)
     frames = SourceFrames(interactions, interactions_path, paths=[interactions_path])
@@ -40,6 +46,11 @@ def read_source(
         frames.items = flatten_amazon_meta(items)
         frames.items_path = items_path
         frames.paths.append(items_path)
+    return read_users(frames, source)
+
+
+def read_users(frames: SourceFrames, source: SourceConfig) -> SourceFrames:
+    """Adds the configured reader table (`data.source.users`, any table format) to `frames`."""
     if source.users is not None:
         frames.users = read_table(source.users, "users", separator=source.separator_for("users"), encoding=source.encoding)
         frames.users_path = source.users

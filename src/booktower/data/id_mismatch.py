@@ -98,3 +98,23 @@ def diagnose(log_ids: pl.Series, catalogue_ids: pl.Series, unknown: pl.Series) -
     n_rewritten = int(missing.is_in(pairs["log"].implode()).sum())
     return CatalogueMismatch(plain.n_rows, plain.n_unknown, plain.log_examples, plain.catalogue_examples,
                              n_rewritten, differences)
+
+
+def users_warning(readers: pl.Series, users_ids: pl.Series, users_path: Path | str) -> str | None:
+    """A warning when more than SHARE_TO_WARN of the log's readers have no row in the reader table, or some
+    only differ from one in writing. Those readers are kept, but get the median / unknown user features, so a
+    table keyed by other ids (0, 1, 2 vs u0000) silently adds nothing."""
+    distinct = readers.unique(maintain_order=True)
+    found = diagnose(distinct, users_ids, ~distinct.is_in(users_ids.implode()))
+    if not found.worth_a_warning():
+        return None
+    text = (f"{found.n_unknown:,} of {found.n_rows:,} readers ({found.share:.1%}) have no row in the users table "
+            f"{users_path}, so they get median/unknown user features, e.g. log ids {found.log_examples} vs users "
+            f"ids {found.catalogue_examples}")
+    if found.n_rewritten:
+        ignoring = ", ".join(f"{kind} (log {log!r} = users {row!r})" for kind, (log, row) in found.differences.items())
+        fix = "; ".join(_FIXES[kind] for kind in found.differences) + ", then prepare again"
+        return (f"{text}. {found.n_rewritten:,} of those readers match a users id when ignoring {ignoring}: the two "
+                f"files write the same readers' ids differently. Fix: {fix}")
+    return (f"{text}. Fix: check that both files' user id columns (data.columns.user) hold the same kind of id, "
+            "or add rows for those readers")

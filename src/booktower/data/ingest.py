@@ -15,9 +15,10 @@ import numpy as np
 import polars as pl
 
 from booktower.config.data import ColumnMapping, DataConfig, SourceConfig
+from booktower.data._isotime import iso_to_epoch_seconds
 from booktower.data.errors import DataError, DropLedger
-from booktower.data.id_mismatch import CatalogueMismatch, diagnose
-from booktower.data.readers import require_columns
+from booktower.data.id_mismatch import CatalogueMismatch, diagnose, users_warning
+from booktower.data.readers import blank_rows, require_columns
 from booktower.data.textparse import parse_list_column, parse_text_column
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def parse_timestamps(frame: pl.DataFrame, column: str, unit: str, path: Path) ->
         return (column_data.cast(pl.Int64) // _UNIT_DIVISOR[unit]).rename(column)
     raw = column_data.cast(pl.String).str.strip_chars()
     if unit == "iso":
-        parsed = raw.str.to_datetime(strict=False, time_zone="UTC").dt.epoch("s")
+        parsed = iso_to_epoch_seconds(raw)  # each value's own format: one column may mix Z, offsets and naive
     else:
         # Integer text is the common case and parses ~5x faster than floats; only the rest go through Float64.
         parsed = raw.cast(pl.Int64, strict=False) // _UNIT_DIVISOR[unit]
@@ -100,7 +101,7 @@ def parse_timestamps(frame: pl.DataFrame, column: str, unit: str, path: Path) ->
             parsed = parsed.fill_null(as_float)
     bad = parsed.is_null() & raw.is_not_null() & (raw != "")
     if bad.any():
-        examples = raw.filter(bad).head(3).to_list()
+        examples = raw.filter(bad).unique(maintain_order=True).head(3).to_list()  # distinct: more to go on
         raise DataError(
             f"{int(bad.sum())} timestamps could not be parsed as {'ISO-8601 text' if unit == 'iso' else 'epoch ' + unit}"
             f" (e.g. {examples})",
@@ -184,10 +185,28 @@ def standardise_interactions(
         out = out.with_columns(rating=parse_numeric(frame, columns.rating, path, "data.columns.rating"))
     if split_column and columns.split:
         out = out.with_columns(split_label=frame[columns.split].cast(pl.String).str.strip_chars().str.to_lowercase())
+    no_user = out.select(pl.col("user_id").is_null() | (pl.col("user_id") == "")).to_series()
+    out = _drop(out, blank_rows(frame, no_user), "empty_row", ledger, path, None, fix=_BLANK_FIX)
+    return _drop_invalid(out, path, columns, ledger, split_column=split_column)
 
+
+_BLANK_FIX = "remove the blank lines (a row with every field empty holds no record)"
+
+
+def _drop_invalid(
+    out: pl.DataFrame, path: Path, columns: ColumnMapping, ledger: DropLedger, *, split_column: bool
+) -> pl.DataFrame:
+    """Drops (and counts) standardised interaction rows that lack an id, time, label or usable rating, or repeat a
+    (reader, book) pair."""
     out = _drop(out, (pl.col("user_id").is_null() | (pl.col("user_id") == "")), "missing_user_id", ledger, path, columns.user)
     out = _drop(out, (pl.col("item_id").is_null() | (pl.col("item_id") == "")), "missing_item_id", ledger, path, columns.item)
     out = _drop(out, pl.col("timestamp").is_null(), "missing_timestamp", ledger, path, columns.timestamp)
+    if split_column:
+        # Like a missing id, a missing label is one row's defect: dropped and counted (an error under data.strict).
+        # A label that split.labels does not map is a config mistake, and stays an error (`splits.from_column`).
+        out = _drop(out, pl.col("split_label").is_null() | (pl.col("split_label") == ""), "missing_split_label",
+                    ledger, path, columns.split, fix="label those rows train, validation or test (a row without a "
+                    "label belongs to no part), or remove them")
     if columns.rating:
         lo, hi = columns.rating_range
         out = _drop(out, pl.col("rating").is_null(), "missing_rating", ledger, path, columns.rating)
@@ -254,6 +273,8 @@ def standardise_catalogue(frame: pl.DataFrame, path: Path, columns: ColumnMappin
         out = out.with_columns(parse_numeric(frame, name, path, "data.columns.item_numeric").alias(f"num:{name}"))
     for name in columns.item_categorical:
         out = out.with_columns(frame[name].cast(pl.String).alias(f"cat:{name}"))
+    no_id = out.select(pl.col("item_id").is_null() | (pl.col("item_id") == "")).to_series()
+    out = _drop(out, blank_rows(frame, no_id), "catalogue_empty_row", ledger, path, None, fix=_BLANK_FIX)
     out = _drop(out, pl.col("item_id").is_null() | (pl.col("item_id") == ""), "catalogue_missing_item_id", ledger, path, columns.item)
     out = _drop(out, pl.col("item_id").is_first_distinct().not_(), "catalogue_duplicate_item", ledger, path, columns.item,
                 fix="each book must appear once in the catalogue; the first row is kept")
@@ -279,6 +300,10 @@ def standardise_users(frame: pl.DataFrame, path: Path, columns: ColumnMapping, l
         out = out.with_columns(parse_numeric(frame, name, path, "data.columns.user_numeric").alias(f"num:{name}"))
     for name in columns.user_categorical:
         out = out.with_columns(frame[name].cast(pl.String).alias(f"cat:{name}"))
+    no_id = out.select(pl.col("user_id").is_null() | (pl.col("user_id") == "")).to_series()
+    out = _drop(out, blank_rows(frame, no_id), "users_empty_row", ledger, path, None, fix=_BLANK_FIX)
+    out = _drop(out, pl.col("user_id").is_null() | (pl.col("user_id") == ""), "users_missing_user_id", ledger, path,
+                columns.user, fix="give each row of the users table its reader's id, or remove the row")
     out = _drop(out, pl.col("user_id").is_first_distinct().not_(), "users_duplicate_user", ledger, path, columns.user)
     return out.drop("row")
 
@@ -340,7 +365,13 @@ def load_raw(config: DataConfig, ledger: DropLedger) -> tuple[RawData, list[str]
                 message = f"{mismatch.describe(frames.items_path or '?')}. Fix: {mismatch.fix()}"
                 log.warning(message)
                 warnings = [*warnings, message]
-    users = standardise_users(frames.users, frames.users_path or Path("?"), columns, ledger) if frames.users is not None else None
+    users = None
+    if frames.users is not None:
+        users = standardise_users(frames.users, frames.users_path or Path("?"), columns, ledger)
+        message = users_warning(interactions["user_id"], users["user_id"], frames.users_path or "?")
+        if message:
+            log.warning(message)
+            warnings = [*warnings, message]
     if interactions.height == 0:
         raise _nothing_left(frames.interactions_path, ledger, mismatch, frames.items_path,
                             _items_fallback(config.source, interactions_path, items_path))

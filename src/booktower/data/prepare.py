@@ -28,7 +28,7 @@ from booktower.data.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 """Bump when the prepared layout or the data layer's behaviour changes, so old cache entries are not reused."""
 
 
@@ -73,7 +73,7 @@ def prepare_from_raw(raw: RawData, config: DataConfig, ledger: DropLedger) -> Pr
             f"k-core pruning (users >= {config.min_user_interactions}, items >= {config.min_item_interactions}) "
             "removed every interaction", fix="lower data.min_user_interactions / data.min_item_interactions")
     frame = order_by_time(frame)
-    frame = frame.with_columns(assign_parts(frame, config.split))
+    frame = frame.with_columns(assign_parts(frame, config.split, config.columns.split))
     require_every_part(frame, config.split)
     users, items = build_vocabularies(frame, raw.catalogue)
     frame = frame.with_columns(user=users.encode(frame["user_id"]), item=items.encode(frame["item_id"]))
@@ -120,7 +120,11 @@ def prepare_from_raw(raw: RawData, config: DataConfig, ledger: DropLedger) -> Pr
 
 def _tie_report(frame: pl.DataFrame, split: Split, config: DataConfig) -> dict[str, Any]:
     """How many held-out interactions tie in time with the reader's previous one. Without a `data.columns.order`
-    column, file order decides which of them is held out: a warning says so."""
+    column, file order decides which of them is held out: a warning says so. Only a per-reader split (leave
+    last out) picks by position; a time cut-off or a label column decides by time or label, so ties change
+    nothing there and are not reported."""
+    if config.split.kind != "leave_last_out":
+        return {}
     ties = held_out_ties(frame)
     report: dict[str, Any] = {"held_out_timestamp_ties": ties}
     if not ties:

@@ -9,6 +9,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from booktower.data.errors import DataError
@@ -245,3 +246,17 @@ def require_columns(frame: pl.DataFrame, path: Path | str, role: str, needed: Se
             column=column,
             fix=f"rename the column in the file or set {key} to the right name",
         )
+
+
+def blank_rows(frame: pl.DataFrame, candidates: pl.Series) -> pl.Series:
+    """True for the rows of `frame` whose every field is empty or spaces: polars reads a blank line of a CSV as a
+    row of nulls, which is no record at all, not one missing its id. Only `candidates` (rows already missing their
+    id) are checked, since turning every column of a 30M-row log into text costs more than validating it."""
+    if not bool(candidates.any()):
+        return candidates
+    rows = frame.filter(candidates)
+    empty = [pl.col(c).str.strip_chars().fill_null("") == "" if dtype == pl.String
+             else pl.col(c).is_null() for c, dtype in rows.schema.items()]
+    blank = np.zeros(frame.height, dtype=bool)
+    blank[np.flatnonzero(candidates.to_numpy())] = rows.select(pl.all_horizontal(empty)).to_series().to_numpy()
+    return pl.Series("blank", blank)

@@ -52,24 +52,32 @@ def time_cutoff(frame: pl.DataFrame, valid_start: datetime, test_start: datetime
     return frame.select(part.cast(pl.Int8).alias("part")).to_series()
 
 
-def from_column(frame: pl.DataFrame, labels: dict[str, str]) -> pl.Series:
-    """Parts read from the data's own split column (to reproduce published splits)."""
+def from_column(frame: pl.DataFrame, labels: dict[str, str], column: str = "split") -> pl.Series:
+    """Parts read from the data's own split column (to reproduce published splits). `column`: the file's name
+    for it (`data.columns.split`), for the errors. Ingest drops and counts rows without a label
+    (`missing_split_label`); one that still arrives here would become a part of nothing, so it is an error."""
     code = {"train": TRAIN, "validation": VALID, "test": TEST}
     mapping = {raw.lower(): code[part] for raw, part in labels.items()}
+    empty = frame.select((pl.col("split_label").is_null() | (pl.col("split_label") == "")).sum()).item()
+    if empty:
+        raise DataError(f"{empty:,} rows have no split label", column=column,
+                        fix="label each row train, validation or test (as data.split.labels maps them), or remove "
+                            "those rows")
     unknown = frame.filter(~pl.col("split_label").is_in(list(mapping)))["split_label"].unique().head(5).to_list()
     if unknown:
         raise DataError(f"the split column holds labels {unknown} that split.labels does not map",
-                        column="split", fix=f"map them in data.split.labels (known: {sorted(mapping)})")
+                        column=column, fix=f"map them in data.split.labels (known: {sorted(mapping)})")
     return frame["split_label"].replace_strict(mapping, return_dtype=pl.Int8).rename("part")
 
 
-def assign_parts(frame: pl.DataFrame, config: SplitConfig) -> pl.Series:
+def assign_parts(frame: pl.DataFrame, config: SplitConfig, column: str | None = None) -> pl.Series:
+    """`column`: the file's split column (`data.columns.split`), named in the errors of a `column` split."""
     if config.kind == "leave_last_out":
         return leave_last_out(frame)
     if config.kind == "time_cutoff":
         assert config.valid_start is not None and config.test_start is not None
         return time_cutoff(frame, config.valid_start, config.test_start)
-    return from_column(frame, config.labels)
+    return from_column(frame, config.labels, column or "split")
 
 
 _PART_NAMES = {TRAIN: "training", VALID: "validation", TEST: "test"}
@@ -97,15 +105,47 @@ def _empty_part_fix(frame: pl.DataFrame, config: SplitConfig) -> str:
             "readers need 3 or more: raise data.min_user_interactions to at least 3")
 
 
-def _day(seconds: float) -> str:
-    return datetime.fromtimestamp(int(seconds), UTC).date().isoformat()
+def _stamp(seconds: float, fine: bool) -> str:
+    """A cut-off as the config reads it: a date, or (`fine`) a UTC time to the second, without an offset."""
+    moment = datetime.fromtimestamp(int(seconds), UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") if fine else moment.date().isoformat()
+
+
+def _three_parts(seconds: np.ndarray, valid_start: str, test_start: str) -> bool:
+    valid_t, test_t = (datetime.fromisoformat(t).replace(tzinfo=UTC).timestamp() for t in (valid_start, test_start))
+    return bool((seconds < valid_t).any() and ((seconds >= valid_t) & (seconds < test_t)).any()
+                and (seconds >= test_t).any())
+
+
+def suggest_cutoffs(seconds: np.ndarray) -> tuple[str, str, bool] | None:
+    """(valid_start, test_start, fine) holding out about the last 20% and 10% of events. Whole days read best, but
+    on a log of a day or two they coincide or leave a part empty: then exact times. Failing the quantiles, the
+    cut falls at the distinct event times nearest them, so that every part keeps a row. None under three
+    distinct times."""
+    times = np.unique(seconds)  # sorted
+    if len(times) < 3:
+        return None
+    valid_q, test_q = np.quantile(seconds, [0.8, 0.9])
+    i = int(np.clip(np.searchsorted(times, valid_q), 1, len(times) - 2))
+    j = int(np.clip(np.searchsorted(times, test_q), i + 1, len(times) - 1))
+    for (valid_t, test_t), fine in (((valid_q, test_q), False), ((times[i], times[j]), False),
+                                    ((times[i], times[j]), True)):
+        valid_start, test_start = _stamp(valid_t, fine), _stamp(test_t, fine)
+        if _three_parts(seconds, valid_start, test_start):
+            return valid_start, test_start, fine
+    raise AssertionError("unreachable: times[i] < times[j] at exact times always leaves three parts")
 
 
 def _cutoff_fix(seconds: np.ndarray, config: SplitConfig) -> str:
     """Names the cut-offs, the data's time range and cut-offs inside it (the last ~20% and ~10% of events)."""
     assert config.valid_start is not None and config.test_start is not None
-    valid_q, test_q = np.quantile(seconds, [0.8, 0.9])
-    return (f"data.split.valid_start is {config.valid_start.isoformat()} and data.split.test_start is "
-            f"{config.test_start.isoformat()}, but the interactions (after pruning) run from {_day(seconds.min())} to "
-            f"{_day(seconds.max())}: move the cut-offs inside that range, e.g. data.split.valid_start={_day(valid_q)} "
-            f"and data.split.test_start={_day(test_q)} hold out about the last 20% and 10% of interactions")
+    given = (f"data.split.valid_start is {config.valid_start.isoformat()} and data.split.test_start is "
+             f"{config.test_start.isoformat()}, but the interactions (after pruning)")
+    suggestion = suggest_cutoffs(seconds)
+    if suggestion is None:
+        return (f"{given} fall at {len(np.unique(seconds))} distinct times, too few to cut into three parts: use "
+                "data.split.kind: leave_last_out, or a log with more distinct times")
+    valid_start, test_start, fine = suggestion
+    return (f"{given} run from {_stamp(seconds.min(), fine)} to {_stamp(seconds.max(), fine)}: move the cut-offs "
+            f"inside that range, e.g. data.split.valid_start={valid_start} and data.split.test_start={test_start} "
+            "hold out about the last 20% and 10% of interactions")

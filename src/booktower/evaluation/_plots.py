@@ -12,12 +12,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 
+from booktower.utils.atomic import atomic_path
+
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    """Atomically, like every other artefact: a report re-rendered while one is open never shows half a PNG.
+    The temporary name ends in .tmp, so the format is named rather than guessed from it."""
+    try:
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -16,8 +16,31 @@ def per_user_table(path: Path, part: str = "test") -> pl.DataFrame:
     path = Path(path)
     candidate = path if path.suffix == ".parquet" else path / f"per_user_{part}.parquet"
     if not candidate.exists():
-        raise FileNotFoundError(f"{candidate} is missing: evaluate the run first (booktower evaluate --run {path})")
+        raise FileNotFoundError(_why_no_table(path, candidate, part))
     return pl.read_parquet(candidate)
+
+
+def _why_no_table(path: Path, candidate: Path, part: str) -> str:
+    """What the folder without a per-user table is, and the fix for that kind: only a trained run can be
+    evaluated, so `booktower evaluate` is the fix for nothing else."""
+    if path.suffix == ".parquet" or not path.is_dir():
+        return f"{candidate} is missing. Fix: pass a run folder, a baseline folder or a per_user_{part}.parquet file"
+    models = sorted(p.parent.name for p in path.glob(f"*/per_user_{part}.parquet"))
+    if models:  # `baselines --output-dir` holds one folder per model and no table of its own
+        return (f"{path} holds the baselines {', '.join(models)}, one folder each: compare one of them. "
+                f"Fix: pass {path / models[0]} (or {path}/<model> for another of them)")
+    if (path / "data_summary.json").exists() and not any((path / p).exists() for p in ("vocab", "model",
+                                                                                         "checkpoints")):
+        return (f"{path} holds prepared data only (written by `booktower prepare`): it has no model to score. "
+                f"Fix: train a run on it (booktower train --config {path / 'config.yaml'} --output-dir RUN) "
+                f"and compare RUN")
+    if (path / "model").is_dir():
+        return f"{candidate} is missing. Fix: evaluate the run first (booktower evaluate --run {path})"
+    if (path / "config.yaml").exists():
+        return (f"{path} is a run that has not finished training (no model/). "
+                f"Fix: finish it (booktower train -o {path} --resume), then compare it")
+    return (f"{path} is neither a run nor a baseline folder (no per_user_{part}.parquet, no config.yaml). "
+            f"Fix: pass a folder written by `booktower train`, or RUN/baselines/<model>")
 
 
 def _identity_of(path: Path) -> dict | None:

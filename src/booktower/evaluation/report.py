@@ -22,6 +22,7 @@ from booktower.evaluation.report_sections import (
     run_section,
     slices_section,
 )
+from booktower.evaluation.data_check import ALLOW_FLAG, DATA_CHANGED
 from booktower.evaluation.split_identity import read_split_identity, split_mismatch
 from booktower.utils.atomic import atomic_write_text
 
@@ -111,6 +112,7 @@ def render(files: RunFiles, plots: dict[str, Path]) -> str:
         ("Exact full-catalogue ranking (no sampled candidates). Validation masks train items; test masks train + "
          "validation items. Intervals are 95% percentile bootstrap intervals over users "
          f"({files.evaluation.bootstrap_samples} resamples).\n"),
+        changed_data_note(files.metrics),
         headline_section(files, rng),
         comparison_section(files, rng),
         "## Training curves\n", _image(plots, "training", "loss and validation metrics per epoch"),
@@ -125,6 +127,17 @@ def render(files: RunFiles, plots: dict[str, Path]) -> str:
         "## Resolved config\n", f"```yaml\n{files.config_text.strip()}\n```\n" if files.config_text else "_(none)_\n",
     ]
     return "\n".join(parts)
+
+
+def changed_data_note(metrics: dict[str, Any]) -> str:
+    """A warning above the numbers when `evaluate --allow-changed-data` scored them on data the run was not
+    trained on (metrics.json's `data_changed`)."""
+    note = metrics.get(DATA_CHANGED)
+    if not isinstance(note, dict):
+        return ""
+    return (f"> **Scored on changed data** ({note.get('allowed_by', ALLOW_FLAG)}): "
+            f"{'; '.join(note.get('changes', []))}. These are not the numbers of the data the run was trained "
+            "and selected on.\n")
 
 
 def write_report(run_dir: Path | str) -> Path:

@@ -15,6 +15,13 @@ import polars as pl
 from booktower.config import BooktowerConfig
 from booktower.data.types import PreparedData
 from booktower.evaluation.audit import recommendation_audit
+from booktower.evaluation.data_check import (
+    DATA_CHANGED,
+    changed_inputs,
+    data_changed_note,
+    refuse_changed_data,
+    split_change,
+)
 from booktower.evaluation.evaluator import EvaluationResult, Part, evaluate_split
 from booktower.evaluation.ranking import ScoreFn, TopK
 from booktower.evaluation.split_identity import split_identity, write_split_identity
@@ -42,11 +49,15 @@ def evaluate_parts(score_fn_for_part: ScoreFnFactory, data: PreparedData, config
     return RunEvaluation(results["validation"], results["test"])
 
 
-def write_metrics(run_dir: Path, evaluation: RunEvaluation) -> None:
-    """metrics.json keeps any other top-level keys the trainer wrote; validation/test are replaced."""
+def write_metrics(run_dir: Path, evaluation: RunEvaluation, data_changed: dict[str, Any] | None = None) -> None:
+    """metrics.json keeps any other top-level keys the trainer wrote; validation/test are replaced, and so is
+    the note of an evaluation on changed data (`data_changed`: kept only while these metrics come from one)."""
     path = run_dir / "metrics.json"
     existing: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     existing.update(evaluation.metrics())
+    existing.pop(DATA_CHANGED, None)
+    if data_changed:
+        existing[DATA_CHANGED] = data_changed
     atomic_write_json(path, existing)
     atomic_write_parquet(evaluation.test.per_user, run_dir / "per_user_test.parquet")
     atomic_write_parquet(evaluation.validation.per_user, run_dir / "per_user_validation.parquet")
@@ -90,16 +101,17 @@ def model_vectors(model: Any, data: PreparedData, part: Part) -> dict[str, np.nd
 
 
 def evaluate_trained(run_dir: Path, model: Any, data: PreparedData, config: BooktowerConfig,
-                     test_model: Any | None = None) -> RunEvaluation:
+                     test_model: Any | None = None, data_changed: dict[str, Any] | None = None) -> RunEvaluation:
     """Score validation with `model` and test with `test_model` (a refit on train + validation; default
-    `model`); write metrics, per-user tables, and the test model's diagnostics and audit."""
+    `model`); write metrics (with `data_changed`, the note of a scoring on changed data), per-user tables, and
+    the test model's diagnostics and audit."""
     from booktower.evaluation.diagnostics import embedding_diagnostics
     from booktower.training.scoring import score_fn_for
 
     test_model = model if test_model is None else test_model
     evaluation = evaluate_parts(lambda part: score_fn_for(test_model if part == "test" else model, data, part),
                                 data, config)
-    write_metrics(run_dir, evaluation)
+    write_metrics(run_dir, evaluation, data_changed)
     write_split_identity(run_dir, split_identity(data))
     rng = np.random.default_rng(config.seed)
     try:
@@ -128,13 +140,27 @@ def load_trained(run_dir: Path) -> tuple[BooktowerConfig, PreparedData, Any]:
     return trained.config, trained.data, trained.model
 
 
-def reevaluate_run(run_dir: Path) -> tuple[BooktowerConfig, RunEvaluation]:
+def reevaluate_run(run_dir: Path, allow_changed_data: bool = False) -> tuple[BooktowerConfig, RunEvaluation]:
     """Score a finished run again as training did: validation by the selected checkpoint, test by the served
-    model (the refit one when the run was refit on train + validation)."""
+    model (the refit one when the run was refit on train + validation).
+
+    Refused (DataError) when the input files or the split differ from what the run recorded at training,
+    unless `allow_changed_data`; then metrics.json records what changed."""
     from booktower.training.run import selection_model
 
+    changes = changed_inputs(run_dir)
+    if changes and not allow_changed_data:  # before the data is prepared, which can take minutes
+        raise refuse_changed_data(run_dir, changes)
     config, data, model = load_trained(run_dir)
-    evaluation = evaluate_trained(run_dir, selection_model(run_dir, config, model), data, config, test_model=model)
+    changes += split_change(run_dir, data)
+    if changes and not allow_changed_data:
+        raise refuse_changed_data(run_dir, changes)
+    note = data_changed_note(run_dir, data, changes) if changes else None
+    if note:
+        log.warning("%s: scoring on changed data (%s); metrics.json records it under `%s`", run_dir,
+                    "; ".join(changes), DATA_CHANGED)
+    evaluation = evaluate_trained(run_dir, selection_model(run_dir, config, model), data, config, test_model=model,
+                                  data_changed=note)
     return config, evaluation
 
 

@@ -33,16 +33,23 @@ class HistoryPooler(nn.Module):
                                                batch_first=True, norm_first=True)
             self.encoder = nn.TransformerEncoder(layer, spec.attention_layers, enable_nested_tensor=False)
 
-    def forward(self, table: torch.Tensor, history: torch.Tensor, sparse: bool) -> torch.Tensor:
+    def forward(self, table: torch.Tensor, history: torch.Tensor, sparse: bool,
+                beyond_table: bool = False) -> torch.Tensor:
         """`table` (n_items, dim) item embeddings, `history` (B, L) item indices (-1 = padding) -> (B, dim);
-        a row without history gives zeros."""
-        valid = history >= 0  # (B, L)
+        a row without history gives zeros. `beyond_table`: indices from n_items up are books without an ID row
+        (added to a served bundle after training); each takes its share of the weights with a zero vector, as
+        it does with its own content in HistoryContent, so a reader's ID and content pools weigh books alike."""
+        weights = self.weights(history, table.dtype)  # (B, L)
+        present = history >= 0  # (B, L)
+        if beyond_table:
+            history = history.masked_fill(history >= table.shape[0], -1)
+        valid = history >= 0  # (B, L) the entries with an ID row
         if self.kind == "attention":
             vectors = F.embedding(history.clamp(min=0), table, sparse=sparse) * valid.unsqueeze(-1)  # (B, L, dim)
-            weights = valid.to(vectors.dtype) / valid.sum(dim=1, keepdim=True).clamp(min=1)  # (B, L)
-            return torch.einsum("bl,bld->bd", weights, self._attend(vectors, valid))  # (B, dim)
+            return torch.einsum("bl,bld->bd", weights, self._attend(vectors, present))  # (B, dim)
+        if beyond_table:
+            weights = weights * valid
         # mean / recency: a weighted bag over the valid entries only (no padded (B, L, dim) tensor is built).
-        weights = self.weights(history, table.dtype)  # (B, L)
         if sparse and native.takes((table, weights), (history,)):
             return _NativeBag.apply(table, history, weights)  # (B, dim)
         if not sparse:

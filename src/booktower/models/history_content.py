@@ -40,7 +40,6 @@ class HistoryContent(nn.Module):
     def __init__(self, n_items: int, fields: dict[str, int], text_width: int) -> None:
         super().__init__()
         self.fields = sorted(fields)
-        self.n_items = n_items
         widths = [fields[name] for name in self.fields] + ([text_width] if text_width else [])
         for i, width in enumerate(widths):
             self.register_buffer(f"codes_{i}", torch.full((n_items, width), -1, dtype=torch.int32))
@@ -49,21 +48,44 @@ class HistoryContent(nn.Module):
         return [getattr(self, f"codes_{i}") for i in range(len(self.fields) + self.has_text)]
 
     @property
+    def n_items(self) -> int:
+        """Books with codes: the model's ID rows, plus any appended (`append`)."""
+        return self.codes_0.shape[0]
+
+    @property
     def has_text(self) -> bool:
         return hasattr(self, f"codes_{len(self.fields)}")
+
+    def codes_of(self, features: SideFeatures) -> list[np.ndarray]:
+        """Each code table's rows for the books of `features`: (n, width) int32, -1 padded, in `code_tables` order."""
+        by_name = {f.name: f.bags for f in features.categorical}
+        missing = [name for name in self.fields if name not in by_name]
+        if missing or (self.has_text and features.text is None):
+            raise ValueError(f"the item features lack {missing or ['title tokens']}, which this model pools")
+        sources = [by_name[name] for name in self.fields] + ([features.text] if self.has_text else [])
+        return [padded_codes(bags, table.shape[1]) for table, bags in zip(self.code_tables(), sources)]
 
     @torch.no_grad()
     def fill(self, features: SideFeatures) -> None:
         """Copy every book's bag codes from the item features the model is trained on (one row per item)."""
         if features.n_rows != self.n_items:
             raise ValueError(f"{features.n_rows} item feature rows for a model of {self.n_items} items")
-        by_name = {f.name: f.bags for f in features.categorical}
-        missing = [name for name in self.fields if name not in by_name]
-        if missing or (self.has_text and features.text is None):
-            raise ValueError(f"the item features lack {missing or ['title tokens']}, which this model pools")
-        sources = [by_name[name] for name in self.fields] + ([features.text] if self.has_text else [])
-        for table, bags in zip(self.code_tables(), sources):
-            table.copy_(torch.from_numpy(padded_codes(bags, table.shape[1])))
+        for table, codes in zip(self.code_tables(), self.codes_of(features)):
+            table.copy_(torch.from_numpy(codes))
+
+    @torch.no_grad()
+    def append(self, codes: list[np.ndarray]) -> None:
+        """Books after the model's own (added to a served bundle): their rows of `codes_of`, appended. The state
+        then no longer loads into a model built from the spec, so this is for serving, never before a save."""
+        tables = self.code_tables()
+        if len(codes) != len(tables) or any(c.ndim != 2 or c.shape[1] != t.shape[1] for c, t in zip(codes, tables)):
+            raise ValueError(f"appended codes of shapes {[c.shape for c in codes]} for code tables of widths "
+                             f"{[t.shape[1] for t in tables]}")
+        if len({c.shape[0] for c in codes}) > 1:
+            raise ValueError(f"appended codes disagree on the number of books: {[c.shape[0] for c in codes]}")
+        for i, (table, rows) in enumerate(zip(tables, codes)):
+            added = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int32)).to(table.device)
+            setattr(self, f"codes_{i}", torch.cat([table, added]))
 
     def forward(self, tables: list[torch.Tensor], history: torch.Tensor, weights: torch.Tensor,
                 sparse: bool) -> list[torch.Tensor]:

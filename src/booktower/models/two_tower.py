@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -42,6 +43,7 @@ class TwoTower(nn.Module):
                                                   spec.history.content_text)
             extra += [spec.item.categorical_dim] * len(spec.history.content_fields)
             extra += [spec.item.text_dim] if spec.history.content_text else []
+        self.content_only_books = 0  # books past the ID rows whose content a history pools (add_content_only_books)
         self.user_tower = Tower(spec.user, spec.fusion, spec.output_dim, spec.normalize, spec.sparse, extra)
         self.item_tower = Tower(spec.item, spec.fusion, spec.output_dim, spec.normalize, spec.sparse)
         self.sparse_gradients = spec.sparse
@@ -68,7 +70,8 @@ class TwoTower(nn.Module):
         """(B, L) item indices (-1 = padding) -> (B, id_dim), read through `history_table`."""
         assert self.history is not None
         history = history[:, -self.spec.history.max_length:]
-        return self.history(self.history_table(), history, self.sparse_gradients)  # (B, id_dim)
+        return self.history(self.history_table(), history, self.sparse_gradients,
+                            self.content_only_books > 0)  # (B, id_dim)
 
     def encode_user(self, batch: UserBatch, generator: torch.Generator | None = None) -> TowerOutput:
         extras = []
@@ -78,7 +81,7 @@ class TwoTower(nn.Module):
             extras.append(self.pooled_history(batch.history))
             if self.recent is not None:
                 extras.append(self.recent(self.history_table(), batch.history[:, -self.spec.history.last_items:],
-                                          self.sparse_gradients))  # (B, id_dim)
+                                          self.sparse_gradients, self.content_only_books > 0))  # (B, id_dim)
             if self.history_content is not None:
                 extras += self.pooled_content(batch.history)
         return self.user_tower(batch, extras, generator)
@@ -100,6 +103,22 @@ class TwoTower(nn.Module):
         """Give the content pooling every book's bag codes (training only: a saved model carries them)."""
         if self.history_content is not None:
             self.history_content.fill(item_features)
+
+    def add_content_only_books(self, codes: list[np.ndarray]) -> None:
+        """Let histories hold books added after training (indices from `spec.item.n_ids` up, in this order): no
+        ID row, so the ID pools give them a zero vector, but their content (`codes`: each content table's rows,
+        as `HistoryContent.codes_of` gives them) is pooled like a trained book's. For serving only: the state
+        grows and no longer loads into a model built from the spec."""
+        if self.history_content is None:
+            raise ValueError("this model does not pool the content of a history (model.history.content)")
+        tower = self.item_tower
+        sizes = [tower.categorical[name].bag.num_embeddings for name in self.history_content.fields]
+        sizes += [tower.text.bag.num_embeddings] if self.history_content.has_text and tower.text is not None else []
+        for rows, size, name in zip(codes, sizes, self.history_content.fields + ["title tokens"]):
+            if rows.size and (rows.min() < -1 or rows.max() >= size):
+                raise ValueError(f"{name} codes outside [-1, {size}) for the added books")
+        self.history_content.append(codes)
+        self.content_only_books += int(codes[0].shape[0]) if codes else 0
 
     def encode_item(self, batch: ItemBatch, generator: torch.Generator | None = None) -> TowerOutput:
         return self.item_tower(batch, None, generator)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,32 +15,45 @@ from booktower.data.features import FeatureSpec
 from booktower.data.textparse import parse_list_column, parse_text_column
 from booktower.data.vocab import Vocabulary
 from booktower.serving._lock import bundle_lock
+from booktower.serving.added_content import with_added_codes
 from booktower.serving.book_features import model_book_features, report_columns, source_column
-from booktower.serving.bundle import TAG_SEPARATOR, BundleParts, load_bundle, write_bundle
+from booktower.serving.bundle import TAG_SEPARATOR, BundleParts, load_bundle, read_manifest, write_bundle
 from booktower.serving.encoder import Encoder, ModelEncoder
+from booktower.serving.manifest import CatalogueColumns
+
+log = logging.getLogger(__name__)
 
 BOOKS_OPTION = "--books"
 
 
-def read_table_of_books(path: Path) -> pl.DataFrame:
-    """The new-books file as text columns; its problems are DataErrors naming `--books` (index add has no config)."""
+def read_table_of_books(path: Path, columns: CatalogueColumns | None = None) -> pl.DataFrame:
+    """The new-books file as text columns, its id column named item_id; its problems are DataErrors naming
+    `--books` (index add has no config). `columns`: the training catalogue's names, accepted too."""
     from booktower.data.readers import read_table
 
+    columns = columns or CatalogueColumns()
     frame = read_table(Path(path), "new books", named_by=BOOKS_OPTION)
     if "item_id" not in frame.columns:
-        raise DataError(f"the new-books file has no item_id column (found {frame.columns[:20]})", path=path,
-                        fix="name the id column item_id")
+        if columns.item not in frame.columns:
+            names = sorted({"item_id", columns.item})
+            raise DataError(f"the new-books file has no id column {' or '.join(map(repr, names))} (found "
+                            f"{frame.columns[:20]})", path=path, fix=f"name the id column {names[-1]}")
+        frame = frame.rename({columns.item: "item_id"})
     return frame
 
 
-def standard_catalogue(frame: pl.DataFrame, spec: FeatureSpec, path: Path | str = "the new-books file") -> pl.DataFrame:
+def standard_catalogue(frame: pl.DataFrame, spec: FeatureSpec, path: Path | str = "the new-books file",
+                       columns: CatalogueColumns | None = None) -> pl.DataFrame:
     """Standard catalogue rows (item_id, title, author, categories, and the num:/cat: columns the fitted model
-    reads), parsed as ingest parses the training catalogue: ids and numbers stripped, `$` and null words removed."""
+    reads), parsed as ingest parses the training catalogue: ids and numbers stripped, `$` and null words removed,
+    negative values of the catalogue's non-negative columns removed. A standard column may go by the training
+    catalogue's name (`columns`)."""
     from booktower.data.ingest import parse_numeric
 
+    frame = _standard_names(frame, columns or CatalogueColumns())
     features = model_book_features(spec)
     report_columns(frame, features, path)
-    columns = [
+    columns_out = [
         pl.col("item_id").cast(pl.String).str.strip_chars().alias("item_id"),
         parse_text_column(frame["title"]).alias("title") if "title" in frame.columns else pl.lit("").alias("title"),
         pl.col("author").cast(pl.String).fill_null("").alias("author") if "author" in frame.columns
@@ -50,12 +64,36 @@ def standard_catalogue(frame: pl.DataFrame, spec: FeatureSpec, path: Path | str 
     for feature in features:
         source = source_column(frame, feature)
         if feature.kind == "num":
-            columns.append(parse_numeric(frame, source, Path(path), f"the {BOOKS_OPTION} file").alias(feature.column)
-                           if source else pl.lit(None, dtype=pl.Float64).alias(feature.column))
+            columns_out.append(parse_numeric(frame, source, Path(path), f"the {BOOKS_OPTION} file").alias(feature.column)
+                               if source else pl.lit(None, dtype=pl.Float64).alias(feature.column))
         elif feature.kind == "cat":
-            columns.append(pl.col(source).cast(pl.String).alias(feature.column) if source
-                           else pl.lit(None, dtype=pl.String).alias(feature.column))
-    return frame.select(columns)
+            columns_out.append(pl.col(source).cast(pl.String).alias(feature.column) if source
+                               else pl.lit(None, dtype=pl.String).alias(feature.column))
+    return _without_negatives(frame.select(columns_out), (columns or CatalogueColumns()).nonnegative, path)
+
+
+def _standard_names(frame: pl.DataFrame, columns: CatalogueColumns) -> pl.DataFrame:
+    """title / author / categories under the catalogue's own names too (the standard name wins when both are)."""
+    renames = {theirs: ours for ours, theirs in (("title", columns.title), ("author", columns.author),
+                                                  ("categories", columns.categories))
+               if theirs and theirs != ours and theirs in frame.columns and ours not in frame.columns}
+    return frame.rename(renames)
+
+
+def _without_negatives(catalogue: pl.DataFrame, nonnegative: list[str], path: Path | str) -> pl.DataFrame:
+    """Negative values of the non-negative columns become missing, as prepare made them for training books
+    (a value training never produced would move the vector unpredictably); counted in a warning."""
+    for name in nonnegative:
+        column = f"num:{name}"
+        if column not in catalogue.columns:
+            continue
+        negative = (pl.col(column) < 0).fill_null(False)
+        count = int(catalogue.select(negative.sum()).item())
+        if count:
+            log.warning("%s: %d books have a negative %s; it is treated as missing, as prepare treated the training "
+                        "catalogue's (fix: %s must be >= 0)", path, count, name, name)
+            catalogue = catalogue.with_columns(pl.when(negative).then(None).otherwise(pl.col(column)).alias(column))
+    return catalogue
 
 
 def with_books(parts: BundleParts, encoder: Encoder, catalogue: pl.DataFrame) -> BundleParts:
@@ -72,10 +110,14 @@ def with_books(parts: BundleParts, encoder: Encoder, catalogue: pl.DataFrame) ->
         raise DataError(f"{len(clash)} new books are already in the bundle, e.g. {clash[:5]}",
                         fix="drop them from the file (a book's vector is replaced only by re-exporting)")
     vectors = encoder.item_vectors(catalogue)  # (m, d)
+    codes = encoder.content_codes(catalogue)
+    model_files = parts.model_files if codes is None else with_added_codes(
+        parts.model_files, len(parts.items) - parts.n_model_items, codes, [c.shape[1] for c in codes])
     metadata = catalogue.select("item_id", "title", "author",
                                 pl.col("categories").list.join(TAG_SEPARATOR).alias("categories"))
     return replace(
         parts,
+        model_files=model_files,
         item_vectors=np.concatenate([parts.item_vectors, vectors.astype(np.float32)]),
         items=Vocabulary(pl.concat([parts.items.ids, ids.rename(parts.items.name)]), name=parts.items.name),
         metadata=pl.concat([parts.metadata, metadata], how="vertical_relaxed"),
@@ -91,10 +133,11 @@ def add_books(bundle_dir: Path, books: Path) -> dict[str, Any]:
     appends to what the previous one wrote (none is lost).
     """
     bundle_dir = Path(bundle_dir)
-    frame = read_table_of_books(books)  # outside the lock: a bad file fails without making anyone wait
+    columns = read_manifest(bundle_dir).catalogue
+    frame = read_table_of_books(books, columns)  # outside the lock: a bad file fails without making anyone wait
     with bundle_lock(bundle_dir, exclusive=True):
         parts, _ = load_bundle(bundle_dir)
         spec = FeatureSpec.from_json(parts.feature_spec)
-        catalogue = standard_catalogue(frame, spec, books)
+        catalogue = standard_catalogue(frame, spec, books, columns)
         manifest = write_bundle(with_books(parts, ModelEncoder.from_parts(parts, bundle_dir), catalogue), bundle_dir)
     return manifest

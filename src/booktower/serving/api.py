@@ -78,7 +78,8 @@ class HistoryRequest(BaseModel):
     history: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(..., min_length=1, max_length=_ID_LIST_MAX)
     k: StrictInt = Field(10, ge=1, le=_ID_LIST_MAX)
     features: dict[Annotated[str, Field(max_length=100)], float | str | None] | None = Field(
-        None, max_length=50, description="Reader metadata by name (e.g. age, gender); unknown names are ignored")
+        None, max_length=50, description="Reader metadata by name (e.g. age, gender); unknown names are ignored, null is "
+        "unknown, a numeric feature's value must be a number (422 otherwise)")
     exclude: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(default_factory=list, max_length=_ID_LIST_MAX)
     categories: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=50,
                                                                     description=_CATEGORY_HELP)

@@ -7,6 +7,8 @@ Layout (paths relative to the bundle folder):
                                 run knows: train + validation + test, as production serves them)
     model/model.safetensors     the whole two-tower model (the user tower serves anonymous readers)
     model/model.json            its architecture spec
+    model/added_content.safetensors  (after `index add`, for a model pooling a history's content) the added books'
+                                content codes, so a history can pool them (added_content.py)
     vocab/users.parquet         user ids, row = user index
     vocab/items.parquet         item ids, row = item index
     feature_spec.json           the fitted feature specification (statistics, levels, hashing)

@@ -26,7 +26,18 @@ from booktower.config.data import DataConfig
 from booktower.data.errors import DropLedger
 from booktower.data.ingest import RawData, load_raw
 from booktower.data.prepare import prepare_from_raw
-from booktower.data.types import PreparedData
+from booktower.data.types import PreparedData, Ragged
+from booktower.evaluation.target_rank import hit_metrics, rank_of_target
+
+
+@dataclass
+class ReadersOfNewBooks:
+    """Readers who read held-out books before a test book the model trained on: the serving case of a reader whose
+    history holds books added after training (`index add`)."""
+
+    users: np.ndarray  # (R,) user indices in the reduced data
+    items: np.ndarray  # (R,) their test book, an index in the reduced data
+    histories: Ragged  # R rows: train + validation books, oldest first; held-out book r is index n_items + r
 
 
 @dataclass
@@ -39,6 +50,7 @@ class ColdSplit:
     target_items: np.ndarray  # (T,) rows of `held_catalogue`
     n_held: int
     n_targets_lost: int  # targets whose reader did not survive pruning of the reduced data
+    readers_of_new: ReadersOfNewBooks
 
 
 def cold_split(config: BooktowerConfig, fraction: float, rng: np.random.Generator) -> ColdSplit:
@@ -64,30 +76,31 @@ def cold_split_raw(raw: RawData, config: DataConfig, fraction: float, rng: np.ra
     row_of = {raw_id: r for r, raw_id in enumerate(held_ids)}
     items = np.array([row_of[i] for i in target_item_ids], dtype=np.int64)
     alive = users >= 0
-    return ColdSplit(data, catalogue, users[alive], items[alive], len(held_ids), int((~alive).sum()))
+    return ColdSplit(data, catalogue, users[alive], items[alive], len(held_ids), int((~alive).sum()),
+                     _readers_of_new_books(full, data, held))
 
 
-def rank_of_target(scores: np.ndarray, target: int, masked: np.ndarray, rng: np.random.Generator) -> int:
-    """1-based rank of `target` among unmasked candidates; ties are broken uniformly at random."""
-    valid = np.ones(len(scores), dtype=bool)
-    valid[masked] = False
-    valid[target] = True
-    s = scores[valid]
-    t = scores[target]
-    greater = int((s > t).sum())
-    ties = int((s == t).sum()) - 1
-    return 1 + greater + (int(rng.integers(ties + 1)) if ties > 0 else 0)
-
-
-def hit_metrics(ranks: np.ndarray, ks: list[int]) -> dict[str, float]:
-    """HR@K and NDCG@K with one relevant book per reader, plus mean rank."""
-    out: dict[str, float] = {}
-    for k in ks:
-        hit = ranks <= k
-        out[f"HR@{k}"] = float(hit.mean()) if len(ranks) else 0.0
-        out[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 1), 0.0).mean()) if len(ranks) else 0.0
-    out["mean_rank"] = float(ranks.mean()) if len(ranks) else 0.0
-    return out
+def _readers_of_new_books(full: PreparedData, data: PreparedData, held: np.ndarray) -> ReadersOfNewBooks:
+    """The readers of `full` with a held-out book in their train + validation history and a test book the reduced
+    data kept (the same book: it is still their last read), their histories mapped into the reduced data."""
+    history, _ = full.histories("train", "valid")
+    to_reduced = data.items.encode(full.items.ids, unknown="null").copy()  # (n_full,) -1: pruned in the reduced data
+    to_reduced[held] = data.n_items + np.arange(len(held))
+    owner = np.repeat(np.arange(full.n_users), np.diff(history.offsets))
+    read_new = np.zeros(full.n_users, dtype=bool)
+    read_new[owner[np.isin(history.values, held)]] = True
+    test = full.split.test
+    users = data.users.encode(full.users.decode(test.user), unknown="null")  # (T,)
+    items = to_reduced[test.item]
+    reduced_test = np.full(data.n_users, -1)
+    reduced_test[data.split.test.user] = data.split.test.item
+    keep = read_new[test.user] & (users >= 0) & (items >= 0) & (items < data.n_items)
+    keep[keep] = reduced_test[users[keep]] == items[keep]
+    rows = []
+    for user in test.user[keep]:
+        mapped = to_reduced[history.row(user)]
+        rows.append(mapped[mapped >= 0].tolist())
+    return ReadersOfNewBooks(users[keep], items[keep], Ragged.from_lists(rows))
 
 
 def score_cold(split: ColdSplit, model: Any, rng: np.random.Generator, ks: list[int]) -> dict[str, Any]:
@@ -125,6 +138,57 @@ def score_cold(split: ColdSplit, model: Any, rng: np.random.Generator, ks: list[
     }
 
 
+def score_new_books_in_histories(split: ColdSplit, model: Any, rng: np.random.Generator, k: int = 20) -> dict[str, Any]:
+    """Readers of held-out books, encoded as the served anonymous reader: their history pooled without the new
+    books (what a model without content pooling can do) and with them, by their content (model.history.content).
+    Their test book is ranked among the whole catalogue, every book read masked. The two are compared per reader."""
+    import copy
+
+    from booktower.data.featurize import transform_items, user_features_from_history
+    from booktower.evaluation.stats import paired_compare
+    from booktower.models.encode import encode_items, encode_users
+
+    readers, data = split.readers_of_new, split.data
+    if model.history_content is None or len(readers.users) == 0:
+        return {"n_readers": len(readers.users), "skipped": "the model does not pool a history's content"
+                if model.history_content is None else "no test reader read a held-out book before"}
+    cold_features = transform_items(data.feature_spec, split.held_catalogue)
+    candidates = np.concatenate([encode_items(model, data.item_features).cpu().numpy(),
+                                 encode_items(model, cold_features, np.full(split.n_held, -1)).cpu().numpy()])
+    # as a served reader's: the new books have no training count (unknown, not 0)
+    popularity = np.concatenate([data.item_popularity(), np.full(split.n_held, np.nan)])
+    side = user_features_from_history(data.feature_spec, readers.histories, popularity)
+    anonymous = np.full(len(readers.users), -1)
+    known_only = Ragged.from_lists([[i for i in readers.histories.row(r).tolist() if i < data.n_items]
+                                    for r in range(readers.histories.n_rows)])
+    extended = copy.deepcopy(model)
+    extended.add_content_only_books(extended.history_content.codes_of(cold_features))
+    vectors = {"without new books": encode_users(model, side, anonymous, known_only).cpu().numpy(),
+               "with new books": encode_users(extended, side, anonymous, readers.histories).cpu().numpy()}
+    frames = {}
+    for name, users in vectors.items():
+        ranks = np.array([rank_of_target(candidates @ users[r], int(item), readers.histories.row(r), rng)
+                          for r, item in enumerate(readers.items)])
+        frames[name] = pl.DataFrame({"user_id": readers.users, "item_id": readers.items,
+                                     f"NDCG@{k}": np.where(ranks <= k, 1.0 / np.log2(ranks + 1), 0.0),
+                                     f"HR@{k}": (ranks <= k).astype(np.float64)})
+    rows = [readers.histories.row(r) for r in range(readers.histories.n_rows)]
+    new_books = np.array([(row >= data.n_items).sum() for row in rows])
+    last_is_new = np.array([row[-1] >= data.n_items for row in rows])
+
+    def compare(chosen: np.ndarray) -> dict[str, Any]:
+        with_new, without = frames["with new books"].filter(chosen), frames["without new books"].filter(chosen)
+        return {metric: paired_compare(with_new, without, metric, rng).as_dict() for metric in (f"NDCG@{k}", f"HR@{k}")}
+
+    return {
+        "n_readers": len(readers.users), "mean_new_books_read": float(new_books.mean()),
+        "mean_history_length": float(np.diff(readers.histories.offsets).mean()),
+        "all": compare(np.ones(len(rows), dtype=bool)),
+        # Where a recency-weighted history looks first: the reader's latest book is a new one.
+        "last_read_new": {"n_readers": int(last_is_new.sum()), **(compare(last_is_new) if last_is_new.any() else {})},
+    }
+
+
 def run_cold_eval(config: BooktowerConfig, run_dir: Path, fraction: float = 0.05, ks: list[int] | None = None) -> dict[str, Any]:
     """Hold out, train on the rest (a normal run written into `run_dir`), score. Returns the numbers."""
     from booktower.training.pipeline import train_run
@@ -133,9 +197,11 @@ def run_cold_eval(config: BooktowerConfig, run_dir: Path, fraction: float = 0.05
     rng = np.random.default_rng(config.seed)
     split = cold_split(config, fraction, rng)
     result = train_run(config, run_dir, data=split.data)
-    metrics = score_cold(split, result.model.cpu().eval(), rng, ks)
+    model = result.model.cpu().eval()
+    metrics = score_cold(split, model, rng, ks)
     return {
         "fraction": fraction, "n_held_books": split.n_held, "n_targets": len(split.target_users),
         "n_targets_lost_to_pruning": split.n_targets_lost, "n_catalogue": split.data.n_items + split.n_held,
         "warm_test_metrics": result.metrics.get("test", {}), "cold": metrics,
+        "new_books_in_histories": score_new_books_in_histories(split, model, rng),
     }

@@ -15,6 +15,7 @@ import polars as pl
 
 from booktower.data.features import USER_DERIVED, FeatureSpec
 from booktower.data.types import Ragged
+from booktower.serving.added_content import ADDED_CONTENT, has_content, read_added_codes
 from booktower.serving.book_features import with_absent_columns
 from booktower.serving.manifest import (
     FEATURE_SPEC, MODEL_DIR, MODEL_SPEC, MODEL_WEIGHTS, REEXPORT, BundleError, why,
@@ -35,6 +36,10 @@ class Encoder(Protocol):
         """(m, d) float32 from standard catalogue rows (item_id, title, author, categories, num:*...)."""
         ...
 
+    def content_codes(self, catalogue: pl.DataFrame) -> list[np.ndarray] | None:
+        """What a reader's history pools of these books besides their ID (added_content.py); None: nothing."""
+        ...
+
 
 def user_feature_columns(spec: FeatureSpec) -> dict[str, str]:
     """Reader metadata a request may carry: name -> "numeric" | "categorical" (history aggregates excluded)."""
@@ -51,7 +56,7 @@ def user_rows_from(spec: FeatureSpec, features: list[dict[str, Any]]) -> pl.Data
     data: dict[str, pl.Series] = {}
     for name, kind in columns.items():
         if kind == "numeric":
-            values = [_as_float(f.get(name)) for f in features]
+            values = [_as_float(f.get(name), name) for f in features]
             data[f"num:{name}"] = pl.Series(f"num:{name}", values, dtype=pl.Float64)
         else:
             values = [None if f.get(name) is None else str(f.get(name)) for f in features]
@@ -59,24 +64,41 @@ def user_rows_from(spec: FeatureSpec, features: list[dict[str, Any]]) -> pl.Data
     return pl.DataFrame(data)
 
 
-def _as_float(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
+def _as_float(value: Any, name: str) -> float | None:
+    """A numeric reader feature: None is unknown (the training median); a number or numeric text is the value;
+    anything else is the caller's mistake, refused rather than served as unknown without a word."""
+    if value is None:
         return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if np.isfinite(number) else None
+    number = None
+    if not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            pass
+    if number is None or not np.isfinite(number):
+        raise ValueError(f"reader feature {name!r} is numeric: {value!r} is not a finite number (send a number, or "
+                         "null or nothing for unknown)")
+    return number
 
 
 class ModelEncoder:
     """The trained two-tower model plus the fitted feature spec."""
 
-    def __init__(self, model: Any, spec: FeatureSpec, popularity: np.ndarray, n_model_items: int) -> None:
+    def __init__(self, model: Any, spec: FeatureSpec, popularity: np.ndarray, n_model_items: int,
+                 added_codes: list[np.ndarray] | None = None) -> None:
+        """`added_codes`: the content codes of the books added to the bundle after training (added_content.py),
+        which a history then pools; without them, a history skips those books."""
         self.model = model.eval()
         self.spec = spec
-        self.popularity = np.asarray(popularity, dtype=np.float64)
+        # A book added after training has no training count: unknown (NaN) to the history features, not 0.
+        self.popularity = np.asarray(popularity, dtype=np.float64).copy()
+        self.popularity[n_model_items:] = np.nan
         self.n_model_items = n_model_items
+        # Which item indices a history can hold: the trained books, then the added books with content.
+        self.poolable = np.ones(n_model_items, dtype=bool)
+        if added_codes is not None:
+            model.add_content_only_books(added_codes)
+            self.poolable = np.concatenate([self.poolable, has_content(added_codes)])
 
     @classmethod
     def from_parts(cls, parts: BundleParts, directory: Path | None = None) -> ModelEncoder:
@@ -84,8 +106,20 @@ class ModelEncoder:
         first (before any table is allocated), then one probe encode through both towers. `directory` (the
         bundle's) only names the files in errors."""
         where = Path(directory) if directory is not None else Path()
-        encoder = cls(_model_from_files(parts, where), FeatureSpec.from_json(parts.feature_spec), parts.popularity,
-                      parts.n_model_items)
+        model = _model_from_files(parts, where)
+        added = None
+        if model.history_content is not None:
+            widths = [table.shape[1] for table in model.history_content.code_tables()]
+            added = read_added_codes(parts.model_files, len(parts.items) - parts.n_model_items, widths, where)
+        elif ADDED_CONTENT in parts.model_files:
+            raise BundleError(f"{where / MODEL_DIR / ADDED_CONTENT} is for a model that pools the content of a "
+                              f"history, and {where / MODEL_SPEC}'s does not. Fix: {REEXPORT}")
+        try:
+            encoder = cls(model, FeatureSpec.from_json(parts.feature_spec), parts.popularity, parts.n_model_items,
+                          added)
+        except ValueError as exc:
+            raise BundleError(f"{where / MODEL_DIR / ADDED_CONTENT} does not fit {where / MODEL_SPEC}'s model "
+                              f"({why(exc)}). Fix: {REEXPORT}") from None
         blank_book = pl.DataFrame({"item_id": ["probe"], "title": [""], "author": [""], "categories": [[]]},
                                   schema={"item_id": pl.String, "title": pl.String, "author": pl.String,
                                           "categories": pl.List(pl.String)})
@@ -108,8 +142,9 @@ class ModelEncoder:
 
         rows = user_rows_from(self.spec, features) if features else None
         side = user_features_from_history(self.spec, histories, self.popularity, None, rows)
-        # Books added after training have no row in the model's item ID table: the history pooling skips them.
-        known = _keep_below(histories, self.n_model_items)
+        # Books added after training have no ID row: with their content codes the model pools them (a zero ID
+        # vector, their own content); without, the history skips them.
+        known = _keep(histories, self.poolable)
         users = np.full(histories.n_rows, -1, dtype=np.int64)
         with torch.inference_mode():
             vectors = encode_users(self.model, side, users, known)  # (U, d)
@@ -125,6 +160,16 @@ class ModelEncoder:
         with torch.inference_mode():
             vectors = encode_items(self.model, features, np.full(catalogue.height, -1, dtype=np.int64))  # (m, d)
         return vectors.detach().cpu().numpy().astype(np.float32)
+
+    def content_codes(self, catalogue: pl.DataFrame) -> list[np.ndarray] | None:
+        """The codes a history would pool for these books (standard catalogue rows), or None where the model
+        pools no content."""
+        from booktower.data.featurize import transform_items
+
+        if self.model.history_content is None:
+            return None
+        features = transform_items(self.spec, with_absent_columns(self.spec, catalogue))
+        return self.model.history_content.codes_of(features)
 
 
 def _model_from_files(parts: BundleParts, where: Path) -> Any:
@@ -166,8 +211,11 @@ def _model_from_files(parts: BundleParts, where: Path) -> Any:
     return model.eval()
 
 
-def _keep_below(histories: Ragged, limit: int) -> Ragged:
-    keep = histories.values < limit
+def _keep(histories: Ragged, poolable: np.ndarray) -> Ragged:
+    """`histories` without the entries a history cannot pool (`poolable` False, or past its end)."""
+    values = histories.values
+    keep = values < len(poolable)
+    keep[keep] = poolable[values[keep]]
     owner = np.repeat(np.arange(histories.n_rows), np.diff(histories.offsets))
     offsets = np.zeros(histories.n_rows + 1, dtype=np.int64)
     np.cumsum(np.bincount(owner[keep], minlength=histories.n_rows), out=offsets[1:])

@@ -9,10 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from booktower.config.data import ColumnMapping
 from booktower.config.serving import IndexConfig, with_index_kind
 from booktower.data.types import PreparedData
 from booktower.serving.bundle import BundleParts, sha256_file, write_bundle
 from booktower.serving.index import AnnReport, compare_with_exact
+from booktower.serving.manifest import CatalogueColumns
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +75,17 @@ def measure_index(parts: BundleParts, config: IndexConfig, rng: np.random.Genera
 
 
 def export_parts(parts: BundleParts, output_dir: Path, config: IndexConfig, rng: np.random.Generator,
-                 source: dict[str, Any] | None = None) -> dict[str, Any]:
+                 source: dict[str, Any] | None = None, catalogue: CatalogueColumns | None = None) -> dict[str, Any]:
     report = measure_index(parts, config, rng)
-    parts.info = {"index": config.model_dump(mode="json"), "ann": report.as_dict(), "source": source or {}}
+    parts.info = {"index": config.model_dump(mode="json"), "ann": report.as_dict(), "source": source or {},
+                  "catalogue": (catalogue or CatalogueColumns()).model_dump(mode="json")}
     return write_bundle(parts, output_dir)
+
+
+def catalogue_columns(columns: ColumnMapping) -> CatalogueColumns:
+    """The names a new-books file may share with the training catalogue."""
+    return CatalogueColumns(item=columns.item, title=columns.item_title, author=columns.item_author,
+                            categories=columns.item_categories, nonnegative=list(columns.item_nonnegative))
 
 
 def export_run(run_dir: Path, output_dir: Path, index_kind: str | None = None, seed: int | None = None) -> dict[str, Any]:
@@ -95,4 +104,4 @@ def export_run(run_dir: Path, output_dir: Path, index_kind: str | None = None, s
               "run_json_sha256": sha256_file(run_json) if run_json.is_file() else None,
               "catalogue_items": run.data.summary.get("catalogue_items")}
     rng = np.random.default_rng(run.config.seed if seed is None else seed)
-    return export_parts(parts, Path(output_dir), config, rng, source)
+    return export_parts(parts, Path(output_dir), config, rng, source, catalogue_columns(run.config.data.columns))

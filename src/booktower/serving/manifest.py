@@ -45,6 +45,20 @@ class FileEntry(BaseModel):
     bytes: StrictInt = Field(ge=0)
 
 
+class CatalogueColumns(BaseModel):
+    """The training catalogue's column names (the run's data.columns), so that a new-books file for `index add`
+    may be shaped like the catalogue. Bundles from before this field read the standard names only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    item: str = "item_id"
+    title: str | None = "title"
+    author: str | None = "author"
+    categories: str | None = "categories"
+    nonnegative: list[str] = Field(default_factory=list)
+    """Numeric columns whose negative values prepare removed (treated as missing)."""
+
+
 class Manifest(BaseModel):
     """manifest.json: format, sizes, index settings, ANN report, source run, {path: FileEntry}."""
 
@@ -63,6 +77,7 @@ class Manifest(BaseModel):
     """Books the model's ID table knows; the rest were added later (content-only vectors)."""
     added_books: StrictInt = Field(0, ge=0)
     index: IndexConfig = Field(default_factory=IndexConfig)
+    catalogue: CatalogueColumns = Field(default_factory=CatalogueColumns)
     ann: dict[str, Any] = Field(default_factory=dict)
     source: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, FileEntry]
@@ -87,7 +102,7 @@ class Manifest(BaseModel):
     def info(self) -> dict[str, Any]:
         """What travels with the parts from one version of a bundle to the next (`index add` keeps it)."""
         return {"index": self.index.model_dump(mode="json"), "ann": self.ann, "source": self.source,
-                "added_books": self.added_books}
+                "added_books": self.added_books, "catalogue": self.catalogue.model_dump(mode="json")}
 
     def as_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

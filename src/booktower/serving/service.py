@@ -116,8 +116,9 @@ class Recommender:
                     features: dict[str, Any] | None = None) -> list[Recommendation]:
         """An anonymous reader: the user tower builds the vector from the history (no user ID row).
 
-        Books added after training (`index add`) are excluded from the answer but do not shape the vector: the
-        tower pools the ID embeddings of trained books, and an added book has none."""
+        Books added after training (`index add`) are excluded from the answer; they shape the vector through
+        their content where the model pools a history's content (model.history.content), and not otherwise:
+        they have no ID embedding to pool."""
         if self.encoder is None:
             raise RuntimeError("this recommender has no model to encode anonymous readers")
         history = _ids(history, "history")

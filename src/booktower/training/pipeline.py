@@ -22,7 +22,7 @@ from booktower.training.refit import refit
 from booktower.evaluation.run_eval import evaluate_trained
 from booktower.tracking import Tracker, check_local_store
 from booktower.training.trainer import FitResult, Trainer, apply_thread_limit, peak_memory_mb, resolve_device
-from booktower.utils.atomic import atomic_write_json
+from booktower.utils.atomic import atomic_write_json, atomic_write_text
 from booktower.utils.nested import flatten
 from booktower.utils.runinfo import Timings, finished_at, mark_finished, write_run_info
 
@@ -34,9 +34,10 @@ class TrainResult:
     run_dir: Path
     metrics: dict[str, dict[str, float]]  # {"validation": {...}, "test": {...}}
     fit: FitResult
-    model: TwoTower
+    model: TwoTower  # the run's model, RUN/model: the refit one under refit_on_validation (what a bundle serves)
     data: PreparedData
     report: Path | None = None
+    selected: TwoTower | None = None  # the checkpoint early stopping chose (validation's model); None: `model`
 
 
 class RunAlreadyFinished(Exception):
@@ -157,7 +158,7 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
     if not resume:
         _forget_earlier_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(config_yaml, encoding="utf-8")
+    atomic_write_text(run_dir / "config.yaml", config_yaml)
     atomic_write_json(run_dir / "data_summary.json", data.summary)
     data.users.save(run_dir / "vocab" / "users.parquet")
     data.items.save(run_dir / "vocab" / "items.parquet")
@@ -190,7 +191,7 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
     log.info("test: %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()
                                   if k.split("@")[0] in ("HR", "NDCG") and "@" in k))
     dist.barrier()
-    return TrainResult(run_dir, metrics, fit, model, data, report)
+    return TrainResult(run_dir, metrics, fit, test_model, data, report, selected=model)
 
 
 def maybe_write_report(run_dir: Path) -> Path | None:

@@ -8,14 +8,17 @@ trials.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import polars as pl
+from pydantic import ValidationError
 
 from booktower.config import BooktowerConfig, ConfigError, apply_overrides, dump_config
+from booktower.config.loading import explain_errors, explain_validation_error
 from booktower.config.evaluation import check_selection_metric
 from booktower.config.sweep import ParamSpec
 from booktower.utils.atomic import atomic_write_parquet, atomic_write_text
@@ -39,14 +42,66 @@ def trial_config(base: BooktowerConfig, params: dict[str, Any]) -> BooktowerConf
 
     Early stopping watches the sweep's metric, so each trial selects its epoch by what the sweep ranks trials by;
     it is set here, so `best_config.yaml` is the very config the best trial trained."""
-    raw = base.model_dump(mode="json")
+    try:
+        return BooktowerConfig.model_validate(_merged(base, params))
+    except ValidationError as exc:  # the sampled combination is not allowed
+        raise explain_validation_error(exc, f"sampled parameters {params}") from None
+
+
+def _merged(base: BooktowerConfig, params: dict[str, Any]) -> dict[str, Any]:
     overrides = [f"training.early_stopping.metric={base.sweep.metric}"]
     overrides += [f"{key}={_yaml_scalar(value)}" for key, value in params.items()]
-    merged = apply_overrides(raw, overrides)
+    return apply_overrides(base.model_dump(mode="json"), overrides)
+
+
+def check_sweep(base: BooktowerConfig) -> None:
+    """What would fail every trial, refused before the first one (and before the data is prepared): no space,
+    a metric validation does not report, a space key that is not a config key or takes no value drawn for it."""
+    sweep = base.sweep
+    if not sweep.space:
+        raise ConfigError("the config has no sweep.space: declare the searched keys (see configs/*-sweep.yaml)")
     try:
-        return BooktowerConfig.model_validate(merged)
-    except Exception as exc:  # pydantic's ValidationError: the sampled combination is not allowed
-        raise ConfigError(f"sampled parameters {params} give an invalid config: {exc}") from None
+        check_selection_metric("sweep.metric", sweep.metric, base.evaluation.ks)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    for key, spec in sweep.space.items():
+        for value in drawable_values(spec):
+            _check_space_value(base, key, value)
+
+
+def drawable_values(spec: ParamSpec) -> list[Any]:
+    """Values of the kind the sampler draws for `spec`: every choice, both bounds, and for a continuous float
+    one off the integer grid (a float range on an integer key fails only on such draws)."""
+    if spec.type == "categorical":
+        return list(spec.choices or [])
+    if spec.type == "int":
+        return [int(spec.low or 0), int(spec.high or 0)]
+    low, high = float(spec.low or 0.0), float(spec.high or 0.0)
+    if spec.step is not None:
+        return [low, min(low + spec.step, high), high]
+    middle = (low + high) / 2
+    return [low, math.nextafter(middle, high) if middle.is_integer() and high > low else middle, high]
+
+
+def _check_space_value(base: BooktowerConfig, key: str, value: Any) -> None:
+    """Errors about `key` itself (unknown, wrong type, out of range) refuse the sweep; an error of a check across
+    keys may come from the base config's other values and is left to the trials, which draw them together."""
+    try:
+        BooktowerConfig.model_validate(_merged(base, {key: value}))
+        return
+    except ValidationError as exc:
+        path = tuple(p for p in key.split(".") if p)
+        own = [err for err in exc.errors() if _related(tuple(str(p) for p in err["loc"]), path)]
+    if own:
+        hint = "; declare it with type: int" if any(err["type"] == "int_from_float" for err in own) else ""
+        error = explain_errors(own, f"sweep.space key {key!r} (a value it draws: {value!r})")
+        raise ConfigError(f"{error}{hint}") from None
+
+
+def _related(loc: tuple[str, ...], path: tuple[str, ...]) -> bool:
+    """Whether an error at `loc` is about the key at `path`: the key itself, a part of it, or what it is in."""
+    shorter = min(len(loc), len(path))
+    return shorter > 0 and loc[:shorter] == path[:shorter]
 
 
 def _yaml_scalar(value: Any) -> str:
@@ -66,9 +121,10 @@ class SweepResult:
 
 
 def _no_interrupt_traceback(record: logging.LogRecord) -> bool:
-    """Optuna logs a trial cut short by Ctrl-C with its whole traceback; the interrupt is the user's own doing,
-    so keep its one-line message and drop the stack."""
-    if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+    """Optuna logs a trial cut short by Ctrl-C, or one whose sampled combination is not a valid config, with its
+    whole traceback; the message already says it all (the interrupt is the user's own doing; a ConfigError names
+    the keys), so keep it and drop the stack."""
+    if record.exc_info and isinstance(record.exc_info[1], (KeyboardInterrupt, ConfigError)):
         record.exc_info, record.exc_text = None, None
     return True
 
@@ -78,12 +134,7 @@ def run_sweep(base: BooktowerConfig, trials: int, storage: str, study_name: str,
     import optuna
 
     sweep = base.sweep
-    if not sweep.space:
-        raise ConfigError("the config has no sweep.space: declare the searched keys (see configs/*-sweep.yaml)")
-    try:
-        check_selection_metric("sweep.metric", sweep.metric, base.evaluation.ks)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    check_sweep(base)
     pruner: optuna.pruners.BasePruner = (
         optuna.pruners.MedianPruner(n_startup_trials=sweep.startup_trials, n_warmup_steps=sweep.warmup_epochs)
         if sweep.pruner == "median" else optuna.pruners.NopPruner()

@@ -71,6 +71,11 @@ def atomic_write_parquet(frame: pl.DataFrame, path: Path | str) -> None:
         frame.write_parquet(tmp)
 
 
+def atomic_write_csv(frame: pl.DataFrame, path: Path | str) -> None:
+    with atomic_path(path) as tmp:
+        frame.write_csv(tmp)
+
+
 def _json_default(obj: Any) -> Any:
     import numpy as np
 

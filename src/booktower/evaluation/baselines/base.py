@@ -48,3 +48,23 @@ class Recommender(ABC):
     @abstractmethod
     def score(self, users: np.ndarray) -> torch.Tensor:
         """(U,) user indices -> (U, n_items) scores; a fresh tensor (evaluation masks it in place)."""
+
+    folds_in = False
+    """Whether `score_histories` scores readers outside the fitted matrix (item-based models: no refit)."""
+
+    def score_histories(self, histories: sp.csr_matrix) -> torch.Tensor:
+        """(U, n_items) binary rows of readers' books -> (U, n_items) scores, for readers the model was not
+        fitted on (new readers)."""
+        raise NotImplementedError(f"{self.name} scores only the readers it was fitted on")
+
+
+class FoldIn(Recommender):
+    """An item-based model: a reader's scores follow from their books alone, fitted reader or not."""
+
+    folds_in = True
+
+    def score(self, users: np.ndarray) -> torch.Tensor:
+        return self.score_histories(self.matrix[users])
+
+    @abstractmethod
+    def score_histories(self, histories: sp.csr_matrix) -> torch.Tensor: ...

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from booktower.evaluation.baselines.base import Recommender
+from booktower.evaluation.baselines.base import FoldIn
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def ease_weights(gram: np.ndarray, lam: float) -> np.ndarray:
     return inv.numpy()
 
 
-class EASE(Recommender):
+class EASE(FoldIn):
     name = "ease"
 
     def __init__(self, lam: float = 500.0, max_items: int | None = 20000) -> None:
@@ -57,10 +57,10 @@ class EASE(Recommender):
         self.weights = ease_weights(gram, self.lam)  # (N, N) float32
         self.n_items = matrix.shape[1]
 
-    def score(self, users: np.ndarray) -> torch.Tensor:
-        known = self.matrix[users][:, self.items]  # (U, N) sparse, a few items per reader
+    def score_histories(self, histories: sp.csr_matrix) -> torch.Tensor:
+        known = histories[:, self.items]  # (U, N) sparse, a few items per reader
         # sparse x dense costs nnz * N, not U * N * N as a dense product would
         partial = np.asarray(known @ self.weights, dtype=np.float32)  # (U, N)
-        out = torch.zeros(len(users), self.n_items)  # (U, n_items): items outside the N score 0
+        out = torch.zeros(histories.shape[0], self.n_items)  # (U, n_items): items outside the N score 0
         out[:, torch.from_numpy(self.items)] = torch.from_numpy(partial)
         return out

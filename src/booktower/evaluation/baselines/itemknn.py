@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from booktower.evaluation.baselines.base import Recommender
+from booktower.evaluation.baselines.base import FoldIn
 
 
 def cosine_item_similarity(matrix: sp.csr_matrix, neighbors: int | None = None) -> sp.csr_matrix:
@@ -38,7 +38,7 @@ def _keep_top(sim: sp.csr_matrix, n: int) -> sp.csr_matrix:
     return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=sim.shape)
 
 
-class ItemKNN(Recommender):
+class ItemKNN(FoldIn):
     name = "itemknn"
 
     def __init__(self, neighbors: int | None = None) -> None:
@@ -50,6 +50,6 @@ class ItemKNN(Recommender):
         sim = cosine_item_similarity(matrix, self.neighbors)
         self.similarity = sp.csr_matrix(sim.T) if self.neighbors is not None else sim
 
-    def score(self, users: np.ndarray) -> torch.Tensor:
-        scores = self.matrix[users] @ self.similarity  # (U, n_items) sparse
+    def score_histories(self, histories: sp.csr_matrix) -> torch.Tensor:
+        scores = histories @ self.similarity  # (U, n_items) sparse
         return torch.from_numpy(np.asarray(scores.toarray(), dtype=np.float32))

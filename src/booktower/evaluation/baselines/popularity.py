@@ -6,14 +6,14 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from booktower.evaluation.baselines.base import Recommender
+from booktower.evaluation.baselines.base import FoldIn
 
 
-class MostPopular(Recommender):
+class MostPopular(FoldIn):
     name = "pop"
 
     def _fit(self, matrix: sp.csr_matrix) -> None:
         self.counts = torch.from_numpy(np.asarray(matrix.sum(axis=0), dtype=np.float32).ravel())  # (n_items,)
 
-    def score(self, users: np.ndarray) -> torch.Tensor:
-        return self.counts.expand(len(users), -1).clone()  # (U, n_items)
+    def score_histories(self, histories: sp.csr_matrix) -> torch.Tensor:
+        return self.counts.expand(histories.shape[0], -1).clone()  # (U, n_items)
