@@ -19,7 +19,7 @@ from typing import Any
 from booktower.data.errors import DataError
 from booktower.data.types import PreparedData
 from booktower.evaluation.split_identity import read_split_identity, split_identity, split_mismatch
-from booktower.utils.runinfo import file_fingerprint
+from booktower.utils.runinfo import file_fingerprint, working_directory
 
 DATA_CHANGED = "data_changed"
 """The metrics.json key an evaluation on changed data writes (and an evaluation on the trained data removes)."""
@@ -36,12 +36,13 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def changed_inputs(run_dir: Path) -> list[str]:
     """The input files run.json recorded whose bytes differ now, or that are gone. A path recorded relative is
-    read from the current folder, as preparing the data from RUN/config.yaml reads it."""
+    read from the folder the run was trained from, as `load_run` reads RUN/config.yaml's."""
     recorded = _read_json(Path(run_dir) / "run.json").get("inputs", {})
     files = recorded.get("files", {}) if isinstance(recorded, dict) else {}
+    base = working_directory(Path(run_dir))
     changes = []
     for name, entry in files.items():
-        path = Path(name)
+        path = base / name  # an absolute name stays itself
         if not path.exists():
             changes.append(f"input {name} is gone")
             continue

@@ -9,11 +9,13 @@ import torch
 
 from booktower.config import BooktowerConfig, load_config
 from booktower.data.errors import DataError
+from booktower.data.ingest import PACKAGE_PREFIX
 from booktower.data.prepare import prepare
 from booktower.data.types import PreparedData
 from booktower.data.vocab import Vocabulary
 from booktower.models.io import load_model
 from booktower.models.two_tower import TwoTower
+from booktower.utils.runinfo import working_directory
 
 
 @dataclass
@@ -23,12 +25,32 @@ class TrainedRun:
     model: TwoTower
 
 
-def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> TrainedRun:
-    """Re-prepare the data from RUN/config.yaml (cached), check it matches RUN/vocab, load RUN/model."""
+def run_config(run_dir: Path | str) -> BooktowerConfig:
+    """RUN/config.yaml with its relative data paths read from the folder the run was trained from, so that
+    `export`, `evaluate` and `recommend --run` find the data from any folder."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists():
         raise FileNotFoundError(f"{run_dir}/config.yaml is missing: not a booktower run directory")
     config = load_config(run_dir / "config.yaml")
+    base = working_directory(run_dir)
+    source = config.data.source
+    anchored = {name: base / path for name in ANCHORED_PATHS
+                if (path := getattr(source, name)) is not None and not path.is_absolute()
+                and not str(path).startswith(PACKAGE_PREFIX)}
+    if not anchored:
+        return config
+    data = config.data.model_copy(update={"source": source.model_copy(update=anchored)})
+    return config.model_copy(update={"data": data})
+
+
+ANCHORED_PATHS = ("interactions", "items", "users", "fallback_interactions", "fallback_items")
+"""The data.source paths a run's config may give relative to the folder training ran in."""
+
+
+def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> TrainedRun:
+    """Re-prepare the data from RUN/config.yaml (cached), check it matches RUN/vocab, load RUN/model."""
+    run_dir = Path(run_dir)
+    config = run_config(run_dir)
     data, _ = prepare(config.data)
     for name, vocab in (("users", data.users), ("items", data.items)):
         saved = Vocabulary.load(run_dir / "vocab" / f"{name}.parquet")

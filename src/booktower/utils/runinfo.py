@@ -112,10 +112,21 @@ def write_run_info(
         "cpu_kernels": native.status(),
         "timings_seconds": timings,
         "command": sys.argv,
+        WORKING_DIRECTORY: str(Path.cwd()),  # what the config's relative data paths were read against
     }
     if extra:
         info.update(extra)
     atomic_write_json(output_dir / "run.json", info)
+
+
+WORKING_DIRECTORY = "working_directory"
+
+
+def working_directory(run_dir: Path) -> Path:
+    """The folder the run was trained from (run.json), against which its config's relative paths were read;
+    the current folder for a run that recorded none."""
+    recorded = (_run_json(Path(run_dir)) or {}).get(WORKING_DIRECTORY)
+    return Path(recorded) if isinstance(recorded, str) and recorded else Path.cwd()
 
 
 FINISHED = "finished"

@@ -1,0 +1,34 @@
+"""A run's config may name its data relative to the folder training ran in: `export`, `evaluate` and `recommend
+--run` then read the same files from any folder (run.json records that folder)."""
+
+from __future__ import annotations
+
+import json
+
+from booktower.config import load_config
+from booktower.evaluation.data_check import changed_inputs
+from booktower.training.pipeline import train_run
+from booktower.training.run import load_run, run_config
+from tests.training.test_resume import write_dataset
+
+
+def test_a_run_with_relative_data_paths_loads_from_another_folder(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    absolute = write_dataset(project / "data", 12)
+    relative = project / "relative.yaml"
+    relative.write_text(absolute.read_text().replace(f"{project}/", ""))  # data/interactions.csv, ...
+    monkeypatch.chdir(project)
+    config = load_config(relative, ["training.epochs=1"])
+    assert not config.data.source.interactions.is_absolute()
+    train_run(config, tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["working_directory"] == str(project)
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert run_config(tmp_path / "run").data.source.interactions == project / "data" / "interactions.csv"
+    run = load_run(tmp_path / "run")
+    assert run.data.n_users == 12
+    assert changed_inputs(tmp_path / "run") == [], "the recorded inputs are found, unchanged"
+    (project / "data" / "interactions.csv").write_text("user_id,item_id,timestamp\n")
+    assert any("interactions.csv changed" in change for change in changed_inputs(tmp_path / "run"))
