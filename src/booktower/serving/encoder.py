@@ -114,10 +114,10 @@ class ModelEncoder:
         elif ADDED_CONTENT in parts.model_files:
             raise BundleError(f"{where / MODEL_DIR / ADDED_CONTENT} is for a model that pools the content of a "
                               f"history, and {where / MODEL_SPEC}'s does not. Fix: {REEXPORT}")
+        spec = FeatureSpec.from_json(parts.feature_spec)
         try:
-            encoder = cls(model, FeatureSpec.from_json(parts.feature_spec), parts.popularity, parts.n_model_items,
-                          added)
-        except ValueError as exc:
+            encoder = cls(model, spec, parts.popularity, parts.n_model_items, added)
+        except ValueError as exc:  # from appending the codes: the only check the constructor makes
             raise BundleError(f"{where / MODEL_DIR / ADDED_CONTENT} does not fit {where / MODEL_SPEC}'s model "
                               f"({why(exc)}). Fix: {REEXPORT}") from None
         blank_book = pl.DataFrame({"item_id": ["probe"], "title": [""], "author": [""], "categories": [[]]},
