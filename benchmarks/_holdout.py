@@ -15,5 +15,7 @@ def holdout_arguments(doc: str, fraction: float) -> argparse.Namespace:
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--fraction", type=float, default=fraction, help=f"share held out (default {fraction})")
     args = parser.parse_args()
+    if not 0 < args.fraction < 1:
+        parser.error(f"--fraction {args.fraction} is not a share: pass a number between 0 and 1 (e.g. {fraction})")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return args

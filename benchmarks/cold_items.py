@@ -11,7 +11,6 @@ them pooled by their content (what `index add` gives a served bundle). Writes OU
 
 from __future__ import annotations
 
-import json
 
 from _holdout import holdout_arguments
 
@@ -35,7 +34,9 @@ def main() -> None:
     for system, scopes in result["cold"].items():
         for scope, label in (("all", "all books"), ("cold", "held-out only")):
             print(f"{system:>18} | {label:>13} | " + " | ".join(f"{scopes[scope][k]:>9.4f}" for k in keys))
-    print(json.dumps({"warm_test_HR@10": result["warm_test_metrics"].get("HR@10")}))
+    warm = result["warm_test_metrics"]
+    print(f"the run's own test (trained books, known readers): HR@10 {warm.get('HR@10', float('nan')):.4f}, "
+          f"NDCG@20 {warm.get('NDCG@20', float('nan')):.4f}")
     print_new_books_in_histories(result["new_books_in_histories"])
 
 

@@ -15,7 +15,7 @@ def test_k_past_the_serving_limit_is_refused_naming_the_limit(cli, tmp_path, k) 
 
 
 def test_k_help_states_the_serving_limit(cli) -> None:
-    assert cli("recommend", "--help").says("at most 200 with --bundle")
+    assert cli("recommend", "--help").says("at most 200 printed from a bundle")
 
 
 def test_user_and_history_together_are_refused(cli, tmp_path) -> None:
@@ -36,13 +36,13 @@ def test_a_history_past_the_serving_limit_is_refused_with_its_length(cli, tmp_pa
 
 
 def test_run_only_flags_are_refused_with_a_bundle(cli, tmp_path) -> None:
-    outcome = cli("recommend", "--bundle", tmp_path, "--user", "u1", "--out", tmp_path / "top.parquet")
-    assert outcome.refused("--all-test-users and --out go with --run")
+    outcome = cli("recommend", "--bundle", tmp_path, "--all-test-users")
+    assert outcome.refused("--all-test-users goes with --run")
 
 
 def test_history_is_refused_with_a_run(cli, tmp_path) -> None:
     outcome = cli("recommend", "--run", tmp_path, "--history", "b1", "--out", tmp_path / "top.parquet")
-    assert outcome.refused("--history goes with --bundle")
+    assert outcome.refused("--history, --all-users and --category go with --bundle")
 
 
 def test_several_users_get_one_list_each_in_the_order_given(cli, bundle) -> None:

@@ -164,3 +164,9 @@ def test_a_duplicate_in_an_inherited_file_names_that_file_but_a_child_may_overri
         load_config(child)
     parent.write_text("training:\n  epochs: 3\n")
     assert load_config(child).training.epochs == 5
+
+
+def test_an_unknown_key_inside_a_sweep_space_entry_lists_the_entrys_keys():
+    with pytest.raises(ConfigError, match=r"sweep\.space\.model\.temperature\.lgo: unknown key .*allowed here: "
+                                          r"choices, high, log, low, step, type"):
+        load_config(None, ["sweep.space={model.temperature: {type: float, low: 0.05, high: 0.2, lgo: true}}"])

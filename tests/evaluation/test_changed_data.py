@@ -98,3 +98,22 @@ def test_the_qa_case_a_trained_run_whose_last_two_timestamps_swapped(tmp_path):
     assert evaluate(tmp_path / "run", "--allow-changed-data")[0] == 0
     changes = json.loads((tmp_path / "run" / "metrics.json").read_text())["data_changed"]["changes"]
     assert any("split" in c for c in changes) and any(str(path) in c for c in changes)
+
+
+def test_data_that_renumbers_the_books_is_refused_even_when_allowed_and_says_why(tmp_path):
+    """Timestamps that change which book appears first renumber the books (first appearance in time): the model's
+    rows cannot follow, so even --allow-changed-data stops, saying it is the same ids in another order."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "training"))
+    from test_resume import write_dataset
+
+    from booktower.training.pipeline import train_run
+
+    config = write_dataset(tmp_path / "data", 12)
+    train_run(load_config(config, ["training.epochs=1"]), tmp_path / "run")
+    path = tmp_path / "data" / "interactions.csv"
+    rows = pl.read_csv(path)
+    rows.with_columns(timestamp=rows["timestamp"].max() + 1 - rows["timestamp"]).write_csv(path)  # time reversed
+    code, said = evaluate(tmp_path / "run", "--allow-changed-data")
+    assert code == 2 and "thesame12idsinanotherorder" in said

@@ -170,3 +170,22 @@ def test_k_in_a_body_is_a_strict_integer(client_and_labels, k) -> None:
     client, _ = client_and_labels
     assert client.post("/recommendations", json={"history": ["b1"], "k": k}).status_code == 422
     assert client.post("/recommendations", json={"history": ["b1"], "k": 3}).status_code == 200
+
+
+def test_reader_feature_values_arrive_as_sent() -> None:
+    """JSON 1 stays 1 (a categorical level "1", not "1.0") and `true` stays a bool (refused as an age, not 1.0)."""
+    from booktower.data.features import CategoricalSpec, FeatureSpec, NumericSpec, SideSpec
+    from booktower.serving.api import HistoryRequest
+    from booktower.serving.encoder import user_rows_from
+
+    request = HistoryRequest.model_validate_json(
+        '{"history": ["b1"], "features": {"band": 1, "age": true, "height": 1.5, "town": "x", "pet": null}}')
+    assert request.features == {"band": 1, "age": True, "height": 1.5, "town": "x", "pet": None}
+    assert type(request.features["band"]) is int and type(request.features["age"]) is bool
+    spec = FeatureSpec(SideSpec(), SideSpec([NumericSpec("age", False, 30.0, 10.0, False)],
+                                            [CategoricalSpec("band", "column:band", ["<other>", "1", "2"])]),
+                       1, False, [])
+    assert user_rows_from(spec, [{"band": 1, "age": "31"}])["cat:band"].to_list() == ["1"]
+    for wrong in (True, "1_000"):
+        with pytest.raises(ValueError, match="reader feature 'age' is numeric"):
+            user_rows_from(spec, [{"age": wrong}])

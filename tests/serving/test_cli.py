@@ -103,3 +103,35 @@ def test_index_add_names_empty_and_repeated_ids(trained, tmp_path: Path) -> None
     result = runner.invoke(app, ["index", "add", "--bundle", str(bundle), "--books", str(books)])
     message = " ".join(result.output.split())
     assert result.exit_code == 2 and "1 empty, 1 repeated (e.g. ['n1'])" in message
+
+
+def test_recommend_writes_every_readers_served_list_from_a_bundle(trained, tmp_path: Path) -> None:
+    data, _, directory, _ = trained
+    out = tmp_path / "lists.csv"
+    result = runner.invoke(app, ["recommend", "--bundle", str(directory), "--all-users", "--k", "4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    frame = pl.read_csv(out, schema_overrides={"user_id": pl.String, "item_id": pl.String})
+    assert frame["user_id"].n_unique() == data.n_users and frame.height == 4 * data.n_users
+    first = data.users.ids[0]
+    served = recommend_from_bundle(directory, user=first, k=4)  # the bundle's own (hnsw) index
+    listed = frame.filter(pl.col("user_id") == first).sort("rank")["item_id"].to_list()
+    assert len(set(listed) & {r["item_id"] for r in served}) >= 3, "the same books, up to the ANN index's misses"
+    tag = "Books"
+    result = runner.invoke(app, ["recommend", "--bundle", str(directory), "--user", first, "--category", tag,
+                                 "--k", "3", "--out", str(tmp_path / "one.parquet")])
+    assert result.exit_code == 0, result.output
+    assert pl.read_parquet(tmp_path / "one.parquet")["user_id"].unique().to_list() == [first]
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--all-users"], "add --out"),
+    (["--all-users", "--user", "u1", "--out", "x.csv"], "not both"),
+    (["--history", "b1", "--out", "x.csv"], "an anonymous --history prints"),
+    (["--all-users", "--out", "x.csv", "--category", "no-such-tag", "--k", "3"], "no-such-tag"),
+    (["--all-users", "--out", "x.csv", "--k", "41"], "larger than the bundle's catalogue (40 books)"),
+])
+def test_bundle_lists_refuse_what_they_cannot_write(trained, tmp_path: Path, args, says) -> None:
+    args = [a if a != "x.csv" else str(tmp_path / "x.csv") for a in args]
+    result = runner.invoke(app, ["recommend", "--bundle", str(trained[2]), *args])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert says in " ".join(result.output.split()), result.output

@@ -50,3 +50,25 @@ def test_the_pruning_note_without_a_catalogue_count() -> None:
 
     assert "pruned" in pruned_books_note(40, None) and "index add" in pruned_books_note(40, None)
     assert "pruned" not in pruned_books_note(40, 40)
+
+
+def test_re_exporting_over_a_bundle_with_added_books_says_they_go(trained, tmp_path: Path, monkeypatch, caplog) -> None:
+    import shutil
+
+    import polars as pl
+
+    from booktower.config.data import ColumnMapping
+    from booktower.serving.add_books import add_books
+
+    data, model, bundle, _ = trained
+    copy = shutil.copytree(bundle, tmp_path / "b")
+    pl.DataFrame({"item_id": ["N1", "N2"], "title": ["a", "b"]}).write_csv(tmp_path / "new.csv")
+    add_books(copy, tmp_path / "new.csv")
+    run = SimpleNamespace(config=SimpleNamespace(serving=SimpleNamespace(index=IndexConfig(kind="exact")), seed=0,
+                                                 data=SimpleNamespace(columns=ColumnMapping())),
+                          data=data, model=model)
+    monkeypatch.setattr("booktower.training.run.load_run", lambda run_dir: run)
+    with caplog.at_level(logging.WARNING, logger="booktower"):
+        manifest = export_run(tmp_path / "run", copy)
+    assert manifest["n_items"] == data.n_items
+    assert "held 2 books added with `booktower index add`" in caplog.text

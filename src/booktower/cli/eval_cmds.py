@@ -73,7 +73,8 @@ def evaluate_command(
     allow_changed_data: bool = typer.Option(
         False, "--allow-changed-data",
         help="Score the run even though its input files or split differ from what it was trained on; "
-             "metrics.json then records the change under `data_changed`."),
+             "metrics.json then records the change under `data_changed`. Its readers and books must still be "
+             "the run's, numbered alike (a model has no row for a new one)."),
 ) -> None:
     """Re-score a trained run on validation and test; rewrite metrics.json, per-user tables, diagnostics.
     Refused when the data changed since training (run.json's input sha256s, split.json's split hash)."""
@@ -141,38 +142,50 @@ def recommend_command(
     bundle: Optional[Path] = typer.Option(None, "--bundle", callback=_paths.bundle_dir,
                                           help="A bundle from `booktower export` (print top-K)."),
     all_test_users: bool = typer.Option(False, "--all-test-users", help="With --run: every user with a test item."),
+    all_users: bool = typer.Option(False, "--all-users",
+                                   help="With --bundle and --out: every reader the bundle knows."),
     users: Optional[list[str]] = typer.Option(None, "--user", help="Raw user id (repeatable: a list each)."),
     history: Optional[str] = typer.Option(None, "--history", help="With --bundle: ID,ID,... for an anonymous reader."),
+    categories: Optional[list[str]] = typer.Option(None, "--category",
+                                                   help="With --bundle: only books with this tag (repeatable), "
+                                                        "as the API's ?category= filters."),
     k: int = typer.Option(50, "--k", callback=at_least(1),
-                           help=f"List length, 1 or more: at most {MAX_K} with --bundle (the serving limit), "
-                                "at most the catalogue size with --run."),
+                           help=f"List length, 1 or more: at most {MAX_K} printed from a bundle (the serving "
+                                "limit), at most the catalogue size written to --out."),
     out: Optional[Path] = typer.Option(None, "--out", callback=_paths.output_file,
-                                       help="With --run: the file of lists (user_id, rank, item_id, score), "
-                                            "written as CSV or Parquet by its extension: .csv or .parquet."),
+                                       help="The file of lists (user_id, rank, item_id, score, ...), written as CSV "
+                                            "or Parquet by its extension: .csv or .parquet. With --run: the masked "
+                                            "test lists; with --bundle: what the API serves each --user (or "
+                                            "--all-users), ranked exactly."),
 ) -> None:
     """Recommend: from a bundle (titles and scores), or a run's masked test top-K lists (the metrics' source)."""
     setup_logging()
     if (run is None) == (bundle is None):
         fail("pass exactly one of --run RUN or --bundle BUNDLE")
     if bundle is not None:
-        if all_test_users or out is not None:
-            fail("--all-test-users and --out go with --run. Fix: with --bundle the lists print to the "
-                 "terminal; drop them, or pass --run RUN instead")
-        _recommend_from_bundle(bundle, users or [], history, k)
+        if all_test_users:
+            fail("--all-test-users goes with --run. Fix: with --bundle pass --all-users --out FILE for every reader")
+        if out is not None or all_users:
+            from booktower.cli._bundle_lists import write_bundle_lists
+
+            write_bundle_lists(bundle, users or [], all_users, history, categories or [], k, out)
+            return
+        _recommend_from_bundle(bundle, users or [], history, k, categories or [])
     else:
-        if history is not None:
-            fail("--history goes with --bundle (an anonymous reader needs the exported model). Fix: pass "
+        if history is not None or all_users or categories:
+            fail("--history, --all-users and --category go with --bundle (what a bundle serves). Fix: pass "
                  "--bundle BUNDLE, or --user / --all-test-users with --run")
         _recommend_from_run(run, users or [], all_test_users, k, out)
 
 
-def _recommend_from_bundle(bundle: Path, users: list[str], history: Optional[str], k: int) -> None:
+def _recommend_from_bundle(bundle: Path, users: list[str], history: Optional[str], k: int,
+                           categories: list[str]) -> None:
     """Every query is answered before any is printed: an unknown reader fails the command, not a table."""
     from booktower.cli.serve_cmds import print_rows, query_rows
 
     queries = bundle_queries(users, history, k)
     with friendly_errors():
-        answers = [(query, query_rows(bundle, query, k)) for query in queries]
+        answers = [(query, query_rows(bundle, query, k, categories)) for query in queries]
     for query, rows in answers:
         print_rows(rows, f"top-{k} for {query.label}")
 
@@ -204,8 +217,9 @@ def table_writer(out: Path) -> Callable[[pl.DataFrame, Path], None]:
     suffix = out.suffix.lower()
     if suffix not in writers:
         what = f"extension {out.suffix!r}" if out.suffix else "no extension"
+        stem = out.name.split(".")[0] or "lists"  # x.csv.gz -> x, not x.csv.csv
         fail(f"--out {out} has {what}; the format is chosen by it. "
-             f"Fix: name the file {out.with_suffix('.csv').name} (CSV) or {out.with_suffix('.parquet').name} (Parquet)")
+             f"Fix: name the file {stem}.csv (CSV) or {stem}.parquet (Parquet)")
     return writers[suffix]
 
 

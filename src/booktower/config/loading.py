@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -102,13 +102,35 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys of the section `loc` ends in (its last part is the unknown key); through dict[str, Section]
+    fields (sweep.space.KEY) and optional sections too."""
     current: Any = model
-    for part in loc[:-1]:
-        field = current.model_fields.get(str(part)) if isinstance(current, type) else None
-        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+    parts = list(loc[:-1])
+    while parts:
+        part = parts.pop(0)
+        field = current.model_fields.get(str(part)) if _is_section(current) else None
+        if field is None:
             return []
-        current = field.annotation
-    return sorted(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
+        annotation = _section_in(field.annotation)
+        if annotation is None and get_origin(field.annotation) is dict and parts:
+            annotation = _section_in(get_args(field.annotation)[1])
+            parts.pop(0)  # the dict's own key (sweep.space's config key)
+        if annotation is None:
+            return []
+        current = annotation
+    return sorted(current.model_fields) if _is_section(current) else []
+
+
+def _is_section(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _section_in(annotation: Any) -> type[BaseModel] | None:
+    """`annotation` itself, or the one model of an optional/union one, when it is a config section."""
+    if _is_section(annotation):
+        return annotation
+    sections = [a for a in get_args(annotation) if _is_section(a)] if get_origin(annotation) is not dict else []
+    return sections[0] if len(sections) == 1 else None
 
 
 def explain_validation_error(exc: ValidationError, source: str) -> ConfigError:

@@ -6,7 +6,9 @@ the ones the run was selected on, silently. Training records what it read: each 
 the split's hash in split.json; both are compared here. An evaluation the user lets through anyway
 (`--allow-changed-data`) says so in metrics.json under `data_changed`, which also keeps the split the run was
 trained on: split.json must describe the split the metrics beside it were scored on, for `compare` and the
-report, so it is rewritten.
+report, so it is rewritten. Data whose readers or books are numbered differently (new ids, or timestamps that
+reorder first appearances) cannot be scored even then: `load_run` refuses it, since the model's rows follow the
+run's numbering.
 """
 
 from __future__ import annotations
@@ -72,7 +74,9 @@ def split_change(run_dir: Path, data: PreparedData) -> list[str]:
 def refuse_changed_data(run_dir: Path, changes: list[str]) -> DataError:
     return DataError(
         f"the data `evaluate` would score is not the data this run was trained and selected on: "
-        f"{'; '.join(changes)}. Its metrics would describe other readers' held-out books",
+        f"{'; '.join(changes)}. "
+        + ("Its metrics would describe other held-out books" if any(c.startswith("the split") for c in changes)
+           else "Its metrics could differ from the run's for that reason alone"),
         path=Path(run_dir) / ("run.json" if any(c.startswith("input ") for c in changes) else "split.json"),
         fix=f"train a new run on the current files (booktower train), or point the run at the files it was "
             f"trained on; to score it on these anyway pass {ALLOW_FLAG} (metrics.json then records the change "

@@ -33,6 +33,9 @@ def read_table_of_books(path: Path, columns: CatalogueColumns | None = None) -> 
 
     columns = columns or CatalogueColumns()
     frame = read_table(Path(path), "new books", named_by=BOOKS_OPTION)
+    if "item_id" in frame.columns and columns.item != "item_id" and columns.item in frame.columns:
+        log.warning("%s has both item_id and %s (the training catalogue's id column): item_id is read as the "
+                    "books' id; drop one of them to be sure which", path, columns.item)
     if "item_id" not in frame.columns:
         if columns.item not in frame.columns:
             names = sorted({"item_id", columns.item})
@@ -90,8 +93,9 @@ def _without_negatives(catalogue: pl.DataFrame, nonnegative: list[str], path: Pa
         negative = (pl.col(column) < 0).fill_null(False)
         count = int(catalogue.select(negative.sum()).item())
         if count:
-            log.warning("%s: %d books have a negative %s; it is treated as missing, as prepare treated the training "
-                        "catalogue's (fix: %s must be >= 0)", path, count, name, name)
+            log.warning("%s: %d book%s a negative %s; it is treated as missing, as prepare treated the training "
+                        "catalogue's (fix: %s must be >= 0)", path, count, " has" if count == 1 else "s have", name,
+                        name)
             catalogue = catalogue.with_columns(pl.when(negative).then(None).otherwise(pl.col(column)).alias(column))
     return catalogue
 

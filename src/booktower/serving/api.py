@@ -24,7 +24,7 @@ from fastapi import Path as PathParam
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 import booktower
 from booktower.config.serving import ServingConfig
@@ -70,6 +70,11 @@ class RecommendationList(BaseModel):
     items: list[Item]
 
 
+FeatureValue = StrictBool | StrictInt | StrictFloat | StrictStr | None
+"""Strict members: lax parsing turned 1 into 1.0 (the level "1.0" of a categorical feature, which no reader has)
+and `true` into 1.0 (an age); each value now arrives as sent and the encoder judges it."""
+
+
 class HistoryRequest(BaseModel):
     """An anonymous reader: recently read books (known ids, oldest first) and optional reader metadata."""
 
@@ -77,7 +82,7 @@ class HistoryRequest(BaseModel):
 
     history: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(..., min_length=1, max_length=_ID_LIST_MAX)
     k: StrictInt = Field(10, ge=1, le=_ID_LIST_MAX)
-    features: dict[Annotated[str, Field(max_length=100)], float | str | None] | None = Field(
+    features: dict[Annotated[str, Field(max_length=100)], FeatureValue] | None = Field(
         None, max_length=50, description="Reader metadata by name (e.g. age, gender); unknown names are ignored, null is "
         "unknown, a numeric feature's value must be a number (422 otherwise)")
     exclude: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(default_factory=list, max_length=_ID_LIST_MAX)

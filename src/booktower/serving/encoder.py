@@ -70,7 +70,7 @@ def _as_float(value: Any, name: str) -> float | None:
     if value is None:
         return None
     number = None
-    if not isinstance(value, bool):
+    if not isinstance(value, bool) and not (isinstance(value, str) and "_" in value):  # float("1_000") is 1000.0
         try:
             number = float(value)
         except (TypeError, ValueError):

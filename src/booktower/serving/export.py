@@ -104,4 +104,22 @@ def export_run(run_dir: Path, output_dir: Path, index_kind: str | None = None, s
               "run_json_sha256": sha256_file(run_json) if run_json.is_file() else None,
               "catalogue_items": run.data.summary.get("catalogue_items")}
     rng = np.random.default_rng(run.config.seed if seed is None else seed)
+    _warn_of_added_books(Path(output_dir))
     return export_parts(parts, Path(output_dir), config, rng, source, catalogue_columns(run.config.data.columns))
+
+
+def _warn_of_added_books(output_dir: Path) -> None:
+    """A bundle being replaced may hold books added with `index add`: the new bundle is the run's catalogue
+    only, so say that they go (the export cannot re-add them: their files were the user's)."""
+    from booktower.serving.bundle import BundleError, is_bundle_folder, read_manifest
+
+    if not is_bundle_folder(output_dir):
+        return
+    try:
+        added = read_manifest(output_dir).added_books
+    except BundleError:
+        return
+    if added:
+        log.warning("%s held %d books added with `booktower index add`; the new bundle holds the run's books "
+                    "only: add them again (booktower index add --bundle %s --books FILE)", output_dir, added,
+                    output_dir)

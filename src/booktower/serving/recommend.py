@@ -31,8 +31,9 @@ def _recommender(bundle_dir: Path | str) -> Recommender:
 
 
 def recommend_from_bundle(bundle_dir: Path | str, user: str | None = None, history: list[str] | None = None,
-                          k: int = 10) -> list[dict[str, Any]]:
-    """Top-k rows (rank, item_id, title, author, categories, score) for a known `user` or an anonymous `history`.
+                          k: int = 10, categories: list[str] | None = None) -> list[dict[str, Any]]:
+    """Top-k rows (rank, item_id, title, author, categories, score) for a known `user` or an anonymous `history`,
+    among the books tagged with any of `categories` when given.
 
     Exactly one of `user` / `history` (a list of item ids) is given; `k` is an int. Unknown ids raise
     `UnknownIdError` naming them; a tampered bundle raises `BundleError` naming the file; a wrong type
@@ -43,5 +44,7 @@ def recommend_from_bundle(bundle_dir: Path | str, user: str | None = None, histo
     if (user is None) == (not history):
         raise ValueError("give exactly one of user= or history= (a non-empty list of item ids)")
     recommender = _recommender(bundle_dir)
-    rows = recommender.for_user(user, k) if user is not None else recommender.for_history(list(history or []), k)
+    tags = list(categories or [])
+    rows = (recommender.for_user(user, k, categories=tags) if user is not None
+            else recommender.for_history(list(history or []), k, categories=tags))
     return [{"rank": rank, **row.as_dict()} for rank, row in enumerate(rows, start=1)]

@@ -1,0 +1,64 @@
+"""Lists for many known readers at once (`booktower recommend --bundle B --all-users --out FILE`): what
+`/recommendations/{user_id}` answers each of them, for newsletters and other offline jobs.
+
+Ranked exactly over the whole catalogue in blocks of readers (a matrix product and a top-k per block), with the
+reader's books masked and an optional category restriction, as the service filters them; the service's own
+answer equals these lists when its index is exact, and differs from them only by the ANN index's misses otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import torch
+
+from booktower.serving.service import Recommender
+
+
+def batch_lists(rec: Recommender, users: np.ndarray, k: int, categories: list[str] | None = None,
+                chunk: int = 2048) -> pl.DataFrame:
+    """(user_id, rank, item_id, score, title, author) for the readers at indices `users`: each one's top `k`
+    unread books (fewer where fewer are left), restricted to books tagged with any of `categories`."""
+    parts = rec.parts
+    allowed = rec.category_items(list(categories or []))
+    blocked = None
+    if allowed is not None:
+        blocked = torch.ones(rec.n_items, dtype=torch.bool)
+        blocked[torch.from_numpy(allowed)] = False
+    items_t = torch.from_numpy(np.ascontiguousarray(parts.item_vectors, dtype=np.float32)).T  # (d, n)
+    frames = []
+    for start in range(0, len(users), chunk):
+        block = np.asarray(users[start : start + chunk], dtype=np.int64)
+        scores = torch.from_numpy(np.ascontiguousarray(parts.user_vectors[block], dtype=np.float32)) @ items_t
+        owner, read = _seen_pairs(parts.seen, block)
+        scores[torch.from_numpy(owner), torch.from_numpy(read)] = -torch.inf  # (b, n) the reader's books out
+        if blocked is not None:
+            scores[:, blocked] = -torch.inf
+        top_scores, top_items = torch.topk(scores, min(k, rec.n_items), dim=1)  # (b, k) best first
+        frames.append(_rows(rec, block, top_scores.numpy(), top_items.numpy()))
+    empty = np.zeros((0, 0))
+    return pl.concat(frames) if frames else _rows(rec, np.zeros(0, np.int64), empty, empty.astype(np.int64))
+
+
+def _seen_pairs(seen, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row within the block, item) for every book each reader of the block has read."""
+    lengths = seen.offsets[block + 1] - seen.offsets[block]
+    owner = np.repeat(np.arange(len(block)), lengths)
+    read = np.concatenate([seen.row(int(u)) for u in block]) if len(block) else np.zeros(0, np.int64)
+    return owner, read.astype(np.int64)
+
+
+def _rows(rec: Recommender, block: np.ndarray, scores: np.ndarray, items: np.ndarray) -> pl.DataFrame:
+    """One row per (reader, rank) whose book is a real candidate (a masked -inf slot is no recommendation)."""
+    keep = np.isfinite(scores)
+    reader, rank = np.nonzero(keep)
+    chosen = items[keep]
+    metadata = rec.parts.metadata
+    return pl.DataFrame({
+        "user_id": pl.Series(rec.parts.users.decode(block[reader]), dtype=pl.String),
+        "rank": (rank + 1).astype(np.int32),
+        "item_id": pl.Series(rec.parts.items.decode(chosen), dtype=pl.String),
+        "score": scores[keep].astype(np.float32),
+        "title": metadata["title"].gather(chosen).fill_null(""),
+        "author": metadata["author"].gather(chosen).fill_null(""),
+    })
