@@ -7,6 +7,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -59,7 +60,27 @@ def build_model(config: BooktowerConfig, data: PreparedData, device: torch.devic
     spec = spec_from_config(config.model, data.user_features, data.item_features, data.n_users, data.n_items)
     model = TwoTower(spec)
     model.fill_history_content(data.item_features)
+    _init_id_tables(config, data, model)
     return model.to(device)
+
+
+def _init_id_tables(config: BooktowerConfig, data: PreparedData, model: TwoTower) -> None:
+    """model.*.id_init: svd starts the ID tables from the training interactions' factors (models/init.py); the
+    refit's data is train + validation, so its tables start from those."""
+    towers = {"user": (config.model.user, model.user_tower), "item": (config.model.item, model.item_tower)}
+    chosen = {side: (tower_config, tower) for side, (tower_config, tower) in towers.items()
+              if tower_config.id_init == "svd" and tower.ids is not None}
+    if not chosen:
+        return
+    from booktower.evaluation.baselines.base import interaction_matrix
+    from booktower.models.init import start_from, svd_factors
+
+    dim = max(tower.ids.table.weight.shape[1] for _, tower in chosen.values())
+    factors = dict(zip(("user", "item"), svd_factors(interaction_matrix(data.n_users, data.n_items, data.split.train),
+                                                     dim, np.random.default_rng(config.seed))))
+    for side, (tower_config, tower) in chosen.items():
+        table = tower.ids.table.weight
+        start_from(table, factors[side][:, : table.shape[1]], tower_config.id_init_std)
 
 
 RESUME_FREE_KEYS = ("training.progress", "tracking.")
