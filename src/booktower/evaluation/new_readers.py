@@ -75,26 +75,30 @@ def history_matrix(histories: Ragged, n_items: int) -> sp.csr_matrix:
     return matrix
 
 
-def two_tower_scores(model: Any, data: PreparedData, histories: Ragged) -> np.ndarray:
-    """(R, n_items) scores of anonymous readers, as `ModelEncoder.user_vectors` encodes them."""
+def two_tower_scores(model: Any, data: PreparedData, histories: Ragged, items: torch.Tensor) -> np.ndarray:
+    """(R, n_items) scores of anonymous readers, as `ModelEncoder.user_vectors` encodes them, against the item
+    vectors `items` (n_items, d)."""
     from booktower.data.featurize import user_features_from_history
-    from booktower.models.encode import encode_items, encode_users
+    from booktower.models.encode import encode_users
 
     side = user_features_from_history(data.feature_spec, histories, data.item_popularity().astype(np.float64))
     users = encode_users(model, side, np.full(histories.n_rows, -1), histories)  # (R, d)
-    return (users @ encode_items(model, data.item_features).T).cpu().numpy()
+    return (users @ items.T).cpu().numpy()
 
 
 def rank_new_readers(split: NewReaders, model: Any, baselines: dict[str, Any], rng: np.random.Generator,
                      chunk: int = 2048) -> dict[str, np.ndarray]:
     """Each system's (R,) ranks of the held-out readers' test books (`baselines`: fitted FoldIn models by name)."""
+    from booktower.models.encode import encode_items
+
     matrix = history_matrix(split.histories, split.data.n_items)
+    items = encode_items(model, split.data.item_features)  # (n_items, d) once, for every block of readers
     ranks: dict[str, list[int]] = {"two-tower": [], **{name: [] for name in baselines}}
     for start in range(0, len(split.targets), chunk):
         rows = range(start, min(start + chunk, len(split.targets)))
         histories = Ragged.from_lists([split.histories.row(r).tolist() for r in rows])
         with torch.no_grad():
-            scores = {"two-tower": two_tower_scores(model, split.data, histories)}
+            scores = {"two-tower": two_tower_scores(model, split.data, histories, items)}
         scores.update({name: baseline.score_histories(matrix[start : rows.stop]).numpy()
                        for name, baseline in baselines.items()})
         for name, table in scores.items():

@@ -40,11 +40,11 @@ class HistoryPooler(nn.Module):
         (added to a served bundle after training); each takes its share of the weights with a zero vector, as
         it does with its own content in HistoryContent, so a reader's ID and content pools weigh books alike."""
         weights = self.weights(history, table.dtype)  # (B, L)
-        present = history >= 0  # (B, L)
+        present = history >= 0 if self.kind == "attention" else None  # (B, L) every book, ID row or not
         if beyond_table:
             history = history.masked_fill(history >= table.shape[0], -1)
         valid = history >= 0  # (B, L) the entries with an ID row
-        if self.kind == "attention":
+        if present is not None:
             vectors = F.embedding(history.clamp(min=0), table, sparse=sparse) * valid.unsqueeze(-1)  # (B, L, dim)
             return torch.einsum("bl,bld->bd", weights, self._attend(vectors, present))  # (B, dim)
         if beyond_table:

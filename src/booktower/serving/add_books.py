@@ -53,7 +53,8 @@ def standard_catalogue(frame: pl.DataFrame, spec: FeatureSpec, path: Path | str 
     catalogue's name (`columns`)."""
     from booktower.data.ingest import parse_numeric
 
-    frame = _standard_names(frame, columns or CatalogueColumns())
+    columns = columns or CatalogueColumns()
+    frame = _standard_names(frame, columns)
     features = model_book_features(spec)
     report_columns(frame, features, path)
     columns_out = [
@@ -72,7 +73,7 @@ def standard_catalogue(frame: pl.DataFrame, spec: FeatureSpec, path: Path | str 
         elif feature.kind == "cat":
             columns_out.append(pl.col(source).cast(pl.String).alias(feature.column) if source
                                else pl.lit(None, dtype=pl.String).alias(feature.column))
-    return _without_negatives(frame.select(columns_out), (columns or CatalogueColumns()).nonnegative, path)
+    return _without_negatives(frame.select(columns_out), columns.nonnegative, path)
 
 
 def _standard_names(frame: pl.DataFrame, columns: CatalogueColumns) -> pl.DataFrame:
