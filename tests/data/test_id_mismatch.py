@@ -72,7 +72,8 @@ def test_partly_zero_padded_ids_warn_into_the_summary_with_examples_and_the_fix(
     assert data.summary["dropped"]["item_not_in_catalogue"] == 4
     (warning,) = [w for w in data.summary["warnings"] if "item_not_in_catalogue" in w]
     assert "4 of 10 interaction rows (40.0%)" in warning
-    assert "log ids ['007', '008', '009']" in warning and "catalogue ids ['1', '2', '3']" in warning
+    # the catalogue's examples are ids the log never names, so the two lists show the difference
+    assert "log ids ['007', '008', '009']" in warning and "catalogue ids ['7', '8', '9']" in warning
     assert "4 of those rows match a catalogue id when ignoring leading zeros" in warning
     assert "Fix: pad or strip the leading zeros" in warning
 
@@ -137,3 +138,12 @@ def test_users_rows_without_an_id_are_dropped_and_counted_and_a_matching_table_i
     raw, warnings = load_raw(cfg, ledger)
     assert ledger.as_dict() == {"users_missing_user_id": 1} and ledger.notes["users_missing_user_id"] == "example rows 3"
     assert raw.users is not None and raw.users.height == 4 and not warnings
+
+
+def test_the_users_table_examples_are_ids_the_log_does_not_name(write_file):
+    # two of the table's first three rows match readers: showing them as the mismatch would mislead
+    cfg = _users_config(write_file, "user_id,age\nu0000,30\nu0001,40\nx7,50\nx8,60\nx9,70\n")
+    data, _ = prepare(cfg)
+    (warning,) = [w for w in data.summary["warnings"] if "users table" in w]
+    assert "2 of 4 readers (50.0%)" in warning
+    assert "log ids ['u0002', 'u0003'] vs users ids ['x7', 'x8', 'x9']" in warning

@@ -11,6 +11,7 @@ import pytest
 from booktower.data.types import Ragged
 from booktower.data.vocab import Vocabulary
 from booktower.serving.bundle import BundleParts
+from booktower.serving.encoder import EncodedBooks
 
 
 def planted_clusters(n_clusters: int = 8, per_cluster: int = 40, dim: int = 16, noise: float = 0.05,
@@ -35,11 +36,9 @@ class MeanEncoder:
         rows = [self.vectors[histories.row(r)].mean(axis=0) for r in range(histories.n_rows)]
         return np.stack(rows).astype(np.float32)
 
-    def item_vectors(self, catalogue: pl.DataFrame) -> np.ndarray:
-        return np.stack([self.centres[c[0]] for c in catalogue["categories"].to_list()]).astype(np.float32)
-
-    def content_codes(self, catalogue: pl.DataFrame) -> None:
-        return None
+    def encode_books(self, catalogue: pl.DataFrame) -> EncodedBooks:
+        vectors = np.stack([self.centres[c[0]] for c in catalogue["categories"].to_list()]).astype(np.float32)
+        return EncodedBooks(vectors, codes=None)
 
 
 def toy_parts(n_clusters: int = 4, per_cluster: int = 30, seen_per_user: int = 5) -> tuple[BundleParts, np.ndarray]:

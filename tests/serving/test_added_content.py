@@ -67,7 +67,7 @@ def test_added_codes_keep_their_rows_across_adds_and_reloads(content_bundle, tmp
     np.testing.assert_allclose(encoder.user_vectors(_histories(bundle, ["b1", "N1"], ["N2"])), first,
                                rtol=1e-5, atol=1e-6)
     stored = load_bundle(bundle)[0].model_files[ADDED_CONTENT]
-    expected = encoder.content_codes(catalogue[[2, 9, 4]])
+    expected = encoder.encode_books(catalogue[[2, 9, 4]]).codes
     from safetensors.numpy import load
 
     tensors = load(stored)
@@ -92,7 +92,7 @@ def test_books_added_without_codes_are_skipped_and_later_adds_keep_their_rows(co
     np.testing.assert_allclose(new1, new2, rtol=1e-5, atol=1e-6)  # both pooled, the same content
     assert not np.allclose(new1, old1, atol=1e-4)
     stored = [encoder.model.history_content.code_tables()[i][-4:].tolist() for i in range(4)]
-    nine = encoder.content_codes(catalogue[[9]])
+    nine = encoder.encode_books(catalogue[[9]]).codes
     assert stored == [[[-1] * len(c[0])] * 2 + c.tolist() * 2 for c in nine]
 
 

@@ -1,4 +1,4 @@
-"""`booktower export`, `booktower serve`, `booktower index add` (serving commands)."""
+"""`booktower export`, `booktower serve` (serving commands; `index` is in index_cmds.py)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ from booktower.cli._bundle_query import BundleQuery, parse_history
 from booktower.cli._common import console, fail, friendly_errors, setup_logging
 from booktower.cli._ranges import at_least, within
 from booktower.config.serving import IndexConfig
-
-index_app = typer.Typer(help="Change a served bundle's index.", no_args_is_help=True)
 
 INDEX_KINDS: tuple[str, ...] = get_args(IndexConfig.model_fields["kind"].annotation)
 # An enum, so typer refuses a wrong kind while parsing, not the index builder after the bundle was loaded
@@ -72,7 +70,7 @@ def serve_command(bundle: Path = BUNDLE_OPTION, host: str = typer.Option("127.0.
                                               help="Torch threads per worker (1 or more)."),
                   reload_every: float = typer.Option(
                       2.0, "--reload-every", callback=within(0.0, 86_400.0),
-                      help="Seconds between checks for a rewritten bundle (index add, a new export), up to "
+                      help="Seconds between checks for a rewritten bundle (index add / withdraw, a new export), up to "
                            "86400; 0 = never.")) -> None:
     """Serve recommendations over HTTP (FastAPI + uvicorn); the bundle is verified before any request."""
     import uvicorn
@@ -89,20 +87,6 @@ def serve_command(bundle: Path = BUNDLE_OPTION, host: str = typer.Option("127.0.
     uvicorn.run("booktower.serving.asgi:app_from_env", factory=True, host=host, port=port, workers=workers,
                 http=NoDelayH11Protocol,
                 log_level="warning", access_log=False, limit_concurrency=1024, timeout_keep_alive=30)
-
-
-@index_app.command("add")
-def index_add_command(bundle: Path = typer.Option(..., "--bundle", callback=_paths.changed_bundle_dir,
-                                                 help="A bundle folder written by `booktower export`."),
-                      books: Path = typer.Option(..., "--books", help="New books, shaped like the training catalogue (its column names, or item_id, "
-                                                  "title, author, categories; the model's metadata columns).")) -> None:
-    """Add new books to a bundle (content-only vectors, no retraining); the bundle is rewritten atomically."""
-    from booktower.serving.add_books import add_books
-
-    setup_logging()
-    with _bundle_errors():
-        manifest = add_books(bundle, books)
-    console.print(f"{bundle}: now {manifest['n_items']} books ({manifest.get('added_books', 0)} added after training)")
 
 
 def recommend_rows(bundle: Path, user: str | None, history: str | None, k: int) -> list[dict[str, Any]]:
@@ -135,4 +119,3 @@ def print_rows(rows: list[dict[str, Any]], title: str) -> None:
 def register(app: typer.Typer) -> None:
     app.command("export")(export_command)
     app.command("serve")(serve_command)
-    app.add_typer(index_app, name="index")

@@ -42,6 +42,11 @@ def train_command(
                  "the --output-dir path, or pass --config to train a new run there")
         config = output_dir / "config.yaml"  # the run's own config: resuming needs no copy of the command line
     cfg = cli_config(config, set_)
+    if resume and config == output_dir / "config.yaml":
+        from booktower.training.run import anchor_data_paths
+        from booktower.utils.runinfo import working_directory
+
+        cfg = anchor_data_paths(cfg, working_directory(output_dir))  # its paths are the start folder's
     with friendly_errors():
         try:
             result = train_run(cfg, output_dir, resume=resume)

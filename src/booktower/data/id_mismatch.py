@@ -77,7 +77,10 @@ def diagnose(log_ids: pl.Series, catalogue_ids: pl.Series, unknown: pl.Series) -
     """`unknown`: True for the rows of `log_ids` whose id is not in `catalogue_ids`."""
     missing = log_ids.filter(unknown)
     distinct = missing.unique(maintain_order=True)
-    plain = CatalogueMismatch(log_ids.len(), missing.len(), distinct.head(3).to_list(), catalogue_ids.head(3).to_list())
+    # The other file's examples are ids the log never names: those beside the log's unknown ones show the mismatch
+    unmatched = catalogue_ids.filter(~catalogue_ids.is_in(log_ids.implode()))
+    examples = (unmatched if not unmatched.is_empty() else catalogue_ids).head(3).to_list()
+    plain = CatalogueMismatch(log_ids.len(), missing.len(), distinct.head(3).to_list(), examples)
     if missing.is_empty():
         return plain
     log = pl.DataFrame({"log": distinct}).with_columns(

@@ -114,8 +114,8 @@ def with_books(parts: BundleParts, encoder: Encoder, catalogue: pl.DataFrame) ->
     if clash:
         raise DataError(f"{len(clash)} new books are already in the bundle, e.g. {clash[:5]}",
                         fix="drop them from the file (a book's vector is replaced only by re-exporting)")
-    vectors = encoder.item_vectors(catalogue)  # (m, d)
-    codes = encoder.content_codes(catalogue)
+    encoded = encoder.encode_books(catalogue)
+    codes = encoded.codes
     model_files = parts.model_files if codes is None else with_added_codes(
         parts.model_files, len(parts.items) - parts.n_model_items, codes, [c.shape[1] for c in codes])
     metadata = catalogue.select("item_id", "title", "author",
@@ -123,10 +123,11 @@ def with_books(parts: BundleParts, encoder: Encoder, catalogue: pl.DataFrame) ->
     return replace(
         parts,
         model_files=model_files,
-        item_vectors=np.concatenate([parts.item_vectors, vectors.astype(np.float32)]),
+        item_vectors=np.concatenate([parts.item_vectors, encoded.vectors]),
         items=Vocabulary(pl.concat([parts.items.ids, ids.rename(parts.items.name)]), name=parts.items.name),
         metadata=pl.concat([parts.metadata, metadata], how="vertical_relaxed"),
         popularity=np.concatenate([parts.popularity, np.zeros(len(ids), dtype=np.int64)]),
+        withdrawn=np.concatenate([parts.withdrawn, np.zeros(len(ids), dtype=bool)]),
         info={**parts.info, "added_books": int(parts.info.get("added_books", 0)) + len(ids)},
     )
 

@@ -93,6 +93,7 @@ class HistoryRequest(BaseModel):
 class Health(BaseModel):
     status: str
     n_items: int
+    n_withdrawn: int = Field(description="books `index withdraw` keeps out of every answer")
     n_users: int
     dim: int
     index: str

@@ -18,13 +18,17 @@ from booktower.serving.service import Recommender
 def batch_lists(rec: Recommender, users: np.ndarray, k: int, categories: list[str] | None = None,
                 chunk: int = 2048) -> pl.DataFrame:
     """(user_id, rank, item_id, score, title, author) for the readers at indices `users`: each one's top `k`
-    unread books (fewer where fewer are left), restricted to books tagged with any of `categories`."""
+    unread books (fewer where fewer are left), restricted to books tagged with any of `categories`; withdrawn books
+    are never listed."""
     parts = rec.parts
     allowed = rec.category_items(list(categories or []))
     blocked = None
-    if allowed is not None:
-        blocked = torch.ones(rec.n_items, dtype=torch.bool)
-        blocked[torch.from_numpy(allowed)] = False
+    if allowed is not None or parts.withdrawn.any():
+        blocked = torch.from_numpy(parts.withdrawn.copy())
+        if allowed is not None:
+            outside = torch.ones(rec.n_items, dtype=torch.bool)
+            outside[torch.from_numpy(allowed)] = False
+            blocked |= outside
     items_t = torch.from_numpy(np.ascontiguousarray(parts.item_vectors, dtype=np.float32)).T  # (d, n)
     frames = []
     for start in range(0, len(users), chunk):

@@ -13,7 +13,8 @@ Layout (paths relative to the bundle folder):
     vocab/items.parquet         item ids, row = item index
     feature_spec.json           the fitted feature specification (statistics, levels, hashing)
     items.parquet               display metadata: item_id, title, author, categories, tags: list[str],
-                                train_count (training interactions; 0 for books added later)
+                                train_count (training interactions; 0 for books added later), withdrawn
+                                (never recommended: `index withdraw`; absent in older bundles: none is)
     seen.parquet                (user, item) indices each known reader has read (train + validation + test),
                                 for seen-filtering: a served list never repeats a book the reader has read
 
@@ -75,15 +76,19 @@ class BundleParts:
     model_files: dict[str, bytes]  # file name in model/ -> content
     n_model_items: int  # items the model's ID table knows (later additions are content-only)
     info: dict[str, Any] = field(default_factory=dict)  # index settings, ANN report, source run...
+    withdrawn: np.ndarray | None = None  # (n_items,) bool: never recommended (withdraw.py); None: none is
 
     def __post_init__(self) -> None:
         n_items, n_users = len(self.items), len(self.users)
+        if self.withdrawn is None:
+            self.withdrawn = np.zeros(n_items, dtype=bool)
         checks = {
             "item_vectors rows": (self.item_vectors.shape[0], n_items),
             "metadata rows": (self.metadata.height, n_items),
             "user_vectors rows": (self.user_vectors.shape[0], n_users),
             "seen rows": (self.seen.n_rows, n_users),
             "popularity rows": (len(self.popularity), n_items),
+            "withdrawn rows": (len(self.withdrawn), n_items),
         }
         for what, (got, want) in checks.items():
             if got != want:
@@ -138,7 +143,8 @@ def _write_files(parts: BundleParts, folder: Path) -> None:
     atomic_write_text(folder / FEATURE_SPEC, json.dumps(parts.feature_spec, sort_keys=True))
     meta = parts.metadata.select("item_id", "title", "author", "categories").with_columns(
         pl.col("categories").fill_null("").str.split(TAG_SEPARATOR).list.eval(pl.element().filter(pl.element() != ""))
-        .alias("tags"), pl.Series("train_count", np.asarray(parts.popularity, dtype=np.int64)))
+        .alias("tags"), pl.Series("train_count", np.asarray(parts.popularity, dtype=np.int64)),
+        pl.Series("withdrawn", np.asarray(parts.withdrawn, dtype=bool)))
     atomic_write_parquet(meta, folder / ITEMS)
     atomic_write_parquet(_seen_frame(parts.seen), folder / SEEN)
 
@@ -155,6 +161,7 @@ def _manifest(parts: BundleParts, folder: Path) -> dict[str, Any]:
         "n_users": len(parts.users),
         "n_model_items": parts.n_model_items,
         **parts.info,
+        "withdrawn_books": int(parts.withdrawn.sum()),
         "files": {p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
     }
 
@@ -286,7 +293,19 @@ def _metadata(path: Path, items: Vocabulary) -> pl.DataFrame:
         wrong = [c for c in ("item_id", "title", "author", "categories") if frame[c].dtype not in (pl.String, pl.Null)]
         if wrong:
             raise ValueError(f"column {wrong[0]!r} is {frame[wrong[0]].dtype}, not text")
+        if "withdrawn" in frame.columns and (frame["withdrawn"].dtype != pl.Boolean or frame["withdrawn"].null_count()):
+            raise ValueError("withdrawn must be true/false for every book")
     return frame
+
+
+def _withdrawn(path: Path, metadata: pl.DataFrame, manifest: Manifest) -> np.ndarray:
+    """The withdrawn flags (none in a bundle from before them), checked against the manifest's count."""
+    flags = (metadata["withdrawn"].to_numpy() if "withdrawn" in metadata.columns
+             else np.zeros(metadata.height, dtype=bool))
+    if int(flags.sum()) != manifest.withdrawn_books:
+        raise BundleError(f"{path} withdraws {int(flags.sum())} books and {MANIFEST} says {manifest.withdrawn_books}: "
+                          f"the bundle was edited after it was written. Fix: {REEXPORT}")
+    return flags
 
 
 def _model_files(directory: Path, manifest: Manifest) -> dict[str, bytes]:
@@ -322,6 +341,7 @@ def _read_bundle(directory: Path) -> tuple[BundleParts, Manifest]:
         model_files=_model_files(directory, manifest),
         n_model_items=manifest.n_model_items,
         info=manifest.info(),
+        withdrawn=_withdrawn(directory / ITEMS, metadata, manifest),
     )
     return parts, manifest
 

@@ -7,6 +7,7 @@ history pooling contribute, exactly as the model handles unseen ids.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -25,6 +26,16 @@ if TYPE_CHECKING:
     from booktower.serving.bundle import BundleParts
 
 
+@dataclass(frozen=True)
+class EncodedBooks:
+    """New books as the bundle keeps them."""
+
+    vectors: np.ndarray
+    """(m, d) float32: their rows of the index."""
+    codes: list[np.ndarray] | None
+    """What a reader's history pools of them besides their ID (added_content.py); None: the model pools nothing."""
+
+
 class Encoder(Protocol):
     """What the service needs from a model: vectors for anonymous readers and for new books."""
 
@@ -32,12 +43,8 @@ class Encoder(Protocol):
         """(U, d) float32 from item-index histories (oldest first) and optional reader metadata by name."""
         ...
 
-    def item_vectors(self, catalogue: pl.DataFrame) -> np.ndarray:
-        """(m, d) float32 from standard catalogue rows (item_id, title, author, categories, num:*...)."""
-        ...
-
-    def content_codes(self, catalogue: pl.DataFrame) -> list[np.ndarray] | None:
-        """What a reader's history pools of these books besides their ID (added_content.py); None: nothing."""
+    def encode_books(self, catalogue: pl.DataFrame) -> EncodedBooks:
+        """Standard catalogue rows (item_id, title, author, categories, num:*...), featurised once."""
         ...
 
 
@@ -125,7 +132,7 @@ class ModelEncoder:
                                           "categories": pl.List(pl.String)})
         try:
             probe_user = encoder.user_vectors(Ragged.from_lists([[]]))  # (1, d)
-            probe_item = encoder.item_vectors(blank_book)  # (1, d)
+            probe_item = encoder.encode_books(blank_book).vectors  # (1, d)
         except (ValueError, KeyError, TypeError, IndexError, RuntimeError, pl.exceptions.PolarsError) as exc:
             raise BundleError(f"{where / MODEL_SPEC} and {where / FEATURE_SPEC} do not fit together ({why(exc)}). "
                               f"Fix: {REEXPORT}") from None
@@ -150,7 +157,7 @@ class ModelEncoder:
             vectors = encode_users(self.model, side, users, known)  # (U, d)
         return vectors.detach().cpu().numpy().astype(np.float32)
 
-    def item_vectors(self, catalogue: pl.DataFrame) -> np.ndarray:
+    def encode_books(self, catalogue: pl.DataFrame) -> EncodedBooks:
         import torch
 
         from booktower.data.featurize import transform_items
@@ -159,17 +166,8 @@ class ModelEncoder:
         features = transform_items(self.spec, with_absent_columns(self.spec, catalogue))
         with torch.inference_mode():
             vectors = encode_items(self.model, features, np.full(catalogue.height, -1, dtype=np.int64))  # (m, d)
-        return vectors.detach().cpu().numpy().astype(np.float32)
-
-    def content_codes(self, catalogue: pl.DataFrame) -> list[np.ndarray] | None:
-        """The codes a history would pool for these books (standard catalogue rows), or None where the model
-        pools no content."""
-        from booktower.data.featurize import transform_items
-
-        if self.model.history_content is None:
-            return None
-        features = transform_items(self.spec, with_absent_columns(self.spec, catalogue))
-        return self.model.history_content.codes_of(features)
+        codes = None if self.model.history_content is None else self.model.history_content.codes_of(features)
+        return EncodedBooks(vectors.detach().cpu().numpy().astype(np.float32), codes)
 
 
 def _model_from_files(parts: BundleParts, where: Path) -> Any:

@@ -12,9 +12,11 @@ import numpy as np
 from booktower.config.data import ColumnMapping
 from booktower.config.serving import IndexConfig, with_index_kind
 from booktower.data.types import PreparedData
+from booktower.serving._lock import bundle_lock
 from booktower.serving.bundle import BundleParts, sha256_file, write_bundle
 from booktower.serving.index import AnnReport, compare_with_exact
 from booktower.serving.manifest import CatalogueColumns
+from booktower.serving.withdraw import carry_withdrawals
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,9 @@ def export_parts(parts: BundleParts, output_dir: Path, config: IndexConfig, rng:
     report = measure_index(parts, config, rng)
     parts.info = {"index": config.model_dump(mode="json"), "ann": report.as_dict(), "source": source or {},
                   "catalogue": (catalogue or CatalogueColumns()).model_dump(mode="json")}
-    return write_bundle(parts, output_dir)
+    with bundle_lock(Path(output_dir), exclusive=True):  # no `index withdraw` between the carry and the write
+        carry_withdrawals(Path(output_dir), parts)
+        return write_bundle(parts, output_dir)
 
 
 def catalogue_columns(columns: ColumnMapping) -> CatalogueColumns:

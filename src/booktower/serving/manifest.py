@@ -76,6 +76,8 @@ class Manifest(BaseModel):
     n_model_items: StrictInt = Field(ge=0)
     """Books the model's ID table knows; the rest were added later (content-only vectors)."""
     added_books: StrictInt = Field(0, ge=0)
+    withdrawn_books: StrictInt = Field(0, ge=0)
+    """Books `index withdraw` took out of every answer (items.parquet's withdrawn column)."""
     index: IndexConfig = Field(default_factory=IndexConfig)
     catalogue: CatalogueColumns = Field(default_factory=CatalogueColumns)
     ann: dict[str, Any] = Field(default_factory=dict)
@@ -86,6 +88,8 @@ class Manifest(BaseModel):
     def _consistent(self) -> Manifest:
         if self.n_model_items > self.n_items:
             raise ValueError(f"n_model_items ({self.n_model_items}) exceeds n_items ({self.n_items})")
+        if self.withdrawn_books > self.n_items:
+            raise ValueError(f"withdrawn_books ({self.withdrawn_books}) exceeds n_items ({self.n_items})")
         for name in self.files:
             path = PurePosixPath(name)
             if not name or path.is_absolute() or ".." in path.parts or path.as_posix() != name:

@@ -50,6 +50,7 @@ class Recommender:
         self._authors = parts.metadata["author"].fill_null("").to_list()
         self._categories = parts.metadata["categories"].fill_null("").to_list()
         self._by_tag = _tag_index(self._categories)
+        self._withdrawn = np.flatnonzero(parts.withdrawn)  # excluded from every answer, like a reader's books
 
     @classmethod
     def from_bundle(cls, directory: Path, config: ServingConfig | None = None, index_kind: str | None = None) -> Recommender:
@@ -130,13 +131,13 @@ class Recommender:
         return self._answer(vector, k, indices, _ids(exclude, "exclude"), _ids(categories, "categories"))
 
     def similar(self, item_id: str, k: int = 10, exclude: list[str] = (), categories: list[str] = ()) -> list[Recommendation]:
-        """Books nearest to one book (itself excluded)."""
+        """Books nearest to one book (itself excluded); a withdrawn book may be asked about, never answered."""
         self.check_k(k)
         item = self.item_indices([item_id])
         return self._answer(self._vectors[item[0]], k, item, _ids(exclude, "exclude"), _ids(categories, "categories"))
 
     def _answer(self, vector: np.ndarray, k: int, seen: np.ndarray, exclude: list[str], categories: list[str]) -> list[Recommendation]:
-        excluded = np.concatenate([seen, self.item_indices(exclude)]) if exclude else seen
+        excluded = np.concatenate([seen, self._withdrawn, self.item_indices(exclude)])
         allowed = allowed_mask(self.n_items, excluded, self.category_items(categories))
         hits = search_filtered(self.index, self._vectors, vector, k, allowed, self.config.index.overfetch)
         return self._rows(hits)
@@ -147,7 +148,8 @@ class Recommender:
 
     def info(self) -> dict[str, Any]:
         return {
-            "status": "ok", "n_items": self.n_items, "n_users": len(self.parts.users), "dim": self.parts.dim,
+            "status": "ok", "n_items": self.n_items, "n_withdrawn": int(self.parts.withdrawn.sum()),
+            "n_users": len(self.parts.users), "dim": self.parts.dim,
             "index": self.config.index.kind, "format_version": self.manifest.get("format_version"),
             "booktower_version": self.manifest.get("booktower_version"), "created": self.manifest.get("created"),
         }

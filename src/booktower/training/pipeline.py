@@ -20,12 +20,13 @@ from booktower.models.two_tower import TwoTower
 from booktower.training.checkpoint import load_weights
 from booktower.training.distributed import DistContext, init_distributed, shutdown
 from booktower.training.refit import refit
+from booktower.training.run import anchor_data_paths, run_config
 from booktower.evaluation.run_eval import evaluate_trained
 from booktower.tracking import Tracker, check_local_store
 from booktower.training.trainer import FitResult, Trainer, apply_thread_limit, peak_memory_mb, resolve_device
 from booktower.utils.atomic import atomic_write_json, atomic_write_text
 from booktower.utils.nested import flatten
-from booktower.utils.runinfo import Timings, finished_at, mark_finished, write_run_info
+from booktower.utils.runinfo import Timings, finished_at, mark_finished, record_start, write_run_info
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +88,14 @@ RESUME_FREE_KEYS = ("training.progress", "tracking.")
 """Keys a resumed run may change: they decide what is shown or mirrored, not what is trained."""
 
 
-def _check_resume_config(run_dir: Path, config_yaml: str) -> None:
+def _check_resume_config(run_dir: Path, config: BooktowerConfig) -> None:
+    """Refuse to resume with a config that trains something else. Data paths are compared as the files they
+    name: the run's relative to the folder it started in, this one's relative to the current folder."""
     saved = run_dir / "config.yaml"
-    saved_yaml = saved.read_text(encoding="utf-8") if saved.exists() else config_yaml
-    if saved_yaml == config_yaml:
+    if not saved.exists():
         return
-    was, now = (flatten(yaml.safe_load(text) or {}) for text in (saved_yaml, config_yaml))
+    was, now = (flatten(yaml.safe_load(dump_config(c)) or {})
+                for c in (run_config(run_dir), anchor_data_paths(config, Path.cwd())))
     changed = [f"{key}: {was.get(key)!r} -> {now.get(key)!r}" for key in sorted(was.keys() | now.keys())
                if was.get(key) != now.get(key) and not key.startswith(RESUME_FREE_KEYS)]
     if not changed:
@@ -154,7 +157,7 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
     timings = Timings()
     config_yaml = dump_config(config)
     if resume:
-        _check_resume_config(run_dir, config_yaml)
+        _check_resume_config(run_dir, config)
         finished = _finished_run(run_dir, dist)
         if finished is not None:
             raise RunAlreadyFinished(run_dir, finished)  # before anything is prepared, trained or written
@@ -179,6 +182,8 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
     if not resume:
         _forget_earlier_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        record_start(run_dir)  # an interrupted run's relative data paths resume from any folder
     atomic_write_text(run_dir / "config.yaml", config_yaml)
     atomic_write_json(run_dir / "data_summary.json", data.summary)
     data.users.save(run_dir / "vocab" / "users.parquet")

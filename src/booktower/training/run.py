@@ -27,12 +27,18 @@ class TrainedRun:
 
 def run_config(run_dir: Path | str) -> BooktowerConfig:
     """RUN/config.yaml with its relative data paths read from the folder the run was trained from, so that
-    `export`, `evaluate` and `recommend --run` find the data from any folder."""
+    `export`, `evaluate`, `recommend --run` and `train --resume` find the data from any folder."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists():
         raise FileNotFoundError(f"{run_dir}/config.yaml is missing: not a booktower run directory")
-    config = load_config(run_dir / "config.yaml")
-    base = working_directory(run_dir)
+    return anchor_data_paths(load_config(run_dir / "config.yaml"), working_directory(run_dir))
+
+
+def anchor_data_paths(config: BooktowerConfig, base: Path) -> BooktowerConfig:
+    """`config` with its relative data.source paths made absolute against `base`, the folder they were written
+    for; unchanged when that is the current folder, where they already mean the same files."""
+    if base.resolve() == Path.cwd().resolve():
+        return config
     source = config.data.source
     anchored = {name: base / path for name in ANCHORED_PATHS
                 if (path := getattr(source, name)) is not None and not path.is_absolute()

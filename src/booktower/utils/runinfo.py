@@ -122,6 +122,13 @@ def write_run_info(
 WORKING_DIRECTORY = "working_directory"
 
 
+def record_start(run_dir: Path) -> None:
+    """A training run's first run.json: the folder its config's relative paths are read against, kept there
+    until the finished run's run.json replaces it, so that an interrupted run resumes from any folder."""
+    atomic_write_json(Path(run_dir) / "run.json", {WORKING_DIRECTORY: str(Path.cwd()),
+                                                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
 def working_directory(run_dir: Path) -> Path:
     """The folder the run was trained from (run.json), against which its config's relative paths were read;
     the current folder for a run that recorded none."""

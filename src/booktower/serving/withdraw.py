@@ -1,0 +1,96 @@
+"""Books taken out of what a bundle recommends, and put back, without re-exporting: out of stock, out of print,
+a withdrawn edition (`booktower index withdraw` / `index restore`).
+
+A withdrawn book stays in the bundle. Readers who read it are still described by it (their vectors and read lists
+do not change), an anonymous reader's history may name it, and `/items/{id}/similar` still answers for it. It is
+never returned: not to a known reader, not to an anonymous one, not as a similar book, not in batch lists. A
+re-export over the bundle keeps the withdrawals of the books the new bundle still holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from booktower.data.errors import DataError
+from booktower.serving._lock import bundle_lock
+from booktower.serving.bundle import BundleParts, is_bundle_folder, load_bundle, read_manifest, write_bundle
+from booktower.serving.manifest import ITEMS, BundleError, CatalogueColumns
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WithdrawalChange:
+    """What one `index withdraw` or `index restore` did."""
+
+    changed: int
+    """Books whose state flipped."""
+    unchanged: int
+    """Books named that were already in the asked state."""
+    unknown: list[str]
+    """Ids named that the bundle does not hold (skipped with `ignore_unknown`)."""
+    withdrawn_now: int
+    n_items: int
+
+
+def read_book_ids(path: Path, columns: CatalogueColumns | None = None) -> list[str]:
+    """The ids of a books file (CSV, TSV, Parquet, JSON lines: `item_id` or the training catalogue's id
+    column), stripped, blanks dropped, each once in file order."""
+    from booktower.serving.add_books import read_table_of_books
+
+    ids = read_table_of_books(Path(path), columns)["item_id"].cast(pl.String).str.strip_chars()
+    return ids.filter(ids.is_not_null() & (ids != "")).unique(maintain_order=True).to_list()
+
+
+def change_withdrawn(bundle_dir: Path, ids: list[str], withdraw: bool, ignore_unknown: bool = False,
+                     everything: bool = False) -> WithdrawalChange:
+    """Withdraw (or restore) the books `ids` of the bundle, or every book with `everything`; the bundle is
+    rewritten atomically under its exclusive lock, so concurrent changes queue and none is lost. Ids the bundle
+    does not hold are an error naming them, unless `ignore_unknown`."""
+    bundle_dir = Path(bundle_dir)
+    with bundle_lock(bundle_dir, exclusive=True):
+        parts, _ = load_bundle(bundle_dir)
+        # `everything`: the books not yet in the asked state, so that none counts as already there
+        found = (np.flatnonzero(parts.withdrawn != withdraw) if everything
+                 else parts.items.encode(ids, unknown="null"))
+        unknown = [raw for raw, index in zip(ids, found.tolist()) if index < 0]
+        if unknown and not ignore_unknown:
+            raise DataError(f"{len(unknown):,} of the {len(ids):,} books named are not in the bundle {bundle_dir}, "
+                            f"e.g. {unknown[:5]}; nothing was changed",
+                            fix="check the ids against the bundle's books (its vocab/items.parquet), or pass "
+                                "--ignore-unknown to change the others (a stock list may name books it never had)")
+        chosen = found[found >= 0]
+        flags = parts.withdrawn.copy()
+        changed = int((flags[chosen] != withdraw).sum())
+        flags[chosen] = withdraw
+        if changed:
+            write_bundle(replace(parts, withdrawn=flags), bundle_dir)
+    return WithdrawalChange(changed, len(chosen) - changed, unknown, int(flags.sum()), len(flags))
+
+
+def carry_withdrawals(old_bundle: Path, parts: BundleParts) -> None:
+    """Before a bundle is replaced by a new export: its withdrawn books that the new one holds stay withdrawn.
+    Call it under the bundle's lock, so that no withdrawal lands between this read and the write."""
+    if not is_bundle_folder(old_bundle):
+        return
+    try:
+        if read_manifest(old_bundle).withdrawn_books == 0:
+            return
+        old = pl.read_parquet(Path(old_bundle) / ITEMS, columns=["item_id", "withdrawn"])
+    except (BundleError, OSError, pl.exceptions.PolarsError) as exc:
+        log.warning("%s: its withdrawn books could not be read (%s); the new bundle withdraws none", old_bundle, exc)
+        return
+    withdrawn = old.filter(pl.col("withdrawn"))["item_id"]
+    found = parts.items.encode(withdrawn, unknown="null")
+    kept = found[found >= 0]
+    flags = parts.withdrawn.copy()
+    flags[kept] = True
+    parts.withdrawn = flags
+    log.warning("%s withdrew %d books; the new bundle keeps %d of those withdrawn%s (booktower index restore "
+                "--bundle %s --all puts every book back)", old_bundle, len(withdrawn), len(kept),
+                f" ({len(withdrawn) - len(kept)} are not in it)" if len(kept) < len(withdrawn) else "", old_bundle)

@@ -1,0 +1,139 @@
+"""`index withdraw` / `index restore`: withdrawn books leave every answer and nothing else changes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from booktower.cli.app import app
+from booktower.config.serving import IndexConfig
+from booktower.data.errors import DataError
+from booktower.serving.add_books import add_books
+from booktower.serving.api import create_app
+from booktower.serving.batch import batch_lists
+from booktower.serving.bundle import BundleError, load_bundle, verify_bundle
+from booktower.serving.export import export_parts, parts_from_model
+from booktower.serving.service import Recommender
+from booktower.serving.withdraw import change_withdrawn, read_book_ids
+
+
+@pytest.fixture
+def bundle(trained, tmp_path: Path) -> Path:
+    return shutil.copytree(trained[2], tmp_path / "b")
+
+
+def _ids(rows) -> list[str]:
+    return [r.item_id for r in rows]
+
+
+def test_withdrawn_books_leave_every_answer_and_the_rest_keep_their_order(trained, bundle: Path) -> None:
+    data = trained[0]
+    user = data.users.ids[0]
+    before = Recommender.from_bundle(bundle, index_kind="exact")
+    full = _ids(before.for_user(user, k=10))
+    gone = full[:3]
+    change = change_withdrawn(bundle, gone, withdraw=True)
+    assert (change.changed, change.unchanged, change.withdrawn_now) == (3, 0, 3)
+    after = Recommender.from_bundle(bundle, index_kind="exact")
+    assert _ids(after.for_user(user, k=7)) == full[3:], "the next books move up, in the same order"
+    anonymous = _ids(after.for_history([data.items.ids[5]], k=after.n_items))
+    assert not set(gone) & set(anonymous) and len(anonymous) == after.n_items - 1 - 3
+    similar = _ids(after.similar(gone[0], k=after.n_items))  # a withdrawn book may still be asked about
+    assert not set(gone) & set(similar) and len(similar) == after.n_items - 3
+    np.testing.assert_array_equal(load_bundle(bundle)[0].user_vectors, load_bundle(trained[2])[0].user_vectors)
+    assert after.info()["n_withdrawn"] == 3 and verify_bundle(bundle)["withdrawn_books"] == 3
+
+
+def test_the_hnsw_index_and_batch_lists_skip_withdrawn_books_too(trained, bundle: Path) -> None:
+    data = trained[0]
+    withdrawn = list(data.items.ids[:30])  # most of the catalogue: the filtered search must dig past them
+    change_withdrawn(bundle, withdrawn, withdraw=True)
+    rec = Recommender.from_bundle(bundle)
+    assert rec.config.index.kind == "hnsw"
+    for user in data.users.ids[:10]:
+        got = _ids(rec.for_user(user, k=5))
+        assert got and not set(got) & set(withdrawn)
+    lists = batch_lists(rec, np.arange(len(data.users)), k=10)
+    assert lists.height > 0 and not set(lists["item_id"].to_list()) & set(withdrawn)
+
+
+def test_restore_puts_books_back_and_unknown_ids_are_refused_unless_ignored(trained, bundle: Path) -> None:
+    data = trained[0]
+    books = list(data.items.ids[:4])
+    change_withdrawn(bundle, books, withdraw=True)
+    with pytest.raises(DataError, match=r"1 of the 3 books named are not in the bundle .*\['NOPE'\]; nothing was "
+                                        r"changed.*--ignore-unknown"):
+        change_withdrawn(bundle, [books[0], "NOPE", books[1]], withdraw=False)
+    assert load_bundle(bundle)[0].withdrawn.sum() == 4
+    change = change_withdrawn(bundle, [books[0], "NOPE"], withdraw=False, ignore_unknown=True)
+    assert (change.changed, change.unknown, change.withdrawn_now) == (1, ["NOPE"], 3)
+    change = change_withdrawn(bundle, [books[0]], withdraw=False)
+    assert (change.changed, change.unchanged) == (0, 1), "already restored: counted, the bundle not rewritten"
+    assert change_withdrawn(bundle, [], withdraw=False, everything=True).withdrawn_now == 0
+    assert load_bundle(bundle)[0].withdrawn.sum() == 0
+
+
+def test_added_books_can_be_withdrawn_and_adding_keeps_earlier_withdrawals(trained, bundle: Path, tmp_path) -> None:
+    data = trained[0]
+    change_withdrawn(bundle, [data.items.ids[0]], withdraw=True)
+    books = tmp_path / "new.csv"
+    pl.DataFrame({"item_id": ["NEW1"], "title": ["a new book"], "author": ["someone"],
+                  "categories": ["Books"]}).write_csv(books)
+    add_books(bundle, books)
+    assert load_bundle(bundle)[0].withdrawn.tolist() == [True] + [False] * data.n_items
+    change_withdrawn(bundle, ["NEW1"], withdraw=True)
+    rec = Recommender.from_bundle(bundle, index_kind="exact")
+    assert not {"NEW1", data.items.ids[0]} & set(_ids(rec.for_history([data.items.ids[3]], k=rec.n_items)))
+
+
+def test_a_re_export_keeps_the_withdrawals_of_the_books_it_still_holds(trained, bundle: Path, caplog) -> None:
+    data, model = trained[0], trained[1]
+    change_withdrawn(bundle, list(data.items.ids[:2]), withdraw=True)
+    export_parts(parts_from_model(data, model), bundle, IndexConfig(kind="exact"), np.random.default_rng(0))
+    assert load_bundle(bundle)[0].withdrawn[:3].tolist() == [True, True, False]
+    assert "keeps 2 of those withdrawn" in caplog.text and "index restore" in caplog.text
+
+
+def test_an_edited_withdrawn_count_is_a_damaged_bundle(bundle: Path, trained) -> None:
+    change_withdrawn(bundle, [trained[0].items.ids[0]], withdraw=True)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["withdrawn_books"] = 0  # someone "un-withdrew" by hand: the flags and the count disagree
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="withdraws 1 books and manifest.json says 0"):
+        load_bundle(bundle)
+
+
+def test_the_server_follows_a_withdrawal(trained, bundle: Path) -> None:
+    from booktower.serving.live import LiveRecommender
+
+    data = trained[0]
+    client = TestClient(create_app(LiveRecommender(bundle, check_every_s=0.0, background=False)))
+    user = data.users.ids[0]
+    top = client.get(f"/recommendations/{user}", params={"k": 1}).json()["items"][0]["item_id"]
+    change_withdrawn(bundle, [top], withdraw=True)
+    assert client.get("/health").json()["n_withdrawn"] == 1
+    assert top not in [i["item_id"] for i in client.get(f"/recommendations/{user}", params={"k": 5}).json()["items"]]
+
+
+def test_the_cli_reads_ids_from_a_file_and_options(trained, bundle: Path, tmp_path: Path) -> None:
+    data = trained[0]
+    stock = tmp_path / "out_of_stock.csv"
+    pl.DataFrame({"item_id": [data.items.ids[1], " ", data.items.ids[2], data.items.ids[1]]}).write_csv(stock)
+    assert read_book_ids(stock) == [data.items.ids[1], data.items.ids[2]], "blanks and repeats dropped"
+    result = CliRunner().invoke(app, ["index", "withdraw", "--bundle", str(bundle), "--books", str(stock),
+                                      "--id", data.items.ids[3]])
+    assert result.exit_code == 0, result.output
+    assert "3 books withdrawn; 3 of 40 books are withdrawn now" in " ".join(result.output.split())
+    refused = CliRunner().invoke(app, ["index", "withdraw", "--bundle", str(bundle), "--id", "NOPE"])
+    assert refused.exit_code == 2 and "not in the bundle" in refused.output
+    nothing = CliRunner().invoke(app, ["index", "restore", "--bundle", str(bundle)])
+    assert nothing.exit_code == 2 and "--books FILE" in nothing.output
+    result = CliRunner().invoke(app, ["index", "restore", "--bundle", str(bundle), "--all"])
+    assert result.exit_code == 0 and "3 books restored; 0 of 40" in " ".join(result.output.split())
