@@ -42,7 +42,7 @@ def test_run_only_flags_are_refused_with_a_bundle(cli, tmp_path) -> None:
 
 def test_history_is_refused_with_a_run(cli, tmp_path) -> None:
     outcome = cli("recommend", "--run", tmp_path, "--history", "b1", "--out", tmp_path / "top.parquet")
-    assert outcome.refused("--history, --all-users and --category go with --bundle")
+    assert outcome.refused("--history, --all-users, --category and --max-per-author go with --bundle")
 
 
 def test_several_users_get_one_list_each_in_the_order_given(cli, bundle) -> None:

@@ -11,7 +11,8 @@ from booktower.cli._common import console, fail
 
 
 def write_bundle_lists(bundle: Path, users: list[str], all_users: bool, history: Optional[str],
-                       categories: list[str], k: int, out: Optional[Path]) -> None:
+                       categories: list[str], k: int, out: Optional[Path],
+                       max_per_author: Optional[int] = None) -> None:
     from booktower.cli.eval_cmds import table_writer
     from booktower.cli.serve_cmds import _bundle_errors
 
@@ -34,7 +35,8 @@ def write_bundle_lists(bundle: Path, users: list[str], all_users: bool, history:
         indices = (np.arange(len(rec.parts.users)) if all_users
                    else np.array([rec.user_index(u) for u in dict.fromkeys(users)], dtype=np.int64))
         rec.category_items(categories)  # an unknown tag fails here, naming the near ones
-        frame = batch_lists(rec, indices, k, categories)
+        frame = batch_lists(rec, indices, k, categories, max_per_author=max_per_author)
         write(frame, out)
     console.print(f"wrote {out} ({len(indices)} readers x top-{k}"
-                  f"{', tags ' + ', '.join(categories) if categories else ''})")
+                  f"{', tags ' + ', '.join(categories) if categories else ''}"
+                  f"{f', at most {max_per_author} per author' if max_per_author else ''})")

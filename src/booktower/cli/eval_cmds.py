@@ -149,6 +149,9 @@ def recommend_command(
     categories: Optional[list[str]] = typer.Option(None, "--category",
                                                    help="With --bundle: only books with this tag (repeatable), "
                                                         "as the API's ?category= filters."),
+    max_per_author: Optional[int] = typer.Option(None, "--max-per-author", callback=at_least(1),
+                                                 help="With --bundle: at most this many books by one author in a "
+                                                      "list, as the API's ?max_per_author= caps them."),
     k: int = typer.Option(50, "--k", callback=at_least(1),
                            help=f"List length, 1 or more: at most {MAX_K} printed from a bundle (the serving "
                                 "limit), at most the catalogue size written to --out."),
@@ -168,24 +171,25 @@ def recommend_command(
         if out is not None or all_users:
             from booktower.cli._bundle_lists import write_bundle_lists
 
-            write_bundle_lists(bundle, users or [], all_users, history, categories or [], k, out)
+            write_bundle_lists(bundle, users or [], all_users, history, categories or [], k, out, max_per_author)
             return
-        _recommend_from_bundle(bundle, users or [], history, k, categories or [])
+        _recommend_from_bundle(bundle, users or [], history, k, categories or [], max_per_author)
     else:
-        if history is not None or all_users or categories:
-            fail("--history, --all-users and --category go with --bundle (what a bundle serves). Fix: pass "
+        if history is not None or all_users or categories or max_per_author is not None:
+            fail("--history, --all-users, --category and --max-per-author go with --bundle (what a bundle serves). "
+                 "Fix: pass "
                  "--bundle BUNDLE, or --user / --all-test-users with --run")
         _recommend_from_run(run, users or [], all_test_users, k, out)
 
 
 def _recommend_from_bundle(bundle: Path, users: list[str], history: Optional[str], k: int,
-                           categories: list[str]) -> None:
+                           categories: list[str], max_per_author: Optional[int] = None) -> None:
     """Every query is answered before any is printed: an unknown reader fails the command, not a table."""
     from booktower.cli.serve_cmds import print_rows, query_rows
 
     queries = bundle_queries(users, history, k)
     with friendly_errors():
-        answers = [(query, query_rows(bundle, query, k, categories)) for query in queries]
+        answers = [(query, query_rows(bundle, query, k, categories, max_per_author)) for query in queries]
     for query, rows in answers:
         print_rows(rows, f"top-{k} for {query.label}")
 

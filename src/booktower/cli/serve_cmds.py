@@ -95,12 +95,14 @@ def recommend_rows(bundle: Path, user: str | None, history: str | None, k: int) 
     return query_rows(bundle, BundleQuery(user or "anonymous reader", user=user, history=items), k)
 
 
-def query_rows(bundle: Path, query: BundleQuery, k: int, categories: list[str] | None = None) -> list[dict[str, Any]]:
+def query_rows(bundle: Path, query: BundleQuery, k: int, categories: list[str] | None = None,
+               max_per_author: int | None = None) -> list[dict[str, Any]]:
     """Top-k rows (rank, item_id, title, author, categories, score) for one checked query."""
     from booktower.serving.recommend import recommend_from_bundle
 
     with _bundle_errors():
-        return recommend_from_bundle(bundle, user=query.user, history=query.history, k=k, categories=categories)
+        return recommend_from_bundle(bundle, user=query.user, history=query.history, k=k, categories=categories,
+                                     max_per_author=max_per_author)
 
 
 def print_rows(rows: list[dict[str, Any]], title: str) -> None:

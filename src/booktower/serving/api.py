@@ -51,6 +51,8 @@ _BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorDetail, "description": "Request body too large"},
     415: {"model": ErrorDetail, "description": "The body was not sent as JSON (Content-Type: application/json)"},
 }
+_AUTHOR_CAP_HELP = ("At most this many books by one author (a series would otherwise fill the list); books "
+                    "without an author are not capped. Omitted: no cap")
 _CATEGORY_HELP = ("Only books carrying one of these tags. A tag is one element of a book's categories (`Romance`), "
                   "not the displayed path (`Books > Romance`); an unknown tag is a 404 listing the closest ones")
 
@@ -88,6 +90,7 @@ class HistoryRequest(BaseModel):
     exclude: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(default_factory=list, max_length=_ID_LIST_MAX)
     categories: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=50,
                                                                     description=_CATEGORY_HELP)
+    max_per_author: StrictInt | None = Field(None, ge=1, description=_AUTHOR_CAP_HELP)
 
 
 class Health(BaseModel):
@@ -174,6 +177,9 @@ def create_app(bundle: Recommender | LiveRecommender | Path | str, config: Servi
     def category_query() -> Any:
         return Query([], max_length=50, description=_CATEGORY_HELP)
 
+    def author_cap_query() -> Any:
+        return Query(None, ge=1, description=_AUTHOR_CAP_HELP)
+
     AnonymousRequest = _anonymous_request_model(first, limits)
     _add_error_handlers(app)
 
@@ -186,15 +192,16 @@ def create_app(bundle: Recommender | LiveRecommender | Path | str, config: Servi
 
     @app.get("/recommendations/{user_id}", response_model=RecommendationList, responses=_ERRORS)
     async def recommend_user(user_id: str = PathParam(..., pattern=ID_PATTERN, examples=[user_example]), k: int = k_query(),
-                             category: list[str] = category_query()) -> RecommendationList:
+                             category: list[str] = category_query(),
+                             max_per_author: int | None = author_cap_query()) -> RecommendationList:
         """A known reader's top-k; books they have read are excluded."""
-        rows = current().for_user(user_id, k, categories=category)
+        rows = current().for_user(user_id, k, categories=category, max_per_author=max_per_author)
         return RecommendationList(user_id=user_id, k=k, items=_items(rows))
 
     def recommend_history(request) -> RecommendationList:  # type: ignore[no-untyped-def]
         """An anonymous reader: the user tower builds the vector from the history; history books are excluded."""
         rows = current().for_history(request.history, request.k, request.exclude, request.categories,
-                                     request.features)
+                                     request.features, request.max_per_author)
         return RecommendationList(k=request.k, items=_items(rows))
 
     # The body model is local (it carries this server's limits): give FastAPI the class, not a string annotation.
@@ -203,10 +210,11 @@ def create_app(bundle: Recommender | LiveRecommender | Path | str, config: Servi
 
     @app.get("/items/{item_id}/similar", response_model=RecommendationList, responses=_ERRORS)
     async def similar(item_id: str = PathParam(..., pattern=ID_PATTERN, examples=[item_example]), k: int = k_query(),
-                      category: list[str] = category_query()) -> RecommendationList:
+                      category: list[str] = category_query(),
+                      max_per_author: int | None = author_cap_query()) -> RecommendationList:
         """Books nearest to one book in the item tower's space (the book itself excluded), optionally only those
         carrying one of the `category` tags (as on /recommendations)."""
-        rows = current().similar(item_id, k, categories=category)
+        rows = current().similar(item_id, k, categories=category, max_per_author=max_per_author)
         return RecommendationList(item_id=item_id, k=k, items=_items(rows))
 
     return app

@@ -12,14 +12,16 @@ import numpy as np
 import polars as pl
 import torch
 
-from booktower.serving.service import Recommender
+from booktower.serving.retrieve import first_per_group
+from booktower.serving.service import Recommender, check_cap
 
 
 def batch_lists(rec: Recommender, users: np.ndarray, k: int, categories: list[str] | None = None,
-                chunk: int = 2048) -> pl.DataFrame:
+                chunk: int = 2048, max_per_author: int | None = None) -> pl.DataFrame:
     """(user_id, rank, item_id, score, title, author) for the readers at indices `users`: each one's top `k`
-    unread books (fewer where fewer are left), restricted to books tagged with any of `categories`; withdrawn books
-    are never listed."""
+    unread books (fewer where fewer are left), restricted to books tagged with any of `categories`, at most
+    `max_per_author` by one author; withdrawn books are never listed."""
+    cap = check_cap(max_per_author)
     parts = rec.parts
     allowed = rec.category_items(list(categories or []))
     blocked = None
@@ -38,10 +40,33 @@ def batch_lists(rec: Recommender, users: np.ndarray, k: int, categories: list[st
         scores[torch.from_numpy(owner), torch.from_numpy(read)] = -torch.inf  # (b, n) the reader's books out
         if blocked is not None:
             scores[:, blocked] = -torch.inf
-        top_scores, top_items = torch.topk(scores, min(k, rec.n_items), dim=1)  # (b, k) best first
-        frames.append(_rows(rec, block, top_scores.numpy(), top_items.numpy()))
+        if cap is None:
+            top_scores, top_items = (t.numpy() for t in torch.topk(scores, min(k, rec.n_items), dim=1))  # (b, k)
+        else:
+            top_scores, top_items = _capped_top(scores, k, rec.author_groups, cap)
+        frames.append(_rows(rec, block, top_scores, top_items))
     empty = np.zeros((0, 0))
     return pl.concat(frames) if frames else _rows(rec, np.zeros(0, np.int64), empty, empty.astype(np.int64))
+
+
+def _capped_top(scores: torch.Tensor, k: int, groups: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's best `k` with at most `cap` per group, from a list deepened until every row has k (or holds
+    every candidate); a slot left empty is -inf."""
+    n = scores.shape[1]
+    depth = min(n, 4 * k)
+    while True:
+        deep_scores, deep_items = (t.numpy() for t in torch.topk(scores, depth, dim=1))  # (b, depth)
+        keep = np.stack([first_per_group(groups[row], cap) for row in deep_items]) & np.isfinite(deep_scores)
+        if depth == n or (keep.sum(axis=1) >= k).all():
+            break
+        depth = min(n, depth * 4)
+    top_scores = np.full((len(deep_items), k), -np.inf, dtype=np.float32)
+    top_items = np.zeros((len(deep_items), k), dtype=np.int64)
+    for row, kept in enumerate(keep):
+        chosen = np.flatnonzero(kept)[:k]
+        top_scores[row, : len(chosen)] = deep_scores[row, chosen]
+        top_items[row, : len(chosen)] = deep_items[row, chosen]
+    return top_scores, top_items
 
 
 def _seen_pairs(seen, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -31,9 +31,10 @@ def _recommender(bundle_dir: Path | str) -> Recommender:
 
 
 def recommend_from_bundle(bundle_dir: Path | str, user: str | None = None, history: list[str] | None = None,
-                          k: int = 10, categories: list[str] | None = None) -> list[dict[str, Any]]:
+                          k: int = 10, categories: list[str] | None = None,
+                          max_per_author: int | None = None) -> list[dict[str, Any]]:
     """Top-k rows (rank, item_id, title, author, categories, score) for a known `user` or an anonymous `history`,
-    among the books tagged with any of `categories` when given.
+    among the books tagged with any of `categories` when given, at most `max_per_author` by one author.
 
     Exactly one of `user` / `history` (a list of item ids) is given; `k` is an int. Unknown ids raise
     `UnknownIdError` naming them; a tampered bundle raises `BundleError` naming the file; a wrong type
@@ -45,6 +46,6 @@ def recommend_from_bundle(bundle_dir: Path | str, user: str | None = None, histo
         raise ValueError("give exactly one of user= or history= (a non-empty list of item ids)")
     recommender = _recommender(bundle_dir)
     tags = list(categories or [])
-    rows = (recommender.for_user(user, k, categories=tags) if user is not None
-            else recommender.for_history(list(history or []), k, categories=tags))
+    rows = (recommender.for_user(user, k, categories=tags, max_per_author=max_per_author) if user is not None
+            else recommender.for_history(list(history or []), k, categories=tags, max_per_author=max_per_author))
     return [{"rank": rank, **row.as_dict()} for rank, row in enumerate(rows, start=1)]

@@ -75,3 +75,32 @@ def _exact_among(vectors: np.ndarray, query: np.ndarray, candidates: np.ndarray,
     top = np.argpartition(-scores, k - 1)[:k] if k < len(candidates) else np.arange(len(candidates))
     top = top[np.lexsort((candidates[top], -scores[top]))]  # best first, ties by index (deterministic)
     return Hits(candidates[top].astype(np.int64), scores[top].astype(np.float32))
+
+
+def first_per_group(groups: np.ndarray, cap: int) -> np.ndarray:
+    """A keep-mask over a ranked list: the first `cap` entries of each group (e.g. an author), every entry whose
+    group is -1 (unknown: no cap). Order is the list's own, best first."""
+    groups = np.asarray(groups, dtype=np.int64)
+    order = np.argsort(groups, kind="stable")  # each group's entries together, in rank order
+    ordered = groups[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(groups) else np.zeros(0, np.int64)
+    run_lengths = np.diff(np.r_[starts, len(groups)])
+    position = np.empty(len(groups), dtype=np.int64)
+    position[order] = np.arange(len(groups)) - np.repeat(starts, run_lengths)  # rank within its group
+    return (position < cap) | (groups < 0)
+
+
+def search_capped(
+    index: RetrievalIndex, vectors: np.ndarray, query: np.ndarray, k: int, allowed: np.ndarray | None,
+    groups: np.ndarray, cap: int, overfetch: int = 4,
+) -> Hits:
+    """Top-k among the allowed items with at most `cap` per group (`groups`: (n,) codes, -1 = no group): a
+    deeper list is fetched until k survive the cap, or every allowed item has been seen."""
+    n_allowed = len(vectors) if allowed is None else int(allowed.sum())
+    fetch = min(n_allowed, k * overfetch)
+    while True:
+        hits = search_filtered(index, vectors, query, fetch, allowed, overfetch)
+        keep = first_per_group(groups[hits.ids], cap)
+        if keep.sum() >= k or fetch >= n_allowed:
+            return Hits(hits.ids[keep][:k], hits.scores[keep][:k])
+        fetch = min(n_allowed, fetch * 4)

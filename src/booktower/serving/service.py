@@ -16,7 +16,7 @@ from booktower.data.vocab import UnknownIdError
 from booktower.serving.bundle import TAG_SEPARATOR, BundleParts, load_bundle
 from booktower.serving.encoder import Encoder, ModelEncoder
 from booktower.serving.index import build_index
-from booktower.serving.retrieve import Hits, allowed_mask, search_filtered
+from booktower.serving.retrieve import Hits, allowed_mask, search_capped, search_filtered
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class Recommender:
         self._categories = parts.metadata["categories"].fill_null("").to_list()
         self._by_tag = _tag_index(self._categories)
         self._withdrawn = np.flatnonzero(parts.withdrawn)  # excluded from every answer, like a reader's books
+        self.author_groups = _author_groups(self._authors)  # (n,) codes, -1: no author
 
     @classmethod
     def from_bundle(cls, directory: Path, config: ServingConfig | None = None, index_kind: str | None = None) -> Recommender:
@@ -106,15 +107,18 @@ class Recommender:
             raise ValueError(f"k must be in [1, {self.config.max_k}], got {k}")
         return k
 
-    def for_user(self, user_id: str, k: int = 10, exclude: list[str] = (), categories: list[str] = ()) -> list[Recommendation]:
-        """A known reader: the exported vector; everything they read is excluded."""
+    def for_user(self, user_id: str, k: int = 10, exclude: list[str] = (), categories: list[str] = (),
+                 max_per_author: int | None = None) -> list[Recommendation]:
+        """A known reader: the exported vector; everything they read is excluded. `max_per_author` caps the books
+        of one author in the list (a series would otherwise fill it); books without an author are not capped."""
         self.check_k(k)
         user = self.user_index(user_id)
         seen = self.parts.seen.row(user)
-        return self._answer(self.parts.user_vectors[user], k, seen, _ids(exclude, "exclude"), _ids(categories, "categories"))
+        return self._answer(self.parts.user_vectors[user], k, seen, _ids(exclude, "exclude"),
+                            _ids(categories, "categories"), max_per_author)
 
     def for_history(self, history: list[str], k: int = 10, exclude: list[str] = (), categories: list[str] = (),
-                    features: dict[str, Any] | None = None) -> list[Recommendation]:
+                    features: dict[str, Any] | None = None, max_per_author: int | None = None) -> list[Recommendation]:
         """An anonymous reader: the user tower builds the vector from the history (no user ID row).
 
         Books added after training (`index add`) are excluded from the answer; they shape the vector through
@@ -128,19 +132,26 @@ class Recommender:
             raise ValueError(f"history holds {len(history)} items; at most {self.config.max_history} are accepted")
         indices = self.item_indices(history, what="history item")
         vector = self.encoder.user_vectors(Ragged.from_lists([indices.tolist()]), [features] if features else None)[0]  # (d,)
-        return self._answer(vector, k, indices, _ids(exclude, "exclude"), _ids(categories, "categories"))
+        return self._answer(vector, k, indices, _ids(exclude, "exclude"), _ids(categories, "categories"),
+                            max_per_author)
 
-    def similar(self, item_id: str, k: int = 10, exclude: list[str] = (), categories: list[str] = ()) -> list[Recommendation]:
+    def similar(self, item_id: str, k: int = 10, exclude: list[str] = (), categories: list[str] = (),
+                max_per_author: int | None = None) -> list[Recommendation]:
         """Books nearest to one book (itself excluded); a withdrawn book may be asked about, never answered."""
         self.check_k(k)
         item = self.item_indices([item_id])
-        return self._answer(self._vectors[item[0]], k, item, _ids(exclude, "exclude"), _ids(categories, "categories"))
+        return self._answer(self._vectors[item[0]], k, item, _ids(exclude, "exclude"), _ids(categories, "categories"),
+                            max_per_author)
 
-    def _answer(self, vector: np.ndarray, k: int, seen: np.ndarray, exclude: list[str], categories: list[str]) -> list[Recommendation]:
+    def _answer(self, vector: np.ndarray, k: int, seen: np.ndarray, exclude: list[str], categories: list[str],
+                max_per_author: int | None = None) -> list[Recommendation]:
         excluded = np.concatenate([seen, self._withdrawn, self.item_indices(exclude)])
         allowed = allowed_mask(self.n_items, excluded, self.category_items(categories))
-        hits = search_filtered(self.index, self._vectors, vector, k, allowed, self.config.index.overfetch)
-        return self._rows(hits)
+        overfetch = self.config.index.overfetch
+        if check_cap(max_per_author) is None:
+            return self._rows(search_filtered(self.index, self._vectors, vector, k, allowed, overfetch))
+        return self._rows(search_capped(self.index, self._vectors, vector, k, allowed, self.author_groups,
+                                        max_per_author, overfetch))
 
     def _rows(self, hits: Hits) -> list[Recommendation]:
         return [Recommendation(self._ids[i], float(score), self._titles[i], self._authors[i], self._categories[i])
@@ -153,6 +164,22 @@ class Recommender:
             "index": self.config.index.kind, "format_version": self.manifest.get("format_version"),
             "booktower_version": self.manifest.get("booktower_version"), "created": self.manifest.get("created"),
         }
+
+
+def check_cap(max_per_author: Any) -> int | None:
+    if max_per_author is None:
+        return None
+    if isinstance(max_per_author, bool) or not isinstance(max_per_author, Integral) or max_per_author < 1:
+        raise ValueError(f"max_per_author must be a whole number of books, 1 or more (or None: no cap), got "
+                         f"{max_per_author!r}")
+    return int(max_per_author)
+
+
+def _author_groups(authors: list[str]) -> np.ndarray:
+    """(n,) int64 codes of the books' authors, compared without case or surrounding spaces; -1 for none."""
+    names = pl.Series(authors, dtype=pl.String).str.strip_chars().str.to_lowercase()
+    codes = names.cast(pl.Categorical).to_physical().cast(pl.Int64)
+    return pl.select(pl.when(names.is_null() | (names == "")).then(-1).otherwise(codes)).to_series().to_numpy()
 
 
 def _ids(values: Any, name: str) -> list[str]:
