@@ -46,6 +46,7 @@ def test_serve_passes_the_chosen_index_to_the_workers_by_name(cli, bundle, worke
     assert [w["port"] for w in workers] == [8123]
     assert os.environ[INDEX_ENV] == "hnsw"  # the kind's name, not the enum's repr
     assert float(os.environ[RELOAD_ENV]) == 0.5
+    assert outcome.says("at http://127.0.0.1:8123 with 1 worker", "API docs at /docs"), "it says where it listens"
 
 
 def test_serve_refuses_a_negative_reload_interval(cli, bundle, workers) -> None:

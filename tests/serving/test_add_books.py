@@ -126,3 +126,26 @@ def test_a_negative_value_of_a_non_negative_column_is_missing_as_in_training(tra
     parts, _ = load_bundle(bundle)
     np.testing.assert_array_equal(parts.item_vectors[parts.items.index("NEG")],
                                   parts.item_vectors[parts.items.index("NULL")])
+
+
+def test_skip_existing_adds_only_the_books_the_bundle_lacks(trained, tmp_path: Path, caplog) -> None:
+    """The whole catalogue, pruned books included, is a valid file for `index add --skip-existing`."""
+    from booktower.serving.service import Recommender
+
+    data, _, directory, _ = trained
+    bundle = shutil.copytree(directory, tmp_path / "b")
+    held = data.items.ids[:5].to_list()
+    catalogue = tmp_path / "catalogue.csv"
+    pl.DataFrame({"item_id": [*held, "PRUNED-1", "PRUNED-2"], "title": ["t"] * 7, "author": ["a"] * 7,
+                  "categories": ["Books"] * 7}).write_csv(catalogue)
+    with pytest.raises(DataError, match="5 new books are already in the bundle.*--skip-existing"):
+        add_books(bundle, catalogue)
+    with caplog.at_level(logging.WARNING):
+        manifest = add_books(bundle, catalogue, skip_existing=True)
+    assert manifest["n_items"] == data.n_items + 2 and manifest["added_books"] == 2
+    assert "5 of its 7 books are already in the bundle and were skipped" in caplog.text
+    np.testing.assert_array_equal(load_bundle(bundle)[0].item_vectors[: data.n_items],
+                                  load_bundle(directory)[0].item_vectors), "held books keep their trained vectors"
+    again = add_books(bundle, catalogue, skip_existing=True)
+    assert again["n_items"] == manifest["n_items"] and "nothing is left to add" in caplog.text
+    assert Recommender.from_bundle(bundle).unknown_items([held[0], "PRUNED-1"]) == []

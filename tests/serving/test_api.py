@@ -47,13 +47,30 @@ def test_history_and_similar(client_and_labels) -> None:
 @pytest.mark.parametrize(("method", "url", "payload", "named"), [
     ("get", "/recommendations/ghost", None, "ghost"),
     ("get", "/items/b9999/similar", None, "b9999"),
-    ("post", "/recommendations", {"history": ["b1", "b-nope"]}, "b-nope"),
+    ("post", "/recommendations", {"history": ["b-nope", "b-gone"]}, "none of the history's 2 books"),
     ("get", "/recommendations/u1?category=nowhere", None, "nowhere"),
 ])
 def test_unknown_ids_are_404_naming_them(client_and_labels, method, url, payload, named) -> None:
     client, _ = client_and_labels
     response = client.request(method.upper(), url, json=payload)
     assert response.status_code == 404 and named in response.json()["detail"]
+
+
+def test_history_books_the_bundle_lacks_are_left_out_and_returned(client_and_labels) -> None:
+    """A shop's history names books a bundle may not hold (pruned at prepare): the reader is served from the rest."""
+    client, _ = client_and_labels
+    known_only = client.post("/recommendations", json={"history": ["b1", "b2"], "k": 5}).json()
+    mixed = client.post("/recommendations", json={"history": ["b1", "b-nope", "b2"], "k": 5, "exclude": ["b-gone"]})
+    assert mixed.status_code == 200
+    assert mixed.json()["items"] == known_only["items"] and mixed.json()["unknown_history"] == ["b-nope"]
+    assert known_only["unknown_history"] == []
+    assert client.get("/recommendations/u1").json()["unknown_history"] is None
+
+
+def test_an_unknown_book_404_says_why_a_book_may_be_missing(client_and_labels) -> None:
+    client, _ = client_and_labels
+    detail = client.get("/items/b9999/similar").json()["detail"]
+    assert "pruned at prepare" in detail and "--skip-existing" in detail
 
 
 @pytest.mark.parametrize(("method", "url", "payload"), [

@@ -94,6 +94,14 @@ def test_unknown_reader_and_missing_books_file_name_the_way_out(trained, tmp_pat
     assert missing.exit_code == 2 and "Fix:check--books" in message and "data.source" not in message
 
 
+def test_a_printed_history_list_says_which_books_it_left_out(trained) -> None:
+    data = trained[0]
+    history = f"{data.items.ids[0]},PRUNED-1,{data.items.ids[1]}"
+    result = runner.invoke(app, ["recommend", "--bundle", str(trained[2]), "--history", history, "--k", "3"])
+    assert result.exit_code == 0, result.output
+    assert "left out of the history, not in" in result.output and "PRUNED-1" in result.output
+
+
 def test_index_add_names_empty_and_repeated_ids(trained, tmp_path: Path) -> None:
     bundle = tmp_path / "b"
     shutil.copytree(trained[2], bundle)

@@ -49,8 +49,10 @@ def test_unknown_ids_and_bad_k_are_named() -> None:
     rec, _ = toy_recommender(max_k=20)
     with pytest.raises(UnknownIdError, match="nobody"):
         rec.for_user("nobody")
-    with pytest.raises(UnknownIdError, match="b-missing"):
-        rec.for_history(["b1", "b-missing"])
+    with pytest.raises(UnknownIdError, match=r"none of the history's 1 books is in this bundle \(e.g. \['b-missing'\]\)"):
+        rec.for_history(["b-missing"])
+    assert rec.for_history(["b1", "b-missing"]) == rec.for_history(["b1"]), "the unknown book is left out"
+    assert rec.unknown_items(["b1", "b-missing"]) == ["b-missing"]
     with pytest.raises(UnknownIdError, match="no-such-shelf"):
         rec.for_user("u0", categories=["no-such-shelf"])
     with pytest.raises(ValueError, match=r"\[1, 20\]"):

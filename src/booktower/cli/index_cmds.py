@@ -26,13 +26,17 @@ IGNORE_UNKNOWN = typer.Option(False, "--ignore-unknown", help="Skip ids the bund
 @index_app.command("add")
 def index_add_command(bundle: Path = CHANGED_BUNDLE,
                       books: Path = typer.Option(..., "--books", help="New books, shaped like the training catalogue (its column names, or item_id, "
-                                                  "title, author, categories; the model's metadata columns).")) -> None:
+                                                  "title, author, categories; the model's metadata columns)."),
+                      skip_existing: bool = typer.Option(
+                          False, "--skip-existing", help="Skip books the bundle already holds (counted) instead of "
+                                                         "refusing the file: pass the whole training catalogue to add "
+                                                         "the books prepare pruned.")) -> None:
     """Add new books to a bundle (content-only vectors, no retraining); the bundle is rewritten atomically."""
     from booktower.serving.add_books import add_books
 
     setup_logging()
     with _bundle_errors():
-        manifest = add_books(bundle, books)
+        manifest = add_books(bundle, books, skip_existing)
     console.print(f"{bundle}: now {manifest['n_items']} books ({manifest.get('added_books', 0)} added after training)")
 
 

@@ -79,7 +79,11 @@ def serve_command(bundle: Path = BUNDLE_OPTION, host: str = typer.Option("127.0.
     from booktower.serving.bundle import verify_bundle
 
     with _bundle_errors():
-        verify_bundle(bundle)  # fail here, with the file named, rather than in every worker
+        manifest = verify_bundle(bundle)  # fail here, with the file named, rather than in every worker
+    shown_host = f"[{host}]" if ":" in host else host
+    console.print(f"serving {bundle} ({manifest['n_items']:,} books, {manifest['n_users']:,} readers) at "
+                  f"http://{shown_host}:{port} with {workers} worker{'s' if workers > 1 else ''}; API docs at /docs; "
+                  "Ctrl-C stops")
     os.environ[BUNDLE_ENV] = str(bundle.resolve())
     os.environ[INDEX_ENV] = index.value if index else ""
     os.environ[THREADS_ENV] = str(threads)
@@ -98,11 +102,16 @@ def recommend_rows(bundle: Path, user: str | None, history: str | None, k: int) 
 def query_rows(bundle: Path, query: BundleQuery, k: int, categories: list[str] | None = None,
                max_per_author: int | None = None) -> list[dict[str, Any]]:
     """Top-k rows (rank, item_id, title, author, categories, score) for one checked query."""
-    from booktower.serving.recommend import recommend_from_bundle
+    from booktower.serving.recommend import recommend_from_bundle, unknown_items
 
     with _bundle_errors():
-        return recommend_from_bundle(bundle, user=query.user, history=query.history, k=k, categories=categories,
+        rows = recommend_from_bundle(bundle, user=query.user, history=query.history, k=k, categories=categories,
                                      max_per_author=max_per_author)
+        left_out = unknown_items(bundle, query.history) if query.history else []
+    if left_out:
+        console.print(f"left out of the history, not in {bundle}: {', '.join(left_out[:10])}"
+                      f"{f' and {len(left_out) - 10} more' if len(left_out) > 10 else ''}")
+    return rows
 
 
 def print_rows(rows: list[dict[str, Any]], title: str) -> None:

@@ -113,7 +113,9 @@ def with_books(parts: BundleParts, encoder: Encoder, catalogue: pl.DataFrame) ->
     clash = [raw for raw in ids.to_list() if raw in parts.items]
     if clash:
         raise DataError(f"{len(clash)} new books are already in the bundle, e.g. {clash[:5]}",
-                        fix="drop them from the file (a book's vector is replaced only by re-exporting)")
+                        fix="pass --skip-existing to add only the others (e.g. the whole training catalogue, for the "
+                            "books prepare pruned), or drop them from the file (a book's vector is replaced only by "
+                            "re-exporting)")
     encoded = encoder.encode_books(catalogue)
     codes = encoded.codes
     model_files = parts.model_files if codes is None else with_added_codes(
@@ -132,8 +134,19 @@ def with_books(parts: BundleParts, encoder: Encoder, catalogue: pl.DataFrame) ->
     )
 
 
-def add_books(bundle_dir: Path, books: Path) -> dict[str, Any]:
+def _without_held_books(catalogue: pl.DataFrame, parts: BundleParts, path: Path) -> pl.DataFrame:
+    held = catalogue["item_id"].is_in(parts.items.ids.implode())
+    if held.any():
+        log.warning("%s: %d of its %d books are already in the bundle and were skipped (--skip-existing)%s", path,
+                    int(held.sum()), catalogue.height, "; nothing is left to add" if held.all() else "")
+    return catalogue.filter(~held)
+
+
+def add_books(bundle_dir: Path, books: Path, skip_existing: bool = False) -> dict[str, Any]:
     """`booktower index add`: encode the books, append them, rewrite the bundle atomically. Returns the manifest.
+
+    Books the bundle already holds are an error, or with `skip_existing` left out (counted in a warning), so the
+    whole training catalogue may be passed to add the books prepare pruned.
 
     The whole read-modify-write holds the bundle's exclusive lock: adds that run at once queue, and each one
     appends to what the previous one wrote (none is lost).
@@ -145,5 +158,9 @@ def add_books(bundle_dir: Path, books: Path) -> dict[str, Any]:
         parts, _ = load_bundle(bundle_dir)
         spec = FeatureSpec.from_json(parts.feature_spec)
         catalogue = standard_catalogue(frame, spec, books, columns)
+        if skip_existing:
+            catalogue = _without_held_books(catalogue, parts, books)
+            if catalogue.is_empty():
+                return read_manifest(bundle_dir).as_json()
         manifest = write_bundle(with_books(parts, ModelEncoder.from_parts(parts, bundle_dir), catalogue), bundle_dir)
     return manifest

@@ -70,6 +70,9 @@ class RecommendationList(BaseModel):
     item_id: str | None = Field(None, description="The book (similar-items requests)")
     k: int
     items: list[Item]
+    unknown_history: list[str] | None = Field(
+        None, description="History ids this bundle does not hold (pruned at prepare, or not in the training "
+        "catalogue), left out of the reader's vector (history requests only)")
 
 
 FeatureValue = StrictBool | StrictInt | StrictFloat | StrictStr | None
@@ -200,9 +203,10 @@ def create_app(bundle: Recommender | LiveRecommender | Path | str, config: Servi
 
     def recommend_history(request) -> RecommendationList:  # type: ignore[no-untyped-def]
         """An anonymous reader: the user tower builds the vector from the history; history books are excluded."""
-        rows = current().for_history(request.history, request.k, request.exclude, request.categories,
-                                     request.features, request.max_per_author)
-        return RecommendationList(k=request.k, items=_items(rows))
+        rec = current()
+        rows = rec.for_history(request.history, request.k, request.exclude, request.categories, request.features,
+                               request.max_per_author)
+        return RecommendationList(k=request.k, items=_items(rows), unknown_history=rec.unknown_items(request.history))
 
     # The body model is local (it carries this server's limits): give FastAPI the class, not a string annotation.
     recommend_history.__annotations__["request"] = AnonymousRequest

@@ -54,7 +54,8 @@ def parts_from_model(data: PreparedData, model: Any) -> BundleParts:
 
 def pruned_books_note(n_items: int, catalogue_items: int | None) -> str:
     """Why the bundle may hold fewer books than the catalogue file, and how to serve the rest."""
-    add = "`booktower index add --bundle BUNDLE --books FILE` adds them (content-only vectors, no retraining)"
+    add = ("`booktower index add --bundle BUNDLE --books CATALOGUE --skip-existing` adds them from the catalogue file "
+           "(content-only vectors, no retraining)")
     if catalogue_items is None:
         return (f"the bundle holds the {n_items} books that survived prepare (books with too few interactions are "
                 f"pruned); {add}")

@@ -49,3 +49,8 @@ def recommend_from_bundle(bundle_dir: Path | str, user: str | None = None, histo
     rows = (recommender.for_user(user, k, categories=tags, max_per_author=max_per_author) if user is not None
             else recommender.for_history(list(history or []), k, categories=tags, max_per_author=max_per_author))
     return [{"rank": rank, **row.as_dict()} for rank, row in enumerate(rows, start=1)]
+
+
+def unknown_items(bundle_dir: Path | str, item_ids: list[str]) -> list[str]:
+    """The ids the bundle does not hold, in the order given (a history leaves them out)."""
+    return _recommender(bundle_dir).unknown_items(item_ids)

@@ -83,8 +83,12 @@ class Recommender:
             try:
                 indices[i] = self.parts.items.index(raw)
             except UnknownIdError:
-                raise UnknownIdError(f"{what} {raw!r} is not in the catalogue") from None
+                raise UnknownIdError(f"{what} {raw!r} is not in this bundle: {NOT_IN_BUNDLE}") from None
         return indices
+
+    def unknown_items(self, item_ids: list[str]) -> list[str]:
+        """The ids this bundle does not hold, in the order given."""
+        return [raw for raw in _ids(item_ids, "item_ids") if raw not in self.parts.items]
 
     def category_items(self, categories: list[str]) -> np.ndarray | None:
         """Books carrying any of the tags. A tag is one element of a book's categories: `Romance`, not the
@@ -123,14 +127,22 @@ class Recommender:
 
         Books added after training (`index add`) are excluded from the answer; they shape the vector through
         their content where the model pools a history's content (model.history.content), and not otherwise:
-        they have no ID embedding to pool."""
+        they have no ID embedding to pool.
+
+        A history names books a shop sells, not only the bundle's: ids the bundle does not hold are left out
+        (`unknown_items` lists them; the HTTP answer returns them as `unknown_history`). A history of none it
+        holds raises UnknownIdError."""
         if self.encoder is None:
             raise RuntimeError("this recommender has no model to encode anonymous readers")
         history = _ids(history, "history")
         self.check_k(k)
         if len(history) > self.config.max_history:
             raise ValueError(f"history holds {len(history)} items; at most {self.config.max_history} are accepted")
-        indices = self.item_indices(history, what="history item")
+        known = [raw for raw in history if raw in self.parts.items]
+        if not known:
+            raise UnknownIdError(f"none of the history's {len(history)} books is in this bundle (e.g. {history[:3]}): "
+                                 f"{NOT_IN_BUNDLE}")
+        indices = self.item_indices(known, what="history item")
         vector = self.encoder.user_vectors(Ragged.from_lists([indices.tolist()]), [features] if features else None)[0]  # (d,)
         return self._answer(vector, k, indices, _ids(exclude, "exclude"), _ids(categories, "categories"),
                             max_per_author)
@@ -145,7 +157,8 @@ class Recommender:
 
     def _answer(self, vector: np.ndarray, k: int, seen: np.ndarray, exclude: list[str], categories: list[str],
                 max_per_author: int | None = None) -> list[Recommendation]:
-        excluded = np.concatenate([seen, self._withdrawn, self.item_indices(exclude)])
+        # an excluded id the bundle lacks could not be answered anyway: nothing to exclude, no error
+        excluded = np.concatenate([seen, self._withdrawn, self.item_indices([e for e in exclude if e in self.parts.items])])
         allowed = allowed_mask(self.n_items, excluded, self.category_items(categories))
         overfetch = self.config.index.overfetch
         if check_cap(max_per_author) is None:
@@ -164,6 +177,10 @@ class Recommender:
             "index": self.config.index.kind, "format_version": self.manifest.get("format_version"),
             "booktower_version": self.manifest.get("booktower_version"), "created": self.manifest.get("created"),
         }
+
+
+NOT_IN_BUNDLE = ("books pruned at prepare for too few interactions, or missing from the training catalogue, are "
+                 "not in a bundle; `booktower index add --bundle B --books CATALOGUE --skip-existing` adds them")
 
 
 def check_cap(max_per_author: Any) -> int | None:
