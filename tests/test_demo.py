@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,23 @@ from booktower.demo import demo_config
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _default(command, option: str):
+    """A typer command's default for `option` (its parameter default is the typer.Option)."""
+    return inspect.signature(command).parameters[option].default.default
+
+
 def test_demo_yaml_matches_the_demo_command(tmp_path):
+    """`data synth` then `train --config configs/demo.yaml` trains what `booktower demo` does, seed included."""
+    from booktower.cli.data_cmds import synth_command
+    from booktower.cli.demo_cmd import demo_command
+
     from_yaml = load_config(REPO / "configs" / "demo.yaml", [
         f"data.source.interactions={tmp_path / 'data' / 'users.csv'}",
         f"data.source.items={tmp_path / 'data' / 'books.csv'}",
     ])
-    assert from_yaml == demo_config(tmp_path)
+    seed = _default(demo_command, "seed")  # run_demo trains with it: demo_config(..., [f"seed={seed}"])
+    assert from_yaml == demo_config(tmp_path, [f"seed={seed}"])
+    assert _default(synth_command, "seed") == seed, "`data synth` writes the demo's data"
 
 
 @pytest.mark.slow

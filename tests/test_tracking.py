@@ -142,3 +142,75 @@ def test_a_refused_store_leaves_no_half_written_run(tmp_path):
     with pytest.raises(ConfigError, match="cannot be written"):
         train_run(config, tmp_path / "run", data=random_prepared(n_users=20, n_items=15, per_user=5))
     assert not (tmp_path / "run").exists()
+
+
+def test_an_interrupted_run_continues_its_mlflow_run_from_another_folder(tmp_path, monkeypatch):
+    """The default store (sqlite:///mlruns.db) is relative: a `--resume` from another folder reads it against the
+    folder training started in, as the run's data paths are, and makes no store or artefacts where it is."""
+    import os
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+    from typer.testing import CliRunner
+
+    import booktower.training.pipeline as pipeline
+    from booktower.cli.app import app
+    from tests.training.test_resume import write_dataset
+
+    project, elsewhere, run = tmp_path / "project", tmp_path / "elsewhere", tmp_path / "run"
+    config = write_dataset(project / "data", 12)
+    elsewhere.mkdir()
+    monkeypatch.chdir(project)
+
+    def stopped_after_fit(*args, **kwargs):
+        raise KeyboardInterrupt  # a Ctrl-C after the last epoch: the MLflow run is closed as FAILED
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "save_model", stopped_after_fit)
+        interrupted = CliRunner().invoke(app, ["train", "--config", str(config), "-o", str(run), "--set",
+                                               "training.epochs=2", "--set", "tracking.mlflow=true"])
+    assert interrupted.exit_code == 130, interrupted.output
+    first = json.loads((run / "mlflow.json").read_text())["run_id"]
+
+    # another process, as a user's: MLflow keeps one store per URI in a process, which would hide the bug
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "400"}  # wide: a log line is not wrapped
+    resumed = subprocess.run([sys.executable, "-m", "booktower", "train", "-o", str(run), "--resume"],
+                             cwd=elsewhere, capture_output=True, text=True, env=env, timeout=240)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "cannot be continued" not in resumed.stdout + resumed.stderr
+    assert sorted(p.name for p in elsewhere.iterdir()) == [], "no mlruns.db or mlartifacts/ in this folder"
+    assert json.loads((run / "mlflow.json").read_text())["run_id"] == first
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlruns.db'}")
+    assert client.get_run(first).info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(first, "loss_total")] == [1, 2]
+    assert "report.md" in {a.path for a in client.list_artifacts(first)}
+    assert (project / "mlartifacts").is_dir()
+
+
+def test_a_resume_tracked_at_another_store_says_so(tmp_path, caplog):
+    import logging
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    first = Tracker.start(_config(tmp_path), run_dir)
+    first.fail()
+    other = _config(tmp_path, f"tracking.mlflow_uri=sqlite:///{tmp_path / 'other.db'}")
+    with caplog.at_level(logging.WARNING):
+        again = Tracker.start(other, run_dir, resume=True)
+    assert again.run_id != first.run_id
+    assert f"MLflow run {first.run_id} was tracked at sqlite:///{tmp_path / 'mlruns.db'}" in caplog.text
+
+
+def test_relative_local_stores_are_anchored_and_others_kept(tmp_path):
+    from booktower.tracking import absolute_uri, anchor_tracking_paths
+
+    assert absolute_uri("sqlite:///mlruns.db", tmp_path) == f"sqlite:///{tmp_path}/mlruns.db"
+    assert absolute_uri("sqlite:////abs/mlruns.db", tmp_path) == "sqlite:////abs/mlruns.db"
+    assert absolute_uri("sqlite:///:memory:", tmp_path) == "sqlite:///:memory:"
+    assert absolute_uri("http://tracking:5000", tmp_path) == "http://tracking:5000"
+    assert absolute_uri("artefacts", tmp_path) == str(tmp_path / "artefacts")
+    config = load_config(None, ["tracking.artifact_root=artefacts"])
+    anchored = anchor_tracking_paths(config, tmp_path).tracking
+    assert (anchored.mlflow_uri, anchored.artifact_root) == (f"sqlite:///{tmp_path}/mlruns.db",
+                                                             str(tmp_path / "artefacts"))

@@ -8,7 +8,9 @@ The trainer's whole API:
 
 Tracking mirrors a run; it never costs one. A local store that cannot be written is refused before training
 (MLflow itself would retry for minutes); once training has started, a tracking failure is a warning and the run's
-own files stand. The MLflow run id is kept in RUN/mlflow.json, so `--resume` continues the same MLflow run.
+own files stand. The MLflow run id is kept in RUN/mlflow.json with the store's absolute URI, so `--resume`
+continues the same MLflow run, from any folder: a relative local store (the default `sqlite:///mlruns.db`) in a
+resumed run's own config is read against the folder training started in (`anchor_tracking_paths`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from booktower.config import BooktowerConfig
 from booktower.utils.atomic import atomic_write_json
 from booktower.utils.nested import flatten
+from booktower.utils.runinfo import working_directory
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,27 @@ def _local_folder(uri: str) -> Path | None:
     return None if "://" in uri else Path(uri)
 
 
+def absolute_uri(uri: str, base: Path) -> str:
+    """`uri` with a relative local path (sqlite:///x.db, a plain folder) made absolute against `base`; other
+    URIs (absolute, remote, in memory) unchanged."""
+    if uri.startswith("sqlite:///"):
+        path = uri.removeprefix("sqlite:///")
+        return uri if path == ":memory:" or Path(path).is_absolute() else f"sqlite:///{base / path}"
+    return uri if "://" in uri or Path(uri).is_absolute() else str(base / uri)
+
+
+def anchor_tracking_paths(config: BooktowerConfig, base: Path) -> BooktowerConfig:
+    """`config` with a relative local tracking store and artefact root made absolute against `base`, the folder
+    they were written for (as training.run.anchor_data_paths does the data paths): a run resumed from another
+    folder then continues its MLflow run instead of starting a new store there."""
+    tracking = config.tracking
+    update = {key: anchored for key in ("mlflow_uri", "artifact_root")
+              if (uri := getattr(tracking, key)) and (anchored := absolute_uri(uri, base)) != uri}
+    if not update:
+        return config
+    return config.model_copy(update={"tracking": tracking.model_copy(update=update)})
+
+
 def check_local_store(config: BooktowerConfig) -> None:
     """Refuse, before any training, a local tracking store or artefact root nobody can write."""
     import tempfile
@@ -88,12 +112,18 @@ def check_local_store(config: BooktowerConfig) -> None:
 
 
 def _reopened_run(client: Any, run_dir: Path, uri: str) -> str | None:
-    """The MLflow run of an interrupted run directory, set running again; None when there is none to continue."""
+    """The MLflow run of an interrupted run directory, set running again; None when there is none to continue.
+    `uri`: the store's absolute URI."""
     path = run_dir / RUN_FILE
     if not path.is_file():
         return None
     saved = json.loads(path.read_text(encoding="utf-8"))
-    if saved.get("tracking_uri") != uri:
+    # a relative URI is an older run's, written in the folder training started in
+    saved_uri = absolute_uri(str(saved.get("tracking_uri", "")), working_directory(run_dir))
+    if saved_uri != uri:
+        log.warning("MLflow run %s was tracked at %s, and this config tracks at %s: starting a new run there "
+                    "(resume with tracking.mlflow_uri=%s to continue it)", saved.get("run_id"), saved_uri, uri,
+                    saved_uri)
         return None
     try:
         client.update_run(saved["run_id"], status="RUNNING")
@@ -120,6 +150,8 @@ class Tracker:
             return cls()
         from mlflow.tracking import MlflowClient
 
+        # absolute from here on: the store stays the same files whatever folder a --resume runs in
+        config = anchor_tracking_paths(config, Path.cwd())
         check_local_store(config)
         run_dir, uri = Path(run_dir), config.tracking.mlflow_uri
         client = MlflowClient(tracking_uri=uri)
@@ -140,7 +172,7 @@ class Tracker:
             from mlflow.entities import Param
 
             client.log_batch(tracker.run_id, params=[Param(k, v) for k, v in items[start : start + 100]])
-        log.info("MLflow run %s at %s", tracker.run_id, config.tracking.mlflow_uri)
+        log.info("MLflow run %s at %s", tracker.run_id, uri)
         return tracker
 
     def log_epoch(self, row: dict[str, Any]) -> None:

@@ -64,7 +64,7 @@ def test_index_add_on_a_read_only_file_system_is_a_clean_error(cli, tmp_path, mo
     bundle = tmp_path / "bundle"
     bundle.mkdir()
 
-    def read_only(bundle_dir, books):  # writing the new bundle beside the old one, on a read-only mount
+    def read_only(bundle_dir, books, skip_existing=False):  # writing the new bundle beside the old one, on a read-only mount
         raise OSError(errno.EROFS, "Read-only file system", str(bundle_dir.parent / ".bundle.new.x"))
 
     monkeypatch.setattr(add_books, "add_books", read_only)

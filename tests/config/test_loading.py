@@ -170,3 +170,45 @@ def test_an_unknown_key_inside_a_sweep_space_entry_lists_the_entrys_keys():
     with pytest.raises(ConfigError, match=r"sweep\.space\.model\.temperature\.lgo: unknown key .*allowed here: "
                                           r"choices, high, log, low, step, type"):
         load_config(None, ["sweep.space={model.temperature: {type: float, low: 0.05, high: 0.2, lgo: true}}"])
+
+
+# The bundled sample stands in for default.yaml's own paths only: a path the user names never falls back to it,
+# even when it reads data/users.csv like the default (a user in the wrong folder must get an error).
+DEFAULT_YAML = REPO / "configs" / "default.yaml"
+
+
+def _fallbacks(config: BooktowerConfig) -> tuple:
+    return config.data.source.fallback_interactions, config.data.source.fallback_items
+
+
+def test_the_built_in_default_keeps_its_sample_fallback():
+    assert all(_fallbacks(load_config(DEFAULT_YAML)))
+
+
+@pytest.mark.parametrize("override", ["data.source.interactions=data/users.csv", "data.source.items=data/books.csv",
+                                      "data.source.interactions=elsewhere/reads.csv"])
+def test_a_path_named_with_set_clears_the_sample_fallback(override):
+    assert _fallbacks(load_config(DEFAULT_YAML, [override])) == (None, None)
+
+
+def test_a_path_named_in_a_config_that_inherits_clears_the_sample_fallback(tmp_path):
+    mine = write(tmp_path, "mine.yaml",
+                 f"inherit: {DEFAULT_YAML}\ndata:\n  source:\n    interactions: data/users.csv\n")
+    assert _fallbacks(load_config(mine)) == (None, None)
+    # Two levels down: the path is still the user's own, named below the file that set the fallback.
+    experiment = write(tmp_path, "experiment.yaml", "inherit: mine.yaml\ntraining:\n  epochs: 2\n")
+    assert _fallbacks(load_config(experiment)) == (None, None)
+
+
+def test_a_layer_that_names_the_fallback_beside_its_path_keeps_it(tmp_path):
+    sample = "pkg:sample/users_trimmed.csv"
+    config = load_config(DEFAULT_YAML, ["data.source.interactions=data/users.csv",
+                                        f"data.source.fallback_interactions={sample}"])
+    assert str(config.data.source.fallback_interactions) == sample and config.data.source.fallback_items is None
+    # A run's config.yaml writes every key in one file: a run on the sample reopens on the sample.
+    dumped = write(tmp_path, "config.yaml", dump_config(load_config(DEFAULT_YAML)))
+    assert _fallbacks(load_config(dumped)) == _fallbacks(load_config(DEFAULT_YAML))
+
+
+def test_other_overrides_leave_the_sample_fallback_alone():
+    assert all(_fallbacks(load_config(DEFAULT_YAML, ["data.cache_dir=null", "data.source.encoding=latin1"])))

@@ -163,3 +163,56 @@ def test_cli(server, tmp_path):
     assert (tmp_path / "users.csv").exists()
     bad = CliRunner().invoke(app, ["data", "fetch", "nope", "--output-dir", str(tmp_path)])
     assert bad.exit_code == 2 and "unknown dataset" in bad.output
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Every URL fails as on a machine without this network (no test reaches the real one)."""
+    import urllib.error
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr("booktower.data.fetch.urllib.request.urlopen", refuse)
+
+
+def _place(folder: Path, fixtures_dir: Path, names=("Books.jsonl", "meta_Books.jsonl")) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / f"{name}.gz").write_bytes(gzip.compress((fixtures_dir / "amazon2023" / name).read_bytes()))
+
+
+@pytest.mark.parametrize("where", ["raw", "."])
+def test_files_placed_by_hand_are_used_offline(offline, tmp_path, fixtures_dir, where):
+    out = tmp_path / "data"
+    _place(out / where, fixtures_dir)
+    lines: list[str] = []
+    result = fetch_amazon_2023_books(out, progress=False, log_line=lines.append)
+    assert result["books"] == 8 and result["interactions"] == 36
+    assert result["Books.jsonl.gz"]["placed_by_hand"] is True
+    assert any("placed by hand" in line for line in lines)
+
+
+def test_a_placed_file_of_the_other_kind_is_refused(offline, tmp_path, fixtures_dir):
+    out = tmp_path / "data"
+    _place(out / "raw", fixtures_dir, names=("Books.jsonl",))
+    (out / "raw" / "Books.jsonl.gz").rename(out / "raw" / "meta_Books.jsonl.gz")  # the reviews, misnamed
+    with pytest.raises(DataError, match=r"lack the fields \['categories'\] that meta_Books.jsonl.gz holds") as err:
+        fetch_amazon_2023_books(out, progress=False)
+    assert "raw/meta_Books.jsonl.gz" in str(err.value) and "Fix: put the published" in str(err.value)
+
+
+def test_a_placed_file_must_match_the_given_sha256(offline, tmp_path, fixtures_dir):
+    out = tmp_path / "data"
+    _place(out / "raw", fixtures_dir)
+    with pytest.raises(DataError, match="SHA-256 mismatch"):
+        fetch_amazon_2023_books(out, progress=False, checksums={"Books.jsonl.gz": "0" * 64})
+
+
+def test_offline_error_names_where_to_place_the_files_and_the_base_url_route(offline, tmp_path):
+    out = tmp_path / "data"
+    with pytest.raises(DataError, match="could not reach") as err:
+        fetch_amazon_2023_books(out, progress=False)
+    fix = str(err.value).split("Fix:")[1]
+    assert f"by hand to {out / 'raw' / 'meta_Books.jsonl.gz'}" in fix
+    assert "--base-url file:///DIR" in fix and "meta_Books.jsonl.gz and Books.jsonl.gz" in fix

@@ -94,3 +94,18 @@ def test_second_prepare_is_a_cache_hit(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "reused" in result.output
+
+
+def test_a_relative_and_an_absolute_path_to_the_same_files_share_a_cache_entry(tmp_path, monkeypatch):
+    """`evaluate --run` from another folder reads a run's data by absolute path: it must find the entry that
+    training wrote from the relative one, not prepare again."""
+    write_synthetic(tmp_path / "d", SynthConfig(n_users=60, n_books=40, mean_history=12), seed=1)
+    monkeypatch.chdir(tmp_path)
+    relative = DataConfig.model_validate({
+        "source": {"interactions": "d/users.csv", "items": "d/books.csv"}, "cache_dir": str(tmp_path / "cache"),
+        "min_user_interactions": 2, "min_item_interactions": 2})
+    absolute = relative.model_copy(update={"source": relative.source.model_copy(update={
+        "interactions": tmp_path / "d" / "users.csv", "items": tmp_path / "d" / "books.csv"})})
+    assert prepare(relative)[0].summary["cache"]["hit"] is False
+    monkeypatch.chdir(tmp_path / "d")
+    assert prepare(absolute)[0].summary["cache"]["hit"] is True

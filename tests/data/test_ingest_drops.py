@@ -133,3 +133,87 @@ def test_blank_lines_in_the_catalogue_are_counted_as_empty_rows(tmp_path):
     ledger = DropLedger()
     load_raw(cfg, ledger)
     assert ledger.counts["catalogue_empty_row"] == 2 and "catalogue_missing_item_id" not in ledger.counts
+
+
+# Text that is not a time, a rating or an order is one row's defect under data.strict: false, like an empty value:
+# dropped and counted under its own reason. Most of a column unreadable is a wrong unit or mapping: still an error.
+def _log(tmp_path, body: str, columns: dict, strict: bool = False) -> DataConfig:
+    (tmp_path / "log.csv").write_text(body)
+    return DataConfig.model_validate({
+        "source": {"interactions": str(tmp_path / "log.csv"), "items": None}, "columns": columns,
+        "strict": strict, "min_user_interactions": 1, "min_item_interactions": 1, "cache_dir": None,
+    })
+
+
+def _many_rows(bad: dict[int, tuple[str, str]], n: int = 20) -> str:
+    """n rows of `parent_asin,userId,timestamp,rating,seq` with (timestamp, rating) replaced on the rows in `bad`."""
+    lines = ["parent_asin,userId,timestamp,rating,seq"]
+    for i in range(n):
+        stamp, rating = bad.get(i, (f"2020-01-{1 + i:02d}T08:00:00Z", "4"))
+        lines.append(f"B{i},U{i % 4},{stamp},{rating},{i}")
+    return "\n".join(lines) + "\n"
+
+
+ISO_RATED = {"timestamp_unit": "iso", "rating": "rating"}
+
+
+def test_unparsable_timestamps_and_ratings_are_dropped_and_counted_when_not_strict(tmp_path):
+    body = _many_rows({3: ("yesterday", "4"), 7: ("2020-01-08T08:00:00Z", "five"), 9: ("", "4")})
+    ledger = DropLedger()
+    raw, _ = load_raw(_log(tmp_path, body, ISO_RATED), ledger)
+    assert ledger.as_dict() == {"missing_timestamp": 1, "unparsable_rating": 1, "unparsable_timestamp": 1}
+    assert ledger.notes["unparsable_timestamp"] == "example rows 5"  # data row 3 is file line 5
+    assert ledger.notes["unparsable_rating"] == "example rows 9"
+    assert raw.interactions.height == 17 and "B3" not in raw.interactions["item_id"].to_list()
+
+
+def test_an_unparsable_order_is_dropped_and_counted_when_not_strict(tmp_path):
+    body = _many_rows({}).replace(",12\n", ",twelve\n")
+    ledger = DropLedger()
+    raw, _ = load_raw(_log(tmp_path, body, {**ISO_RATED, "order": "seq"}), ledger)
+    assert ledger.as_dict() == {"unparsable_order": 1} and raw.interactions.height == 19
+
+
+@pytest.mark.parametrize("bad, column", [(("yesterday", "4"), "timestamp"),
+                                         (("2020-01-04T08:00:00Z", "five"), "rating")])
+def test_unparsable_values_stay_an_error_when_strict(tmp_path, bad, column):
+    with pytest.raises(DataError, match="could not be parsed|are not numbers") as err:
+        load_raw(_log(tmp_path, _many_rows({3: bad}), ISO_RATED, strict=True), DropLedger(strict=True))
+    assert err.value.column == column and err.value.rows == [5] and bad[column == "rating"] in str(err.value)
+    assert "with data.strict: false those rows are dropped and counted" in str(err.value)
+
+
+def test_a_mostly_unparsable_column_is_an_error_even_when_not_strict(tmp_path):
+    # Epoch milliseconds read as ISO text: every value fails, which is the config's unit, not bad rows.
+    body = "".join(["parent_asin,userId,timestamp\n"] + [f"B{i},U1,{1600000000000 + i}\n" for i in range(10)])
+    expected = r"10 timestamps could not be parsed as ISO-8601 text .*100% of its non-empty values"
+    with pytest.raises(DataError, match=expected) as err:
+        load_raw(_log(tmp_path, body, {"timestamp_unit": "iso"}), DropLedger())
+    assert "data.columns.timestamp_unit" in str(err.value).split("Fix:")[1]
+
+
+def test_a_non_number_in_the_catalogue_is_missing_and_counted_when_not_strict(tmp_path):
+    cfg = make_config(tmp_path)
+    (tmp_path / "books.csv").write_text(BOOKS.replace("4.0,3,1.0", "4.0,3,cheap"))
+    ledger = DropLedger()
+    raw, _ = load_raw(cfg, ledger)
+    assert ledger.as_dict()["catalogue_unparsable_price"] == 1 and ledger.notes["catalogue_unparsable_price"] == \
+        "example rows 4"
+    assert raw.catalogue is not None and raw.catalogue.height == 3  # the book stays, its price is missing
+    assert raw.catalogue.filter(raw.catalogue["item_id"] == "B3")["num:price"].to_list() == [None]
+
+
+def test_prepare_reports_the_unparsable_drops(tmp_path):
+    data, _ = prepare(_log(tmp_path, _many_rows({3: ("yesterday", "4"), 5: ("2020-01-06T08:00:00Z", "five")}),
+                           ISO_RATED))
+    assert data.summary["dropped"]["unparsable_timestamp"] == 1 and data.summary["dropped"]["unparsable_rating"] == 1
+
+
+def test_a_strict_run_does_not_pass_on_a_cache_written_by_a_lenient_one(tmp_path):
+    lenient = _log(tmp_path, _many_rows({3: ("yesterday", "4")}), ISO_RATED).model_copy(
+        update={"cache_dir": tmp_path / "cache"})
+    data, _ = prepare(lenient)
+    assert data.summary["dropped"] == {"unparsable_timestamp": 1}
+    assert prepare(lenient)[0].summary["cache"]["hit"] is True
+    with pytest.raises(DataError, match="timestamps could not be parsed"):
+        prepare(lenient.model_copy(update={"strict": True}))

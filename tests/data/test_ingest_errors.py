@@ -103,7 +103,7 @@ def test_latin1_file_loads_when_configured(write_file):
 def test_unparsable_timestamps_give_rows_and_unit_fix(write_file):
     users = write_file("users.csv", USERS + "B2,U2,yesterday\n")
     with pytest.raises(DataError) as exc:
-        load(config(users, None))
+        load(config(users, None, strict=True))  # data.strict: false drops the row (test_ingest_drops)
     assert "could not be parsed" in str(exc.value) and "yesterday" in str(exc.value)
     assert exc.value.rows == [5]  # header is line 1
     assert_names(exc, users, "data.columns.timestamp_unit")
@@ -128,7 +128,7 @@ def test_one_iso_column_may_mix_naive_utc_and_offset_times(write_file):
 def test_values_that_are_not_iso_times_still_name_the_examples(write_file, bad):
     users = write_file("users.csv", f"parent_asin,userId,timestamp\nB1,U1,2020-01-25T08:00:00Z\nB2,U1,{bad}\n")
     with pytest.raises(DataError, match="1 timestamps could not be parsed as ISO-8601 text") as exc:
-        load(config(users, None, columns={"timestamp_unit": "iso"}))
+        load(config(users, None, columns={"timestamp_unit": "iso"}, strict=True))
     assert bad in str(exc.value) and exc.value.rows == [3]
 
 
@@ -136,7 +136,7 @@ def test_non_numeric_numeric_column(write_file):
     users = write_file("users.csv", USERS)
     books = write_file("books.csv", BOOKS.replace("4.0,3,7.5", "4.0,3,cheap"))
     with pytest.raises(DataError) as exc:
-        load(config(users, books))
+        load(config(users, books, strict=True))  # data.strict: false reads it as missing (test_ingest_drops)
     assert exc.value.column == "price" and "cheap" in str(exc.value)
     assert_names(exc, books, "data.columns.item_numeric")
 

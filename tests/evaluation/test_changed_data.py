@@ -117,3 +117,13 @@ def test_data_that_renumbers_the_books_is_refused_even_when_allowed_and_says_why
     rows.with_columns(timestamp=rows["timestamp"].max() + 1 - rows["timestamp"]).write_csv(path)  # time reversed
     code, said = evaluate(tmp_path / "run", "--allow-changed-data")
     assert code == 2 and "thesame12idsinanotherorder" in said
+
+
+def test_a_changed_split_lists_now_then_at_training(fake_run):
+    from booktower.evaluation.data_check import split_change
+
+    trained = json.loads((fake_run / "split.json").read_text())["n_users"]
+    (changed,) = split_change(fake_run, random_prepared(n_users=100, n_items=60, per_user=10, seed=9))
+    assert trained != 100
+    assert changed.startswith(f"the split differs from the one in split.json (now vs at training: n_users 100 vs "
+                              f"{trained}, ")

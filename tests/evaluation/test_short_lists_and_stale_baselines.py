@@ -127,3 +127,29 @@ def test_compare_refuses_runs_scored_on_different_splits(fake_run, tmp_path):
     with pytest.raises(ValueError, match="different splits"):
         compare_runs(fake_run, tmp_path / "other" / "pop", "NDCG@10", np.random.default_rng(0), 50)
     compare_runs(fake_run, fake_run / "baselines" / "pop", "NDCG@10", np.random.default_rng(0), 50)
+
+
+def test_compare_names_each_run_with_its_own_counts(fake_run, tmp_path):
+    import pytest
+
+    from booktower.evaluation.compare import compare_runs
+
+    other = random_prepared(n_users=100, n_items=60, per_user=10, seed=9)
+    config = _config()
+    run_baselines(["pop"], config.baselines, other, config.evaluation.ks, 0, tmp_path / "other")
+    with pytest.raises(ValueError) as refused:
+        compare_runs(fake_run, tmp_path / "other" / "pop", "NDCG@10", np.random.default_rng(0), 50)
+    assert f"{fake_run} and {tmp_path / 'other' / 'pop'} were scored on different splits (n_users 120 vs 100, " \
+        in str(refused.value)
+    with pytest.raises(ValueError) as reversed_:
+        compare_runs(tmp_path / "other" / "pop", fake_run, "NDCG@10", np.random.default_rng(0), 50)
+    assert "(n_users 100 vs 120, " in str(reversed_.value)
+
+
+def test_split_mismatch_lists_the_counts_in_argument_order():
+    from booktower.evaluation.split_identity import split_mismatch
+
+    first = {"sha256": "a", "n_users": 687, "n_items": 50, "n_test": 687}
+    second = {"sha256": "b", "n_users": 286, "n_items": 50, "n_test": 286}
+    assert split_mismatch(first, second) == "n_users 687 vs 286, n_test 687 vs 286"
+    assert split_mismatch(first, {**first}) is None and split_mismatch(first, None) is None

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from booktower.training.distributed import average_sparse_gradients, rank_shard
+from booktower.training.distributed import average_sparse_gradients, names_ddp_ignores, rank_shard
+from booktower.training.optim import sparse_parameters
 from booktower.training.trainer import epoch_generator
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -138,3 +139,70 @@ def test_ddp_leaves_the_sparse_tables_and_the_content_codes_alone(small_config):
     tables = {name for name, p in model.named_parameters() if any(p is t for t in sparse_parameters(model))}
     assert codes and tables and ignored == codes | tables
     assert "user_tower.mlp.0.weight" not in ignored
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Every model path DDP can meet: the default, the two best configs, DAT on both sides, the history variants
+# (attention, the last items, an own table, the content of the books read), gate fusion, dense tables (then
+# DDP's own), and the other main losses.
+DDP_CONFIGS = {
+    "default": [],
+    "amazon-best": ["@amazon-books-2014-best.yaml"],
+    "movielens-best": ["@movielens-100k-best.yaml"],
+    "dat": ["model.user.use_id=true", "model.dat.augment_users=true", "model.dat.augment_items=true",
+            "training.loss.cal_weight=1.0"],
+    "history": ["model.history.pooling=attention", "model.history.attention_heads=2", "model.fusion=gate",
+                "model.history.last_items=2", "model.history.own_table=true", "model.history.content=true"],
+    "dense-tables": ["model.sparse_ids=false", "training.optimizer.kind=adamw", "model.history.content=true",
+                     "model.user.use_id=true", "model.dat.augment_users=true"],
+    "bce": ["training.loss.main=bce", "training.negatives.sampler=popularity", "model.fusion=sum"],
+    "cosine": ["training.loss.main=cosine_contrastive", "model.history.pooling=none"],
+}
+
+
+def _ddp_config(name: str, *extra: str):
+    from booktower.config import load_config
+    from tests.conftest import FAST
+
+    file, overrides = None, DDP_CONFIGS[name]
+    if overrides and overrides[0].startswith("@"):
+        file, overrides = REPO / "configs" / overrides[0][1:], overrides[1:]
+    return load_config(file, [*FAST, "model.item.id_init=normal", *overrides, *extra])
+
+
+@pytest.mark.parametrize("name", sorted(DDP_CONFIGS))
+def test_every_weight_ddp_reduces_takes_part_in_every_step(name, tmp_path):
+    """DDP runs with find_unused_parameters=False, which needs each of its parameters in every step's graph: a
+    dense weight that some batch skips would stop the run ("Expected to have finished reduction ..."). Checked
+    on an ordinary batch and on one whose readers have no history yet (their first reads)."""
+    from booktower.data.toy import random_prepared
+    from booktower.training.pipeline import build_model
+    from booktower.training.trainer import Trainer
+
+    config = _ddp_config(name)
+    data = random_prepared(n_users=40, n_items=30, per_user=8)
+    model = build_model(config, data, torch.device("cpu"))
+    trainer = Trainer(model, data, config.training, config.seed, [10], tmp_path)
+    ignored = set(names_ddp_ignores(model, sparse_parameters(model)))
+    managed = {n: p for n, p in model.named_parameters() if n not in ignored and p.requires_grad}
+    assert managed
+    first_reads = torch.unique(trainer.train.seq_start)[:16]
+    for index in (torch.arange(32), first_reads):
+        model.zero_grad(set_to_none=True)
+        sum(trainer.task.losses(trainer.train.batch(index)).values()).backward()
+        skipped = sorted(n for n, p in managed.items() if p.grad is None)
+        assert not skipped, f"{name}: DDP-managed weights outside the step's graph: {skipped}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["dat", "history", "dense-tables"])
+def test_two_gloo_processes_train_each_model_path_without_searching_for_unused_weights(name, tmp_path):
+    """Every DDP weight takes part in every step, so DDP is not asked to search the graph for unused ones (and
+    no longer warns, once per rank, that it found none); a path that skipped one would stop the run here."""
+    config = write_dataset(tmp_path / "data", 24)
+    sets = [arg for override in DDP_CONFIGS[name] for arg in ("--set", override)]
+    out = _run([str(TORCHRUN), "--nproc_per_node", "2", "--standalone", "-m", "booktower", "train",
+                "--config", str(config), "--output-dir", str(tmp_path / "run"), "--set", "training.epochs=2", *sets])
+    assert "find_unused_parameters" not in out
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["world_size"] == 2

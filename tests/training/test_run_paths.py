@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
-from booktower.config import load_config
+from booktower.config import dump_config, load_config
 from booktower.evaluation.data_check import changed_inputs
 from booktower.training.pipeline import train_run
 from booktower.training.run import load_run, run_config
@@ -68,3 +70,90 @@ def test_an_interrupted_run_with_relative_data_paths_resumes_from_another_folder
                                      "--set", "training.epochs=1"])
     assert moved.exit_code != 0 and "data/interactions.csv" in moved.output, \
         "from this folder the relative paths name files that are not there: no silent fallback"
+
+
+def test_a_relative_cache_dir_is_the_start_folders_too(tmp_path, monkeypatch):
+    """`evaluate --run` and `recommend --run` from another folder use the run's cache, not a new .booktower-cache/
+    where they run. (The cache key spells the data paths as given, so the anchored absolute ones are one more
+    entry there, prepared once and then found from every folder.)"""
+    project = tmp_path / "project"
+    absolute = write_dataset(project / "data", 12)
+    relative = project / "relative.yaml"
+    relative.write_text(absolute.read_text().replace(f"{project}/", ""))  # cache_dir: data/cache, ...
+    monkeypatch.chdir(project)
+    config = load_config(relative, ["training.epochs=1"])
+    assert config.data.cache_dir == Path("data/cache")
+    train_run(config, tmp_path / "run")
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert run_config(tmp_path / "run").data.cache_dir == project / "data" / "cache"
+    cache = load_run(tmp_path / "run").data.summary["cache"]
+    assert Path(cache["path"]).parent == project / "data" / "cache"
+    assert list(elsewhere.iterdir()) == [], "nothing prepared or cached here"
+    third = tmp_path / "third"
+    third.mkdir()
+    monkeypatch.chdir(third)
+    assert load_run(tmp_path / "run").data.summary["cache"] == {**cache, "hit": True}
+    assert list(third.iterdir()) == []
+
+
+def test_a_cache_dir_anchored_on_resume_is_no_change_of_config(tmp_path, monkeypatch):
+    """The cache is where prepared data is kept, not what is trained: a --resume with the run's --config from
+    another folder (absolute data paths, relative cache) is no other run."""
+    from booktower.training.pipeline import _check_resume_config
+
+    config = load_config(write_dataset(tmp_path / "data", 12), ["data.cache_dir=cache"])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(dump_config(config))
+    (run / "run.json").write_text(json.dumps({"working_directory": str(tmp_path)}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    _check_resume_config(run, config)  # no ConfigError
+
+
+def test_a_run_on_the_bundled_sample_loads_from_another_folder(tmp_path, monkeypatch):
+    """The built-in default falls back to the sample when data/users.csv is missing; read from elsewhere, its
+    config names that path absolutely, and the fallback must still stand in for it."""
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "default.yaml",
+                         ["training.epochs=1", "training.progress=false"])
+    trained = train_run(config, tmp_path / "run")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_run(tmp_path / "run").data.n_users == trained.data.n_users
+
+
+def test_resume_accepts_a_config_whose_relative_paths_name_the_same_files_from_another_folder(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from booktower.cli.app import app
+    import booktower.training.pipeline as pipeline
+
+    project = tmp_path / "project"
+    absolute = write_dataset(project / "data", 12)
+    relative = project / "relative.yaml"
+    relative.write_text(absolute.read_text().replace(f"{project}/", ""))
+    monkeypatch.chdir(project)
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "save_model", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        CliRunner().invoke(app, ["train", "--config", str(relative), "-o", str(tmp_path / "run"),
+                                 "--set", "training.epochs=2"])
+    moved = tmp_path / "moved"
+    shutil.copytree(project / "data", moved / "data")  # the same files, named relative to another folder
+    (moved / "relative.yaml").write_text(relative.read_text())
+    monkeypatch.chdir(project / "data")
+    other = CliRunner().invoke(app, ["train", "--config", str(moved / "relative.yaml"), "-o", str(tmp_path / "run"),
+                                     "--resume", "--set", "training.epochs=2"])
+    assert other.exit_code == 2 and "differs from this config" in other.output, "other files: refused"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").symlink_to(project / "data")
+    same = CliRunner().invoke(app, ["train", "--config", str(relative), "-o", str(tmp_path / "run"), "--resume",
+                                    "--set", "training.epochs=2"])
+    assert same.exit_code == 0, same.output

@@ -87,3 +87,49 @@ def test_small_gpu_batch_note_only_for_a_small_batch_on_a_gpu():
     assert note is not None and "1,024" in note and "amazon-books-2014-gpu.yaml" in note
     assert small_gpu_batch_note("cuda", 8192) is None
     assert small_gpu_batch_note("cpu", 1024) is None  # the CPU is compute-bound at any batch
+
+
+def _scripted_validation(monkeypatch, values: list[float]) -> None:
+    """Validation gives `values` in turn as val NDCG@20 (the default early-stopping metric)."""
+    from booktower.training.trainer import Trainer
+
+    given = iter(values)
+    monkeypatch.setattr(Trainer, "_validate", lambda self: {"val_NDCG@20": next(given)})
+
+
+def test_an_early_stop_says_so_and_which_weights_the_test_uses(small_config, tmp_path, monkeypatch, caplog):
+    import logging
+
+    _scripted_validation(monkeypatch, [0.5, 0.6, 0.55])
+    data = random_prepared(n_users=50, n_items=30, per_user=8)
+    config = small_config("training.epochs=20", "training.early_stopping.patience=1")
+    with caplog.at_level(logging.INFO, logger="booktower"):
+        result = train_run(config, tmp_path / "run", data=data)
+    assert result.fit.stopped_early and result.fit.best_epoch == 2
+    stops = [r.getMessage() for r in caplog.records if "stopped early" in r.getMessage()]
+    assert stops == ["stopped early after epoch 3 of 20: val NDCG@20 has not improved on epoch 2's 0.6000 "
+                     "for 1 validation (training.early_stopping.patience=1); the test uses epoch 2's weights"]
+
+
+def test_an_early_stop_before_a_refit_names_the_refit(small_config, tmp_path, monkeypatch, caplog):
+    import logging
+
+    _scripted_validation(monkeypatch, [0.5, 0.6, 0.55, 0.58])
+    data = random_prepared(n_users=50, n_items=30, per_user=8)
+    config = small_config("training.epochs=20", "training.early_stopping.patience=2",
+                          "training.refit_on_validation=true")
+    with caplog.at_level(logging.INFO, logger="booktower"):
+        train_run(config, tmp_path / "run", data=data)
+    (stop,) = [r.getMessage() for r in caplog.records if "stopped early" in r.getMessage()]
+    assert stop.startswith("stopped early after epoch 4 of 20: val NDCG@20 has not improved on epoch 2's 0.6000 "
+                           "for 2 validations (training.early_stopping.patience=2); the test uses a model refit "
+                           "on train + validation for 2 epochs")
+
+
+def test_a_run_that_trains_every_planned_epoch_says_nothing_of_stopping(small_config, tmp_path, caplog):
+    import logging
+
+    data = random_prepared(n_users=50, n_items=30, per_user=8)
+    with caplog.at_level(logging.INFO, logger="booktower"):
+        train_run(small_config("training.epochs=2", "training.early_stopping.patience=5"), tmp_path, data=data)
+    assert not [r for r in caplog.records if "stopped early" in r.getMessage()]

@@ -36,9 +36,13 @@ def prepare_command(
     config: Path | None = CONFIG_OPTION,
     set_: list[str] | None = SET_OPTION,
     output_dir: Path = typer.Option(..., "--output-dir", "-o", callback=_paths.output_dir,
-                                    help="Where data_summary.json and the prepared data go."),
+                                    help="Where the record of the run goes: data_summary.json, config.yaml and "
+                                         "run.json. The prepared arrays go to the cache, data.cache_dir "
+                                         "(./.booktower-cache by default), where `train` reuses them; with "
+                                         "data.cache_dir=null they are not kept."),
 ) -> None:
-    """Validate, prune, split and featurise the data; write DIR/data_summary.json."""
+    """Validate, prune, split and featurise the data; write DIR/data_summary.json (counts, drops, warnings) and
+    cache the prepared arrays in data.cache_dir for `train` to reuse."""
     from booktower.data.summary import print_summary, write_prepared_run
 
     setup_logging()
@@ -46,7 +50,15 @@ def prepare_command(
     with friendly_errors():
         data = write_prepared_run(cfg, output_dir)
     print_summary(data.summary, console)
-    console.print(f"wrote {output_dir / 'data_summary.json'}")
+    console.print(f"wrote {output_dir / 'data_summary.json'}, config.yaml and run.json")
+    console.print(_where_the_arrays_are(data.summary.get("cache")))
+
+
+def _where_the_arrays_are(cache: dict | None) -> str:
+    """The output folder holds the record only: say where the prepared arrays went, or that none were kept."""
+    if cache:
+        return f"prepared arrays {'reused from' if cache['hit'] else 'cached in'} {cache['path']} (data.cache_dir)"
+    return "prepared arrays not kept: data.cache_dir is null (set it to a folder to keep them for `train`)"
 
 
 @data_app.command("synth")
@@ -75,7 +87,9 @@ def synth_command(
 def fetch_command(
     dataset: str = typer.Argument(..., help="Dataset to download: amazon-2023-books."),
     output_dir: Path = typer.Option(Path("data"), "--output-dir", "-o", callback=_paths.output_dir,
-                                    help="Where raw/, books.csv, users.csv go."),
+                                    help="Where raw/, books.csv, users.csv go. meta_Books.jsonl.gz and "
+                                         "Books.jsonl.gz placed by hand in it (or in its raw/) are used "
+                                         "instead of downloading."),
     base_url: str | None = typer.Option(None, "--base-url", callback=base_url_check,
                                         help="Fetch BASE/<file name> instead (http, https or file URL)."),
     sha256: list[str] | None = typer.Option(None, "--sha256", help="Expected checksum: FILE=HEX (repeatable)."),

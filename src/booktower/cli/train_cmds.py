@@ -43,10 +43,13 @@ def train_command(
         config = output_dir / "config.yaml"  # the run's own config: resuming needs no copy of the command line
     cfg = cli_config(config, set_)
     if resume and config == output_dir / "config.yaml":
+        from booktower.tracking import anchor_tracking_paths
         from booktower.training.run import anchor_data_paths
         from booktower.utils.runinfo import working_directory
 
-        cfg = anchor_data_paths(cfg, working_directory(output_dir))  # its paths are the start folder's
+        # its relative paths (data, cache, MLflow store) were written for the folder training started in
+        start = working_directory(output_dir)
+        cfg = anchor_tracking_paths(anchor_data_paths(cfg, start), start)
     with friendly_errors():
         try:
             result = train_run(cfg, output_dir, resume=resume)

@@ -29,9 +29,12 @@ class SourceConfig(StrictModel):
     """A reader table with user-side metadata (one row per reader). Optional."""
     fallback_interactions: Path | None = None
     """Used, with a warning, when `interactions` is the default data/users.csv and does not exist (e.g. the bundled
-    trimmed sample). A path you set that does not exist is an error, never a run on the sample."""
+    trimmed sample). It stands in only for the paths written in the same config file: a config that inherits, or
+    a --set, that names `interactions` or `items` (even as data/users.csv) clears both fallbacks unless it sets
+    them too, so a path you set that does not exist is an error, never a run on the sample."""
     fallback_items: Path | None = None
-    """Used, with a warning, when `items` is the default data/books.csv and does not exist."""
+    """Used, with a warning, when `items` is the default data/books.csv and does not exist; cleared like
+    `fallback_interactions`."""
     separator: str | None = None
     """CSV field separator of every file that has no separator of its own (below); None sniffs each file's from
     its header line. One character: `,` `;` `|`, or a tab (`"\\t"` in YAML, `\\t` or `tab` with --set)."""
@@ -200,6 +203,9 @@ class DataConfig(StrictModel):
     drop_items_missing_from_catalogue: bool = True
     """Interactions whose book is absent from a given catalogue are dropped and counted."""
     strict: bool = False
-    """Any row that validation would drop becomes an error instead."""
+    """Any row that validation would drop becomes an error instead. Off, a timestamp, rating or order that cannot be
+    read (`yesterday`, `five`) drops its row, counted as `unparsable_<field>`, and a catalogue or reader number
+    that cannot be read counts as missing (`catalogue_unparsable_<column>`); a column whose non-empty values are
+    mostly unreadable is an error either way (a wrong unit or mapping, not bad rows)."""
     cache_dir: Path | None = Path(".booktower-cache")
     """Where prepared artefacts are cached (keyed by input hash + data config); None disables caching."""

@@ -28,7 +28,8 @@ def _deep_merge(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def _read_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
+    """The file's own keys after those of the files it inherits from, farthest ancestor first."""
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist; pass an existing YAML file (see configs/)")
     if not path.is_file():
@@ -45,10 +46,45 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
     parent = raw.pop(INHERIT_KEY, None)
     if parent is None:
-        return raw
+        return [raw]
     # Inheritance lets experiment configs hold only their deltas.
     parent_path = (path.parent / str(parent)).resolve()
-    return _deep_merge(_read_yaml(parent_path, seen + (path.resolve(),)), raw)
+    return [*_read_layers(parent_path, seen + (path.resolve(),)), raw]
+
+
+_DATA_PATHS = ("interactions", "items")
+_FALLBACKS = ("fallback_interactions", "fallback_items")
+
+
+def _source_keys(layer: dict[str, Any]) -> set[str]:
+    """The data.source keys one layer (a file's own keys, or one --set) writes."""
+    data = layer.get("data")
+    source = data.get("source") if isinstance(data, dict) else None
+    return set(source) if isinstance(source, dict) else set()
+
+
+def _drop_stale_fallbacks(raw: dict[str, Any], layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """`raw` without the bundled-sample fallbacks that a later layer's data path overrode.
+
+    A fallback stands in only for the paths written beside it (default.yaml's data/users.csv + data/books.csv).
+    A config that inherits, or a --set, that names data.source.interactions or .items is the user's own data,
+    even when the path reads the same as the default: running on the sample because it is missing would train on
+    200 synthetic books without an error. Such a layer keeps a fallback only by naming it too (a run's
+    config.yaml names every key in one layer, so a run that trained on the sample reopens on it).
+    """
+    last: dict[str, int] = {}
+    for index, layer in enumerate(layers):
+        for key in _source_keys(layer):
+            last[key] = index
+    named = max((last.get(key, -1) for key in _DATA_PATHS), default=-1)
+    data = raw.get("data")
+    source = data.get("source") if isinstance(data, dict) else None
+    if not isinstance(source, dict):
+        return raw
+    stale = [key for key in _FALLBACKS if source.get(key) is not None and last.get(key, -1) < named]
+    if not stale:
+        return raw
+    return _deep_merge(raw, {"data": {"source": dict.fromkeys(stale)}})
 
 
 def _refuse_duplicate_keys(node: yaml.Node | None, path: Path, where: tuple[str, ...] = ()) -> None:
@@ -162,8 +198,12 @@ def explain_errors(errors: list[Any], source: str) -> ConfigError:
 def load_config(path: Path | str | None, overrides: list[str] | None = None) -> BooktowerConfig:
     """Read, merge and validate a config. `path=None` gives the defaults (plus overrides)."""
     overrides = overrides or []
-    raw = _read_yaml(Path(path)) if path is not None else {}
+    layers = _read_layers(Path(path)) if path is not None else []
+    raw: dict[str, Any] = {}
+    for layer in layers:
+        raw = _deep_merge(raw, layer)
     raw = apply_overrides(raw, overrides)
+    raw = _drop_stale_fallbacks(raw, [*layers, *(apply_overrides({}, [text]) for text in overrides)])
     source = str(path) if path is not None else "(defaults)"
     if overrides:
         source += " with --set " + " --set ".join(overrides)

@@ -1,8 +1,10 @@
 """Download the public Amazon Reviews 2023 Books files and convert them to the default CSV format.
 
 Downloads resume (HTTP Range) from a `.part` file, are verified (size against the server's length, optional
-SHA-256, and the gzip CRC while converting) and only then renamed into place. Conversion streams the JSON lines
-in batches, so the multi-GB dumps convert in bounded memory.
+SHA-256, and the gzip CRC while converting) and only then renamed into place. A file placed by hand in OUTPUT/raw/
+or OUTPUT/ (for a machine without this network) is used instead of downloading, once its first records hold
+the file's fields (and its SHA-256 matches, when given). Conversion streams the JSON lines in batches, so the
+multi-GB dumps convert in bounded memory.
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _open(url: str, start: int, timeout: float) -> tuple[object, int, int]:
-    """Returns (response, offset the body starts at, total size or -1)."""
+def _open(url: str, start: int, timeout: float, target: Path | None = None) -> tuple[object, int, int]:
+    """Returns (response, offset the body starts at, total size or -1). `target`: where the file goes, named in
+    the hint for a download by hand."""
     try:
         request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
     except ValueError as exc:  # no scheme: a bare path or a typo
@@ -76,13 +79,23 @@ def _open(url: str, start: int, timeout: float) -> tuple[object, int, int]:
         raise DataError(f"the server answered HTTP {exc.code} for {url}", path=url,
                         fix="check the URL (--base-url) or try again later") from None
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise DataError(f"could not reach {url}: {exc}", path=url,
-                        fix="check the network, or download the file by hand into the output folder") from None
+        raise DataError(f"could not reach {url}: {exc}", path=url, fix=_offline_fix(url, target)) from None
     if response.status == 206:
         total = response.headers.get("Content-Range", "").rpartition("/")[2]
         return response, start, int(total) if total.isdigit() else -1
     length = response.headers.get("Content-Length")
     return response, 0, int(length) if length and length.isdigit() else -1  # server ignored Range: restart
+
+
+def _offline_fix(url: str, target: Path | None) -> str:
+    """Both ways to fetch without this network: the file placed by hand where the next run looks for it, or a
+    folder of the files given as --base-url."""
+    if target is None:
+        return "check the network or the URL"
+    names = " and ".join(next(iter(DATASETS.values())))
+    return (f"check the network, or download {url} by hand to {target} and run the same command again (a file "
+            f"placed there, or in {target.parent.parent}, is used instead of downloading), or pass "
+            f"--base-url file:///DIR for a folder DIR that holds {names}")
 
 
 def download(url: str, target: Path, *, sha256: str | None = None, timeout: float = 60.0,
@@ -91,7 +104,7 @@ def download(url: str, target: Path, *, sha256: str | None = None, timeout: floa
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     start = part.stat().st_size if part.exists() else 0
-    response, offset, total = _open(url, start, timeout)
+    response, offset, total = _open(url, start, timeout, target)
     if response is not None:
         with response, open(part, "ab" if offset else "wb") as out, tqdm(
             total=total if total > 0 else None, initial=offset, unit="B", unit_scale=True,
@@ -145,6 +158,52 @@ def convert_reviews(reviews: Path, users_csv: Path, batch_bytes: int = 64 << 20)
     return rows
 
 
+def _already_verified(target: Path, expected: str | None) -> bool:
+    """`target` was downloaded by an earlier run, which recorded its SHA-256, and is still that file."""
+    recorded = target.with_name(target.name + ".sha256")
+    if not (target.exists() and recorded.exists()):
+        return False
+    digest = recorded.read_text().split()[0]
+    return digest == _sha256(target) and (expected is None or expected.lower() == digest)
+
+
+# The fields each file's records must hold: a file of the other kind, or another dataset, fails at once.
+_PLACED_FIELDS = {
+    "meta_Books.jsonl.gz": ("parent_asin", "categories"),
+    "Books.jsonl.gz": ("parent_asin", "user_id", "timestamp"),
+}
+
+
+def placed_by_hand(output_dir: Path, name: str) -> Path | None:
+    """A file of the dataset that the user put into OUTPUT/raw/ or OUTPUT/ themselves (no download record)."""
+    for candidate in (output_dir / "raw" / name, output_dir / name):
+        # A file with a record is an earlier download that no longer verifies: downloaded again, as before.
+        if candidate.is_file() and not candidate.with_name(name + ".sha256").exists():
+            return candidate
+    return None
+
+
+def check_placed_file(path: Path, name: str, sha256: str | None) -> None:
+    """A hand-placed file is checked as far as is cheap: its SHA-256 against --sha256 when given, and its first
+    records must be JSON holding this file's fields. The gzip checksum of the whole file, which catches a
+    truncated copy, is verified when it is converted (as for a download)."""
+    from booktower.data.readers import ndjson_keys
+
+    if sha256 is not None and (digest := _sha256(path)) != sha256.lower():
+        raise DataError(f"SHA-256 mismatch: expected {sha256}, got {digest}", path=path,
+                        fix=f"replace it with the published {name}, or check --sha256")
+    if path.stat().st_size == 0:
+        raise DataError("the file is empty", path=path, fix=f"put the published {name} there, or remove the "
+                        "file to download it")
+    keys = set(ndjson_keys(path, name, n_lines=20))
+    missing = [field for field in _PLACED_FIELDS.get(name, ()) if field not in keys]
+    if missing:
+        raise DataError(f"the records of this file lack the fields {missing} that {name} holds (it has "
+                        f"{sorted(keys)[:12]})", path=path,
+                        fix=f"put the published {name} there (meta_Books.jsonl.gz is the catalogue, "
+                            "Books.jsonl.gz the reviews), or remove the file to download it")
+
+
 def fetch_amazon_2023_books(
     output_dir: Path, *, base_url: str | None = None, checksums: dict[str, str] | None = None,
     convert: bool = True, progress: bool = True, log_line: Callable[[str], None] = log.info,
@@ -153,21 +212,31 @@ def fetch_amazon_2023_books(
     checksums = checksums or {}
     raw = output_dir / "raw"
     results: dict[str, object] = {}
+    sources: dict[str, Path] = {}
     for name, url in dataset_urls("amazon-2023-books", base_url).items():
         target = raw / name
-        recorded = target.with_name(name + ".sha256")
-        if target.exists() and recorded.exists() and recorded.read_text().split()[0] == _sha256(target) and (
-                name not in checksums or checksums[name].lower() == recorded.read_text().split()[0]):
+        sources[name] = target
+        if _already_verified(target, checksums.get(name)):
             log_line(f"{target} is already downloaded and verified")
             results[name] = {"path": str(target), "skipped": True}
+            continue
+        placed = placed_by_hand(output_dir, name)
+        if placed is not None:
+            check_placed_file(placed, name, checksums.get(name))
+            log_line(f"using {placed}, placed by hand (not downloaded): its first records are "
+                     + ("checked" if name not in checksums else "checked and its SHA-256 matches --sha256")
+                     + (", and its gzip checksum is verified while converting" if convert else
+                        "; its gzip checksum is verified when it is converted"))
+            sources[name] = placed
+            results[name] = {"path": str(placed), "placed_by_hand": True}
             continue
         done = download(url, target, sha256=checksums.get(name), progress=progress)
         log_line(f"downloaded {done.size:,} bytes to {target} (sha256 {done.sha256[:12]}..."
                  + (f", resumed at {done.resumed_from:,}" if done.resumed_from else "") + ")")
         results[name] = {"path": str(target), "bytes": done.size, "sha256": done.sha256, "resumed_from": done.resumed_from}
     if convert:
-        results["books"] = convert_meta(raw / "meta_Books.jsonl.gz", output_dir / "books.csv")
-        results["interactions"] = convert_reviews(raw / "Books.jsonl.gz", output_dir / "users.csv")
+        results["books"] = convert_meta(sources["meta_Books.jsonl.gz"], output_dir / "books.csv")
+        results["interactions"] = convert_reviews(sources["Books.jsonl.gz"], output_dir / "users.csv")
         log_line(f"wrote {results['books']:,} books to {output_dir / 'books.csv'} and "
                  f"{results['interactions']:,} interactions to {output_dir / 'users.csv'}")
     return results

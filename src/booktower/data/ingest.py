@@ -48,23 +48,16 @@ def resolve_path(path: Path) -> Path:
     return Path(str(files("booktower").joinpath("resources", *text[len(PACKAGE_PREFIX):].split("/"))))
 
 
-def _default_path(key: str) -> Path:
-    return SourceConfig.model_fields[key].default
-
-
 def resolve_source(source: SourceConfig) -> tuple[Path, Path | None, list[str]]:
-    """Pick the files to read, falling back (with a warning) to the configured samples. Only the default paths
-    (data/users.csv, data/books.csv) fall back: a path the user chose that does not exist is an error, not a
-    run on the sample."""
+    """Pick the files to read, falling back (with a warning) to the configured samples. A fallback is set only
+    beside the paths it stands in for (`load_config` clears it when a user's file or --set names a path, even the
+    default one), so a path the user chose that does not exist is an error, not a run on the sample. The paths
+    are not compared with the defaults: a run's config read from another folder names them absolutely."""
     warnings: list[str] = []
     interactions = resolve_path(source.interactions)
     items = resolve_path(source.items) if source.items is not None else None
     fallback_interactions = resolve_path(source.fallback_interactions) if source.fallback_interactions else None
     fallback_items = resolve_path(source.fallback_items) if source.fallback_items else None
-    if source.interactions != _default_path("interactions"):
-        fallback_interactions = None
-    if source.items != _default_path("items"):
-        fallback_items = None
     if not interactions.exists() and fallback_interactions is not None:
         warnings.append(f"{interactions} not found: using the bundled sample {fallback_interactions} "
                         "(a small synthetic sample; put the full files there or run `booktower data fetch`)")
@@ -87,9 +80,44 @@ def _row_numbers(frame: pl.DataFrame, mask: pl.Series) -> list[int]:
 
 
 def parse_timestamps(frame: pl.DataFrame, column: str, unit: str, path: Path) -> pl.Series:
+    """Epoch seconds; any value that is not a time in `unit` is an error (see `_timestamps` for the lenient read)."""
+    parsed = _timestamps(frame, column, unit)
+    if parsed.bad.any():
+        raise parsed.error(frame, path, column)
+    return parsed.values
+
+
+@dataclass
+class _Parsed:
+    """One column read as numbers: `values` (null where empty or unreadable), `bad` (non-empty values that could not
+    be read, which are null in `values`), and how to describe them."""
+
+    values: pl.Series
+    raw: pl.Series
+    bad: pl.Series
+    filled: int
+    """How many values are not empty (the rest are missing, not unreadable)."""
+    what: str
+    fix: str
+
+    def share(self) -> float:
+        """The unreadable values' share of the non-empty ones."""
+        return int(self.bad.sum()) / self.filled if self.filled else 0.0
+
+    def error(self, frame: pl.DataFrame, path: Path, column: str, why: str = "") -> DataError:
+        examples = self.raw.filter(self.bad).unique(maintain_order=True).head(3).to_list()  # distinct: more to go on
+        return DataError(f"{int(self.bad.sum()):,} {self.what} (e.g. {examples}){why}", path=path, column=column,
+                         rows=_row_numbers(frame, self.bad), fix=self.fix)
+
+
+def _timestamps(frame: pl.DataFrame, column: str, unit: str) -> _Parsed:
     column_data = frame[column]
+    what = f"timestamps could not be parsed as {'ISO-8601 text' if unit == 'iso' else 'epoch ' + unit}"
+    fix = "fix those values, or set data.columns.timestamp_unit to the right unit (s, ms, us, ns, iso)"
     if unit != "iso" and column_data.dtype.is_integer():  # Parquet / JSON: already numbers, nothing to parse
-        return (column_data.cast(pl.Int64) // _UNIT_DIVISOR[unit]).rename(column)
+        values = (column_data.cast(pl.Int64) // _UNIT_DIVISOR[unit]).rename(column)
+        none = pl.repeat(False, frame.height, dtype=pl.Boolean, eager=True)
+        return _Parsed(values, values, none, values.len() - values.null_count(), what, fix)
     raw = column_data.cast(pl.String).str.strip_chars()
     if unit == "iso":
         parsed = iso_to_epoch_seconds(raw)  # each value's own format: one column may mix Z, offsets and naive
@@ -99,16 +127,32 @@ def parse_timestamps(frame: pl.DataFrame, column: str, unit: str, path: Path) ->
         if parsed.null_count() > raw.null_count():
             as_float = (raw.cast(pl.Float64, strict=False) / _UNIT_DIVISOR[unit]).floor().cast(pl.Int64)
             parsed = parsed.fill_null(as_float)
-    bad = parsed.is_null() & raw.is_not_null() & (raw != "")
-    if bad.any():
-        examples = raw.filter(bad).unique(maintain_order=True).head(3).to_list()  # distinct: more to go on
-        raise DataError(
-            f"{int(bad.sum())} timestamps could not be parsed as {'ISO-8601 text' if unit == 'iso' else 'epoch ' + unit}"
-            f" (e.g. {examples})",
-            path=path, column=column, rows=_row_numbers(frame, bad),
-            fix="fix those values, or set data.columns.timestamp_unit to the right unit (s, ms, us, ns, iso)",
-        )
-    return parsed
+    filled = raw.is_not_null() & (raw != "")
+    return _Parsed(parsed, raw, parsed.is_null() & filled, int(filled.sum()), what, fix)
+
+
+_MOSTLY_UNREADABLE = 0.5
+"""Above this share of unreadable values a column is read with the wrong unit, format or mapping: an error even
+under data.strict: false, which drops a few bad rows, not a misconfigured column."""
+
+
+def _lenient(parsed: _Parsed, frame: pl.DataFrame, path: Path, column: str, ledger: DropLedger,
+             outcome: str = "those rows are dropped and counted") -> pl.Series:
+    """The rows whose value could not be read, to be dropped and counted; an error instead under data.strict,
+    or when most values are unreadable (a config mistake, not bad rows)."""
+    if not parsed.bad.any():
+        return parsed.bad
+    share = parsed.share()
+    if share > _MOSTLY_UNREADABLE:
+        raise parsed.error(frame, path, column, why=f": {share:.0%} of its non-empty values, so the unit, format or "
+                           "column mapping is wrong rather than a few rows (data.strict: false drops stray rows only)")
+    if ledger.strict:
+        parsed.fix += f" (data.strict is on: with data.strict: false {outcome})"
+        raise parsed.error(frame, path, column)
+    examples = parsed.raw.filter(parsed.bad).unique(maintain_order=True).head(3).to_list()
+    log.warning("%s, column %r: %d %s (e.g. %s): %s (data.strict is off)",
+                path, column, int(parsed.bad.sum()), parsed.what, examples, outcome)
+    return parsed.bad
 
 
 _PLAUSIBLE_SECONDS = (315_532_800, 4_102_444_800)  # 1980-01-01 .. 2100-01-01: when reading logs are from
@@ -131,17 +175,20 @@ def timestamp_unit_warning(seconds: pl.Series, unit: str) -> str | None:
 
 
 def parse_numeric(frame: pl.DataFrame, column: str, path: Path, key: str) -> pl.Series:
+    """Floats; any value that is not a number is an error (see `_numbers` for the lenient read)."""
+    parsed = _numbers(frame, column, key)
+    if parsed.bad.any():
+        raise parsed.error(frame, path, column)
+    return parsed.values
+
+
+def _numbers(frame: pl.DataFrame, column: str, key: str) -> _Parsed:
     raw = frame[column].cast(pl.String).str.strip_chars()
     cleaned = raw.str.replace_all(r"^\$", "").replace({"": None, "None": None, "nan": None, "NaN": None, "null": None})
     values = cleaned.cast(pl.Float64, strict=False)
     bad = values.is_null() & cleaned.is_not_null()
-    if bad.any():
-        raise DataError(
-            f"{int(bad.sum())} values are not numbers (e.g. {raw.filter(bad).head(3).to_list()})",
-            path=path, column=column, rows=_row_numbers(frame, bad),
-            fix=f"clean the column, or remove it from {key} if it is not numeric",
-        )
-    return values
+    return _Parsed(values, raw, bad, cleaned.len() - cleaned.null_count(), "values are not numbers",
+                   f"clean the column, or remove it from {key} if it is not numeric")
 
 
 def _clean_ids(raw: pl.Series) -> pl.Series:
@@ -169,25 +216,44 @@ def standardise_interactions(
         needed.append((columns.split, "data.columns.split"))
     require_columns(frame, path, "interactions", needed)
 
+    timestamps = _timestamps(frame, columns.timestamp, columns.timestamp_unit)
     out = pl.DataFrame({
         "user_id": _clean_ids(frame[columns.user]),
         "item_id": _clean_ids(frame[columns.item]),
-        "timestamp": parse_timestamps(frame, columns.timestamp, columns.timestamp_unit, path),
+        "timestamp": timestamps.values,
     })
+    unreadable = {"timestamp": _lenient(timestamps, frame, path, columns.timestamp, ledger)}
     file_order = pl.int_range(frame.height, dtype=pl.Int64, eager=True)
     if columns.order:
-        order = parse_numeric(frame, columns.order, path, "data.columns.order").cast(pl.Int64)
-        out = out.with_columns(order=order.fill_null(file_order))
+        order = _numbers(frame, columns.order, "data.columns.order")
+        unreadable["order"] = _lenient(order, frame, path, columns.order, ledger)
+        out = out.with_columns(order=order.values.cast(pl.Int64).fill_null(file_order))
     else:
         out = out.with_columns(order=file_order)
     out = out.with_columns(row=file_order)
     if columns.rating:
-        out = out.with_columns(rating=parse_numeric(frame, columns.rating, path, "data.columns.rating"))
+        rating = _numbers(frame, columns.rating, "data.columns.rating")
+        unreadable["rating"] = _lenient(rating, frame, path, columns.rating, ledger)
+        out = out.with_columns(rating=rating.values)
     if split_column and columns.split:
         out = out.with_columns(split_label=frame[columns.split].cast(pl.String).str.strip_chars().str.to_lowercase())
     no_user = out.select(pl.col("user_id").is_null() | (pl.col("user_id") == "")).to_series()
     out = _drop(out, blank_rows(frame, no_user), "empty_row", ledger, path, None, fix=_BLANK_FIX)
+    out = _drop_unreadable(out, unreadable, columns, ledger, path)
     return _drop_invalid(out, path, columns, ledger, split_column=split_column)
+
+
+def _drop_unreadable(out: pl.DataFrame, unreadable: dict[str, pl.Series], columns: ColumnMapping,
+                     ledger: DropLedger, path: Path) -> pl.DataFrame:
+    """Drops (and counts, as `unparsable_<field>`) the rows whose timestamp, order or rating is text that is not
+    one: under data.strict: false one such row is bad data, like an empty value, not a reason to stop."""
+    marks = {f"unparsable:{field}": mask for field, mask in unreadable.items() if mask.any()}
+    out = out.with_columns(**marks) if marks else out  # the masks follow the rows through each drop
+    for field in unreadable:
+        if f"unparsable:{field}" in marks:
+            out = _drop(out, pl.col(f"unparsable:{field}"), f"unparsable_{field}", ledger, path,
+                        getattr(columns, field), fix=f"fix those values, or remove the rows (data.columns.{field})")
+    return out.drop(list(marks))
 
 
 _BLANK_FIX = "remove the blank lines (a row with every field empty holds no record)"
@@ -251,6 +317,18 @@ def _drop(
     return frame
 
 
+def _numbers_as_missing(frame: pl.DataFrame, column: str, path: Path, key: str, ledger: DropLedger,
+                        table: str) -> pl.Series:
+    """A metadata column as numbers. Under data.strict: false a value that is not a number (`cheap`) is treated
+    as missing, like an empty one, and counted as `<table>_unparsable_<column>`: one bad price is no reason to
+    drop a book, nor to stop."""
+    parsed = _numbers(frame, column, key)
+    unreadable = _lenient(parsed, frame, path, column, ledger, outcome="they are treated as missing and counted")
+    ledger.drop(f"{table}_unparsable_{column}", int(unreadable.sum()), path=path, column=column,
+                rows=_row_numbers(frame, unreadable), fix=f"{parsed.fix}; such values are treated as missing")
+    return parsed.values
+
+
 def standardise_catalogue(frame: pl.DataFrame, path: Path, columns: ColumnMapping, ledger: DropLedger) -> pl.DataFrame:
     needed = [(columns.item, "data.columns.item")]
     for key in ("item_title", "item_author", "item_categories"):
@@ -270,7 +348,8 @@ def standardise_catalogue(frame: pl.DataFrame, path: Path, columns: ColumnMappin
         row=pl.int_range(frame.height, dtype=pl.Int64),
     )
     for name in columns.item_numeric:
-        out = out.with_columns(parse_numeric(frame, name, path, "data.columns.item_numeric").alias(f"num:{name}"))
+        values = _numbers_as_missing(frame, name, path, "data.columns.item_numeric", ledger, "catalogue")
+        out = out.with_columns(values.alias(f"num:{name}"))
     for name in columns.item_categorical:
         out = out.with_columns(frame[name].cast(pl.String).alias(f"cat:{name}"))
     no_id = out.select(pl.col("item_id").is_null() | (pl.col("item_id") == "")).to_series()
@@ -297,7 +376,8 @@ def standardise_users(frame: pl.DataFrame, path: Path, columns: ColumnMapping, l
     out = frame.select(pl.col(columns.user).cast(pl.String).str.strip_chars().alias("user_id"))
     out = out.with_columns(row=pl.int_range(frame.height, dtype=pl.Int64))
     for name in columns.user_numeric:
-        out = out.with_columns(parse_numeric(frame, name, path, "data.columns.user_numeric").alias(f"num:{name}"))
+        values = _numbers_as_missing(frame, name, path, "data.columns.user_numeric", ledger, "users")
+        out = out.with_columns(values.alias(f"num:{name}"))
     for name in columns.user_categorical:
         out = out.with_columns(frame[name].cast(pl.String).alias(f"cat:{name}"))
     no_id = out.select(pl.col("user_id").is_null() | (pl.col("user_id") == "")).to_series()

@@ -18,7 +18,7 @@ from booktower.data.errors import DataError, DropLedger
 from booktower.data.featurize import (
     fit_feature_spec, item_category_ids, transform_items, transform_users, user_numeric_columns,
 )
-from booktower.data.ingest import RawData, load_raw
+from booktower.data.ingest import PACKAGE_PREFIX, RawData, load_raw
 from booktower.data.pruning import k_core
 from booktower.data.splits import (
     TEST, TRAIN, VALID, assign_parts, held_out_ties, order_by_time, require_every_part,
@@ -147,7 +147,16 @@ def _ragged_by_user(part: Interactions, n_users: int) -> Ragged:
     return Ragged(offsets, part.item)
 
 
+SOURCE_PATHS = ("interactions", "items", "users", "fallback_interactions", "fallback_items")
+
+
 def cache_key(config: DataConfig, fingerprint: str) -> str:
+    """The prepared data's key: the data config with its file paths as the files they name (`data/users.csv`
+    from one folder and its absolute path from another share an entry), and the inputs' fingerprint."""
+    source = config.source.model_copy(update={
+        name: path.resolve() for name in SOURCE_PATHS
+        if (path := getattr(config.source, name)) is not None and not str(path).startswith(PACKAGE_PREFIX)})
+    config = config.model_copy(update={"source": source})
     payload = json.dumps({"data": config.model_dump(mode="json", exclude={"cache_dir", "strict"}), "inputs": fingerprint,
                           "format": CACHE_FORMAT,
                           "booktower": __version__}, sort_keys=True)
@@ -165,14 +174,17 @@ def prepare(config: DataConfig) -> tuple[PreparedData, list[Path]]:
     inputs = [p for p in (interactions_path, items_path, config.source.users) if p is not None and p.exists()]
     cache_dir = None
     if config.cache_dir is not None and inputs:
-        key = cache_key(config, file_fingerprint(inputs)["sha256"])
+        key = cache_key(config, file_fingerprint([path.resolve() for path in inputs])["sha256"])
         cache_dir = config.cache_dir / key
         if (cache_dir / "summary.json").exists():
             data = load_prepared(cache_dir)
-            data.summary["cache"] = {"hit": True, "path": str(cache_dir)}
-            data.summary["seconds"] = round(time.perf_counter() - start, 3)
-            log.info("reusing prepared data from cache %s", cache_dir)
-            return data, inputs
+            # `strict` is not in the key (it changes no array), but an entry a lenient run wrote after dropping
+            # rows must not let a strict run pass: it reads the files again, and stops at the first drop.
+            if not (config.strict and data.summary.get("dropped")):
+                data.summary["cache"] = {"hit": True, "path": str(cache_dir)}
+                data.summary["seconds"] = round(time.perf_counter() - start, 3)
+                log.info("reusing prepared data from cache %s", cache_dir)
+                return data, inputs
     ledger = DropLedger(strict=config.strict)
     raw, read_warnings = load_raw(config, ledger)  # resolve_source's again, and those of the rows read
     data = prepare_from_raw(raw, config, ledger)

@@ -68,7 +68,7 @@ def split_change(run_dir: Path, data: PreparedData) -> list[str]:
     """The split `data` gives against the one the run was trained on, in words (empty when they are equal or
     the run recorded none)."""
     mismatch = split_mismatch(split_identity(data), trained_split(run_dir))
-    return [f"the split differs from the one in split.json ({mismatch})"] if mismatch else []
+    return [f"the split differs from the one in split.json (now vs at training: {mismatch})"] if mismatch else []
 
 
 def refuse_changed_data(run_dir: Path, changes: list[str]) -> DataError:

@@ -71,7 +71,8 @@ def read_run(run_dir: Path) -> RunFiles:
     files.data_summary = _json(run_dir / "data_summary.json")
     files.run_info = _json(run_dir / "run.json")
     files.baselines = _json(run_dir / "baselines" / "metrics.json")
-    mismatch = split_mismatch(read_split_identity(run_dir), read_split_identity(run_dir / "baselines"))
+    # the baselines' counts first: the report's sentence names them before the run
+    mismatch = split_mismatch(read_split_identity(run_dir / "baselines"), read_split_identity(run_dir))
     if files.baselines and mismatch:
         files.stale_baselines, files.baselines = mismatch, {}
     for name in files.baselines:

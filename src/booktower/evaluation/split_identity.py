@@ -42,10 +42,11 @@ def read_split_identity(directory: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def split_mismatch(ours: dict[str, Any] | None, theirs: dict[str, Any] | None) -> str | None:
-    """Why two splits differ, in words; None when they are the same or either is unrecorded."""
-    if ours is None or theirs is None or ours.get("sha256") == theirs.get("sha256"):
+def split_mismatch(first: dict[str, Any] | None, second: dict[str, Any] | None) -> str | None:
+    """Why two splits differ, in words ("n_users FIRST vs SECOND, ..."), in the order the caller's message names
+    them; None when they are the same or either is unrecorded."""
+    if first is None or second is None or first.get("sha256") == second.get("sha256"):
         return None
-    counts = [f"{key} {theirs.get(key)} vs {ours.get(key)}" for key in ("n_users", "n_items", "n_train", "n_valid",
-                                                                          "n_test") if theirs.get(key) != ours.get(key)]
+    keys = ("n_users", "n_items", "n_train", "n_valid", "n_test")
+    counts = [f"{key} {first.get(key)} vs {second.get(key)}" for key in keys if first.get(key) != second.get(key)]
     return ", ".join(counts) if counts else "same sizes, different readers, books or interactions"

@@ -12,7 +12,8 @@ import torch
 import yaml
 
 from booktower.config import BooktowerConfig, ConfigError, dump_config
-from booktower.data.prepare import prepare
+from booktower.data.ingest import PACKAGE_PREFIX
+from booktower.data.prepare import SOURCE_PATHS, prepare
 from booktower.data.types import PreparedData
 from booktower.models.io import save_model
 from booktower.models.spec import spec_from_config
@@ -20,7 +21,7 @@ from booktower.models.two_tower import TwoTower
 from booktower.training.checkpoint import load_weights
 from booktower.training.distributed import DistContext, init_distributed, shutdown
 from booktower.training.refit import refit
-from booktower.training.run import anchor_data_paths, run_config
+from booktower.training.run import absolute_data_paths, run_config
 from booktower.evaluation.run_eval import evaluate_trained
 from booktower.tracking import Tracker, check_local_store
 from booktower.training.trainer import FitResult, Trainer, apply_thread_limit, peak_memory_mb, resolve_device
@@ -84,8 +85,9 @@ def _init_id_tables(config: BooktowerConfig, data: PreparedData, model: TwoTower
         start_from(table, factors[side][:, : table.shape[1]], tower_config.id_init_std)
 
 
-RESUME_FREE_KEYS = ("training.progress", "tracking.")
-"""Keys a resumed run may change: they decide what is shown or mirrored, not what is trained."""
+RESUME_FREE_KEYS = ("training.progress", "tracking.", "data.cache_dir")
+"""Keys a resumed run may change: they decide what is shown, mirrored or kept ready, not what is trained. (The
+cache's key is the data config and the input files' contents, so another cache folder holds the same data.)"""
 
 
 def _check_resume_config(run_dir: Path, config: BooktowerConfig) -> None:
@@ -94,8 +96,7 @@ def _check_resume_config(run_dir: Path, config: BooktowerConfig) -> None:
     saved = run_dir / "config.yaml"
     if not saved.exists():
         return
-    was, now = (flatten(yaml.safe_load(dump_config(c)) or {})
-                for c in (run_config(run_dir), anchor_data_paths(config, Path.cwd())))
+    was, now = _named_files(run_config(run_dir)), _named_files(config)
     changed = [f"{key}: {was.get(key)!r} -> {now.get(key)!r}" for key in sorted(was.keys() | now.keys())
                if was.get(key) != now.get(key) and not key.startswith(RESUME_FREE_KEYS)]
     if not changed:
@@ -103,6 +104,16 @@ def _check_resume_config(run_dir: Path, config: BooktowerConfig) -> None:
     raise ConfigError(f"--resume: {saved} differs from this config ({'; '.join(changed[:5])}"
                       f"{'; ...' if len(changed) > 5 else ''}). Fix: resume with that run's --config and --set "
                       "values, or train the new config into a new --output-dir")
+
+
+def _named_files(config: BooktowerConfig) -> dict[str, object]:
+    """The config's keys flattened, its data paths as the real files they name from the current folder."""
+    flat = flatten(yaml.safe_load(dump_config(absolute_data_paths(config, Path.cwd()))) or {})
+    for name in SOURCE_PATHS:
+        path = flat.get(f"data.source.{name}")
+        if isinstance(path, str) and not path.startswith(PACKAGE_PREFIX):
+            flat[f"data.source.{name}"] = str(Path(path).resolve())
+    return flat
 
 
 def _finished_run(run_dir: Path, dist: DistContext) -> str | None:

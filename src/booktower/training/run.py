@@ -10,7 +10,7 @@ import torch
 from booktower.config import BooktowerConfig, load_config
 from booktower.data.errors import DataError
 from booktower.data.ingest import PACKAGE_PREFIX
-from booktower.data.prepare import prepare
+from booktower.data.prepare import SOURCE_PATHS, prepare
 from booktower.data.types import PreparedData
 from booktower.data.vocab import Vocabulary
 from booktower.models.io import load_model
@@ -26,8 +26,9 @@ class TrainedRun:
 
 
 def run_config(run_dir: Path | str) -> BooktowerConfig:
-    """RUN/config.yaml with its relative data paths read from the folder the run was trained from, so that
-    `export`, `evaluate`, `recommend --run` and `train --resume` find the data from any folder."""
+    """RUN/config.yaml with its relative data paths and cache read from the folder the run was trained from, so
+    that `export`, `evaluate`, `recommend --run` and `train --resume` find the data, and the data it prepared,
+    from any folder."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists():
         raise FileNotFoundError(f"{run_dir}/config.yaml is missing: not a booktower run directory")
@@ -35,22 +36,27 @@ def run_config(run_dir: Path | str) -> BooktowerConfig:
 
 
 def anchor_data_paths(config: BooktowerConfig, base: Path) -> BooktowerConfig:
-    """`config` with its relative data.source paths made absolute against `base`, the folder they were written
-    for; unchanged when that is the current folder, where they already mean the same files."""
+    """`config` with its relative data.source paths and data.cache_dir made absolute against `base`, the folder
+    they were written for; unchanged when that is the current folder, where they already mean the same files.
+    (A cache read from elsewhere would prepare the data again, into a new cache there.)"""
     if base.resolve() == Path.cwd().resolve():
         return config
+    return absolute_data_paths(config, base)
+
+
+def absolute_data_paths(config: BooktowerConfig, base: Path) -> BooktowerConfig:
+    """`config` with its relative data.source paths and data.cache_dir made absolute against `base`."""
     source = config.data.source
-    anchored = {name: base / path for name in ANCHORED_PATHS
+    anchored = {name: base / path for name in SOURCE_PATHS
                 if (path := getattr(source, name)) is not None and not path.is_absolute()
                 and not str(path).startswith(PACKAGE_PREFIX)}
-    if not anchored:
+    update: dict[str, object] = {"source": source.model_copy(update=anchored)} if anchored else {}
+    cache = config.data.cache_dir
+    if cache is not None and not cache.is_absolute():
+        update["cache_dir"] = base / cache
+    if not update:
         return config
-    data = config.data.model_copy(update={"source": source.model_copy(update=anchored)})
-    return config.model_copy(update={"data": data})
-
-
-ANCHORED_PATHS = ("interactions", "items", "users", "fallback_interactions", "fallback_items")
-"""The data.source paths a run's config may give relative to the folder training ran in."""
+    return config.model_copy(update={"data": config.data.model_copy(update=update)})
 
 
 def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> TrainedRun:

@@ -59,6 +59,20 @@ class EarlyStopping:
         return self.patience > 0 and self.bad_epochs >= self.patience
 
 
+def _counted(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def early_stop_note(stopper: EarlyStopping, epoch: int, config: TrainingConfig) -> str:
+    """The line that says training stopped early after `epoch`, and which weights the test scores."""
+    metric = config.early_stopping.metric
+    tested = (f"a model refit on train + validation for {_counted(stopper.best_epoch, 'epoch')}"
+              if config.refit_on_validation else f"epoch {stopper.best_epoch}'s weights")
+    return (f"stopped early after epoch {epoch} of {config.epochs}: val {metric} has not improved on epoch "
+            f"{stopper.best_epoch}'s {stopper.best:.4f} for {_counted(stopper.bad_epochs, 'validation')} "
+            f"(training.early_stopping.patience={stopper.patience}); the test uses {tested}")
+
+
 @dataclass
 class FitResult:
     rows: list[dict[str, Any]]
@@ -189,7 +203,11 @@ class Trainer:
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
             module, names_ddp_ignores(module, self.sparse_tables))
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+        # No search for unused weights: every weight DDP reduces is in every step's graph, whatever the config or
+        # the batch (inputs are switched on by the config, never skipped per batch; a reader without history
+        # still pools zeros through the same weights): tests/training/test_distributed.py checks each model path.
+        # The search would cost a graph traversal per step, and PyTorch warns once per rank when it finds none.
+        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=False)
 
     def backward(self, total: torch.Tensor) -> None:
         """Gradients of one step's loss; under DDP averaged over the ranks, the tables' included."""
@@ -383,6 +401,9 @@ class Trainer:
                 if on_epoch is not None:
                     on_epoch(row)
         self.dist.barrier()
+        if self.stopper.should_stop and self.dist.is_main:
+            # the epoch logs end before the planned count: say why, and which model the test will score
+            log.info(early_stop_note(self.stopper, self.epoch, self.config))
         return FitResult(self.rows, self.stopper.best_epoch, self.checkpoints / "best",
                          self.stopper.should_stop, round(time.perf_counter() - start, 3))
 

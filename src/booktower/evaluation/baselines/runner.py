@@ -81,7 +81,7 @@ def _earlier_results(output_dir: Path, ours: dict[str, Any]) -> tuple[dict[str, 
     if theirs is None or theirs.get("sha256") != ours["sha256"]:
         if (output_dir / "metrics.json").exists():
             log.warning("%s holds baselines of another split (%s): they are replaced", output_dir,
-                        split_mismatch(ours, theirs) or "no split.json")
+                        split_mismatch(theirs, ours) or "no split.json")  # the folder's counts first
         return {}, {}
     earlier = [json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
                for p in (output_dir / "metrics.json", output_dir / "timings.json")]
