@@ -194,7 +194,7 @@ def test_a_damaged_file_is_named_with_the_way_to_replace_it(write_file, name, co
 def test_timestamps_read_in_the_wrong_unit_are_warned_of_with_the_likely_unit(write_file):
     import polars as pl
 
-    from booktower.data.ingest import timestamp_unit_warning
+    from booktower.data.values import timestamp_unit_warning
 
     seconds_2020 = pl.Series([1_600_000_000, 1_600_000_100])
     assert timestamp_unit_warning(seconds_2020, "s") is None

@@ -51,7 +51,7 @@ def standard_catalogue(frame: pl.DataFrame, spec: FeatureSpec, path: Path | str 
     reads), parsed as ingest parses the training catalogue: ids and numbers stripped, `$` and null words removed,
     negative values of the catalogue's non-negative columns removed. A standard column may go by the training
     catalogue's name (`columns`)."""
-    from booktower.data.ingest import parse_numeric
+    from booktower.data.values import parse_numeric
 
     columns = columns or CatalogueColumns()
     frame = _standard_names(frame, columns)

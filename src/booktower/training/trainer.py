@@ -26,6 +26,7 @@ from booktower.models.two_tower import TwoTower
 from booktower.training.batching import TrainingData
 from booktower.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from booktower.training.distributed import DistContext, average_sparse_gradients, names_ddp_ignores, rank_shard
+from booktower.training.early_stopping import EarlyStopping, early_stop_note
 from booktower.training.evaluate import evaluate_model
 from booktower.training.graphed import graphed_step
 from booktower.training.optim import build_optimizers, sparse_parameters
@@ -34,43 +35,6 @@ from booktower.training.workers import Workers
 from booktower.utils.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EarlyStopping:
-    """Higher is better. `patience` epochs without an improvement of more than `min_delta` stop the run."""
-
-    patience: int
-    min_delta: float
-    best: float = -math.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0
-
-    def update(self, value: float, epoch: int) -> bool:
-        """Record an epoch's value; True when it is the new best."""
-        if value > self.best + self.min_delta or self.best_epoch == 0:
-            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
-            return True
-        self.bad_epochs += 1
-        return False
-
-    @property
-    def should_stop(self) -> bool:
-        return self.patience > 0 and self.bad_epochs >= self.patience
-
-
-def _counted(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def early_stop_note(stopper: EarlyStopping, epoch: int, config: TrainingConfig) -> str:
-    """The line that says training stopped early after `epoch`, and which weights the test scores."""
-    metric = config.early_stopping.metric
-    tested = (f"a model refit on train + validation for {_counted(stopper.best_epoch, 'epoch')}"
-              if config.refit_on_validation else f"epoch {stopper.best_epoch}'s weights")
-    return (f"stopped early after epoch {epoch} of {config.epochs}: val {metric} has not improved on epoch "
-            f"{stopper.best_epoch}'s {stopper.best:.4f} for {_counted(stopper.bad_epochs, 'validation')} "
-            f"(training.early_stopping.patience={stopper.patience}); the test uses {tested}")
 
 
 @dataclass
