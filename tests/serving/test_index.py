@@ -131,3 +131,36 @@ def test_an_index_that_misses_rows_still_gives_k_results(filtered: bool, finds: 
         scores = np.where(found, scores, -np.inf)
     assert hits.ids.tolist() == np.argsort(-scores)[:20].tolist()
     np.testing.assert_allclose(hits.scores, scores[hits.ids], rtol=1e-5)
+
+
+class _Recording:
+    """An exact index that records the depth of every search."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.exact, self.depths = ExactIndex(vectors), []
+
+    def __len__(self) -> int:
+        return len(self.exact)
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        self.depths.append(k)
+        return self.exact.search(query, k)
+
+
+def test_books_excluded_at_random_do_not_deepen_the_first_search_as_a_readers_own_books_do() -> None:
+    """A reader's books sit by their vector, so each may take a place at the top; withdrawn books are spread over
+    the ranking and only scale the depth by n / n_allowed. Counting them as `near` made a search 25x deeper."""
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(10_000, 8)).astype(np.float32)
+    query = rng.normal(size=8).astype(np.float32)
+    seen = np.arange(5)
+    withdrawn = rng.choice(np.arange(5, 10_000), 1_000, replace=False)
+    allowed = allowed_mask(10_000, np.concatenate([seen, withdrawn]))
+    spread = _Recording(vectors)
+    hits = search_filtered(spread, vectors, query, 10, allowed, overfetch=4, near_excluded=len(seen))
+    assert spread.depths[0] == int(np.ceil(10 * 4 * 10_000 / 8_995)) + 5
+    everything_near = _Recording(vectors)
+    assert search_filtered(everything_near, vectors, query, 10, allowed, 4).ids.tolist() == hits.ids.tolist()
+    assert everything_near.depths[0] == 45 + 1_000, "the old depth: every excluded book given a place at the top"
+    truth = np.argsort(-np.where(allowed, vectors @ query, -np.inf))[:10]
+    assert hits.ids.tolist() == truth.tolist()

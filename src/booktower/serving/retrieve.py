@@ -37,9 +37,13 @@ def allowed_mask(n_items: int, exclude: np.ndarray | None = None, only: np.ndarr
 
 def search_filtered(
     index: RetrievalIndex, vectors: np.ndarray, query: np.ndarray, k: int, allowed: np.ndarray | None,
-    overfetch: int = 4,
+    overfetch: int = 4, near_excluded: int | None = None,
 ) -> Hits:
-    """Top-k of one query (d,) among the allowed items. `vectors` (n, d) are the index's rows (for the exact fallback)."""
+    """Top-k of one query (d,) among the allowed items. `vectors` (n, d) are the index's rows (for the exact fallback).
+
+    `near_excluded`: how many of the excluded items may rank near the top (a reader's own books sit beside their
+    vector); the rest are taken to be spread over the ranking (withdrawn books, a category filter), which the
+    n / n_allowed scaling covers. None: every excluded item may."""
     n = len(index)
     if allowed is None:
         scores, ids = index.search(query, k)
@@ -54,8 +58,9 @@ def search_filtered(
     # A filter that keeps few items is cheaper to score exactly than to dig for through the index.
     if n_allowed <= 4 * k * overfetch:
         return _exact_among(vectors, query, np.flatnonzero(allowed), want)
-    # Expect to discard the excluded share: scale by n / n_allowed, plus room for a few seen items at the top.
-    fetch = min(n, int(np.ceil(k * overfetch * n / n_allowed)) + min(n - n_allowed, n // 10))
+    # Expect to discard the excluded share: scale by n / n_allowed, plus room for the excluded items near the top.
+    near = n - n_allowed if near_excluded is None else min(near_excluded, n - n_allowed)
+    fetch = min(n, int(np.ceil(k * overfetch * n / n_allowed)) + min(near, n // 10))
     while True:
         scores, ids = index.search(query, fetch)
         ids, scores = ids[0], scores[0]
@@ -92,14 +97,14 @@ def first_per_group(groups: np.ndarray, cap: int) -> np.ndarray:
 
 def search_capped(
     index: RetrievalIndex, vectors: np.ndarray, query: np.ndarray, k: int, allowed: np.ndarray | None,
-    groups: np.ndarray, cap: int, overfetch: int = 4,
+    groups: np.ndarray, cap: int, overfetch: int = 4, near_excluded: int | None = None,
 ) -> Hits:
     """Top-k among the allowed items with at most `cap` per group (`groups`: (n,) codes, -1 = no group): a
     deeper list is fetched until k survive the cap, or every allowed item has been seen."""
     n_allowed = len(vectors) if allowed is None else int(allowed.sum())
     fetch = min(n_allowed, k * overfetch)
     while True:
-        hits = search_filtered(index, vectors, query, fetch, allowed, overfetch)
+        hits = search_filtered(index, vectors, query, fetch, allowed, overfetch, near_excluded)
         keep = first_per_group(groups[hits.ids], cap)
         if keep.sum() >= k or fetch >= n_allowed:
             return Hits(hits.ids[keep][:k], hits.scores[keep][:k])

@@ -52,6 +52,7 @@ class Recommender:
         self._by_tag = _tag_index(self._categories)
         self._withdrawn = np.flatnonzero(parts.withdrawn)  # excluded from every answer, like a reader's books
         self.author_groups = _author_groups(self._authors)  # (n,) codes, -1: no author
+        self._has_authors = bool((self.author_groups >= 0).any())  # a cap on a catalogue without any changes nothing
 
     @classmethod
     def from_bundle(cls, directory: Path, config: ServingConfig | None = None, index_kind: str | None = None) -> Recommender:
@@ -158,13 +159,15 @@ class Recommender:
     def _answer(self, vector: np.ndarray, k: int, seen: np.ndarray, exclude: list[str], categories: list[str],
                 max_per_author: int | None = None) -> list[Recommendation]:
         # an excluded id the bundle lacks could not be answered anyway: nothing to exclude, no error
-        excluded = np.concatenate([seen, self._withdrawn, self.item_indices([e for e in exclude if e in self.parts.items])])
+        asked = self.item_indices([e for e in exclude if e in self.parts.items])
+        excluded = np.concatenate([seen, self._withdrawn, asked])
         allowed = allowed_mask(self.n_items, excluded, self.category_items(categories))
         overfetch = self.config.index.overfetch
-        if check_cap(max_per_author) is None:
-            return self._rows(search_filtered(self.index, self._vectors, vector, k, allowed, overfetch))
+        near = len(seen) + len(asked)  # withdrawn books are not nearer this reader than any others
+        if check_cap(max_per_author) is None or not self._has_authors:
+            return self._rows(search_filtered(self.index, self._vectors, vector, k, allowed, overfetch, near))
         return self._rows(search_capped(self.index, self._vectors, vector, k, allowed, self.author_groups,
-                                        max_per_author, overfetch))
+                                        max_per_author, overfetch, near))
 
     def _rows(self, hits: Hits) -> list[Recommendation]:
         return [Recommendation(self._ids[i], float(score), self._titles[i], self._authors[i], self._categories[i])
