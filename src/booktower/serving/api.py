@@ -212,6 +212,17 @@ def create_app(bundle: Recommender | LiveRecommender | Path | str, config: Servi
     recommend_history.__annotations__["request"] = AnonymousRequest
     app.post("/recommendations", response_model=RecommendationList, responses=_BODY_ERRORS)(recommend_history)
 
+    @app.get("/popular", response_model=RecommendationList, responses=_ERRORS)
+    async def popular(k: int = k_query(), category: list[str] = category_query(),
+                      max_per_author: int | None = author_cap_query(),
+                      exclude: list[str] = Query([], max_length=_ID_LIST_MAX,
+                                                 description="Books not to return (e.g. those in the basket)")
+                      ) -> RecommendationList:
+        """The books most read in training (score: training reads), for a visitor with no history yet or a
+        bestsellers slot; withdrawn books are left out, and the category and author filters apply."""
+        rows = current().popular(k, exclude, category, max_per_author)
+        return RecommendationList(k=k, items=_items(rows))
+
     @app.get("/items/{item_id}/similar", response_model=RecommendationList, responses=_ERRORS)
     async def similar(item_id: str = PathParam(..., pattern=ID_PATTERN, examples=[item_example]), k: int = k_query(),
                       category: list[str] = category_query(),

@@ -16,7 +16,7 @@ from booktower.data.vocab import UnknownIdError
 from booktower.serving.bundle import TAG_SEPARATOR, BundleParts, load_bundle
 from booktower.serving.encoder import Encoder, ModelEncoder
 from booktower.serving.index import build_index
-from booktower.serving.retrieve import Hits, allowed_mask, search_capped, search_filtered
+from booktower.serving.retrieve import Hits, allowed_mask, first_per_group, search_capped, search_filtered
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ class Recommender:
         self._withdrawn = np.flatnonzero(parts.withdrawn)  # excluded from every answer, like a reader's books
         self.author_groups = _author_groups(self._authors)  # (n,) codes, -1: no author
         self._has_authors = bool((self.author_groups >= 0).any())  # a cap on a catalogue without any changes nothing
+        # most read first, ties by index: books added after training (no reads) come last
+        self._by_popularity = np.lexsort((np.arange(len(parts.popularity)), -parts.popularity))
 
     @classmethod
     def from_bundle(cls, directory: Path, config: ServingConfig | None = None, index_kind: str | None = None) -> Recommender:
@@ -156,6 +158,21 @@ class Recommender:
         return self._answer(self._vectors[item[0]], k, item, _ids(exclude, "exclude"), _ids(categories, "categories"),
                             max_per_author)
 
+    def popular(self, k: int = 10, exclude: list[str] = (), categories: list[str] = (),
+                max_per_author: int | None = None) -> list[Recommendation]:
+        """The books most read in training, for a visitor with no history yet (or a "bestsellers" slot), with the
+        same filters as every other answer; the score is the number of training reads."""
+        self.check_k(k)
+        cap = check_cap(max_per_author)
+        asked = self.item_indices([e for e in _ids(exclude, "exclude") if e in self.parts.items])
+        allowed = allowed_mask(self.n_items, np.concatenate([self._withdrawn, asked]),
+                               self.category_items(_ids(categories, "categories")))
+        ranked = self._by_popularity if allowed is None else self._by_popularity[allowed[self._by_popularity]]
+        if cap is not None and self._has_authors:
+            ranked = _capped_prefix(ranked, self.author_groups, cap, k)
+        top = ranked[:k]
+        return self._rows(Hits(top, self.parts.popularity[top].astype(np.float32)))
+
     def _answer(self, vector: np.ndarray, k: int, seen: np.ndarray, exclude: list[str], categories: list[str],
                 max_per_author: int | None = None) -> list[Recommendation]:
         # an excluded id the bundle lacks could not be answered anyway: nothing to exclude, no error
@@ -184,6 +201,18 @@ class Recommender:
 
 NOT_IN_BUNDLE = ("books pruned at prepare for too few interactions, or missing from the training catalogue, are "
                  "not in a bundle; `booktower index add --bundle B --books CATALOGUE --skip-existing` adds them")
+
+
+def _capped_prefix(ranked: np.ndarray, groups: np.ndarray, cap: int, k: int) -> np.ndarray:
+    """The first entries of `ranked` with at most `cap` per group, enough for k: a longer prefix is capped until
+    k survive (or the whole list has been)."""
+    depth = 4 * k
+    while True:
+        prefix = ranked[:depth]
+        kept = prefix[first_per_group(groups[prefix], cap)]
+        if len(kept) >= k or depth >= len(ranked):
+            return kept
+        depth *= 4
 
 
 def check_cap(max_per_author: Any) -> int | None:
