@@ -51,6 +51,8 @@ _BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorDetail, "description": "Request body too large"},
     415: {"model": ErrorDetail, "description": "The body was not sent as JSON (Content-Type: application/json)"},
 }
+_EXPLAIN_HELP = ("Add to each book `because`: the book of the reader's history most like it, for a 'because you "
+                 "read' line (chosen after the fact among recent reads, not the model's own attribution)")
 _AUTHOR_CAP_HELP = ("At most this many books by one author (a series would otherwise fill the list); books "
                     "without an author are not capped. Omitted: no cap")
 _CATEGORY_HELP = ("Only books carrying one of these tags. A tag is one element of a book's categories (`Romance`), "
@@ -63,6 +65,8 @@ class Item(BaseModel):
     title: str
     author: str
     categories: str
+    because: str | None = Field(None, description="With explain: the read book most like this one (a 'because you "
+                                                  "read' line), chosen among the reader's recent reads")
 
 
 class RecommendationList(BaseModel):
@@ -94,6 +98,7 @@ class HistoryRequest(BaseModel):
     categories: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=50,
                                                                     description=_CATEGORY_HELP)
     max_per_author: StrictInt | None = Field(None, ge=1, description=_AUTHOR_CAP_HELP)
+    explain: StrictBool = Field(False, description=_EXPLAIN_HELP)
 
 
 class Health(BaseModel):
@@ -108,8 +113,9 @@ class Health(BaseModel):
     created: str | None
 
 
-def _items(rows: list[Recommendation]) -> list[Item]:
-    return [Item(**row.as_dict()) for row in rows]
+def _items(rows: list[Recommendation], because: list[str | None] | None = None) -> list[Item]:
+    reasons = because if because is not None else [None] * len(rows)
+    return [Item(**row.as_dict(), because=reason) for row, reason in zip(rows, reasons)]
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -158,6 +164,22 @@ def _anonymous_request_model(first: Recommender, limits: ServingConfig) -> type[
     return AnonymousRequest
 
 
+class _Queries:
+    """Query parameters carrying this server's limits; a fresh object per route, since FastAPI must not share them."""
+
+    def __init__(self, limits: ServingConfig) -> None:
+        self.limits = limits
+
+    def k(self) -> Any:
+        return Query(10, ge=1, le=self.limits.max_k, description=f"Number of results, 1..{self.limits.max_k}")
+
+    def category(self) -> Any:
+        return Query([], max_length=50, description=_CATEGORY_HELP)
+
+    def author_cap(self) -> Any:
+        return Query(None, ge=1, description=_AUTHOR_CAP_HELP)
+
+
 def create_app(bundle: Recommender | LiveRecommender | Path | str, config: ServingConfig | None = None) -> FastAPI:
     """An app answering from `bundle`: a loaded Recommender (fixed), or a bundle folder (or LiveRecommender) that
     is loaded, verified, and reloaded when the bundle is rewritten."""
@@ -166,24 +188,9 @@ def create_app(bundle: Recommender | LiveRecommender | Path | str, config: Servi
     fixed = bundle
     current: Callable[[], Recommender] = bundle.current if isinstance(bundle, LiveRecommender) else (lambda: fixed)
     first = current()
-    limits = first.config
     app = FastAPI(title="booktower", version=booktower.__version__,
                   description="Two-tower book recommendations from a verified bundle.")
-    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
-
-    user_example = first.parts.users.ids[0] if len(first.parts.users) else "u1"
-    item_example = first.parts.items.ids[0]
-
-    def k_query() -> Any:  # a fresh parameter object per route: FastAPI must not share them
-        return Query(10, ge=1, le=limits.max_k, description=f"Number of results, 1..{limits.max_k}")
-
-    def category_query() -> Any:
-        return Query([], max_length=50, description=_CATEGORY_HELP)
-
-    def author_cap_query() -> Any:
-        return Query(None, ge=1, description=_AUTHOR_CAP_HELP)
-
-    AnonymousRequest = _anonymous_request_model(first, limits)
+    app.add_middleware(BodySizeLimit, max_bytes=first.config.max_body_bytes)
     _add_error_handlers(app)
 
     # Lookups take ~1 ms of numpy/torch: answered on the event loop, without a thread-pool hop. The anonymous
@@ -193,28 +200,52 @@ def create_app(bundle: Recommender | LiveRecommender | Path | str, config: Servi
     async def health() -> dict[str, Any]:
         return current().info()
 
+    _add_reader_routes(app, current, first)
+    _add_book_routes(app, current, first)
+    return app
+
+
+def _add_reader_routes(app: FastAPI, current: Callable[[], Recommender], first: Recommender) -> None:
+    """/recommendations: a known reader (GET) and an anonymous reader's history (POST)."""
+    queries = _Queries(first.config)
+    user_example = first.parts.users.ids[0] if len(first.parts.users) else "u1"
+
     @app.get("/recommendations/{user_id}", response_model=RecommendationList, responses=_ERRORS)
-    async def recommend_user(user_id: str = PathParam(..., pattern=ID_PATTERN, examples=[user_example]), k: int = k_query(),
-                             category: list[str] = category_query(),
-                             max_per_author: int | None = author_cap_query()) -> RecommendationList:
+    async def recommend_user(user_id: str = PathParam(..., pattern=ID_PATTERN, examples=[user_example]),
+                             k: int = queries.k(), category: list[str] = queries.category(),
+                             max_per_author: int | None = queries.author_cap(),
+                             explain: bool = Query(False, description=_EXPLAIN_HELP)) -> RecommendationList:
         """A known reader's top-k; books they have read are excluded."""
-        rows = current().for_user(user_id, k, categories=category, max_per_author=max_per_author)
-        return RecommendationList(user_id=user_id, k=k, items=_items(rows))
+        rec = current()
+        rows = rec.for_user(user_id, k, categories=category, max_per_author=max_per_author)
+        because = rec.because([r.item_id for r in rows], rec.read_by(user_id)) if explain else None
+        return RecommendationList(user_id=user_id, k=k, items=_items(rows, because))
 
     def recommend_history(request) -> RecommendationList:  # type: ignore[no-untyped-def]
         """An anonymous reader: the user tower builds the vector from the history; history books are excluded."""
         rec = current()
         rows = rec.for_history(request.history, request.k, request.exclude, request.categories, request.features,
                                request.max_per_author)
-        return RecommendationList(k=request.k, items=_items(rows), unknown_history=rec.unknown_items(request.history))
+        unknown = rec.unknown_items(request.history)
+        because = None
+        if request.explain:
+            read = rec.item_indices([i for i in request.history if i not in set(unknown)])
+            because = rec.because([r.item_id for r in rows], read)
+        return RecommendationList(k=request.k, items=_items(rows, because), unknown_history=unknown)
 
     # The body model is local (it carries this server's limits): give FastAPI the class, not a string annotation.
-    recommend_history.__annotations__["request"] = AnonymousRequest
+    recommend_history.__annotations__["request"] = _anonymous_request_model(first, first.config)
     app.post("/recommendations", response_model=RecommendationList, responses=_BODY_ERRORS)(recommend_history)
 
+
+def _add_book_routes(app: FastAPI, current: Callable[[], Recommender], first: Recommender) -> None:
+    """/popular and /items/{item_id}/similar: answers that start from books, not from a reader."""
+    queries = _Queries(first.config)
+    item_example = first.parts.items.ids[0]
+
     @app.get("/popular", response_model=RecommendationList, responses=_ERRORS)
-    async def popular(k: int = k_query(), category: list[str] = category_query(),
-                      max_per_author: int | None = author_cap_query(),
+    async def popular(k: int = queries.k(), category: list[str] = queries.category(),
+                      max_per_author: int | None = queries.author_cap(),
                       exclude: list[str] = Query([], max_length=_ID_LIST_MAX,
                                                  description="Books not to return (e.g. those in the basket)")
                       ) -> RecommendationList:
@@ -224,12 +255,10 @@ def create_app(bundle: Recommender | LiveRecommender | Path | str, config: Servi
         return RecommendationList(k=k, items=_items(rows))
 
     @app.get("/items/{item_id}/similar", response_model=RecommendationList, responses=_ERRORS)
-    async def similar(item_id: str = PathParam(..., pattern=ID_PATTERN, examples=[item_example]), k: int = k_query(),
-                      category: list[str] = category_query(),
-                      max_per_author: int | None = author_cap_query()) -> RecommendationList:
+    async def similar(item_id: str = PathParam(..., pattern=ID_PATTERN, examples=[item_example]),
+                      k: int = queries.k(), category: list[str] = queries.category(),
+                      max_per_author: int | None = queries.author_cap()) -> RecommendationList:
         """Books nearest to one book in the item tower's space (the book itself excluded), optionally only those
         carrying one of the `category` tags (as on /recommendations)."""
         rows = current().similar(item_id, k, categories=category, max_per_author=max_per_author)
         return RecommendationList(item_id=item_id, k=k, items=_items(rows))
-
-    return app

@@ -45,6 +45,8 @@ class Recommender:
         self.manifest = manifest or {}
         self.index = build_index(parts.item_vectors, config.index)
         self._vectors = np.ascontiguousarray(parts.item_vectors, dtype=np.float32)  # (n, d)
+        norms = np.linalg.norm(self._vectors, axis=1, keepdims=True)
+        self._unit = self._vectors / np.maximum(norms, 1e-12)  # (n, d) for cosine likeness between books
         self._ids = parts.items.ids.to_list()  # plain lists: a request touches ~10 rows, polars calls cost more
         self._titles = parts.metadata["title"].fill_null("").to_list()
         self._authors = parts.metadata["author"].fill_null("").to_list()
@@ -78,6 +80,10 @@ class Recommender:
         except UnknownIdError:
             raise UnknownIdError(f"reader {user_id!r} is not in this bundle: a reader unknown at training time is "
                                  "served from their history (POST /recommendations, or --history)") from None
+
+    def read_by(self, user_id: str) -> np.ndarray:
+        """A known reader's books (item indices, oldest first): what their served lists leave out."""
+        return self.parts.seen.row(self.user_index(user_id))
 
     def item_indices(self, item_ids: list[str], what: str = "item") -> np.ndarray:
         """Raw ids -> indices; an unknown id raises UnknownIdError naming it."""
@@ -158,6 +164,18 @@ class Recommender:
         return self._answer(self._vectors[item[0]], k, item, _ids(exclude, "exclude"), _ids(categories, "categories"),
                             max_per_author)
 
+    def because(self, item_ids: list[str], read: np.ndarray) -> list[str | None]:
+        """For each book of an answer, the read book most like it: the largest cosine between the item tower's
+        vectors, among the last EXPLAIN_RECENT of `read` (item indices, oldest first). A "because you read" line
+        chosen after the fact: the reader's vector pools every book read, and this names the one closest to each
+        answer. None where nothing was read."""
+        recent = np.asarray(read, dtype=np.int64)[-EXPLAIN_RECENT:]
+        if recent.size == 0:
+            return [None] * len(item_ids)
+        answers = self._unit[self.item_indices(list(item_ids))]  # (m, d)
+        closest = (answers @ self._unit[recent].T).argmax(axis=1)  # (m,) ties: the older read
+        return [self._ids[i] for i in recent[closest]]
+
     def popular(self, k: int = 10, exclude: list[str] = (), categories: list[str] = (),
                 max_per_author: int | None = None) -> list[Recommendation]:
         """The books most read in training, for a visitor with no history yet (or a "bestsellers" slot), with the
@@ -198,6 +216,9 @@ class Recommender:
             "booktower_version": self.manifest.get("booktower_version"), "created": self.manifest.get("created"),
         }
 
+
+EXPLAIN_RECENT = 200
+"""`because` looks among a reader's most recent reads only: what they read years ago explains little."""
 
 NOT_IN_BUNDLE = ("books pruned at prepare for too few interactions, or missing from the training catalogue, are "
                  "not in a bundle; `booktower index add --bundle B --books CATALOGUE --skip-existing` adds them")
