@@ -58,3 +58,37 @@ def test_serve_refuses_a_negative_reload_interval(cli, bundle, workers) -> None:
 def test_serve_refuses_a_port_outside_the_tcp_range(cli, bundle, workers, port) -> None:
     assert cli("serve", "--bundle", bundle[0], "--port", port).code == 2
     assert workers == []
+
+
+def test_serve_refuses_a_busy_port_before_saying_it_serves(cli, bundle, workers) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        outcome = cli("serve", "--bundle", bundle[0], "--port", str(port))
+    assert outcome.code == 2 and outcome.says(f"cannot listen on 127.0.0.1 port {port}", "another --port")
+    assert "serving" not in outcome.output and workers == []
+
+
+def _ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback (::1) to bind")
+def test_serve_takes_an_ipv6_host_in_brackets(cli, bundle, workers, monkeypatch) -> None:
+    from booktower.serving.asgi import BUNDLE_ENV, INDEX_ENV, RELOAD_ENV, THREADS_ENV
+
+    for name in (BUNDLE_ENV, INDEX_ENV, THREADS_ENV, RELOAD_ENV):
+        monkeypatch.delenv(name, raising=False)
+    outcome = cli("serve", "--bundle", bundle[0], "--host", "[::1]", "--port", "8124")
+    assert outcome.code == 0, outcome.output
+    assert [w["host"] for w in workers] == ["::1"] and outcome.says("at http://[::1]:8124")

@@ -206,3 +206,20 @@ def test_reader_feature_values_arrive_as_sent() -> None:
     for wrong in (True, "1_000"):
         with pytest.raises(ValueError, match="reader feature 'age' is numeric"):
             user_rows_from(spec, [{"age": wrong}])
+
+
+def test_a_misspelt_query_parameter_is_a_422_not_an_unfiltered_answer(client_and_labels) -> None:
+    client, _ = client_and_labels
+    response = client.get("/recommendations/u1", params={"max_per_autor": 1})
+    assert response.status_code == 422
+    detail = response.json()["detail"][0]
+    assert detail["loc"] == ["query", "max_per_autor"] and "max_per_author" in detail["msg"]
+    assert client.get("/recommendations/u1", params={"max_per_author": 1, "k": 3}).status_code == 200
+    assert client.get("/health", params={"verbose": 1}).status_code == 422
+
+
+def test_ids_are_read_as_prepare_reads_them_and_unknown_ones_are_listed_once(client_and_labels) -> None:
+    client, _ = client_and_labels
+    spaced = client.post("/recommendations", json={"history": [" b1", "b2 ", "NOPE", "NOPE"], "k": 3}).json()
+    plain = client.post("/recommendations", json={"history": ["b1", "b2"], "k": 3}).json()
+    assert spaced["items"] == plain["items"] and spaced["unknown_history"] == ["NOPE"]

@@ -98,3 +98,12 @@ def test_the_cli_caps_printed_and_written_lists(trained, tmp_path) -> None:
     refused = CliRunner().invoke(app, ["recommend", "--run", str(tmp_path), "--all-test-users", "--out", str(out),
                                        "--max-per-author", "1"])
     assert refused.exit_code == 2 and "--max-per-author go with --bundle" in " ".join(refused.output.split())
+
+
+def test_one_author_written_several_ways_is_one_author() -> None:
+    from booktower.serving.service import _author_groups
+
+    groups = _author_groups(["DAVID REYES", " David Reyes ", "David  Reyes", "J. R. R. Tolkien", "J.R.R. Tolkien",
+                             "Tolkien", "", None])
+    assert len(set(groups[:3].tolist())) == 1 and groups[3] == groups[4] != groups[5] != groups[0]
+    assert groups[6:].tolist() == [-1, -1]

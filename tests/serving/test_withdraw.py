@@ -137,3 +137,31 @@ def test_the_cli_reads_ids_from_a_file_and_options(trained, bundle: Path, tmp_pa
     assert nothing.exit_code == 2 and "--books FILE" in nothing.output
     result = CliRunner().invoke(app, ["index", "restore", "--bundle", str(bundle), "--all"])
     assert result.exit_code == 0 and "3 books restored; 0 of 40" in " ".join(result.output.split())
+
+
+def test_the_cli_guards_against_empty_ids_a_wrong_folder_and_withdrawing_everything(trained, bundle: Path,
+                                                                                     tmp_path: Path) -> None:
+    data = trained[0]
+    empty = CliRunner().invoke(app, ["index", "withdraw", "--bundle", str(bundle), "--id", ""])
+    assert empty.exit_code == 2 and "names no book" in empty.output
+    not_a_bundle = tmp_path / "run"
+    not_a_bundle.mkdir()
+    refused = CliRunner().invoke(app, ["index", "withdraw", "--bundle", str(not_a_bundle), "--id", "x"])
+    assert refused.exit_code == 2 and not (tmp_path / ".run.lock").exists(), "no lock file beside a non-bundle"
+    never = CliRunner().invoke(app, ["index", "restore", "--bundle", str(bundle), "--id", data.items.ids[0]])
+    assert "0 books restored, 1 not withdrawn" in " ".join(never.output.split())
+    ids = tmp_path / "all.csv"
+    pl.DataFrame({"item_id": data.items.ids}).write_csv(ids)
+    everything = CliRunner().invoke(app, ["index", "withdraw", "--bundle", str(bundle), "--books", str(ids)])
+    assert "every book is withdrawn" in " ".join(everything.output.split())
+    lists = CliRunner().invoke(app, ["recommend", "--bundle", str(bundle), "--all-users", "--k", "10", "--out",
+                                     str(tmp_path / "none.parquet")])
+    said = " ".join(lists.output.split())
+    assert "(0 rows: 60 readers x up to top-10)" in said and "no reader got a book" in said
+
+
+def test_ids_written_as_floats_get_a_hint(trained, bundle: Path) -> None:
+    data = trained[0]
+    # a spreadsheet or a float Parquet column writes an id with a `.0` tail
+    with pytest.raises(DataError, match=r"match a book when ignoring a trailing \.0 .*write them as the bundle does"):
+        change_withdrawn(bundle, [f"{data.items.ids[0]}.0"], withdraw=True)

@@ -37,6 +37,8 @@ def write_bundle_lists(bundle: Path, users: list[str], all_users: bool, history:
         rec.category_items(categories)  # an unknown tag fails here, naming the near ones
         frame = batch_lists(rec, indices, k, categories, max_per_author=max_per_author)
         write(frame, out)
-    console.print(f"wrote {out} ({len(indices)} readers x top-{k}"
+    console.print(f"wrote {out} ({frame.height:,} rows: {len(indices):,} readers x up to top-{k}"
                   f"{', tags ' + ', '.join(categories) if categories else ''}"
                   f"{f', at most {max_per_author} per author' if max_per_author else ''})")
+    if frame.height == 0:
+        console.print("warning: no reader got a book: every book is read, withdrawn or outside the categories")

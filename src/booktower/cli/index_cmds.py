@@ -36,8 +36,9 @@ def index_add_command(bundle: Path = CHANGED_BUNDLE,
 
     setup_logging()
     with _bundle_errors():
-        manifest = add_books(bundle, books, skip_existing)
-    console.print(f"{bundle}: now {manifest['n_items']} books ({manifest.get('added_books', 0)} added after training)")
+        manifest = add_books(bundle, books, skip_existing)  # it logs how many this file added
+    console.print(f"{bundle}: now {manifest['n_items']:,} books ({manifest.get('added_books', 0):,} added after "
+                  "training, by every add so far)")
 
 
 @index_app.command("withdraw")
@@ -66,17 +67,22 @@ def _change(bundle: Path, books: Path | None, ids: list[str] | None, ignore_unkn
         fail("--all restores every book: pass it without --books or --id")
     if not everything and not books and not ids:
         fail("name the books: --books FILE (an item_id column) and/or --id ID (repeatable)")
+    if any(not i.strip() for i in ids or []):
+        fail("--id '' names no book. Fix: pass a book id, e.g. --id 0441172717")
     with _bundle_errors():
+        catalogue = read_manifest(bundle).catalogue  # first: a folder that is no bundle gets no lock file beside it
         named = list(ids or [])
         if books is not None:
-            named += read_book_ids(books, read_manifest(bundle).catalogue)
+            named += read_book_ids(books, catalogue)
         named = [i.strip() for i in dict.fromkeys(named) if i.strip()]
         change = change_withdrawn(bundle, named, withdraw, ignore_unknown, everything)
     verb = "withdrawn" if withdraw else "restored"
-    already = f", {change.unchanged:,} already {verb}" if change.unchanged else ""
+    already = f", {change.unchanged:,} {'already withdrawn' if withdraw else 'not withdrawn'}" if change.unchanged else ""
     skipped = f", {len(change.unknown):,} not in the bundle skipped (e.g. {change.unknown[:3]})" if change.unknown else ""
     console.print(f"{bundle}: {change.changed:,} books {verb}{already}{skipped}; {change.withdrawn_now:,} of "
                   f"{change.n_items:,} books are withdrawn now")
+    if change.withdrawn_now == change.n_items:
+        console.print("warning: every book is withdrawn, so every answer is empty until `booktower index restore`")
 
 
 def register(app: typer.Typer) -> None:

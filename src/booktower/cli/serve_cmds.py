@@ -80,6 +80,8 @@ def serve_command(bundle: Path = BUNDLE_OPTION, host: str = typer.Option("127.0.
 
     with _bundle_errors():
         manifest = verify_bundle(bundle)  # fail here, with the file named, rather than in every worker
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # `[::1]`, as a URL writes it
+    _check_can_listen(host, port)
     shown_host = f"[{host}]" if ":" in host else host
     console.print(f"serving {bundle} ({manifest['n_items']:,} books, {manifest['n_users']:,} readers) at "
                   f"http://{shown_host}:{port} with {workers} worker{'s' if workers > 1 else ''}; API docs at /docs; "
@@ -91,6 +93,25 @@ def serve_command(bundle: Path = BUNDLE_OPTION, host: str = typer.Option("127.0.
     uvicorn.run("booktower.serving.asgi:app_from_env", factory=True, host=host, port=port, workers=workers,
                 http=NoDelayH11Protocol,
                 log_level="warning", access_log=False, limit_concurrency=1024, timeout_keep_alive=30)
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Bind the address once before the workers start, so that a busy port or an unknown host is an error that
+    says what to change, and "serving at" is only printed for an address that can be served."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        fail(f"--host {host}: {exc.strerror}. Fix: pass an address of this machine (127.0.0.1, 0.0.0.0, ::1) "
+             "or a name that resolves to one")
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closing port is free
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            fail(f"cannot listen on {host} port {port}: {exc.strerror}. Fix: pass another --port, or stop the "
+                 "process that holds it")
 
 
 def recommend_rows(bundle: Path, user: str | None, history: str | None, k: int) -> list[dict[str, Any]]:

@@ -26,20 +26,21 @@ log = logging.getLogger(__name__)
 BOOKS_OPTION = "--books"
 
 
-def read_table_of_books(path: Path, columns: CatalogueColumns | None = None) -> pl.DataFrame:
-    """The new-books file as text columns, its id column named item_id; its problems are DataErrors naming
-    `--books` (index add has no config). `columns`: the training catalogue's names, accepted too."""
+def read_table_of_books(path: Path, columns: CatalogueColumns | None = None, what: str = "new books") -> pl.DataFrame:
+    """A `--books` file as text columns, its id column named item_id; its problems are DataErrors naming
+    `--books` (index has no config) and the file as `what`. `columns`: the training catalogue's names, accepted
+    too."""
     from booktower.data.readers import read_table
 
     columns = columns or CatalogueColumns()
-    frame = read_table(Path(path), "new books", named_by=BOOKS_OPTION)
+    frame = read_table(Path(path), what, named_by=BOOKS_OPTION)
     if "item_id" in frame.columns and columns.item != "item_id" and columns.item in frame.columns:
         log.warning("%s has both item_id and %s (the training catalogue's id column): item_id is read as the "
                     "books' id; drop one of them to be sure which", path, columns.item)
     if "item_id" not in frame.columns:
         if columns.item not in frame.columns:
             names = sorted({"item_id", columns.item})
-            raise DataError(f"the new-books file has no id column {' or '.join(map(repr, names))} (found "
+            raise DataError(f"the {what} file has no id column {' or '.join(map(repr, names))} (found "
                             f"{frame.columns[:20]})", path=path, fix=f"name the id column {names[-1]}")
         frame = frame.rename({columns.item: "item_id"})
     return frame
@@ -163,4 +164,5 @@ def add_books(bundle_dir: Path, books: Path, skip_existing: bool = False) -> dic
             if catalogue.is_empty():
                 return read_manifest(bundle_dir).as_json()
         manifest = write_bundle(with_books(parts, ModelEncoder.from_parts(parts, bundle_dir), catalogue), bundle_dir)
+    log.info("%s: added %d books from %s", bundle_dir, catalogue.height, books)
     return manifest

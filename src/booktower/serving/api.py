@@ -19,7 +19,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -164,6 +164,21 @@ def _anonymous_request_model(first: Recommender, limits: ServingConfig) -> type[
     return AnonymousRequest
 
 
+def _refuse_unknown_query_parameters(request: Request) -> None:
+    """A misspelt filter (`?max_per_autor=1`) would otherwise be ignored and the answer silently unfiltered; the
+    POST body refuses unknown fields, and so does the query string."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = {param.alias for param in dependant.query_params}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise RequestValidationError([{"loc": ["query", name], "msg": f"unknown query parameter; this route takes "
+                                       f"{sorted(known) or 'none'}", "type": "extra_forbidden", "input": None}
+                                      for name in unknown])
+
+
 class _Queries:
     """Query parameters carrying this server's limits; a fresh object per route, since FastAPI must not share them."""
 
@@ -189,7 +204,8 @@ def create_app(bundle: Recommender | LiveRecommender | Path | str, config: Servi
     current: Callable[[], Recommender] = bundle.current if isinstance(bundle, LiveRecommender) else (lambda: fixed)
     first = current()
     app = FastAPI(title="booktower", version=booktower.__version__,
-                  description="Two-tower book recommendations from a verified bundle.")
+                  description="Two-tower book recommendations from a verified bundle.",
+                  dependencies=[Depends(_refuse_unknown_query_parameters)])
     app.add_middleware(BodySizeLimit, max_bytes=first.config.max_body_bytes)
     _add_error_handlers(app)
 
@@ -229,7 +245,7 @@ def _add_reader_routes(app: FastAPI, current: Callable[[], Recommender], first: 
         unknown = rec.unknown_items(request.history)
         because = None
         if request.explain:
-            read = rec.item_indices([i for i in request.history if i not in set(unknown)])
+            read = rec.item_indices([i.strip() for i in request.history if i.strip() not in set(unknown)])
             because = rec.because([r.item_id for r in rows], read)
         return RecommendationList(k=request.k, items=_items(rows, because), unknown_history=unknown)
 

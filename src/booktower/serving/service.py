@@ -75,6 +75,7 @@ class Recommender:
         return len(self.parts.items)
 
     def user_index(self, user_id: str) -> int:
+        user_id = str(user_id).strip()
         try:
             return self.parts.users.index(user_id)
         except UnknownIdError:
@@ -96,8 +97,8 @@ class Recommender:
         return indices
 
     def unknown_items(self, item_ids: list[str]) -> list[str]:
-        """The ids this bundle does not hold, in the order given."""
-        return [raw for raw in _ids(item_ids, "item_ids") if raw not in self.parts.items]
+        """The ids this bundle does not hold, each once, in the order given."""
+        return list(dict.fromkeys(raw for raw in _ids(item_ids, "item_ids") if raw not in self.parts.items))
 
     def category_items(self, categories: list[str]) -> np.ndarray | None:
         """Books carrying any of the tags. A tag is one element of a book's categories: `Romance`, not the
@@ -160,7 +161,7 @@ class Recommender:
                 max_per_author: int | None = None) -> list[Recommendation]:
         """Books nearest to one book (itself excluded); a withdrawn book may be asked about, never answered."""
         self.check_k(k)
-        item = self.item_indices([item_id])
+        item = self.item_indices(_ids([item_id], "item_id"))
         return self._answer(self._vectors[item[0]], k, item, _ids(exclude, "exclude"), _ids(categories, "categories"),
                             max_per_author)
 
@@ -246,8 +247,10 @@ def check_cap(max_per_author: Any) -> int | None:
 
 
 def _author_groups(authors: list[str]) -> np.ndarray:
-    """(n,) int64 codes of the books' authors, compared without case or surrounding spaces; -1 for none."""
-    names = pl.Series(authors, dtype=pl.String).str.strip_chars().str.to_lowercase()
+    """(n,) int64 codes of the books' authors, compared as catalogues write one name several ways: without case,
+    surrounding or repeated spaces, or spaces after an initial (`J. R. R.` = `J.R.R.`); -1 for none."""
+    names = (pl.Series(authors, dtype=pl.String).str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+             .str.replace_all(r"\.\s+", "."))
     codes = names.cast(pl.Categorical).to_physical().cast(pl.Int64)
     return pl.select(pl.when(names.is_null() | (names == "")).then(-1).otherwise(codes)).to_series().to_numpy()
 
@@ -257,7 +260,7 @@ def _ids(values: Any, name: str) -> list[str]:
     if isinstance(values, (str, bytes)):
         raise TypeError(f"{name} must be a list of ids, not one string: write {name}=[{values!r}]")
     try:
-        return [str(v) for v in values]
+        return [str(v).strip() for v in values]  # as prepare strips the ids it learns
     except TypeError:
         raise TypeError(f"{name} must be a list of ids, got {type(values).__name__}") from None
 

@@ -43,7 +43,7 @@ def read_book_ids(path: Path, columns: CatalogueColumns | None = None) -> list[s
     column), stripped, blanks dropped, each once in file order."""
     from booktower.serving.add_books import read_table_of_books
 
-    ids = read_table_of_books(Path(path), columns)["item_id"].cast(pl.String).str.strip_chars()
+    ids = read_table_of_books(Path(path), columns, what="books")["item_id"].cast(pl.String).str.strip_chars()
     return ids.filter(ids.is_not_null() & (ids != "")).unique(maintain_order=True).to_list()
 
 
@@ -61,7 +61,7 @@ def change_withdrawn(bundle_dir: Path, ids: list[str], withdraw: bool, ignore_un
         unknown = [raw for raw, index in zip(ids, found.tolist()) if index < 0]
         if unknown and not ignore_unknown:
             raise DataError(f"{len(unknown):,} of the {len(ids):,} books named are not in the bundle {bundle_dir}, "
-                            f"e.g. {unknown[:5]}; nothing was changed",
+                            f"e.g. {unknown[:5]}{_written_differently(ids, found, parts)}; nothing was changed",
                             fix="check the ids against the bundle's books (its vocab/items.parquet), or pass "
                                 "--ignore-unknown to change the others (a stock list may name books it never had)")
         chosen = found[found >= 0]
@@ -71,6 +71,18 @@ def change_withdrawn(bundle_dir: Path, ids: list[str], withdraw: bool, ignore_un
         if changed:
             write_bundle(replace(parts, withdrawn=flags), bundle_dir)
     return WithdrawalChange(changed, len(chosen) - changed, unknown, int(flags.sum()), len(flags))
+
+
+def _written_differently(ids: list[str], found: np.ndarray, parts: BundleParts) -> str:
+    """Why unknown ids may still name the bundle's books: written with a `.0`, other zeros, case or spaces."""
+    from booktower.data.id_mismatch import diagnose
+
+    named = pl.Series(ids, dtype=pl.String)
+    mismatch = diagnose(named, parts.items.ids, pl.Series(found < 0))
+    if not mismatch.n_rewritten:
+        return ""
+    how = ", ".join(f"{kind} (named {mine!r} = bundle {theirs!r})" for kind, (mine, theirs) in mismatch.differences.items())
+    return f" ({mismatch.n_rewritten:,} of them match a book when ignoring {how}: write them as the bundle does)"
 
 
 def carry_withdrawals(old_bundle: Path, parts: BundleParts) -> None:
