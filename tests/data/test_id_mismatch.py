@@ -116,19 +116,22 @@ def _users_config(write_file, users: str) -> DataConfig:
     return cfg.model_copy(update={"source": cfg.source.model_copy(update={"users": write_file("users.csv", users)})})
 
 
-def test_a_users_table_keyed_by_other_ids_is_warned_of_in_the_summary(write_file):
-    cfg = _users_config(write_file, "user_id,age\n0,30\n1,40\n2,50\n")
-    data, _ = prepare(cfg)
+def _users_warning(write_file, table: str) -> str:
+    """The one users-table warning prepare writes into the summary for this table."""
+    data, _ = prepare(_users_config(write_file, table))
     (warning,) = [w for w in data.summary["warnings"] if "users table" in w]
+    return warning
+
+
+def test_a_users_table_keyed_by_other_ids_is_warned_of_in_the_summary(write_file):
+    warning = _users_warning(write_file, "user_id,age\n0,30\n1,40\n2,50\n")
     assert "4 of 4 readers (100.0%) have no row in the users table" in warning
     assert "log ids ['u0000', 'u0001', 'u0002'] vs users ids ['0', '1', '2']" in warning
     assert "Fix: check that both files' user id columns (data.columns.user)" in warning
 
 
 def test_users_ids_written_differently_name_the_difference(write_file):
-    cfg = _users_config(write_file, "user_id,age\nU0000,30\nu0001,40\nu0002,50\nu0003,60\n")
-    data, _ = prepare(cfg)
-    (warning,) = [w for w in data.summary["warnings"] if "users table" in w]
+    warning = _users_warning(write_file, "user_id,age\nU0000,30\nu0001,40\nu0002,50\nu0003,60\n")
     assert "1 of 4 readers (25.0%)" in warning and "letter case (log 'u0000' = users 'U0000')" in warning
 
 
@@ -142,8 +145,6 @@ def test_users_rows_without_an_id_are_dropped_and_counted_and_a_matching_table_i
 
 def test_the_users_table_examples_are_ids_the_log_does_not_name(write_file):
     # two of the table's first three rows match readers: showing them as the mismatch would mislead
-    cfg = _users_config(write_file, "user_id,age\nu0000,30\nu0001,40\nx7,50\nx8,60\nx9,70\n")
-    data, _ = prepare(cfg)
-    (warning,) = [w for w in data.summary["warnings"] if "users table" in w]
+    warning = _users_warning(write_file, "user_id,age\nu0000,30\nu0001,40\nx7,50\nx8,60\nx9,70\n")
     assert "2 of 4 readers (50.0%)" in warning
     assert "log ids ['u0002', 'u0003'] vs users ids ['x7', 'x8', 'x9']" in warning

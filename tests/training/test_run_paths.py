@@ -14,12 +14,33 @@ from booktower.training.run import load_run, run_config
 from tests.training.test_resume import write_dataset
 
 
-def test_a_run_with_relative_data_paths_loads_from_another_folder(tmp_path, monkeypatch):
+def _relative_project(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """(project, its config naming data/interactions.csv ... relative to project), with the current folder there."""
     project = tmp_path / "project"
     absolute = write_dataset(project / "data", 12)
     relative = project / "relative.yaml"
     relative.write_text(absolute.read_text().replace(f"{project}/", ""))  # data/interactions.csv, ...
     monkeypatch.chdir(project)
+    return project, relative
+
+
+def _train_interrupted_after_fit(relative: Path, run: Path, monkeypatch):
+    """`booktower train` stopped as by a Ctrl-C after the last epoch: checkpoints written, no model/, unfinished."""
+    from typer.testing import CliRunner
+
+    from booktower.cli.app import app
+    import booktower.training.pipeline as pipeline
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "save_model", stopped)
+        return CliRunner().invoke(app, ["train", "--config", str(relative), "-o", str(run), "--set", "training.epochs=2"])
+
+
+def test_a_run_with_relative_data_paths_loads_from_another_folder(tmp_path, monkeypatch):
+    project, relative = _relative_project(tmp_path, monkeypatch)
     config = load_config(relative, ["training.epochs=1"])
     assert not config.data.source.interactions.is_absolute()
     train_run(config, tmp_path / "run")
@@ -40,21 +61,9 @@ def test_an_interrupted_run_with_relative_data_paths_resumes_from_another_folder
     from typer.testing import CliRunner
 
     from booktower.cli.app import app
-    import booktower.training.pipeline as pipeline
 
-    project = tmp_path / "project"
-    absolute = write_dataset(project / "data", 12)
-    relative = project / "relative.yaml"
-    relative.write_text(absolute.read_text().replace(f"{project}/", ""))
-    monkeypatch.chdir(project)
-
-    def stopped_after_fit(*args, **kwargs):
-        raise KeyboardInterrupt  # as a Ctrl-C after the last epoch: checkpoints written, no model/, not finished
-
-    with monkeypatch.context() as patch:
-        patch.setattr(pipeline, "save_model", stopped_after_fit)
-        interrupted = CliRunner().invoke(app, ["train", "--config", str(relative), "-o", str(tmp_path / "run"),
-                                               "--set", "training.epochs=2"])
+    _, relative = _relative_project(tmp_path, monkeypatch)
+    interrupted = _train_interrupted_after_fit(relative, tmp_path / "run", monkeypatch)
     assert interrupted.exit_code == 130, interrupted.output
     assert not (tmp_path / "run" / "model").exists()
 
@@ -134,17 +143,9 @@ def test_resume_accepts_a_config_whose_relative_paths_name_the_same_files_from_a
     from typer.testing import CliRunner
 
     from booktower.cli.app import app
-    import booktower.training.pipeline as pipeline
 
-    project = tmp_path / "project"
-    absolute = write_dataset(project / "data", 12)
-    relative = project / "relative.yaml"
-    relative.write_text(absolute.read_text().replace(f"{project}/", ""))
-    monkeypatch.chdir(project)
-    with monkeypatch.context() as patch:
-        patch.setattr(pipeline, "save_model", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
-        CliRunner().invoke(app, ["train", "--config", str(relative), "-o", str(tmp_path / "run"),
-                                 "--set", "training.epochs=2"])
+    project, relative = _relative_project(tmp_path, monkeypatch)
+    _train_interrupted_after_fit(relative, tmp_path / "run", monkeypatch)
     moved = tmp_path / "moved"
     shutil.copytree(project / "data", moved / "data")  # the same files, named relative to another folder
     (moved / "relative.yaml").write_text(relative.read_text())
