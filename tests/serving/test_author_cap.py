@@ -101,9 +101,9 @@ def test_the_cli_caps_printed_and_written_lists(trained, tmp_path) -> None:
 
 
 def test_one_author_written_several_ways_is_one_author() -> None:
-    from booktower.serving.service import _author_groups
+    from booktower.serving.service import author_codes
 
-    groups = _author_groups(["DAVID REYES", " David Reyes ", "David  Reyes", "J. R. R. Tolkien", "J.R.R. Tolkien",
+    groups = author_codes(["DAVID REYES", " David Reyes ", "David  Reyes", "J. R. R. Tolkien", "J.R.R. Tolkien",
                              "Tolkien", "", None])
     assert len(set(groups[:3].tolist())) == 1 and groups[3] == groups[4] != groups[5] != groups[0]
     assert groups[6:].tolist() == [-1, -1]

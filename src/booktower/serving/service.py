@@ -53,7 +53,7 @@ class Recommender:
         self._categories = parts.metadata["categories"].fill_null("").to_list()
         self._by_tag = _tag_index(self._categories)
         self._withdrawn = np.flatnonzero(parts.withdrawn)  # excluded from every answer, like a reader's books
-        self.author_groups = _author_groups(self._authors)  # (n,) codes, -1: no author
+        self.author_groups = author_codes(self._authors)  # (n,) codes, -1: no author
         self._has_authors = bool((self.author_groups >= 0).any())  # a cap on a catalogue without any changes nothing
         # most read first, ties by index: books added after training (no reads) come last
         self._by_popularity = np.lexsort((np.arange(len(parts.popularity)), -parts.popularity))
@@ -246,7 +246,7 @@ def check_cap(max_per_author: Any) -> int | None:
     return int(max_per_author)
 
 
-def _author_groups(authors: list[str]) -> np.ndarray:
+def author_codes(authors: list[str]) -> np.ndarray:
     """(n,) int64 codes of the books' authors, compared as catalogues write one name several ways: without case,
     surrounding or repeated spaces, or spaces after an initial (`J. R. R.` = `J.R.R.`); -1 for none."""
     names = (pl.Series(authors, dtype=pl.String).str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
