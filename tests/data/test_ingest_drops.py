@@ -109,6 +109,29 @@ def test_repeated_pairs_is_exact_and_keeps_the_first():
     assert repeated_pairs(frame).to_list() == [False, False, False, True, False]
     assert repeated_pairs(frame.head(3)).to_list() == [False, False, False]
 
+    # the pair's earliest reading stays wherever it sits in the file; a tie in time falls to `order`
+    timed = frame.with_columns(timestamp=pl.Series([50, 1, 1, 10, 1]), order=pl.Series([0, 1, 2, 3, 4]))
+    assert repeated_pairs(timed).to_list() == [True, False, False, False, False]
+    tied = timed.with_columns(timestamp=pl.Series([10, 1, 1, 10, 1]), order=pl.Series([9, 1, 2, 3, 4]))
+    assert repeated_pairs(tied).to_list() == [True, False, False, False, False]
+
+
+def test_a_re_read_leaves_the_same_split_wherever_its_rows_sit(tmp_path):
+    """A re-read listed first in the file must not become the reader's held-out book."""
+    rows = [f"U{u},B{b},{1_600_000_000 + 100 * b + u}" for u in range(6) for b in range(5)]
+    reread = [f"U{u},B0,1900000000" for u in range(6)]  # much later: a second reading of their first book
+    splits = []
+    for name, lines in (("end", rows + reread), ("top", reread + rows)):
+        (tmp_path / f"{name}.csv").write_text("userId,parent_asin,timestamp\n" + "\n".join(lines) + "\n")
+        cfg = DataConfig.model_validate({
+            "source": {"interactions": str(tmp_path / f"{name}.csv"), "items": None},
+            "columns": {"timestamp_unit": "s", "item_numeric": [], "item_count_columns": [], "item_nonnegative": []},
+            "min_user_interactions": 1, "min_item_interactions": 1, "cache_dir": None})
+        data, _ = prepare(cfg)
+        assert data.summary["dropped"]["duplicate_user_item"] == 6
+        splits.append(sorted(data.items.decode(data.split.test.item)))
+    assert splits[0] == splits[1] == ["B4"] * 6
+
 
 def test_blank_lines_are_counted_as_empty_rows_not_as_missing_ids(tmp_path):
     # Lines 3 and 5 are blank, line 6 has only separators; line 7 lacks just its user id.

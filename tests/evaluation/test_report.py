@@ -50,3 +50,16 @@ def test_report_says_where_the_numbers_come_from_and_repeats_data_warnings(fake_
         assert row in run, row
     assert cpu_model() in run
     assert "- **warning**: 3 of 9 held-out interactions have the same timestamp" in text
+
+
+def test_a_refit_runs_report_says_which_model_scored_the_test_and_the_audit_counts_its_readers(fake_run):
+    from booktower.utils.runinfo import write_run_info
+
+    plain = write_report(fake_run).read_text()
+    assert "refit on train + validation" not in plain
+    audit = plain.split("## Recommendation audit\n")[1].split("\n## ")[0]
+    assert "test readers" in audit and "sampled readers" not in audit
+    write_run_info(fake_run, config_yaml=(fake_run / "config.yaml").read_text(), seed=7, inputs=[], timings={},
+                   extra={"best_epoch": 4, "refit_on_validation": True})
+    headline = write_report(fake_run).read_text().split("## Headline")[1].split("\n## ")[0]
+    assert "test numbers come from a model refit on train + validation for the 4 epochs" in headline

@@ -28,7 +28,7 @@ from booktower.data.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 4
+CACHE_FORMAT = 5  # 5: a re-read keeps its earliest reading (by time), not its first row in the file
 """Bump when the prepared layout or the data layer's behaviour changes, so old cache entries are not reused."""
 
 

@@ -86,7 +86,7 @@ def recommendation_audit(
             "recent_history": _describe(recent, meta, category), "recommended": recommended,
         })
     sample = rng.choice(len(top_k.users), size=min(rate_users, len(top_k.users)), replace=False)
-    rates: dict[str, Any] = {"k": k, "n_users": len(sample)}
+    rates: dict[str, Any] = {"k": k, "n_users": len(sample), "of_users": len(top_k.users)}
     sampled, valid = top_k.items[sample, :k], top_k.scores[sample, :k] > -np.inf
     if data.category_names:
         rates["category_match"] = match_rates(sampled, top_k.users[sample], histories, data.item_category, valid)

@@ -51,6 +51,12 @@ def headline_section(files: RunFiles, rng: np.random.Generator) -> str:
                     f"-o {files.run_dir / 'baselines'}` recomputes them on this run's split._\n")
     elif not files.baselines:
         text.append("_No baselines in this run (`booktower baselines --config CFG -o RUN/baselines` adds them)._\n")
+    if files.run_info.get("refit_on_validation"):
+        epochs = files.run_info.get("best_epoch")
+        text.append(f"_The model's test numbers come from a model refit on train + validation for the "
+                    f"{epochs if epochs is not None else 'selected number of'} epochs early stopping chose "
+                    "(`training.refit_on_validation`), as the baselines are fitted for the test; the validation "
+                    "numbers below come from the selected checkpoint, trained on train only._\n")
     validation = files.metrics.get("validation", {})
     if validation:
         keys = [f"{name}@{k}" for k in ks for name in ("HR", "NDCG")]
@@ -126,14 +132,21 @@ def _book(row: dict[str, Any]) -> str:
     return f"{title}{' (' + extra + ')' if extra else ''}{mark}"
 
 
+def _readers_counted(rates: dict[str, Any]) -> str:
+    n, of = rates.get("n_users"), rates.get("of_users")
+    if of is None:  # an audit.json from before the total was recorded
+        return f"{n} readers"
+    return f"all {n} test readers" if n == of else f"{n} of {of} test readers, drawn at random"
+
+
 def audit_section(audit: dict[str, Any]) -> str:
     if not audit:
         return "## Recommendation audit\n\n_(no audit.json)_\n"
     rates = audit.get("rates", {})
     text = ["## Recommendation audit\n",
             "Match rates: share of top-{k} books whose category / author appears in the reader's history "
-            "({n} sampled readers): category {c}, author {a}.\n".format(
-                k=rates.get("k"), n=rates.get("n_users"), c=_fmt(rates.get("category_match"), 3),
+            "({n}): category {c}, author {a}.\n".format(
+                k=rates.get("k"), n=_readers_counted(rates), c=_fmt(rates.get("category_match"), 3),
                 a=_fmt(rates.get("author_match"), 3))]
     for example in audit.get("examples", []):
         history = example.get("recent_history", [])

@@ -53,6 +53,24 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def code_revision() -> dict[str, Any] | None:
+    """The git commit of the booktower source that ran, and whether it had uncommitted changes; None for an
+    installed package (its version says which) or where git is missing."""
+    import subprocess
+
+    source = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10)
+        if commit.returncode != 0:
+            return None
+        changes = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no", "--",
+                                  "."], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"git_commit": commit.stdout.strip(), "uncommitted_changes": bool(changes.stdout.strip())}
+
+
 def cpu_model() -> str:
     """The CPU's marketing name (Linux: /proc/cpuinfo), else what `platform` knows."""
     try:
@@ -107,6 +125,7 @@ def write_run_info(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "inputs": file_fingerprint([p for p in inputs if p.exists()]),
         "versions": package_versions(),
+        "code": code_revision(),  # an editable install's version never changes: the commit says what ran
         "machine": machine_info(),
         # whether training ran booktower's C kernels (booktower/native): they round differently from PyTorch
         "cpu_kernels": native.status(),
