@@ -45,8 +45,6 @@ class Recommender:
         self.manifest = manifest or {}
         self.index = build_index(parts.item_vectors, config.index)
         self._vectors = np.ascontiguousarray(parts.item_vectors, dtype=np.float32)  # (n, d)
-        norms = np.linalg.norm(self._vectors, axis=1, keepdims=True)
-        self._unit = self._vectors / np.maximum(norms, 1e-12)  # (n, d) for cosine likeness between books
         self._ids = parts.items.ids.to_list()  # plain lists: a request touches ~10 rows, polars calls cost more
         self._titles = parts.metadata["title"].fill_null("").to_list()
         self._authors = parts.metadata["author"].fill_null("").to_list()
@@ -173,9 +171,15 @@ class Recommender:
         recent = np.asarray(read, dtype=np.int64)[-EXPLAIN_RECENT:]
         if recent.size == 0:
             return [None] * len(item_ids)
-        answers = self._unit[self.item_indices(list(item_ids))]  # (m, d)
-        closest = (answers @ self._unit[recent].T).argmax(axis=1)  # (m,) ties: the older read
+        answers = self._unit_rows(self.item_indices(list(item_ids)))  # (m, d)
+        closest = (answers @ self._unit_rows(recent).T).argmax(axis=1)  # (m,) ties: the older read
         return [self._ids[i] for i in recent[closest]]
+
+    def _unit_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Those books' vectors scaled to length 1 (per request: a normalised copy of the catalogue would double
+        the memory of a large bundle)."""
+        vectors = self._vectors[rows]
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
     def popular(self, k: int = 10, exclude: list[str] = (), categories: list[str] = (),
                 max_per_author: int | None = None) -> list[Recommendation]:
