@@ -23,6 +23,7 @@ def batch_lists(rec: Recommender, users: np.ndarray, k: int, categories: list[st
     `max_per_author` by one author; withdrawn books are never listed."""
     cap = check_cap(max_per_author)
     parts = rec.parts
+    has_authors = bool((rec.author_groups >= 0).any())
     allowed = rec.category_items(list(categories or []))
     blocked = None
     if allowed is not None or parts.withdrawn.any():
@@ -40,7 +41,7 @@ def batch_lists(rec: Recommender, users: np.ndarray, k: int, categories: list[st
         scores[torch.from_numpy(owner), torch.from_numpy(read)] = -torch.inf  # (b, n) the reader's books out
         if blocked is not None:
             scores[:, blocked] = -torch.inf
-        if cap is None:
+        if cap is None or not has_authors:  # a catalogue without authors: the cap caps nothing
             top_scores, top_items = (t.numpy() for t in torch.topk(scores, min(k, rec.n_items), dim=1))  # (b, k)
         else:
             top_scores, top_items = _capped_top(scores, k, rec.author_groups, cap)
