@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from booktower.data.types import Ragged
 from booktower.evaluation import metrics as m
-from booktower.evaluation.evaluator import _held_out, evaluate_split
+from booktower.evaluation.evaluator import evaluate_split
 from booktower.serving.retrieve import first_per_group
 from booktower.serving.service import author_codes
 from booktower.training.run import load_run
@@ -50,7 +51,7 @@ def main() -> None:
         raise SystemExit(f"{args.run}: its books have no authors, so a cap changes nothing")
     result = evaluate_split(score_fn_for(run.model, data, "test"), data, "test", [args.depth])
     top = result.top_k
-    truth = _held_out(data.split.test, data.n_users)
+    truth = Ragged.by_row(data.split.test.user, data.split.test.item, data.n_users)
     n_relevant = np.diff(truth.offsets)[top.users]
     saved = json.loads((args.run / "metrics.json").read_text())["test"]
     print(f"{args.run}: {len(top.users):,} test readers, {data.n_items:,} books, depth {args.depth}; "

@@ -164,3 +164,21 @@ def test_books_excluded_at_random_do_not_deepen_the_first_search_as_a_readers_ow
     assert everything_near.depths[0] == 45 + 1_000, "the old depth: every excluded book given a place at the top"
     truth = np.argsort(-np.where(allowed, vectors @ query, -np.inf))[:10]
     assert hits.ids.tolist() == truth.tolist()
+
+
+def test_deepen_grows_the_depth_until_there_is_enough_and_stops_at_the_most() -> None:
+    from booktower.serving.retrieve import deepen
+
+    asked: list[int] = []
+
+    def attempt(depth: int) -> tuple[int, bool]:
+        asked.append(depth)
+        return depth, depth >= 30
+
+    assert deepen(2, 1_000, attempt) == 32 and asked == [2, 8, 32]
+    asked.clear()
+    assert deepen(2, 20, attempt) == 20 and asked == [2, 8, 20], "never enough: the deepest attempt, at the most"
+    asked.clear()
+    assert deepen(50, 20, attempt) == 20 and asked == [20]
+    asked.clear()
+    assert deepen(0, 3, attempt) == 3 and asked == [0, 1, 3], "a zero start still grows"

@@ -165,3 +165,48 @@ def test_ids_written_as_floats_get_a_hint(trained, bundle: Path) -> None:
     # a spreadsheet or a float Parquet column writes an id with a `.0` tail
     with pytest.raises(DataError, match=r"match a book when ignoring a trailing \.0 .*write them as the bundle does"):
         change_withdrawn(bundle, [f"{data.items.ids[0]}.0"], withdraw=True)
+
+
+def _inodes(bundle: Path) -> dict[str, int]:
+    return {p.relative_to(bundle).as_posix(): p.stat().st_ino for p in bundle.rglob("*") if p.is_file()}
+
+
+def test_a_withdrawal_rewrites_only_the_books_table(trained, bundle: Path) -> None:
+    before, manifest = _inodes(bundle), json.loads((bundle / "manifest.json").read_text())
+    change_withdrawn(bundle, [trained[0].items.ids[0]], withdraw=True)
+    after, rewritten = _inodes(bundle), json.loads((bundle / "manifest.json").read_text())
+    new = {name for name in before if name in after and after[name] != before[name]}
+    assert new == {"items.parquet", "manifest.json"}, "the other files are the same files, linked"
+    assert {n: e for n, e in rewritten["files"].items() if n != "items.parquet"} == {
+        n: e for n, e in manifest["files"].items() if n != "items.parquet"}
+    assert rewritten["files"]["items.parquet"] != manifest["files"]["items.parquet"]
+    assert rewritten["withdrawn_books"] == 1 and rewritten["n_items"] == manifest["n_items"]
+    assert verify_bundle(bundle)["withdrawn_books"] == 1
+
+
+def test_where_files_cannot_be_linked_they_are_copied(trained, bundle: Path, monkeypatch) -> None:
+    def refuse(*_args, **_kwargs):
+        raise OSError("this file system has no hard links")
+
+    monkeypatch.setattr("booktower.serving.bundle.os.link", refuse)
+    change_withdrawn(bundle, [trained[0].items.ids[0]], withdraw=True)
+    assert verify_bundle(bundle)["withdrawn_books"] == 1
+    assert Recommender.from_bundle(bundle, index_kind="exact").info()["n_withdrawn"] == 1
+
+
+def test_a_damaged_file_stays_damaged_through_a_withdrawal(trained, bundle: Path) -> None:
+    """The carried files are not re-hashed, so a withdrawal cannot make a damaged bundle look whole."""
+    vectors = bundle / "user_vectors.safetensors"
+    data = bytearray(vectors.read_bytes())
+    data[-1] ^= 0xFF  # same size, other bytes
+    vectors.write_bytes(bytes(data))
+    change_withdrawn(bundle, [trained[0].items.ids[0]], withdraw=True)
+    with pytest.raises(BundleError, match="user_vectors.safetensors does not match its sha256"):
+        verify_bundle(bundle)
+
+
+def test_a_damaged_books_table_is_refused_before_anything_changes(trained, bundle: Path) -> None:
+    items = bundle / "items.parquet"
+    items.write_bytes(items.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(BundleError, match="items.parquet does not match its sha256"):
+        change_withdrawn(bundle, [trained[0].items.ids[0]], withdraw=True)

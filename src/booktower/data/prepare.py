@@ -142,9 +142,7 @@ def _tie_report(frame: pl.DataFrame, split: Split, config: DataConfig) -> dict[s
 
 def _ragged_by_user(part: Interactions, n_users: int) -> Ragged:
     """`part` is sorted by (user, time, order), so each user's items are one contiguous, time-ordered run."""
-    offsets = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(part.user, minlength=n_users), out=offsets[1:])
-    return Ragged(offsets, part.item)
+    return Ragged.by_row(part.user, part.item, n_users)
 
 
 SOURCE_PATHS = ("interactions", "items", "users", "fallback_interactions", "fallback_items")

@@ -61,6 +61,18 @@ class Ragged:
         return self.values[self.offsets[r] : self.offsets[r + 1]]
 
     @classmethod
+    def by_row(cls, rows: np.ndarray, values: np.ndarray, n_rows: int) -> "Ragged":
+        """`values` grouped by their row (each in [0, n_rows)), a row's values in their given order: a log sorted
+        by (user, time) gives each user's items oldest first."""
+        rows, values = np.asarray(rows, dtype=np.int64), np.asarray(values, dtype=np.int64)
+        if rows.size and np.any(rows[1:] < rows[:-1]):
+            order = np.argsort(rows, kind="stable")
+            rows, values = rows[order], values[order]
+        offsets = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=n_rows), out=offsets[1:])
+        return cls(offsets, values)
+
+    @classmethod
     def from_lists(cls, rows: list[list[int]]) -> "Ragged":
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)

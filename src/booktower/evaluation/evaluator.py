@@ -130,14 +130,6 @@ def rank_in_lists(hits: np.ndarray) -> np.ndarray:
     return np.where(found, hits.argmax(axis=1) + 1, -1).astype(np.int64)
 
 
-def _held_out(truth_part: Interactions, n_users: int) -> Ragged:
-    """Held-out items per user in time order (the interactions are sorted by user, time, order)."""
-    order = np.argsort(truth_part.user, kind="stable")
-    offsets = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(truth_part.user, minlength=n_users), out=offsets[1:])
-    return Ragged(offsets, truth_part.item[order].astype(np.int64))
-
-
 def _warn_short_lists(valid: np.ndarray, part: Part, n_items: int) -> None:
     """Where a reader has read nearly the whole catalogue, fewer than K books are left to rank and HR@K is
     near-trivially 1: say so rather than let the metric look like skill."""
@@ -166,7 +158,7 @@ def evaluate_split(
     """
     ks = sorted({int(k) for k in ks})
     truth_part, known_parts = parts_for(data, part)
-    truth = _held_out(truth_part, data.n_users)
+    truth = Ragged.by_row(truth_part.user, truth_part.item, data.n_users)  # held-out books, oldest first
     mask = known_items(data.n_users, *known_parts)
     evaluated = _evaluated_users(truth, users)
     top_k = rank_top_k(score_fn, evaluated, mask, max(ks), data.n_items, chunk=chunk, progress=progress,

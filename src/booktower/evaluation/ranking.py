@@ -31,10 +31,7 @@ def known_items(n_users: int, *parts: Interactions) -> Ragged:
     users, items = users[order], items[order]
     keep = np.ones(len(users), dtype=bool)
     keep[1:] = (users[1:] != users[:-1]) | (items[1:] != items[:-1])
-    users, items = users[keep], items[keep]
-    offsets = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(users, minlength=n_users), out=offsets[1:])
-    return Ragged(offsets, items)
+    return Ragged.by_row(users[keep], items[keep], n_users)
 
 
 def gather_rows(ragged: Ragged, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

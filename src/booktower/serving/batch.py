@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from booktower.serving.retrieve import first_per_group
+from booktower.serving.retrieve import deepen, first_per_group
 from booktower.serving.service import Recommender, check_cap
 
 
@@ -53,14 +53,12 @@ def batch_lists(rec: Recommender, users: np.ndarray, k: int, categories: list[st
 def _capped_top(scores: torch.Tensor, k: int, groups: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
     """Each row's best `k` with at most `cap` per group, from a list deepened until every row has k (or holds
     every candidate); a slot left empty is -inf."""
-    n = scores.shape[1]
-    depth = min(n, 4 * k)
-    while True:
+    def attempt(depth: int) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], bool]:
         deep_scores, deep_items = (t.numpy() for t in torch.topk(scores, depth, dim=1))  # (b, depth)
         keep = np.stack([first_per_group(groups[row], cap) for row in deep_items]) & np.isfinite(deep_scores)
-        if depth == n or (keep.sum(axis=1) >= k).all():
-            break
-        depth = min(n, depth * 4)
+        return (deep_scores, deep_items, keep), bool((keep.sum(axis=1) >= k).all())
+
+    deep_scores, deep_items, keep = deepen(4 * k, scores.shape[1], attempt)
     top_scores = np.full((len(deep_items), k), -np.inf, dtype=np.float32)
     top_items = np.zeros((len(deep_items), k), dtype=np.int64)
     for row, kept in enumerate(keep):

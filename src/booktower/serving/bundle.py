@@ -27,38 +27,38 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 import booktower
 from booktower.data.types import Ragged
 from booktower.data.vocab import Vocabulary
 from booktower.serving._lock import bundle_lock
+from booktower.serving.bundle_read import (
+    metadata_file, model_files, reading, seen_from, vectors_file, vocabulary_file, withdrawn_flags,
+)
 from booktower.serving.manifest import (
     FEATURE_SPEC, FORMAT, FORMAT_VERSION, ITEM_VECTORS, ITEMS, MANIFEST, MODEL_DIR, REEXPORT, REQUIRED, SEEN,
-    USER_VECTORS, VOCAB_ITEMS, VOCAB_USERS, BundleError, Manifest, parse_manifest, read_manifest_file, why,
+    USER_VECTORS, VOCAB_ITEMS, VOCAB_USERS, BundleError, Manifest, parse_manifest, read_manifest_file,
 )
 from booktower.utils.atomic import (
     atomic_path, atomic_write_json, atomic_write_parquet, atomic_write_text, make_temp_dir,
 )
 
-__all__ = ["BundleError", "BundleParts", "load_bundle", "manifest_signature", "read_manifest", "verify_bundle",
-           "write_bundle"]
+__all__ = ["BundleError", "BundleParts", "load_bundle", "manifest_signature", "read_catalogue", "read_manifest",
+           "rewrite_files", "verify_bundle", "write_bundle"]
 
 TAG_SEPARATOR = " > "
 _READ_ATTEMPTS = 5  # a bundle rewritten while it is read (no lock available) is read again, this many times
-# What parsing a damaged or edited file raises (its sha256 matched: the manifest was re-hashed over it).
-_DAMAGED = (ValueError, KeyError, TypeError, IndexError, OSError, SafetensorError, pl.exceptions.PolarsError)
 
 
 @dataclass
@@ -112,21 +112,6 @@ def sha256_file(path: Path) -> str:
 def _seen_frame(seen: Ragged) -> pl.DataFrame:
     users = np.repeat(np.arange(seen.n_rows, dtype=np.int64), np.diff(seen.offsets))
     return pl.DataFrame({"user": users, "item": seen.values.astype(np.int64)})
-
-
-def _seen_from(frame: pl.DataFrame, n_users: int, n_items: int) -> Ragged:
-    """Raises ValueError on anything a writer would not have written (the caller names the file)."""
-    if not (frame["user"].dtype.is_integer() and frame["item"].dtype.is_integer()):
-        raise ValueError(f"user and item must be integer indices, found {frame.dtypes}")
-    users = frame["user"].to_numpy().astype(np.int64)
-    items = frame["item"].to_numpy().astype(np.int64)
-    if users.size and (np.any(np.diff(users) < 0) or users.min() < 0 or users.max() >= n_users):
-        raise ValueError(f"user indices must be sorted and within [0, {n_users})")
-    if items.size and (items.min() < 0 or items.max() >= n_items):
-        raise ValueError("it holds item indices outside the item vocabulary")
-    offsets = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(users, minlength=n_users), out=offsets[1:])
-    return Ragged(offsets, items)
 
 
 def _write_files(parts: BundleParts, folder: Path) -> None:
@@ -188,6 +173,57 @@ def _refuse_to_replace(directory: Path) -> None:
 def write_bundle(parts: BundleParts, directory: Path) -> dict[str, Any]:
     """Write into a temporary sibling folder, then swap it in, under the bundle's exclusive lock: readers (who
     take the shared lock) see the old bundle or the new one, never a mix."""
+    def fill(folder: Path) -> dict[str, Any]:
+        _write_files(parts, folder)
+        return _manifest(parts, folder)
+
+    return _publish(directory, fill)
+
+
+def rewrite_files(directory: Path, names: set[str], write: Callable[[Path], None], **fields: Any) -> dict[str, Any]:
+    """A new version of the bundle in which only the files `names` are new, written by `write(folder)`, and the
+    manifest's top-level `fields` change. Every other file the manifest lists is hard-linked into the new version
+    (copied where the file system cannot link) with its sha256 carried over, so that withdrawing one book of a
+    million-book bundle writes and hashes one small table, not a gigabyte. A carried file is not re-hashed: one
+    damaged before keeps its old sha256 in the manifest and still fails whoever loads it. Swapped in as
+    `write_bundle` swaps."""
+    directory = Path(directory).resolve()
+    with bundle_lock(directory, exclusive=True):
+        previous = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        listed = read_manifest(directory).files
+
+        def fill(folder: Path) -> dict[str, Any]:
+            files = {}
+            for name, entry in listed.items():
+                if name in names:
+                    continue
+                source = directory / name
+                if not source.is_file() or source.stat().st_size != entry.bytes:
+                    raise BundleError(f"{source} is missing or not the size the manifest says: the bundle was "
+                                      f"modified; nothing was changed. Fix: {REEXPORT}")
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                _link_or_copy(source, folder / name)
+                files[name] = entry.model_dump()
+            write(folder)
+            for name in names:
+                files[name] = {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
+            return {**previous, **fields, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "files": dict(sorted(files.items()))}
+
+        return _publish(directory, fill)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Every write swaps in new files and never edits one in place, so two versions may share a file's data."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _publish(directory: Path, fill: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """`fill(folder)` writes a version's files into a temporary sibling folder and returns its manifest, which is
+    checked, written, and the folder swapped in under the bundle's exclusive lock."""
     # The real folder: `.` cannot be renamed, and through a symlink the swap would replace the link, not the bundle.
     directory = Path(directory).resolve()
     _refuse_to_replace(directory)
@@ -196,8 +232,7 @@ def write_bundle(parts: BundleParts, directory: Path) -> dict[str, Any]:
         tmp = make_temp_dir(directory.parent, f".{directory.name}.new.")
         old = directory.parent / f".{directory.name}.old.{time.time_ns()}"
         try:
-            _write_files(parts, tmp)
-            manifest = _manifest(parts, tmp)
+            manifest = fill(tmp)
             parse_manifest(manifest, tmp / MANIFEST)  # what a reader will check, checked before it is published
             atomic_write_json(tmp / MANIFEST, manifest)
             if directory.exists():
@@ -233,14 +268,20 @@ def _verify(directory: Path) -> Manifest:
     for name in manifest.files:  # before any file is opened: a manifest must not point a reader elsewhere
         if root not in (directory / name).resolve().parents:
             raise BundleError(f"{directory / MANIFEST}: file entry {name!r} points outside the bundle")
-    for name, entry in manifest.files.items():
-        path = directory / name
+    _check_files(directory, manifest, list(manifest.files))
+    return manifest
+
+
+def _check_files(directory: Path, manifest: Manifest, names: list[str]) -> None:
+    for name in names:
+        entry, path = manifest.files.get(name), directory / name
+        if entry is None:
+            raise BundleError(f"{directory / MANIFEST}: the manifest does not list {name}. Fix: {REEXPORT}")
         if not path.is_file():
             raise BundleError(f"{path} is listed in the manifest but missing")
         if path.stat().st_size != entry.bytes or sha256_file(path) != entry.sha256:
             raise BundleError(f"{path} does not match its sha256 in the manifest: "
                               "the bundle was modified or is incomplete; re-export it")
-    return manifest
 
 
 def verify_bundle(directory: Path) -> dict[str, Any]:
@@ -250,98 +291,43 @@ def verify_bundle(directory: Path) -> dict[str, Any]:
         return _verify(directory).as_json()
 
 
-@contextmanager
-def _reading(path: Path) -> Iterator[None]:
-    """Whatever a damaged file raises while it is parsed becomes a BundleError naming the file."""
-    try:
-        yield
-    except BundleError:
-        raise
-    except _DAMAGED as exc:
-        raise BundleError(f"{path} cannot be read ({why(exc)}): the bundle is damaged or was edited after export. "
-                          f"Fix: {REEXPORT}") from None
-
-
-def _vectors(path: Path, key: str, rows: int, dim: int) -> np.ndarray:
-    with _reading(path):
-        vectors = load_file(str(path))[key]
-        if vectors.dtype != np.float32 or vectors.shape != (rows, dim):
-            raise ValueError(f"{key!r} is {vectors.dtype} {vectors.shape}; the manifest says float32 {(rows, dim)}")
-        if not np.isfinite(vectors).all():
-            raise ValueError(f"{key!r} holds NaN or infinite values")
-    return vectors
-
-
-def _vocabulary(path: Path, size: int) -> Vocabulary:
-    with _reading(path):
-        vocab = Vocabulary.load(path)
-        if len(vocab) != size:
-            raise ValueError(f"{len(vocab)} ids, the manifest says {size}")
-    return vocab
-
-
-def _metadata(path: Path, items: Vocabulary) -> pl.DataFrame:
-    with _reading(path):
-        frame = pl.read_parquet(path)
-        missing = [c for c in ("item_id", "title", "author", "categories", "train_count") if c not in frame.columns]
-        if missing:
-            raise ValueError(f"no column {missing[0]!r}")
-        if not frame["item_id"].equals(items.ids, check_names=False, check_dtypes=False):
-            raise ValueError(f"item_id does not follow {VOCAB_ITEMS}")
-        if not frame["train_count"].dtype.is_integer() or (frame["train_count"] < 0).any():
-            raise ValueError("train_count must be counts (non-negative integers)")
-        wrong = [c for c in ("item_id", "title", "author", "categories") if frame[c].dtype not in (pl.String, pl.Null)]
-        if wrong:
-            raise ValueError(f"column {wrong[0]!r} is {frame[wrong[0]].dtype}, not text")
-        if "withdrawn" in frame.columns and (frame["withdrawn"].dtype != pl.Boolean or frame["withdrawn"].null_count()):
-            raise ValueError("withdrawn must be true/false for every book")
-    return frame
-
-
-def _withdrawn(path: Path, metadata: pl.DataFrame, manifest: Manifest) -> np.ndarray:
-    """The withdrawn flags (none in a bundle from before them), checked against the manifest's count."""
-    flags = (metadata["withdrawn"].to_numpy() if "withdrawn" in metadata.columns
-             else np.zeros(metadata.height, dtype=bool))
-    if int(flags.sum()) != manifest.withdrawn_books:
-        raise BundleError(f"{path} withdraws {int(flags.sum())} books and {MANIFEST} says {manifest.withdrawn_books}: "
-                          f"the bundle was edited after it was written. Fix: {REEXPORT}")
-    return flags
-
-
-def _model_files(directory: Path, manifest: Manifest) -> dict[str, bytes]:
-    """The model/ files the manifest lists, by name; a stray file there (a .pkl, notes) is never opened."""
-    files = {}
-    for name in manifest.model_files:
-        with _reading(directory / MODEL_DIR / name):
-            files[name] = (directory / MODEL_DIR / name).read_bytes()
-    return files
+def read_catalogue(directory: Path) -> tuple[Vocabulary, pl.DataFrame, np.ndarray]:
+    """The book vocabulary, items.parquet (every column) and its withdrawn flags, these two files checked against
+    their sha256 and nothing else read: what a change to the catalogue's flags needs (`index withdraw`). Call it
+    under the bundle's lock."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    _check_files(directory, manifest, [VOCAB_ITEMS, ITEMS])
+    items = vocabulary_file(directory / VOCAB_ITEMS, manifest.n_items)
+    metadata = metadata_file(directory / ITEMS, items)
+    return items, metadata, withdrawn_flags(directory / ITEMS, metadata, manifest)
 
 
 def _read_bundle(directory: Path) -> tuple[BundleParts, Manifest]:
     """One read of the files the verified manifest lists, each checked against the manifest's sizes."""
     manifest = _verify(directory)
-    items = _vocabulary(directory / VOCAB_ITEMS, manifest.n_items)
-    users = _vocabulary(directory / VOCAB_USERS, manifest.n_users)
-    metadata = _metadata(directory / ITEMS, items)
-    with _reading(directory / SEEN):
-        seen = _seen_from(pl.read_parquet(directory / SEEN, columns=["user", "item"]), len(users), len(items))
-    with _reading(directory / FEATURE_SPEC):
+    items = vocabulary_file(directory / VOCAB_ITEMS, manifest.n_items)
+    users = vocabulary_file(directory / VOCAB_USERS, manifest.n_users)
+    metadata = metadata_file(directory / ITEMS, items)
+    with reading(directory / SEEN):
+        seen = seen_from(pl.read_parquet(directory / SEEN, columns=["user", "item"]), len(users), len(items))
+    with reading(directory / FEATURE_SPEC):
         from booktower.data.features import FeatureSpec
 
         feature_spec = json.loads((directory / FEATURE_SPEC).read_text(encoding="utf-8"))
         FeatureSpec.from_json(feature_spec)  # parses, so the encoder will too
     parts = BundleParts(
-        item_vectors=_vectors(directory / ITEM_VECTORS, "items", manifest.n_items, manifest.dim),
-        user_vectors=_vectors(directory / USER_VECTORS, "users", manifest.n_users, manifest.dim),
+        item_vectors=vectors_file(directory / ITEM_VECTORS, "items", manifest.n_items, manifest.dim),
+        user_vectors=vectors_file(directory / USER_VECTORS, "users", manifest.n_users, manifest.dim),
         items=items, users=users,
         metadata=metadata.select("item_id", "title", "author", "categories"),
         seen=seen,
         popularity=metadata["train_count"].to_numpy().astype(np.int64),
         feature_spec=feature_spec,
-        model_files=_model_files(directory, manifest),
+        model_files=model_files(directory, manifest),
         n_model_items=manifest.n_model_items,
         info=manifest.info(),
-        withdrawn=_withdrawn(directory / ITEMS, metadata, manifest),
+        withdrawn=withdrawn_flags(directory / ITEMS, metadata, manifest),
     )
     return parts, manifest
 

@@ -8,11 +8,15 @@ results while k allowed items exist.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from booktower.serving.index import RetrievalIndex
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -60,18 +64,30 @@ def search_filtered(
         return _exact_among(vectors, query, np.flatnonzero(allowed), want)
     # Expect to discard the excluded share: scale by n / n_allowed, plus room for the excluded items near the top.
     near = n - n_allowed if near_excluded is None else min(near_excluded, n - n_allowed)
-    fetch = min(n, int(np.ceil(k * overfetch * n / n_allowed)) + min(near, n // 10))
-    while True:
+    first = int(np.ceil(k * overfetch * n / n_allowed)) + min(near, n // 10)
+
+    def attempt(fetch: int) -> tuple[Hits | None, bool]:
         scores, ids = index.search(query, fetch)
-        ids, scores = ids[0], scores[0]
-        valid = ids >= 0
-        ids, scores = ids[valid], scores[valid]
+        valid = ids[0] >= 0
+        ids, scores = ids[0][valid], scores[0][valid]
         keep = allowed[ids]
-        if keep.sum() >= want:
-            return Hits(ids[keep][:want], scores[keep][:want])
-        if fetch >= n:
-            return _exact_among(vectors, query, np.flatnonzero(allowed), want)
-        fetch = min(n, fetch * 4)
+        enough = keep.sum() >= want
+        return (Hits(ids[keep][:want], scores[keep][:want]) if enough else None), enough
+
+    # An index that runs out of candidates (an approximate one can miss rows) leaves the exact scores.
+    return deepen(first, n, attempt) or _exact_among(vectors, query, np.flatnonzero(allowed), want)
+
+
+def deepen(first: int, most: int, attempt: Callable[[int], tuple[T, bool]], growth: int = 4) -> T:
+    """`attempt(depth)` at depth `first`, then `growth` times deeper each time, up to `most`, until it says it has
+    enough: what a filtered or capped search does, since how deep k survivors lie is known only by looking.
+    Returns the first attempt that had enough, or the deepest one."""
+    depth = min(first, most)
+    while True:
+        result, enough = attempt(depth)
+        if enough or depth >= most:
+            return result
+        depth = min(most, max(depth * growth, depth + 1))
 
 
 def _exact_among(vectors: np.ndarray, query: np.ndarray, candidates: np.ndarray, k: int) -> Hits:
@@ -102,10 +118,10 @@ def search_capped(
     """Top-k among the allowed items with at most `cap` per group (`groups`: (n,) codes, -1 = no group): a
     deeper list is fetched until k survive the cap, or every allowed item has been seen."""
     n_allowed = len(vectors) if allowed is None else int(allowed.sum())
-    fetch = min(n_allowed, k * overfetch)
-    while True:
+
+    def attempt(fetch: int) -> tuple[Hits, bool]:
         hits = search_filtered(index, vectors, query, fetch, allowed, overfetch, near_excluded)
         keep = first_per_group(groups[hits.ids], cap)
-        if keep.sum() >= k or fetch >= n_allowed:
-            return Hits(hits.ids[keep][:k], hits.scores[keep][:k])
-        fetch = min(n_allowed, fetch * 4)
+        return Hits(hits.ids[keep][:k], hits.scores[keep][:k]), keep.sum() >= k
+
+    return deepen(k * overfetch, n_allowed, attempt)

@@ -16,7 +16,7 @@ from booktower.data.vocab import UnknownIdError
 from booktower.serving.bundle import TAG_SEPARATOR, BundleParts, load_bundle
 from booktower.serving.encoder import Encoder, ModelEncoder
 from booktower.serving.index import build_index
-from booktower.serving.retrieve import Hits, allowed_mask, first_per_group, search_capped, search_filtered
+from booktower.serving.retrieve import Hits, allowed_mask, deepen, first_per_group, search_capped, search_filtered
 
 
 @dataclass(frozen=True)
@@ -232,13 +232,12 @@ NOT_IN_BUNDLE = ("books pruned at prepare for too few interactions, or missing f
 def _capped_prefix(ranked: np.ndarray, groups: np.ndarray, cap: int, k: int) -> np.ndarray:
     """The first entries of `ranked` with at most `cap` per group, enough for k: a longer prefix is capped until
     k survive (or the whole list has been)."""
-    depth = 4 * k
-    while True:
+    def attempt(depth: int) -> tuple[np.ndarray, bool]:
         prefix = ranked[:depth]
         kept = prefix[first_per_group(groups[prefix], cap)]
-        if len(kept) >= k or depth >= len(ranked):
-            return kept
-        depth *= 4
+        return kept, len(kept) >= k
+
+    return deepen(4 * k, len(ranked), attempt)
 
 
 def check_cap(max_per_author: Any) -> int | None:

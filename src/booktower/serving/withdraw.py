@@ -10,16 +10,18 @@ re-export over the bundle keeps the withdrawals of the books the new bundle stil
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from booktower.data.errors import DataError
+from booktower.data.vocab import Vocabulary
 from booktower.serving._lock import bundle_lock
-from booktower.serving.bundle import BundleParts, is_bundle_folder, load_bundle, read_manifest, write_bundle
+from booktower.serving.bundle import BundleParts, is_bundle_folder, read_catalogue, read_manifest, rewrite_files
 from booktower.serving.manifest import ITEMS, BundleError, CatalogueColumns
+from booktower.utils.atomic import atomic_write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -49,36 +51,38 @@ def read_book_ids(path: Path, columns: CatalogueColumns | None = None) -> list[s
 
 def change_withdrawn(bundle_dir: Path, ids: list[str], withdraw: bool, ignore_unknown: bool = False,
                      everything: bool = False) -> WithdrawalChange:
-    """Withdraw (or restore) the books `ids` of the bundle, or every book with `everything`; the bundle is
-    rewritten atomically under its exclusive lock, so concurrent changes queue and none is lost. Ids the bundle
-    does not hold are an error naming them, unless `ignore_unknown`."""
+    """Withdraw (or restore) the books `ids` of the bundle, or every book with `everything`, under the bundle's
+    exclusive lock, so concurrent changes queue and none is lost. Only items.parquet is rewritten (the other files
+    carry over as they are, `rewrite_files`), and the new version is swapped in atomically. Ids the bundle does
+    not hold are an error naming them, unless `ignore_unknown`."""
     bundle_dir = Path(bundle_dir)
     with bundle_lock(bundle_dir, exclusive=True):
-        parts, _ = load_bundle(bundle_dir)
+        items, metadata, withdrawn = read_catalogue(bundle_dir)
         # `everything`: the books not yet in the asked state, so that none counts as already there
-        found = (np.flatnonzero(parts.withdrawn != withdraw) if everything
-                 else parts.items.encode(ids, unknown="null"))
+        found = np.flatnonzero(withdrawn != withdraw) if everything else items.encode(ids, unknown="null")
         unknown = [raw for raw, index in zip(ids, found.tolist()) if index < 0]
         if unknown and not ignore_unknown:
             raise DataError(f"{len(unknown):,} of the {len(ids):,} books named are not in the bundle {bundle_dir}, "
-                            f"e.g. {unknown[:5]}{_written_differently(ids, found, parts)}; nothing was changed",
+                            f"e.g. {unknown[:5]}{_written_differently(ids, found, items)}; nothing was changed",
                             fix="check the ids against the bundle's books (its vocab/items.parquet), or pass "
                                 "--ignore-unknown to change the others (a stock list may name books it never had)")
         chosen = found[found >= 0]
-        flags = parts.withdrawn.copy()
+        flags = withdrawn.copy()
         changed = int((flags[chosen] != withdraw).sum())
         flags[chosen] = withdraw
         if changed:
-            write_bundle(replace(parts, withdrawn=flags), bundle_dir)
+            table = metadata.with_columns(pl.Series("withdrawn", flags))
+            rewrite_files(bundle_dir, {ITEMS}, lambda folder: atomic_write_parquet(table, folder / ITEMS),
+                          withdrawn_books=int(flags.sum()))
     return WithdrawalChange(changed, len(chosen) - changed, unknown, int(flags.sum()), len(flags))
 
 
-def _written_differently(ids: list[str], found: np.ndarray, parts: BundleParts) -> str:
+def _written_differently(ids: list[str], found: np.ndarray, items: Vocabulary) -> str:
     """Why unknown ids may still name the bundle's books: written with a `.0`, other zeros, case or spaces."""
     from booktower.data.id_mismatch import diagnose
 
     named = pl.Series(ids, dtype=pl.String)
-    mismatch = diagnose(named, parts.items.ids, pl.Series(found < 0))
+    mismatch = diagnose(named, items.ids, pl.Series(found < 0))
     if not mismatch.n_rewritten:
         return ""
     how = ", ".join(f"{kind} (named {mine!r} = bundle {theirs!r})" for kind, (mine, theirs) in mismatch.differences.items())

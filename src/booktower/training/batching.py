@@ -33,9 +33,7 @@ def merge_in_time_order(*parts: Interactions) -> Interactions:
 def user_histories(n_users: int, *parts: Interactions) -> Ragged:
     """Each user's items of the given parts in time order (parts are given oldest part first)."""
     merged = merge_in_time_order(*parts)
-    offsets = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(merged.user, minlength=n_users), out=offsets[1:])
-    return Ragged(offsets, merged.item.astype(np.int64))
+    return Ragged.by_row(merged.user, merged.item, n_users)
 
 
 class TrainingData:
