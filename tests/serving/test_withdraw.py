@@ -194,15 +194,31 @@ def test_where_files_cannot_be_linked_they_are_copied(trained, bundle: Path, mon
     assert Recommender.from_bundle(bundle, index_kind="exact").info()["n_withdrawn"] == 1
 
 
-def test_a_damaged_file_stays_damaged_through_a_withdrawal(trained, bundle: Path) -> None:
-    """The carried files are not re-hashed, so a withdrawal cannot make a damaged bundle look whole."""
+def test_a_withdrawal_from_a_damaged_bundle_is_refused(trained, bundle: Path) -> None:
+    """Publishing it would give a running server a version it cannot load, while the command said it worked."""
     vectors = bundle / "user_vectors.safetensors"
     data = bytearray(vectors.read_bytes())
     data[-1] ^= 0xFF  # same size, other bytes
     vectors.write_bytes(bytes(data))
-    change_withdrawn(bundle, [trained[0].items.ids[0]], withdraw=True)
     with pytest.raises(BundleError, match="user_vectors.safetensors does not match its sha256"):
-        verify_bundle(bundle)
+        change_withdrawn(bundle, [trained[0].items.ids[0]], withdraw=True)
+    assert json.loads((bundle / "manifest.json").read_text())["withdrawn_books"] == 0
+
+
+def test_a_failed_swap_leaves_the_previous_version_in_place(trained, bundle: Path, monkeypatch) -> None:
+    rename = Path.rename
+
+    def failing(self: Path, target):
+        if self.name.startswith(f".{bundle.name}.new."):
+            raise OSError("disk full")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing)
+    with pytest.raises(OSError, match="disk full"):
+        change_withdrawn(bundle, [trained[0].items.ids[0]], withdraw=True)
+    monkeypatch.undo()
+    assert verify_bundle(bundle)["withdrawn_books"] == 0
+    assert [p.name for p in bundle.parent.iterdir() if p.name.startswith(f".{bundle.name}.")] == [f".{bundle.name}.lock"]
 
 
 def test_a_damaged_books_table_is_refused_before_anything_changes(trained, bundle: Path) -> None:

@@ -184,31 +184,29 @@ def rewrite_files(directory: Path, names: set[str], write: Callable[[Path], None
     """A new version of the bundle in which only the files `names` are new, written by `write(folder)`, and the
     manifest's top-level `fields` change. Every other file the manifest lists is hard-linked into the new version
     (copied where the file system cannot link) with its sha256 carried over, so that withdrawing one book of a
-    million-book bundle writes and hashes one small table, not a gigabyte. A carried file is not re-hashed: one
-    damaged before keeps its old sha256 in the manifest and still fails whoever loads it. Swapped in as
+    large bundle writes one table instead of every vector. The whole bundle is verified first, as a load would:
+    a change to a damaged bundle is refused rather than published as a version no server can load. Swapped in as
     `write_bundle` swaps."""
     directory = Path(directory).resolve()
     with bundle_lock(directory, exclusive=True):
+        listed = _verify(directory).files
         previous = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-        listed = read_manifest(directory).files
 
         def fill(folder: Path) -> dict[str, Any]:
             files = {}
             for name, entry in listed.items():
                 if name in names:
                     continue
-                source = directory / name
-                if not source.is_file() or source.stat().st_size != entry.bytes:
-                    raise BundleError(f"{source} is missing or not the size the manifest says: the bundle was "
-                                      f"modified; nothing was changed. Fix: {REEXPORT}")
+                if (directory / name).is_symlink():  # export writes none; a link would carry its target's path
+                    raise BundleError(f"{directory / name} is a symbolic link; nothing was changed. Fix: {REEXPORT}")
                 (folder / name).parent.mkdir(parents=True, exist_ok=True)
-                _link_or_copy(source, folder / name)
+                _link_or_copy(directory / name, folder / name)
                 files[name] = entry.model_dump()
             write(folder)
             for name in names:
                 files[name] = {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
-            return {**previous, **fields, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "files": dict(sorted(files.items()))}
+            return {**previous, **fields, "booktower_version": booktower.__version__,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": dict(sorted(files.items()))}
 
         return _publish(directory, fill)
 
@@ -237,7 +235,12 @@ def _publish(directory: Path, fill: Callable[[Path], dict[str, Any]]) -> dict[st
             atomic_write_json(tmp / MANIFEST, manifest)
             if directory.exists():
                 directory.rename(old)
-            tmp.rename(directory)
+            try:
+                tmp.rename(directory)
+            except OSError:
+                if old.exists():  # put the previous version back before the cleanup below removes it
+                    old.rename(directory)
+                raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.rmtree(old, ignore_errors=True)
