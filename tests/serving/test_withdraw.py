@@ -226,3 +226,19 @@ def test_a_damaged_books_table_is_refused_before_anything_changes(trained, bundl
     items.write_bytes(items.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(BundleError, match="items.parquet does not match its sha256"):
         change_withdrawn(bundle, [trained[0].items.ids[0]], withdraw=True)
+
+
+def test_when_the_previous_version_cannot_be_put_back_it_is_kept_beside(trained, bundle: Path, monkeypatch) -> None:
+    rename = Path.rename
+
+    def failing(self: Path, target):
+        if self.name.startswith((f".{bundle.name}.new.", f".{bundle.name}.old.")):
+            raise OSError("disk full")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing)
+    with pytest.raises(OSError, match="disk full"):
+        change_withdrawn(bundle, [trained[0].items.ids[0]], withdraw=True)
+    monkeypatch.undo()
+    kept = [p for p in bundle.parent.iterdir() if p.name.startswith(f".{bundle.name}.old.")]
+    assert not bundle.exists() and len(kept) == 1 and verify_bundle(kept[0])["withdrawn_books"] == 0

@@ -243,7 +243,8 @@ def _publish(directory: Path, fill: Callable[[Path], dict[str, Any]]) -> dict[st
                 raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.rmtree(old, ignore_errors=True)
+            if directory.exists():  # else `old` is the only copy left (putting it back failed too): keep it
+                shutil.rmtree(old, ignore_errors=True)
     return manifest
 
 
