@@ -205,15 +205,20 @@ def test_a_withdrawal_from_a_damaged_bundle_is_refused(trained, bundle: Path) ->
     assert json.loads((bundle / "manifest.json").read_text())["withdrawn_books"] == 0
 
 
-def test_a_failed_swap_leaves_the_previous_version_in_place(trained, bundle: Path, monkeypatch) -> None:
+def _renames_fail(monkeypatch, *prefixes: str) -> None:
+    """Renaming a folder whose name starts with one of `prefixes` fails, as on a full or failing disk."""
     rename = Path.rename
 
     def failing(self: Path, target):
-        if self.name.startswith(f".{bundle.name}.new."):
+        if self.name.startswith(prefixes):
             raise OSError("disk full")
         return rename(self, target)
 
     monkeypatch.setattr(Path, "rename", failing)
+
+
+def test_a_failed_swap_leaves_the_previous_version_in_place(trained, bundle: Path, monkeypatch) -> None:
+    _renames_fail(monkeypatch, f".{bundle.name}.new.")
     with pytest.raises(OSError, match="disk full"):
         change_withdrawn(bundle, [trained[0].items.ids[0]], withdraw=True)
     monkeypatch.undo()
@@ -229,14 +234,7 @@ def test_a_damaged_books_table_is_refused_before_anything_changes(trained, bundl
 
 
 def test_when_the_previous_version_cannot_be_put_back_it_is_kept_beside(trained, bundle: Path, monkeypatch) -> None:
-    rename = Path.rename
-
-    def failing(self: Path, target):
-        if self.name.startswith((f".{bundle.name}.new.", f".{bundle.name}.old.")):
-            raise OSError("disk full")
-        return rename(self, target)
-
-    monkeypatch.setattr(Path, "rename", failing)
+    _renames_fail(monkeypatch, f".{bundle.name}.new.", f".{bundle.name}.old.")
     with pytest.raises(OSError, match="disk full"):
         change_withdrawn(bundle, [trained[0].items.ids[0]], withdraw=True)
     monkeypatch.undo()
