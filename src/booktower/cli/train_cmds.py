@@ -28,6 +28,10 @@ def train_command(
                                     help="The run directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN/checkpoints/last, with RUN/config.yaml "
                                                         "when --config is not given."),
+    validation_only: bool = typer.Option(
+        False, "--validation-only",
+        help="Stop after the fit: RUN/validation.json holds the selected epoch's validation metrics; no refit, and "
+             "the test split is not read. `--resume` without this flag later completes the run."),
 ) -> None:
     """Train the two-tower model; write the run (checkpoints, epochs.csv, model, metrics.json, report)."""
     from booktower.training.pipeline import RunAlreadyFinished, train_run
@@ -52,7 +56,7 @@ def train_command(
         cfg = anchor_tracking_paths(anchor_data_paths(cfg, start), start)
     with friendly_errors():
         try:
-            result = train_run(cfg, output_dir, resume=resume)
+            result = train_run(cfg, output_dir, resume=resume, validation_only=validation_only)
         except RunAlreadyFinished as done:  # every rank gets it; nothing to do, and that is no error
             if main_rank:
                 console.print(str(done))
@@ -68,10 +72,18 @@ def train_command(
         if not main_rank:
             return
         report = result.report
-    test = result.metrics["test"]
-    console.print("test " + "  ".join(f"{k} {test[k]:.4f}" for k in ("HR@10", "NDCG@10", "HR@20", "NDCG@20",
-                                                                     "HR@50", "NDCG@50") if k in test))
+    if validation_only:
+        console.print(f"validation (epoch {result.fit.best_epoch}) " + _headline(result.metrics["validation"]))
+        console.print(f"wrote {output_dir}; the test split was not read. `booktower train -o {output_dir} --resume` "
+                      "completes the run: refit, then the test, scored once")
+        return
+    console.print("test " + _headline(result.metrics["test"]))
     console.print(f"wrote {output_dir}" + (f" and {report}" if report else ""))
+
+
+def _headline(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{k} {metrics[k]:.4f}" for k in ("HR@10", "NDCG@10", "HR@20", "NDCG@20", "HR@50", "NDCG@50")
+                     if k in metrics)
 
 
 def register(app: typer.Typer) -> None:

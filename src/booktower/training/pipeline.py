@@ -124,7 +124,7 @@ def _finished_run(run_dir: Path, dist: DistContext) -> str | None:
 
 EARLIER_RUN_OUTPUTS = ("checkpoints", "refit", "model", "plots", "run.json", "metrics.json", "report.md",
                        "epochs.csv", "split.json", "per_user_validation.parquet", "per_user_test.parquet",
-                       "diagnostics.json", "audit.json")
+                       "diagnostics.json", "audit.json", "validation.json")
 """What a training run writes and a new run over it replaces. Baselines (RUN/baselines) and the MLflow link stay."""
 
 
@@ -140,6 +140,22 @@ def _forget_earlier_run(run_dir: Path) -> None:
             path.unlink()
 
 
+def _open_run_dir(run_dir: Path, config_yaml: str, data: PreparedData, resume: bool) -> None:
+    """Rank 0's first writes: what the run trains on, before the first epoch."""
+    if not resume and (run_dir / "metrics.json").exists():
+        log.warning("%s already holds a trained run: its files are being replaced (a new --output-dir keeps it)",
+                    run_dir)
+    if not resume:
+        _forget_earlier_run(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        record_start(run_dir)  # an interrupted run's relative data paths resume from any folder
+    atomic_write_text(run_dir / "config.yaml", config_yaml)
+    atomic_write_json(run_dir / "data_summary.json", data.summary)
+    data.users.save(run_dir / "vocab" / "users.parquet")
+    data.items.save(run_dir / "vocab" / "items.parquet")
+
+
 def _prepare_in_turn(config: BooktowerConfig, dist: DistContext) -> tuple[PreparedData, list[Path]]:
     """Rank 0 prepares (and fills the cache) first; the other ranks then read the cache."""
     if not dist.is_main:
@@ -151,20 +167,24 @@ def _prepare_in_turn(config: BooktowerConfig, dist: DistContext) -> tuple[Prepar
 
 
 def train_run(config: BooktowerConfig, run_dir: Path | str, resume: bool = False,
-              data: PreparedData | None = None) -> TrainResult:
+              data: PreparedData | None = None, validation_only: bool = False) -> TrainResult:
     """Train the configured model and write the whole run layout into `run_dir`. Under torchrun every rank
-    trains and only rank 0 writes; the other ranks return a result with empty metrics."""
+    trains and only rank 0 writes; the other ranks return a result with empty metrics.
+
+    `validation_only` stops after the fit (early stopping on validation): RUN/validation.json holds the selected
+    epoch's validation metrics, and neither the refit nor the test split is run. The run is left unfinished, so
+    `resume=True` without the flag later completes it (refit, test scored once, model, report)."""
     if config.tracking.mlflow:
         check_local_store(config)  # before anything is prepared or written: a refused store leaves no half run
     dist = init_distributed(resolve_device(config.training.device).type)
     try:
-        return _train_run(config, Path(run_dir), resume, data, dist)
+        return _train_run(config, Path(run_dir), resume, data, dist, validation_only)
     finally:
         shutdown(dist)
 
 
 def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: PreparedData | None,
-               dist: DistContext) -> TrainResult:
+               dist: DistContext, validation_only: bool) -> TrainResult:
     timings = Timings()
     config_yaml = dump_config(config)
     if resume:
@@ -183,26 +203,17 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
                       config.evaluation.user_chunk, dist)
     if not dist.is_main:
         fit = trainer.fit(resume=resume)
-        if config.training.refit_on_validation:
+        if config.training.refit_on_validation and not validation_only:
             refit(config, data, fit.best_epoch, run_dir, dist, resume=resume)
         dist.barrier()  # wait for rank 0's final evaluation and artefacts
         return TrainResult(run_dir, {}, fit, model, data)
-    if not resume and (run_dir / "metrics.json").exists():
-        log.warning("%s already holds a trained run: its files are being replaced (a new --output-dir keeps it)",
-                    run_dir)
-    if not resume:
-        _forget_earlier_run(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        record_start(run_dir)  # an interrupted run's relative data paths resume from any folder
-    atomic_write_text(run_dir / "config.yaml", config_yaml)
-    atomic_write_json(run_dir / "data_summary.json", data.summary)
-    data.users.save(run_dir / "vocab" / "users.parquet")
-    data.items.save(run_dir / "vocab" / "items.parquet")
+    _open_run_dir(run_dir, config_yaml, data, resume)
     tracker = Tracker.start(config, run_dir, resume)
     try:
         with timings.step("fit"):
             fit = trainer.fit(resume=resume, on_epoch=tracker.log_epoch)
+        if validation_only:
+            return _stop_after_fit(config, run_dir, fit, model, data, inputs, timings, tracker, dist)
         load_weights(fit.best_checkpoint, model)
         test_model = model
         if config.training.refit_on_validation:
@@ -229,6 +240,30 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
                                   if k.split("@")[0] in ("HR", "NDCG") and "@" in k))
     dist.barrier()
     return TrainResult(run_dir, metrics, fit, test_model, data, report, selected=model)
+
+
+VALIDATION_ONLY_FILE = "validation.json"
+
+
+def _stop_after_fit(config: BooktowerConfig, run_dir: Path, fit: FitResult, model: TwoTower, data: PreparedData,
+                    inputs: list[Path], timings: Timings, tracker: Tracker, dist: DistContext) -> TrainResult:
+    """A validation-only run's end: the selected epoch's validation row is its result. run.json records what
+    ran but not `finished`, which is what lets a later `--resume` go on to the refit and the test."""
+    best = next((row for row in fit.rows if row["epoch"] == fit.best_epoch), None)
+    validation = {key[4:]: float(value) for key, value in (best or {}).items() if key.startswith("val_")}
+    atomic_write_json(run_dir / VALIDATION_ONLY_FILE, {
+        "best_epoch": fit.best_epoch, "epochs_run": len(fit.rows), "stopped_early": fit.stopped_early,
+        "selected_by": config.training.early_stopping.metric, "validation": validation,
+        "test": "not scored: `booktower train -o RUN --resume` completes the run (refit, then the test, once)"})
+    write_run_info(run_dir, config_yaml=dump_config(config), seed=config.seed, inputs=inputs,
+                   timings=timings.seconds, extra={"validation_only": True, "best_epoch": fit.best_epoch,
+                                                   "epochs_run": len(fit.rows), "world_size": dist.world_size,
+                                                   "peak_rss_mb": round(peak_memory_mb(), 1)})
+    tracker.finish({"validation": validation}, run_dir)
+    log.info("validation (epoch %d): %s; the test split was not read", fit.best_epoch,
+             ", ".join(f"{k} {v:.4f}" for k, v in validation.items() if k.split("@")[0] in ("HR", "NDCG")))
+    dist.barrier()
+    return TrainResult(run_dir, {"validation": validation}, fit, model, data, selected=model)
 
 
 def maybe_write_report(run_dir: Path) -> Path | None:
