@@ -40,6 +40,9 @@ class MeanEncoder:
         vectors = np.stack([self.centres[c[0]] for c in catalogue["categories"].to_list()]).astype(np.float32)
         return EncodedBooks(vectors, codes=None)
 
+    def reader_features(self) -> dict[str, str]:
+        return {}
+
 
 def toy_parts(n_clusters: int = 4, per_cluster: int = 30, seen_per_user: int = 5) -> tuple[BundleParts, np.ndarray]:
     """Items in planted clusters; reader u belongs to cluster u % C and has read `seen_per_user` of its books."""

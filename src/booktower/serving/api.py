@@ -77,6 +77,9 @@ class RecommendationList(BaseModel):
     unknown_history: list[str] | None = Field(
         None, description="History ids this bundle does not hold (pruned at prepare, or not in the training "
         "catalogue), left out of the reader's vector (history requests only)")
+    unknown_features: list[str] | None = Field(
+        None, description="Reader metadata names the model does not read (names match exactly; /health lists the "
+        "ones it reads), left out of the reader's vector (history requests only)")
 
 
 FeatureValue = StrictBool | StrictInt | StrictFloat | StrictStr | None
@@ -92,7 +95,8 @@ class HistoryRequest(BaseModel):
     history: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(..., min_length=1, max_length=_ID_LIST_MAX)
     k: StrictInt = Field(10, ge=1, le=_ID_LIST_MAX)
     features: dict[Annotated[str, Field(max_length=100)], FeatureValue] | None = Field(
-        None, max_length=50, description="Reader metadata by name (e.g. age, gender); unknown names are ignored, null is "
+        None, max_length=50, description="Reader metadata by name (e.g. age, gender; /health lists the names the model "
+        "reads); other names are left out and listed in the answer's `unknown_features`, null is "
         "unknown, a numeric feature's value must be a number (422 otherwise)")
     exclude: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(default_factory=list, max_length=_ID_LIST_MAX)
     categories: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=50,
@@ -109,6 +113,9 @@ class Health(BaseModel):
     dim: int
     index: str
     format_version: int | None
+    reader_features: dict[str, str] = Field(
+        default_factory=dict, description="Reader metadata a POST /recommendations may carry: name -> numeric or "
+        "categorical")
     booktower_version: str | None
     created: str | None
 
@@ -247,7 +254,8 @@ def _add_reader_routes(app: FastAPI, current: Callable[[], Recommender], first: 
         if request.explain:
             read = rec.item_indices([i.strip() for i in request.history if i.strip() not in set(unknown)])
             because = rec.because([r.item_id for r in rows], read)
-        return RecommendationList(k=request.k, items=_items(rows, because), unknown_history=unknown)
+        return RecommendationList(k=request.k, items=_items(rows, because), unknown_history=unknown,
+                                  unknown_features=rec.unknown_features(request.features))
 
     # The body model is local (it carries this server's limits): give FastAPI the class, not a string annotation.
     recommend_history.__annotations__["request"] = _anonymous_request_model(first, first.config)

@@ -47,6 +47,10 @@ class Encoder(Protocol):
         """Standard catalogue rows (item_id, title, author, categories, num:*...), featurised once."""
         ...
 
+    def reader_features(self) -> dict[str, str]:
+        """The reader metadata the model reads: name -> "numeric" | "categorical"."""
+        ...
+
 
 def user_feature_columns(spec: FeatureSpec) -> dict[str, str]:
     """Reader metadata a request may carry: name -> "numeric" | "categorical" (history aggregates excluded)."""
@@ -140,6 +144,9 @@ class ModelEncoder:
             raise BundleError(f"{where / MODEL_SPEC}: the model encodes {probe_user.shape[1]}-d vectors, the "
                               f"bundle's are {parts.dim}-d. Fix: {REEXPORT}")
         return encoder
+
+    def reader_features(self) -> dict[str, str]:
+        return user_feature_columns(self.spec)
 
     def user_vectors(self, histories: Ragged, features: list[dict[str, Any]] | None = None) -> np.ndarray:
         import torch

@@ -98,6 +98,12 @@ class Recommender:
         """The ids this bundle does not hold, each once, in the order given."""
         return list(dict.fromkeys(raw for raw in _ids(item_ids, "item_ids") if raw not in self.parts.items))
 
+    def unknown_features(self, features: dict[str, Any] | None) -> list[str]:
+        """The reader metadata names the model does not read (matched exactly: `Age` is not `age`), in the
+        order given; the answer is built without them."""
+        known = self.encoder.reader_features() if self.encoder is not None else {}
+        return [name for name in (features or {}) if name not in known]
+
     def category_items(self, categories: list[str]) -> np.ndarray | None:
         """Books carrying any of the tags. A tag is one element of a book's categories: `Romance`, not the
         displayed path `Books > Romance`."""
@@ -218,6 +224,7 @@ class Recommender:
             "status": "ok", "n_items": self.n_items, "n_withdrawn": int(self.parts.withdrawn.sum()),
             "n_users": len(self.parts.users), "dim": self.parts.dim,
             "index": self.config.index.kind, "format_version": self.manifest.get("format_version"),
+            "reader_features": self.encoder.reader_features() if self.encoder is not None else {},
             "booktower_version": self.manifest.get("booktower_version"), "created": self.manifest.get("created"),
         }
 
