@@ -122,7 +122,7 @@ def test_a_negative_value_of_a_non_negative_column_is_missing_as_in_training(tra
         tmp_path / "new.csv")
     with caplog.at_level(logging.WARNING, logger="booktower"):
         add_books(bundle, tmp_path / "new.csv")
-    assert "1 book has a negative price" in caplog.text
+    assert "1 book has a negative price (e.g. ['NEG'])" in caplog.text
     parts, _ = load_bundle(bundle)
     np.testing.assert_array_equal(parts.item_vectors[parts.items.index("NEG")],
                                   parts.item_vectors[parts.items.index("NULL")])

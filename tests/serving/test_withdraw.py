@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -101,6 +102,53 @@ def test_a_re_export_keeps_the_withdrawals_of_the_books_it_still_holds(trained, 
     assert "keeps 2 of those withdrawn" in caplog.text and "index restore" in caplog.text
 
 
+def _new_books(path: Path, ids: list[str]) -> Path:
+    pl.DataFrame({"item_id": ids, "title": [f"new book {i}" for i in ids], "author": ["someone"] * len(ids),
+                  "categories": ["Books"] * len(ids)}).write_csv(path)
+    return path
+
+
+def test_added_books_withdrawn_before_a_re_export_come_back_withdrawn(trained, bundle: Path, tmp_path, caplog) -> None:
+    """The re-export drops books added after training; their withdrawals must survive until they are added
+    again (out-of-stock books would otherwise be recommended again)."""
+    data, model = trained[0], trained[1]
+    books = _new_books(tmp_path / "new.csv", ["NEW1", "NEW2", "NEW3"])
+    add_books(bundle, books)
+    change_withdrawn(bundle, ["NEW1", "NEW3", data.items.ids[0]], withdraw=True)
+    export_parts(parts_from_model(data, model), bundle, IndexConfig(kind="exact"), np.random.default_rng(0))
+    assert "2 are not in it" in caplog.text and "'NEW1'" in caplog.text
+    parts, manifest = load_bundle(bundle)
+    assert manifest["pending_withdrawals"] == ["NEW1", "NEW3"] and parts.withdrawn.sum() == 1
+
+    change = change_withdrawn(bundle, ["NEW3"], withdraw=True)  # remembered: already withdrawn, not unknown
+    assert (change.changed, change.unchanged, change.unknown, change.pending) == (0, 1, [], 2)
+    add_books(bundle, _new_books(tmp_path / "first.csv", ["NEW1", "NEW2"]))
+    assert "1 of the new books had been withdrawn before the bundle was re-exported" in caplog.text
+    parts, manifest = load_bundle(bundle)
+    assert parts.withdrawn[[parts.items.index(i) for i in ("NEW1", "NEW2")]].tolist() == [True, False]
+    assert manifest["pending_withdrawals"] == ["NEW3"]
+    rec = Recommender.from_bundle(bundle, index_kind="exact")
+    answered = set(_ids(rec.for_history([data.items.ids[3]], k=rec.n_items)))
+    assert "NEW2" in answered and "NEW1" not in answered
+
+    change = change_withdrawn(bundle, ["NEW3"], withdraw=False)  # a restore forgets it: it arrives recommendable
+    assert (change.changed, change.pending) == (1, 0)
+    add_books(bundle, _new_books(tmp_path / "second.csv", ["NEW3"]))
+    parts, manifest = load_bundle(bundle)
+    assert not parts.withdrawn[parts.items.index("NEW3")] and manifest["pending_withdrawals"] == []
+    verify_bundle(bundle)
+
+
+def test_restore_all_forgets_the_remembered_withdrawals_too(trained, bundle: Path, tmp_path) -> None:
+    data, model = trained[0], trained[1]
+    add_books(bundle, _new_books(tmp_path / "new.csv", ["NEW1"]))
+    change_withdrawn(bundle, ["NEW1"], withdraw=True)
+    export_parts(parts_from_model(data, model), bundle, IndexConfig(kind="exact"), np.random.default_rng(0))
+    result = CliRunner().invoke(app, ["index", "restore", "--bundle", str(bundle), "--all"])
+    assert result.exit_code == 0 and "1 book restored" in " ".join(result.output.split()), result.output
+    assert load_bundle(bundle)[1]["pending_withdrawals"] == []
+
+
 def test_an_edited_withdrawn_count_is_a_damaged_bundle(bundle: Path, trained) -> None:
     change_withdrawn(bundle, [trained[0].items.ids[0]], withdraw=True)
     manifest = json.loads((bundle / "manifest.json").read_text())
@@ -122,19 +170,21 @@ def test_the_server_follows_a_withdrawal(trained, bundle: Path) -> None:
     assert top not in [i["item_id"] for i in client.get(f"/recommendations/{user}", params={"k": 5}).json()["items"]]
 
 
-def test_the_cli_reads_ids_from_a_file_and_options(trained, bundle: Path, tmp_path: Path) -> None:
+def test_the_cli_reads_ids_from_a_file_and_options(trained, bundle: Path, tmp_path: Path, caplog) -> None:
     data = trained[0]
     stock = tmp_path / "out_of_stock.csv"
     pl.DataFrame({"item_id": [data.items.ids[1], " ", data.items.ids[2], data.items.ids[1]]}).write_csv(stock)
-    assert read_book_ids(stock) == [data.items.ids[1], data.items.ids[2]], "blanks and repeats dropped"
+    with caplog.at_level(logging.WARNING, logger="booktower"):
+        assert read_book_ids(stock) == [data.items.ids[1], data.items.ids[2]], "blanks and repeats dropped"
+    assert "1 row has no id and was skipped" in caplog.text
     result = CliRunner().invoke(app, ["index", "withdraw", "--bundle", str(bundle), "--books", str(stock),
                                       "--id", data.items.ids[3]])
     assert result.exit_code == 0, result.output
-    assert "3 books withdrawn; 3 of 40 books are withdrawn now" in " ".join(result.output.split())
+    assert "3 books withdrawn; 3 of 40 books withdrawn now" in " ".join(result.output.split())
     refused = CliRunner().invoke(app, ["index", "withdraw", "--bundle", str(bundle), "--id", "NOPE"])
     assert refused.exit_code == 2 and "not in the bundle" in refused.output
     nothing = CliRunner().invoke(app, ["index", "restore", "--bundle", str(bundle)])
-    assert nothing.exit_code == 2 and "--books FILE" in nothing.output
+    assert nothing.exit_code == 2 and "--books FILE" in nothing.output and "--all" in nothing.output
     result = CliRunner().invoke(app, ["index", "restore", "--bundle", str(bundle), "--all"])
     assert result.exit_code == 0 and "3 books restored; 0 of 40" in " ".join(result.output.split())
 

@@ -9,6 +9,7 @@ import typer
 from booktower.cli import _paths
 from booktower.cli._common import console, fail, setup_logging
 from booktower.cli.serve_cmds import _bundle_errors
+from booktower.utils.wording import counted
 
 index_app = typer.Typer(help="Change a served bundle's books: add new ones, withdraw or restore them. A running "
                              "`booktower serve` picks the change up at its next reload check.",
@@ -66,7 +67,8 @@ def _change(bundle: Path, books: Path | None, ids: list[str] | None, ignore_unkn
     if everything and (books or ids):
         fail("--all restores every book: pass it without --books or --id")
     if not everything and not books and not ids:
-        fail("name the books: --books FILE (an item_id column) and/or --id ID (repeatable)")
+        fail("name the books: --books FILE (an item_id column) and/or --id ID (repeatable)"
+             + ("" if withdraw else ", or --all to restore every withdrawn book"))
     if any(not i.strip() for i in ids or []):
         fail("--id '' names no book. Fix: pass a book id, e.g. --id 0441172717")
     with _bundle_errors():
@@ -79,8 +81,10 @@ def _change(bundle: Path, books: Path | None, ids: list[str] | None, ignore_unkn
     verb = "withdrawn" if withdraw else "restored"
     already = f", {change.unchanged:,} {'already withdrawn' if withdraw else 'not withdrawn'}" if change.unchanged else ""
     skipped = f", {len(change.unknown):,} not in the bundle skipped (e.g. {change.unknown[:3]})" if change.unknown else ""
-    console.print(f"{bundle}: {change.changed:,} books {verb}{already}{skipped}; {change.withdrawn_now:,} of "
-                  f"{change.n_items:,} books are withdrawn now")
+    pending = (f" ({counted(change.pending, 'more withdrawn book')} not in the bundle, remembered for when "
+               "`index add` adds them again)" if change.pending else "")
+    console.print(f"{bundle}: {counted(change.changed, 'book')} {verb}{already}{skipped}; {change.withdrawn_now:,} of "
+                  f"{counted(change.n_items, 'book')} withdrawn now{pending}")
     if change.withdrawn_now == change.n_items:
         console.print("warning: every book is withdrawn, so every answer is empty until `booktower index restore`")
 

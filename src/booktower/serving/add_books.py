@@ -20,6 +20,8 @@ from booktower.serving.book_features import model_book_features, report_columns,
 from booktower.serving.bundle import TAG_SEPARATOR, BundleParts, load_bundle, read_manifest, write_bundle
 from booktower.serving.encoder import Encoder, ModelEncoder
 from booktower.serving.manifest import CatalogueColumns
+from booktower.serving.withdraw import withdrawn_on_arrival
+from booktower.utils.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +97,10 @@ def _without_negatives(catalogue: pl.DataFrame, nonnegative: list[str], path: Pa
         negative = (pl.col(column) < 0).fill_null(False)
         count = int(catalogue.select(negative.sum()).item())
         if count:
-            log.warning("%s: %d book%s a negative %s; it is treated as missing, as prepare treated the training "
-                        "catalogue's (fix: %s must be >= 0)", path, count, " has" if count == 1 else "s have", name,
-                        name)
+            named = catalogue.filter(negative)["item_id"].to_list()[:5]
+            log.warning("%s: %d book%s a negative %s (e.g. %s); it is treated as missing, as prepare treated the "
+                        "training catalogue's (fix: %s must be >= 0)", path, count, " has" if count == 1 else "s have",
+                        name, named, name)
             catalogue = catalogue.with_columns(pl.when(negative).then(None).otherwise(pl.col(column)).alias(column))
     return catalogue
 
@@ -117,6 +120,11 @@ def with_books(parts: BundleParts, encoder: Encoder, catalogue: pl.DataFrame) ->
                         fix="pass --skip-existing to add only the others (e.g. the whole training catalogue, for the "
                             "books prepare pruned), or drop them from the file (a book's vector is replaced only by "
                             "re-exporting)")
+    arriving_withdrawn, still_pending = withdrawn_on_arrival(parts, ids.to_list())
+    if arriving_withdrawn.any():
+        log.warning("%d of the new books had been withdrawn before the bundle was re-exported (e.g. %s): added "
+                    "withdrawn; `booktower index restore --id ID` puts one back", int(arriving_withdrawn.sum()),
+                    ids.filter(pl.Series(arriving_withdrawn)).to_list()[:5])
     encoded = encoder.encode_books(catalogue)
     codes = encoded.codes
     model_files = parts.model_files if codes is None else with_added_codes(
@@ -130,8 +138,9 @@ def with_books(parts: BundleParts, encoder: Encoder, catalogue: pl.DataFrame) ->
         items=Vocabulary(pl.concat([parts.items.ids, ids.rename(parts.items.name)]), name=parts.items.name),
         metadata=pl.concat([parts.metadata, metadata], how="vertical_relaxed"),
         popularity=np.concatenate([parts.popularity, np.zeros(len(ids), dtype=np.int64)]),
-        withdrawn=np.concatenate([parts.withdrawn, np.zeros(len(ids), dtype=bool)]),
-        info={**parts.info, "added_books": int(parts.info.get("added_books", 0)) + len(ids)},
+        withdrawn=np.concatenate([parts.withdrawn, arriving_withdrawn]),
+        info={**parts.info, "added_books": int(parts.info.get("added_books", 0)) + len(ids),
+              "pending_withdrawals": still_pending},
     )
 
 
@@ -164,5 +173,5 @@ def add_books(bundle_dir: Path, books: Path, skip_existing: bool = False) -> dic
             if catalogue.is_empty():
                 return read_manifest(bundle_dir).as_json()
         manifest = write_bundle(with_books(parts, ModelEncoder.from_parts(parts, bundle_dir), catalogue), bundle_dir)
-    log.info("%s: added %d books from %s", bundle_dir, catalogue.height, books)
+    log.info("%s: added %s from %s", bundle_dir, counted(catalogue.height, "book"), books)
     return manifest

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
@@ -78,6 +78,9 @@ class Manifest(BaseModel):
     added_books: StrictInt = Field(0, ge=0)
     withdrawn_books: StrictInt = Field(0, ge=0)
     """Books `index withdraw` took out of every answer (items.parquet's withdrawn column)."""
+    pending_withdrawals: list[Annotated[str, Field(min_length=1, max_length=1_000)]] = Field(default_factory=list)
+    """Ids withdrawn in an earlier version of the bundle that this version does not hold: books added with
+    `index add`, then dropped by a re-export. `index add` adds them withdrawn; `index restore` forgets them."""
     index: IndexConfig = Field(default_factory=IndexConfig)
     catalogue: CatalogueColumns = Field(default_factory=CatalogueColumns)
     ann: dict[str, Any] = Field(default_factory=dict)
@@ -106,7 +109,8 @@ class Manifest(BaseModel):
     def info(self) -> dict[str, Any]:
         """What travels with the parts from one version of a bundle to the next (`index add` keeps it)."""
         return {"index": self.index.model_dump(mode="json"), "ann": self.ann, "source": self.source,
-                "added_books": self.added_books, "catalogue": self.catalogue.model_dump(mode="json")}
+                "added_books": self.added_books, "catalogue": self.catalogue.model_dump(mode="json"),
+                "pending_withdrawals": list(self.pending_withdrawals)}
 
     def as_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
