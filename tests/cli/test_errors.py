@@ -105,3 +105,13 @@ def test_success_lines_print_paths_as_given(cli, tmp_path) -> None:
     outcome = cli("data", "synth", "-o", output, "--users", "10", "--books", "20")
     assert outcome.code == 0, outcome.output
     assert outcome.says(f"to {output / 'books.csv'}")
+
+
+def test_index_add_of_a_latin1_books_file_asks_for_utf8_not_a_config_key(cli, bundle, tmp_path) -> None:
+    """`index` takes no config and no --set: the fix must be one the user applies to the file."""
+    books = tmp_path / "latin1.csv"
+    books.write_bytes("item_id,title\nNEW1,Zoë\n".encode("latin-1"))
+    outcome = cli("index", "add", "--bundle", bundle[0], "--books", books)
+    assert outcome.refused(str(books), "not valid UTF-8 (line 2", "Fix: re-save the file as UTF-8",
+                           f"iconv -f latin1 -t utf-8 {books}")
+    assert "data.source" not in outcome.flat and "encoding:" not in outcome.flat

@@ -200,9 +200,10 @@ def test_an_unparsable_order_is_dropped_and_counted_when_not_strict(tmp_path):
 @pytest.mark.parametrize("bad, column", [(("yesterday", "4"), "timestamp"),
                                          (("2020-01-04T08:00:00Z", "five"), "rating")])
 def test_unparsable_values_stay_an_error_when_strict(tmp_path, bad, column):
-    with pytest.raises(DataError, match="could not be parsed|are not numbers") as err:
+    with pytest.raises(DataError, match="1 timestamp could not be parsed|1 value is not a number") as err:
         load_raw(_log(tmp_path, _many_rows({3: bad}), ISO_RATED, strict=True), DropLedger(strict=True))
     assert err.value.column == column and err.value.rows == [5] and bad[column == "rating"] in str(err.value)
+    assert "on line 5 of the file (the header is line 1)" in str(err.value)
     assert "with data.strict: false those rows are dropped and counted" in str(err.value)
 
 
@@ -238,5 +239,5 @@ def test_a_strict_run_does_not_pass_on_a_cache_written_by_a_lenient_one(tmp_path
     data, _ = prepare(lenient)
     assert data.summary["dropped"] == {"unparsable_timestamp": 1}
     assert prepare(lenient)[0].summary["cache"]["hit"] is True
-    with pytest.raises(DataError, match="timestamps could not be parsed"):
+    with pytest.raises(DataError, match="1 timestamp could not be parsed"):
         prepare(lenient.model_copy(update={"strict": True}))

@@ -127,9 +127,9 @@ def test_one_iso_column_may_mix_naive_utc_and_offset_times(write_file):
 @pytest.mark.parametrize("bad", ["25/01/2020", "2020-02-30T08:00:00", "2020-01-25T25:00:00"])
 def test_values_that_are_not_iso_times_still_name_the_examples(write_file, bad):
     users = write_file("users.csv", f"parent_asin,userId,timestamp\nB1,U1,2020-01-25T08:00:00Z\nB2,U1,{bad}\n")
-    with pytest.raises(DataError, match="1 timestamps could not be parsed as ISO-8601 text") as exc:
+    with pytest.raises(DataError, match="1 timestamp could not be parsed as ISO-8601 text") as exc:
         load(config(users, None, columns={"timestamp_unit": "iso"}, strict=True))
-    assert bad in str(exc.value) and exc.value.rows == [3]
+    assert bad in str(exc.value) and exc.value.rows == [3] and "on line 3 of the file" in str(exc.value)
 
 
 def test_non_numeric_numeric_column(write_file):

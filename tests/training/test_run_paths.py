@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from booktower.config import dump_config, load_config
 from booktower.evaluation.data_check import changed_inputs
 from booktower.training.pipeline import train_run
@@ -158,3 +160,30 @@ def test_resume_accepts_a_config_whose_relative_paths_name_the_same_files_from_a
     same = CliRunner().invoke(app, ["train", "--config", str(relative), "-o", str(tmp_path / "run"), "--resume",
                                     "--set", "training.epochs=2"])
     assert same.exit_code == 0, same.output
+
+
+
+def _run_config_error(folder: Path) -> FileNotFoundError:
+    with pytest.raises(FileNotFoundError) as exc:
+        run_config(folder)
+    return exc.value
+
+
+def test_a_serving_bundle_passed_as_a_run_names_the_run_it_was_exported_from(tmp_path):
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    (run / "model").mkdir(parents=True)
+    (run / "config.yaml").write_text("seed: 0\n")
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text(json.dumps({"format": "booktower-bundle", "source": {"run": str(run)}}))
+    message = str(_run_config_error(bundle))
+    assert message.startswith(f"{bundle} is a serving bundle") and "not a training run" in message
+    assert "the folder `booktower train -o` wrote (holding config.yaml and model/)" in message
+    assert message.endswith(f"this bundle was exported from {run}: pass --run {run}")
+    shutil.rmtree(run)
+    assert str(_run_config_error(bundle)).endswith(f"exported from {run}, which holds no run now: pass the folder "
+                                                   "it moved to")
+
+
+def test_a_folder_that_is_neither_run_nor_bundle_keeps_the_plain_message(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"name": "some web app"}')
+    assert str(_run_config_error(tmp_path)) == f"{tmp_path}/config.yaml is missing: not a booktower run directory"

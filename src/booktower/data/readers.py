@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import difflib
 import gzip
 import json
+import sys
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,11 +22,27 @@ _CANDIDATE_SEPARATORS = (",", "\t", "|", ";")
 _UNREADABLE = (EOFError, OSError, zlib.error)
 
 
-def _unreadable(path: Path, exc: BaseException) -> DataError:
-    """The error for a file whose bytes cannot be read through: most often an interrupted download or copy."""
+def _unreadable(path: Path, exc: BaseException, named_by: str | None = None) -> DataError:
+    """The error for a file whose bytes cannot be read through: most often an interrupted download or copy.
+    `named_by`: the option that gave the path (a user's own file, which no `data fetch` downloads again)."""
     return DataError(f"the file is truncated or corrupt, or cannot be read ({type(exc).__name__}: {exc})", path=path,
-                     fix="download or export it again (`booktower data fetch` resumes its downloads); "
-                         "`gzip -t FILE` checks a .gz file")
+                     fix=_write_again(path, named_by) if named_by else
+                     "download or export it again (`booktower data fetch` resumes its downloads); "
+                     "`gzip -t FILE` checks a .gz file")
+
+
+def _write_again(path: Path, named_by: str) -> str:
+    """How to replace a damaged file that a command's option names, by its format."""
+    if path.name.lower().endswith(".gz"):
+        return (f"compress the file again from its original (`gzip -t {path}` tests a .gz file), or pass "
+                f"{named_by} the uncompressed file")
+    fmt = table_format(path)
+    if fmt == "parquet":
+        return ("export the Parquet file again from the program that wrote it (this one is cut short or not "
+                "Parquet at all), or save the table as .csv and pass that")
+    if fmt == "jsonl":
+        return "export the file again, one JSON object per line, or save the table as .csv and pass that"
+    return f"check that you may read the file (`ls -l {path}`), or save it again"
 
 
 def table_format(path: Path) -> str:
@@ -35,17 +53,18 @@ def table_format(path: Path) -> str:
     return "csv"
 
 
-def _head_bytes(path: Path, n: int = 65536) -> bytes:
+def _head_bytes(path: Path, n: int = 65536, named_by: str | None = None) -> bytes:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
         with opener(path, "rb") as handle:
             return handle.read(n)
     except _UNREADABLE as exc:
-        raise _unreadable(path, exc) from None
+        raise _unreadable(path, exc, named_by) from None
 
 
-def sniff_separator(path: Path, encoding: str) -> str:
-    head = _head_bytes(path)
+def sniff_separator(path: Path, encoding: str, named_by: str | None = None) -> str:
+    """The most frequent of `_CANDIDATE_SEPARATORS` in the header line (',' when there is none)."""
+    head = _head_bytes(path, named_by=named_by)
     text = head.decode("latin-1" if encoding == "latin1" else "utf-8", errors="replace")
     header = text.splitlines()[0] if text.strip() else ""
     counts = {sep: header.count(sep) for sep in _CANDIDATE_SEPARATORS}
@@ -118,7 +137,9 @@ def read_table(path: Path, role: str, *, separator: str | None = None, encoding:
         else:
             frame = _read_csv(path, role, separator, encoding, named_by)
     except (*_UNREADABLE, pl.exceptions.PolarsError) as exc:  # a CSV's own parse errors are DataErrors by now
-        raise _unreadable(path, exc) from None
+        if named_by and fmt == "jsonl" and not isinstance(exc, _UNREADABLE):
+            raise _bad_json_line(path, named_by) or _unreadable(path, exc, named_by) from None
+        raise _unreadable(path, exc, named_by) from None
     if frame.height == 0:
         raise DataError(f"the {role} file has a header but no rows", path=path, fix=_give_rows(role, named_by))
     return frame
@@ -131,20 +152,34 @@ def _separator_key(role: str) -> str:
     return "data.source.separator"
 
 
+def _not_utf8_fix(path: Path, named_by: str | None) -> str:
+    """A command's option has no encoding setting: its file must become UTF-8."""
+    if not named_by:
+        return "set data.source.encoding: latin1 (or re-save the file as UTF-8)"
+    gz = path.name.lower().endswith(".gz")
+    stem, dot, ext = (path.name[:-3] if gz else path.name).rpartition(".")
+    recode = f"zcat {path} | iconv -f latin1 -t utf-8" if gz else f"iconv -f latin1 -t utf-8 {path}"
+    return (f"re-save the file as UTF-8, as {named_by} files are read: in a spreadsheet, Save As \"CSV UTF-8\"; "
+            f"in a shell, `{recode} > {stem or ext}-utf8{dot}{ext if stem else ''}`")
+
+
+def _check_utf8(path: Path, role: str, named_by: str | None) -> None:
+    head = _head_bytes(path, named_by=named_by)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut at the 64 KiB boundary is not an encoding error.
+        if exc.start < 65536 - 4:
+            line = head[:exc.start].count(b"\n") + 1
+            raise DataError(f"the {role} file is not valid UTF-8 (line {line}, byte {exc.start} of the file)",
+                            path=path, fix=_not_utf8_fix(path, named_by)) from None
+
+
 def _read_csv(path: Path, role: str, separator: str | None, encoding: str, named_by: str | None = None
               ) -> pl.DataFrame:
-    sep = separator or sniff_separator(path, encoding)
+    sep = separator or sniff_separator(path, encoding, named_by)
     if encoding == "utf8":
-        try:
-            _head_bytes(path).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            # A multi-byte character cut at the 64 KiB boundary is not an encoding error.
-            if exc.start < 65536 - 4:
-                raise DataError(
-                    f"the {role} file is not valid UTF-8 (byte {exc.start} of the file)",
-                    path=path,
-                    fix="set data.source.encoding: latin1 (or re-save the file as UTF-8)",
-                ) from None
+        _check_utf8(path, role, named_by)
     try:
         frame = pl.read_csv(
             path,
@@ -159,24 +194,61 @@ def _read_csv(path: Path, role: str, separator: str | None, encoding: str, named
     except pl.exceptions.NoDataError:
         raise DataError(f"the {role} file is empty", path=path, fix=_give_rows(role, named_by)) from None
     except (pl.exceptions.ComputeError, pl.exceptions.ShapeError) as exc:
+        where = _first_bad_csv_row(path, sep) if named_by else None
         raise DataError(
-            f"the {role} file could not be parsed as CSV with separator {sep!r}: {str(exc).splitlines()[0]}",
+            f"the {role} file could not be parsed as CSV with separator {_separator_name(sep)}: "
+            f"{where or str(exc).splitlines()[0]}",
             path=path,
-            fix=f"check the separator ({_separator_key(role)}), quoting and that every row has the header's columns",
+            fix=_csv_fix(sep, named_by) if named_by else
+            f"check the separator ({_separator_key(role)}), quoting and that every row has the header's columns",
         ) from None
     if encoding == "utf8" and any(frame[c].str.contains("\ufffd").any() for c in frame.columns[:50]):
         raise DataError(
             f"the {role} file contains bytes that are not valid UTF-8",
             path=path,
-            fix="set data.source.encoding: latin1 (or re-save the file as UTF-8)",
+            fix=_not_utf8_fix(path, named_by),
         )
     if frame.width == 1 and any(s in frame.columns[0] for s in _CANDIDATE_SEPARATORS if s != sep):
         raise DataError(
             f"the {role} file has a single column {frame.columns[0]!r}: the separator looks wrong",
             path=path,
-            fix=f"set {_separator_key(role)} to the file's delimiter (e.g. '\\t' or '|')",
+            fix=_csv_fix(sep, named_by) if named_by else
+            f"set {_separator_key(role)} to the file's delimiter (e.g. '\\t' or '|')",
         )
     return frame
+
+
+def _separator_name(sep: str) -> str:
+    return {",": "',' (comma)", "\t": "tab", "|": "'|'", ";": "';'"}.get(sep, repr(sep))
+
+
+def _csv_fix(sep: str, named_by: str) -> str:
+    """The fix for a CSV that a command's option names: it has no separator setting, the header line decides."""
+    return (f"a {named_by} file's separator is the one its header line uses most (of comma, tab, '|' and ';'), "
+            f"here {_separator_name(sep)}: separate the header's and every row's fields with it and give every "
+            "row the header's columns; put double quotes around a field that holds the separator, a quote or a "
+            'line break, and write a quote inside it twice (""); or save the file again as CSV from a spreadsheet')
+
+
+def _first_bad_csv_row(path: Path, sep: str) -> str | None:
+    """Where a CSV that polars refused goes wrong as Python's csv module reads it ("line 7 has ..."); None
+    when it finds nothing (polars is stricter about a stray quote) or cannot read the file."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    start = 2  # the line the current row starts on
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
+            reader = csv.reader(handle, delimiter=sep, strict=True)
+            header = next(reader, [])
+            for row in reader:
+                if len(row) > len(header):
+                    return f"line {start} has {len(row)} fields, the header {len(header)}"
+                start = reader.line_num + 1
+    except csv.Error as exc:
+        unclosed = ": a quote opened there is never closed" if "end of data" in str(exc) else ""
+        return f"the row starting on line {start} is not valid CSV ({exc}{unclosed})"
+    except _UNREADABLE:
+        return None
+    return None
 
 
 def ndjson_keys(path: Path, role: str, n_lines: int = 200) -> list[str]:
@@ -200,14 +272,33 @@ def ndjson_keys(path: Path, role: str, n_lines: int = 200) -> list[str]:
     return list(keys)
 
 
-def _first_lines(path: Path, n_lines: int) -> Iterator[tuple[int, bytes]]:
+def _first_lines(path: Path, n_lines: int, named_by: str | None = None) -> Iterator[tuple[int, bytes]]:
     """(line number from 1, line) of the first `n_lines` lines of a (gzipped) file."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
         with opener(path, "rb") as handle:
             yield from zip(range(1, n_lines + 1), handle)
     except _UNREADABLE as exc:
-        raise _unreadable(path, exc) from None
+        raise _unreadable(path, exc, named_by) from None
+
+
+def _bad_json_line(path: Path, named_by: str) -> DataError | None:
+    """The first line of a JSON-lines file (one a command's option names) that is not a JSON object, as the error
+    to fix it; None when every line is one."""
+    one_object = 'each line must be one JSON object, {"field": value, ...}'
+    for number, line in _first_lines(path, sys.maxsize, named_by):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:  # the decoder's own "line 1 column 5" counts within this one line: not said
+            detail = f"{exc.msg}, character {exc.pos + 1}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            return DataError(f"line {number} is not JSON ({detail})", path=path,
+                             fix=f"correct or delete line {number} of the file: {one_object}")
+        if not isinstance(record, dict):
+            return DataError(f"line {number} is not a JSON object (it is a {type(record).__name__})", path=path,
+                             fix=f"correct or delete line {number} of the file: {one_object}")
+    return None
 
 
 def iter_ndjson_batches(

@@ -15,6 +15,7 @@ import polars as pl
 
 from booktower.data._isotime import iso_to_epoch_seconds
 from booktower.data.errors import DataError, DropLedger
+from booktower.data.readers import table_format
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,42 @@ _UNIT_DIVISOR = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 def row_numbers(frame: pl.DataFrame, mask: pl.Series) -> list[int]:
     # +2: one for the header line, one because people count rows from 1.
     return [int(i) + 2 for i in frame.with_row_index("_r").filter(mask)["_r"].head(5).to_list()]
+
+
+def csv_lines(frame: pl.DataFrame, indices: list[int]) -> list[int]:
+    """The lines of a CSV file (its header is line 1) where the rows at `indices` (from 0, in file order) start:
+    one line a row, except that a quoted field holding line breaks spans more than one."""
+    if not indices:
+        return []
+    head = frame.head(max(indices) + 1)
+    texts = [name for name, dtype in head.schema.items() if dtype == pl.String]
+    if not texts:
+        return [i + 2 for i in indices]
+    breaks = head.select(pl.sum_horizontal(pl.col(texts).str.count_matches("\n").fill_null(0))).to_series()
+    before = (breaks.cum_sum() - breaks).to_list()
+    return [i + 2 + int(before[i]) for i in indices]
+
+
+def where_in_file(frame: pl.DataFrame, mask: pl.Series, path: Path) -> tuple[str, list[int]]:
+    """Where the first rows of `mask` are in the file `frame` was read from, in words ("on lines 3 and 7 of the
+    file (the header is line 1)": what an editor shows for a CSV) and as those numbers."""
+    indices = [int(i) for i in frame.with_row_index("_r").filter(mask)["_r"].head(5).to_list()]
+    more = ", ..." if int(mask.sum()) > len(indices) else ""
+    if table_format(path) == "csv":
+        lines = csv_lines(frame, indices)
+        return f"on {_listed('line', lines, more)} of the file (the header is line 1)", lines
+    unit = "record" if table_format(path) == "jsonl" else "row"
+    numbers = [i + 1 for i in indices]
+    return f"in {_listed(unit, numbers, more)} of the file (the first {unit} is 1)", numbers
+
+
+def _listed(unit: str, numbers: list[int], more: str) -> str:
+    """Numbers in words: "line 3", "lines 3 and 7", "lines 3, 7, 9, 10, 12, ..." (`more`: ", ...")."""
+    if len(numbers) == 1 and not more:
+        return f"{unit} {numbers[0]}"
+    if more:
+        return f"{unit}s {', '.join(map(str, numbers))}{more}"
+    return f"{unit}s {', '.join(map(str, numbers[:-1]))} and {numbers[-1]}"
 
 
 def parse_timestamps(frame: pl.DataFrame, column: str, unit: str, path: Path) -> pl.Series:
@@ -44,22 +81,32 @@ class Parsed:
     bad: pl.Series
     filled: int
     """How many values are not empty (the rest are missing, not unreadable)."""
-    what: str
+    what: tuple[str, str]
+    """What is wrong with one unreadable value, and with several: ("value is not a number", "values are ...")."""
     fix: str
 
     def share(self) -> float:
         """The unreadable values' share of the non-empty ones."""
         return int(self.bad.sum()) / self.filled if self.filled else 0.0
 
+    def counted(self) -> str:
+        """The unreadable values counted, in agreement: "1 value is not a number", "3 values are not numbers"."""
+        count = int(self.bad.sum())
+        return f"{count:,} {self.what[0] if count == 1 else self.what[1]}"
+
     def error(self, frame: pl.DataFrame, path: Path, column: str, why: str = "") -> DataError:
         examples = self.raw.filter(self.bad).unique(maintain_order=True).head(3).to_list()  # distinct: more to go on
-        return DataError(f"{int(self.bad.sum()):,} {self.what} (e.g. {examples}){why}", path=path, column=column,
-                         rows=row_numbers(frame, self.bad), fix=self.fix)
+        shown = repr(examples[0]) if int(self.bad.sum()) == 1 else f"e.g. {examples}"
+        where, numbers = where_in_file(frame, self.bad, path)
+        error = DataError(f"{self.counted()} ({shown}) {where}{why}", path=path, column=column, fix=self.fix)
+        error.rows = numbers  # said in the message, in the file's own terms: not as DataError's "rows N"
+        return error
 
 
 def read_timestamps(frame: pl.DataFrame, column: str, unit: str) -> Parsed:
     column_data = frame[column]
-    what = f"timestamps could not be parsed as {'ISO-8601 text' if unit == 'iso' else 'epoch ' + unit}"
+    as_what = f"could not be parsed as {'ISO-8601 text' if unit == 'iso' else 'epoch ' + unit}"
+    what = (f"timestamp {as_what}", f"timestamps {as_what}")
     fix = "fix those values, or set data.columns.timestamp_unit to the right unit (s, ms, us, ns, iso)"
     if unit != "iso" and column_data.dtype.is_integer():  # Parquet / JSON: already numbers, nothing to parse
         values = (column_data.cast(pl.Int64) // _UNIT_DIVISOR[unit]).rename(column)
@@ -97,8 +144,8 @@ def unreadable_rows(parsed: Parsed, frame: pl.DataFrame, path: Path, column: str
         parsed.fix += f" (data.strict is on: with data.strict: false {outcome})"
         raise parsed.error(frame, path, column)
     examples = parsed.raw.filter(parsed.bad).unique(maintain_order=True).head(3).to_list()
-    log.warning("%s, column %r: %d %s (e.g. %s): %s (data.strict is off)",
-                path, column, int(parsed.bad.sum()), parsed.what, examples, outcome)
+    log.warning("%s, column %r: %s (e.g. %s): %s (data.strict is off)",
+                path, column, parsed.counted(), examples, outcome)
     return parsed.bad
 
 
@@ -134,5 +181,6 @@ def read_numbers(frame: pl.DataFrame, column: str, key: str) -> Parsed:
     cleaned = raw.str.replace_all(r"^\$", "").replace({"": None, "None": None, "nan": None, "NaN": None, "null": None})
     values = cleaned.cast(pl.Float64, strict=False)
     bad = values.is_null() & cleaned.is_not_null()
-    return Parsed(values, raw, bad, cleaned.len() - cleaned.null_count(), "values are not numbers",
-                   f"clean the column, or remove it from {key} if it is not numeric")
+    return Parsed(values, raw, bad, cleaned.len() - cleaned.null_count(),
+                  ("value is not a number", "values are not numbers"),
+                  f"clean the column, or remove it from {key} if it is not numeric")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +32,30 @@ def run_config(run_dir: Path | str) -> BooktowerConfig:
     from any folder."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists():
-        raise FileNotFoundError(f"{run_dir}/config.yaml is missing: not a booktower run directory")
+        raise FileNotFoundError(_bundle_not_run(run_dir) or
+                                f"{run_dir}/config.yaml is missing: not a booktower run directory")
     return anchor_data_paths(load_config(run_dir / "config.yaml"), working_directory(run_dir))
+
+
+def _bundle_not_run(run_dir: Path) -> str | None:
+    """The message for a serving bundle passed where a run is wanted (both are folders `booktower` wrote),
+    naming the run it was exported from (the manifest's source.run) when it says; None for any other folder."""
+    from booktower.serving.bundle import is_bundle_folder
+    from booktower.serving.manifest import MANIFEST
+
+    if not is_bundle_folder(run_dir):
+        return None
+    source = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8")).get("source")
+    run = source.get("run") if isinstance(source, dict) and isinstance(source.get("run"), str) else None
+    if not run:
+        where = f"this bundle's {MANIFEST} does not name the run it was exported from"
+    elif (Path(run) / "config.yaml").is_file():
+        where = f"this bundle was exported from {run}: pass --run {run}"
+    else:
+        where = f"this bundle was exported from {run}, which holds no run now: pass the folder it moved to"
+    return (f"{run_dir} is a serving bundle (it holds a booktower {MANIFEST} and no config.yaml), not a training "
+            "run. Fix: --run wants the training run directory, the folder `booktower train -o` wrote (holding "
+            f"config.yaml and model/); {where}")
 
 
 def anchor_data_paths(config: BooktowerConfig, base: Path) -> BooktowerConfig:
