@@ -223,3 +223,11 @@ def test_ids_are_read_as_prepare_reads_them_and_unknown_ones_are_listed_once(cli
     spaced = client.post("/recommendations", json={"history": [" b1", "b2 ", "NOPE", "NOPE"], "k": 3}).json()
     plain = client.post("/recommendations", json={"history": ["b1", "b2"], "k": 3}).json()
     assert spaced["items"] == plain["items"] and spaced["unknown_history"] == ["NOPE"]
+
+
+def test_a_spaced_path_id_is_answered_under_the_id_it_was_looked_up_as(client_and_labels) -> None:
+    client, _ = client_and_labels
+    similar = client.get("/items/%20b1/similar", params={"k": 2})
+    assert similar.status_code == 200 and similar.json()["item_id"] == "b1"
+    reader = client.get("/recommendations/u1%20", params={"k": 2})
+    assert reader.status_code == 200 and reader.json()["user_id"] == "u1"

@@ -242,7 +242,7 @@ def _add_reader_routes(app: FastAPI, current: Callable[[], Recommender], first: 
         rec = current()
         rows = rec.for_user(user_id, k, categories=category, max_per_author=max_per_author)
         because = rec.because([r.item_id for r in rows], rec.read_by(user_id)) if explain else None
-        return RecommendationList(user_id=user_id, k=k, items=_items(rows, because))
+        return RecommendationList(user_id=user_id.strip(), k=k, items=_items(rows, because))
 
     def recommend_history(request) -> RecommendationList:  # type: ignore[no-untyped-def]
         """An anonymous reader: the user tower builds the vector from the history; history books are excluded."""
@@ -285,4 +285,4 @@ def _add_book_routes(app: FastAPI, current: Callable[[], Recommender], first: Re
         """Books nearest to one book in the item tower's space (the book itself excluded), optionally only those
         carrying one of the `category` tags (as on /recommendations)."""
         rows = current().similar(item_id, k, categories=category, max_per_author=max_per_author)
-        return RecommendationList(item_id=item_id, k=k, items=_items(rows))
+        return RecommendationList(item_id=item_id.strip(), k=k, items=_items(rows))  # as it was looked up
