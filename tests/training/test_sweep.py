@@ -20,17 +20,7 @@ SMALL = ["training.early_stopping.metric=HR@50", "training.epochs=2", "training.
          "model.item.feature_hidden=[16]", "model.user.feature_hidden=[16]", "training.negatives.num_negatives=16"]
 
 
-def test_sweep_runs_resumes_and_never_scores_test(tmp_path, monkeypatch):
-    import booktower.training.trainer as trainer_module
-
-    parts_scored: list[str] = []
-    original = trainer_module.evaluate_model
-
-    def recording(model, data, part, *args, **kwargs):
-        parts_scored.append(part)
-        return original(model, data, part, *args, **kwargs)
-
-    monkeypatch.setattr(trainer_module, "evaluate_model", recording)
+def test_sweep_runs_resumes_and_never_scores_test(tmp_path, parts_scored):
     data = random_prepared(n_users=60, n_items=40, per_user=8)
     config = load_config(None, SMALL + SPACE)
     storage = f"sqlite:///{tmp_path / 'study.db'}"

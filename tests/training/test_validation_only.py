@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-import booktower.evaluation.run_eval as run_eval_module
-import booktower.training.trainer as trainer_module
 from booktower.data.toy import random_prepared
 from booktower.training.pipeline import train_run
 from booktower.utils.runinfo import finished_at
@@ -20,39 +18,29 @@ from test_resume import write_dataset
 
 
 @pytest.fixture
-def parts_scored(monkeypatch) -> list[str]:
-    """Every split an evaluation scores, in the fit's per-epoch validation and in the run's final scoring."""
-    scored: list[str] = []
-    per_epoch = trainer_module.evaluate_model
-
-    def recording(model, data, part, *args, **kwargs):
-        scored.append(part)
-        return per_epoch(model, data, part, *args, **kwargs)
-
-    monkeypatch.setattr(trainer_module, "evaluate_model", recording)
-    final = run_eval_module.evaluate_trained
-
-    def final_scoring(*args, **kwargs):
-        scored.append("final")
-        return final(*args, **kwargs)
-
-    monkeypatch.setattr(run_eval_module, "evaluate_trained", final_scoring)
+def scored(parts_scored, monkeypatch) -> list[str]:
+    """`parts_scored` (the fit's per-epoch validations), and "final" for the run's final scoring (test included)."""
     import booktower.training.pipeline as pipeline_module
 
+    final = pipeline_module.evaluate_trained
+
+    def final_scoring(*args, **kwargs):
+        parts_scored.append("final")
+        return final(*args, **kwargs)
+
     monkeypatch.setattr(pipeline_module, "evaluate_trained", final_scoring)
-    return scored
+    return parts_scored
 
 
-def test_validation_only_never_reads_test_and_resume_then_ends_like_one_full_run(small_config, tmp_path,
-                                                                                 parts_scored):
+def test_validation_only_never_reads_test_and_resume_then_ends_like_one_full_run(small_config, tmp_path, scored):
     data = random_prepared(n_users=60, n_items=30, per_user=8)
     config = small_config("training.epochs=3", "training.refit_on_validation=true")
     full = train_run(config, tmp_path / "full", data=data)
-    parts_scored.clear()
+    scored.clear()
 
     run = tmp_path / "probe"
     probe = train_run(config, run, data=data, validation_only=True)
-    assert set(parts_scored) == {"validation"}  # per epoch only: no final scoring, so no test
+    assert set(scored) == {"validation"}  # per epoch only: no final scoring, so no test
     assert not any((run / name).exists() for name in ("model", "metrics.json", "refit", "report.md"))
     assert finished_at(run) is None  # unfinished on purpose: --resume goes on from here
     written = json.loads((run / "validation.json").read_text())
@@ -61,9 +49,9 @@ def test_validation_only_never_reads_test_and_resume_then_ends_like_one_full_run
     assert written["validation"]["NDCG@20"] == pytest.approx(full.metrics["validation"]["NDCG@20"])
     assert json.loads((run / "run.json").read_text())["validation_only"] is True
 
-    parts_scored.clear()
+    scored.clear()
     completed = train_run(config, run, resume=True, data=data)
-    assert parts_scored == ["final"]  # the fit had ended: no epoch trained or validated again
+    assert scored == ["final"]  # the fit had ended: no epoch trained or validated again
     assert completed.metrics == full.metrics
     model = "model/model.safetensors"
     assert (run / model).read_bytes() == (tmp_path / "full" / model).read_bytes()
@@ -91,7 +79,7 @@ def test_cli_validation_only_prints_validation_and_how_to_finish(tmp_path):
     said = "".join(probed.output.split())  # the console wraps long lines anywhere
     assert probed.exit_code == 0, probed.output
     assert "validation(epoch1)" in said and "NDCG@20" in said
-    assert not any(line.startswith("test ") for line in probed.output.splitlines())
+    assert "testHR@10" not in said  # the headline a finished run prints
     assert "--resume" in said and not (run / "metrics.json").exists()
     finished = CliRunner().invoke(app, ["train", "-o", str(run), "--resume"])
     assert finished.exit_code == 0, finished.output
