@@ -45,8 +45,9 @@ def test_validation_only_never_reads_test_and_resume_then_ends_like_one_full_run
     assert finished_at(run) is None  # unfinished on purpose: --resume goes on from here
     written = json.loads((run / "validation.json").read_text())
     assert written["best_epoch"] == full.fit.best_epoch == probe.fit.best_epoch
-    assert written["validation"] == probe.metrics["validation"]
-    assert written["validation"]["NDCG@20"] == pytest.approx(full.metrics["validation"]["NDCG@20"])
+    assert written["validation"] == probe.metrics["validation"] == full.metrics["validation"]
+    assert (run / "per_user_validation.parquet").read_bytes() == (tmp_path / "full" / "per_user_validation.parquet"
+                                                                   ).read_bytes()
     assert json.loads((run / "run.json").read_text())["validation_only"] is True
 
     scored.clear()
@@ -81,6 +82,14 @@ def test_cli_validation_only_prints_validation_and_how_to_finish(tmp_path):
     assert "validation(epoch1)" in said and "NDCG@20" in said
     assert "testHR@10" not in said  # the headline a finished run prints
     assert "--resume" in said and not (run / "metrics.json").exists()
+    other = tmp_path / "other"
+    assert CliRunner().invoke(app, ["train", "-c", str(config), "-o", str(other), "--set", "training.epochs=1",
+                                    "--set", "seed=7", "--validation-only"]).exit_code == 0
+    # two candidates paired on validation before either has met the test split
+    paired = CliRunner().invoke(app, ["compare", str(run), str(other), "--split", "validation", "--metric", "NDCG@20"])
+    assert paired.exit_code == 0, paired.output
+    assert "NDCG@20 (validation)" in paired.output
+    assert CliRunner().invoke(app, ["compare", str(run), str(other)]).exit_code != 0  # no test table: refused
     finished = CliRunner().invoke(app, ["train", "-o", str(run), "--resume"])
     assert finished.exit_code == 0, finished.output
     assert "NDCG@20" in finished.output and (run / "metrics.json").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -103,6 +104,11 @@ def report_command(run: Path = RUN_OPTION) -> None:
     console.print(f"wrote {path}")
 
 
+class Split(str, Enum):
+    test = "test"
+    validation = "validation"
+
+
 def compare_command(
     runs: list[Path] | None = typer.Argument(None, help="RUN_A RUN_B (run or baseline directories).",
                                              callback=_paths.run_dir),
@@ -111,6 +117,9 @@ def compare_command(
     metric: str = typer.Option("NDCG@10", help="Per-user metric column to compare."),
     samples: int = typer.Option(2000, callback=at_least(1), help="Bootstrap resamples (1 or more)."),
     seed: int = typer.Option(0, callback=at_least(0), help="Seed of the bootstrap (0 or more)."),
+    split: Split = typer.Option(Split.test, "--split",
+                              help="Which per-user table to pair: test, or validation (to choose between "
+                                   "candidates, `train --validation-only` runs included, before the test)."),
 ) -> None:
     """Paired comparison of two runs on the same split: mean difference, 95% CI, bootstrap and Wilcoxon p."""
     import json
@@ -125,11 +134,11 @@ def compare_command(
         fail("give exactly two runs: booktower compare RUN_A RUN_B")
     with friendly_errors():
         try:
-            result = compare_runs(chosen[0], chosen[1], metric, np.random.default_rng(seed), samples)
+            result = compare_runs(chosen[0], chosen[1], metric, np.random.default_rng(seed), samples, split.value)
         except ValueError as exc:
             fail(str(exc))
     console.print(f"A = {chosen[0]}\nB = {chosen[1]}")
-    console.print(f"{metric}: A {result.mean_a:.4f}  B {result.mean_b:.4f}  A - B {result.diff:+.4f} "
+    console.print(f"{metric} ({split.value}): A {result.mean_a:.4f}  B {result.mean_b:.4f}  A - B {result.diff:+.4f} "
                   f"[{result.ci_low:+.4f}, {result.ci_high:+.4f}]  p(bootstrap) {result.p_bootstrap:.3g}  "
                   f"p(Wilcoxon) {result.p_wilcoxon:.3g}  users A better/worse {result.wins}/{result.losses} "
                   f"of {result.n_users}")

@@ -100,6 +100,20 @@ def model_vectors(model: Any, data: PreparedData, part: Part) -> dict[str, np.nd
     return out
 
 
+def evaluate_validation(run_dir: Path, model: Any, data: PreparedData, config: BooktowerConfig) -> EvaluationResult:
+    """Score validation only (a `--validation-only` run: the test split is not read): every validation reader,
+    full ranking, written as per_user_validation.parquet beside split.json, so `booktower compare --split
+    validation` can pair two candidates before either is scored on test."""
+    from booktower.training.scoring import score_fn_for
+
+    ev = config.evaluation
+    result = evaluate_split(score_fn_for(model, data, "validation"), data, "validation", ev.ks, chunk=ev.user_chunk,
+                            progress=config.training.progress, full_rank=True)
+    atomic_write_parquet(result.per_user, run_dir / "per_user_validation.parquet")
+    write_split_identity(run_dir, split_identity(data))
+    return result
+
+
 def evaluate_trained(run_dir: Path, model: Any, data: PreparedData, config: BooktowerConfig,
                      test_model: Any | None = None, data_changed: dict[str, Any] | None = None) -> RunEvaluation:
     """Score validation with `model` and test with `test_model` (a refit on train + validation; default

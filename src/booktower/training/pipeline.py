@@ -22,7 +22,7 @@ from booktower.training.checkpoint import load_weights
 from booktower.training.distributed import DistContext, init_distributed, shutdown
 from booktower.training.refit import refit
 from booktower.training.run import absolute_data_paths, run_config
-from booktower.evaluation.run_eval import evaluate_trained
+from booktower.evaluation.run_eval import evaluate_trained, evaluate_validation
 from booktower.tracking import Tracker, check_local_store
 from booktower.training.trainer import FitResult, Trainer, apply_thread_limit, peak_memory_mb, resolve_device
 from booktower.utils.atomic import atomic_write_json, atomic_write_text
@@ -247,10 +247,12 @@ VALIDATION_ONLY_FILE = "validation.json"
 
 def _stop_after_fit(config: BooktowerConfig, run_dir: Path, fit: FitResult, model: TwoTower, data: PreparedData,
                     inputs: list[Path], timings: Timings, tracker: Tracker, dist: DistContext) -> TrainResult:
-    """A validation-only run's end: the selected epoch's validation row is its result. run.json records what
-    ran but not `finished`, which is what lets a later `--resume` go on to the refit and the test."""
-    best = next((row for row in fit.rows if row["epoch"] == fit.best_epoch), None)
-    validation = {key[4:]: float(value) for key, value in (best or {}).items() if key.startswith("val_")}
+    """A validation-only run's end: the selected checkpoint scored on every validation reader is its result.
+    run.json records what ran but not `finished`, which is what lets a later `--resume` go on to the refit and
+    the test."""
+    load_weights(fit.best_checkpoint, model)
+    with timings.step("evaluate"):
+        validation = evaluate_validation(run_dir, model, data, config).metrics
     atomic_write_json(run_dir / VALIDATION_ONLY_FILE, {
         "best_epoch": fit.best_epoch, "epochs_run": len(fit.rows), "stopped_early": fit.stopped_early,
         "selected_by": config.training.early_stopping.metric, "validation": validation,
