@@ -48,10 +48,13 @@ def test_validation_only_never_reads_test_and_resume_then_ends_like_one_full_run
     assert written["validation"] == probe.metrics["validation"] == full.metrics["validation"]
     assert (run / "per_user_validation.parquet").read_bytes() == (tmp_path / "full" / "per_user_validation.parquet"
                                                                    ).read_bytes()
-    assert json.loads((run / "run.json").read_text())["validation_only"] is True
+    probe_info = json.loads((run / "run.json").read_text())
+    assert probe_info["validation_only"] is True
 
     scored.clear()
     completed = train_run(config, run, resume=True, data=data)
+    # the completed run's time includes the probe's fit, which the resume did not repeat
+    assert json.loads((run / "run.json").read_text())["timings_seconds"]["fit"] >= probe_info["timings_seconds"]["fit"]
     assert scored == ["final"]  # the fit had ended: no epoch trained or validated again
     assert completed.metrics == full.metrics
     model = "model/model.safetensors"

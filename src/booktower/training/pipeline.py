@@ -27,7 +27,14 @@ from booktower.tracking import Tracker, check_local_store
 from booktower.training.trainer import FitResult, Trainer, apply_thread_limit, peak_memory_mb, resolve_device
 from booktower.utils.atomic import atomic_write_json, atomic_write_text
 from booktower.utils.nested import flatten
-from booktower.utils.runinfo import Timings, finished_at, mark_finished, record_start, write_run_info
+from booktower.utils.runinfo import (
+    Timings,
+    finished_at,
+    mark_finished,
+    record_start,
+    recorded_timings,
+    write_run_info,
+)
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +199,7 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
         finished = _finished_run(run_dir, dist)
         if finished is not None:
             raise RunAlreadyFinished(run_dir, finished)  # before anything is prepared, trained or written
+        timings.seconds.update(recorded_timings(run_dir))  # the run's time so far: its steps add to them
     apply_thread_limit(config.training)
     inputs: list[Path] = []
     with timings.step("prepare"):

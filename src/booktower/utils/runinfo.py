@@ -170,6 +170,15 @@ def _run_json(run_dir: Path) -> dict[str, Any] | None:
     return info if isinstance(info, dict) else None
 
 
+def recorded_timings(run_dir: Path) -> dict[str, float]:
+    """The step timings run.json holds (a `--validation-only` run's fit, before a `--resume` completes it);
+    empty for a run that recorded none."""
+    recorded = (_run_json(Path(run_dir)) or {}).get("timings_seconds")
+    if not isinstance(recorded, dict):
+        return {}
+    return {str(k): float(v) for k, v in recorded.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 def finished_at(run_dir: Path) -> str | None:
     """When the training run in `run_dir` finished (run.json's `finished`), or None while it has not."""
     info = _run_json(run_dir)
