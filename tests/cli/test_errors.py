@@ -113,5 +113,5 @@ def test_index_add_of_a_latin1_books_file_asks_for_utf8_not_a_config_key(cli, bu
     books.write_bytes("item_id,title\nNEW1,Zoë\n".encode("latin-1"))
     outcome = cli("index", "add", "--bundle", bundle[0], "--books", books)
     assert outcome.refused(str(books), "not valid UTF-8 (line 2", "Fix: re-save the file as UTF-8",
-                           f"iconv -f latin1 -t utf-8 {books}")
+                           f"iconv -f cp1252 -t utf-8 {books}")
     assert "data.source" not in outcome.flat and "encoding:" not in outcome.flat

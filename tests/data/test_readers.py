@@ -29,7 +29,7 @@ def _truncated_jsonl_gz() -> bytes:
 # name, content, what the message says, the words its fix must hold
 CASES = {
     "latin1": ("books.csv", BOOKS.encode("latin-1"), "not valid UTF-8 (line 2,",
-               ["re-save the file as UTF-8", "iconv -f latin1 -t utf-8"]),
+               ["re-save the file as UTF-8", "iconv -f cp1252 -t utf-8"]),
     "unclosed-quote": ("books.csv", b'item_id,title\nB1,"unclosed\nB2,ok\n',
                        "the row starting on line 2 is not valid CSV", ["',' (comma)", "double quotes"]),
     "extra-fields": ("books.tsv", b'item_id\ttitle\nB1\t"two\nlines"\nB2\tok\textra\n',
@@ -40,6 +40,8 @@ CASES = {
                          "line 3 is not JSON", ["correct or delete line 3 of the file", "one JSON object"]),
     "json-list-line": ("books.jsonl", b'{"item_id": "B1"}\n["B2"]\n', "line 2 is not a JSON object",
                        ["correct or delete line 2 of the file"]),
+    "mixed-types": ("books.jsonl", b'{"item_id": "B1", "price": 3}\n' * 3 + b'{"item_id": "B2", "price": {"a": 1}}\n',
+                    "do not make one table", ["give each field one type on every line"]),
     "truncated-gz": ("books.jsonl.gz", _truncated_jsonl_gz(), "truncated or corrupt", ["compress the file again",
                                                                                         "gzip -t"]),
 }
@@ -87,3 +89,11 @@ def test_a_wrong_separator_names_the_one_the_header_chose(tmp_path):
     message = str(exc.value)
     assert "separator looks wrong" in message and "here '|'" in message.split("Fix:")[1]
     assert "data.source" not in message
+
+
+def test_a_suggested_command_quotes_a_path_with_spaces(tmp_path):
+    path = tmp_path / "my books.csv"
+    path.write_bytes(BOOKS.encode("latin-1"))
+    with pytest.raises(DataError) as exc:
+        read_table(path, "new books", named_by="--books")
+    assert f"iconv -f cp1252 -t utf-8 '{path}' > 'my books-utf8.csv'" in str(exc.value)

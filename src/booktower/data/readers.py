@@ -6,6 +6,7 @@ import csv
 import difflib
 import gzip
 import json
+import shlex
 import sys
 import zlib
 from collections.abc import Iterator, Sequence
@@ -34,7 +35,7 @@ def _unreadable(path: Path, exc: BaseException, named_by: str | None = None) -> 
 def _write_again(path: Path, named_by: str) -> str:
     """How to replace a damaged file that a command's option names, by its format."""
     if path.name.lower().endswith(".gz"):
-        return (f"compress the file again from its original (`gzip -t {path}` tests a .gz file), or pass "
+        return (f"compress the file again from its original (`gzip -t {shlex.quote(str(path))}` tests a .gz file), or pass "
                 f"{named_by} the uncompressed file")
     fmt = table_format(path)
     if fmt == "parquet":
@@ -42,7 +43,7 @@ def _write_again(path: Path, named_by: str) -> str:
                 "Parquet at all), or save the table as .csv and pass that")
     if fmt == "jsonl":
         return "export the file again, one JSON object per line, or save the table as .csv and pass that"
-    return f"check that you may read the file (`ls -l {path}`), or save it again"
+    return f"check that you may read the file (`ls -l {shlex.quote(str(path))}`), or save it again"
 
 
 def table_format(path: Path) -> str:
@@ -138,7 +139,7 @@ def read_table(path: Path, role: str, *, separator: str | None = None, encoding:
             frame = _read_csv(path, role, separator, encoding, named_by)
     except (*_UNREADABLE, pl.exceptions.PolarsError) as exc:  # a CSV's own parse errors are DataErrors by now
         if named_by and fmt == "jsonl" and not isinstance(exc, _UNREADABLE):
-            raise _bad_json_line(path, named_by) or _unreadable(path, exc, named_by) from None
+            raise _bad_json_line(path, named_by) or _mixed_json_types(path, exc) from None
         raise _unreadable(path, exc, named_by) from None
     if frame.height == 0:
         raise DataError(f"the {role} file has a header but no rows", path=path, fix=_give_rows(role, named_by))
@@ -158,9 +159,13 @@ def _not_utf8_fix(path: Path, named_by: str | None) -> str:
         return "set data.source.encoding: latin1 (or re-save the file as UTF-8)"
     gz = path.name.lower().endswith(".gz")
     stem, dot, ext = (path.name[:-3] if gz else path.name).rpartition(".")
-    recode = f"zcat {path} | iconv -f latin1 -t utf-8" if gz else f"iconv -f latin1 -t utf-8 {path}"
+    # cp1252, not latin1: a spreadsheet's "CSV" on Windows is cp1252, and latin1 would turn its quotes into
+    # control characters without a word
+    quoted = shlex.quote(str(path))
+    recode = f"zcat {quoted} | iconv -f cp1252 -t utf-8" if gz else f"iconv -f cp1252 -t utf-8 {quoted}"
+    target = shlex.quote(f"{stem or ext}-utf8{dot}{ext if stem else ''}")
     return (f"re-save the file as UTF-8, as {named_by} files are read: in a spreadsheet, Save As \"CSV UTF-8\"; "
-            f"in a shell, `{recode} > {stem or ext}-utf8{dot}{ext if stem else ''}`")
+            f"in a shell, `{recode} > {target}`")
 
 
 def _check_utf8(path: Path, role: str, named_by: str | None) -> None:
@@ -280,6 +285,17 @@ def _first_lines(path: Path, n_lines: int, named_by: str | None = None) -> Itera
             yield from zip(range(1, n_lines + 1), handle)
     except _UNREADABLE as exc:
         raise _unreadable(path, exc, named_by) from None
+
+
+def _mixed_json_types(path: Path, exc: BaseException) -> DataError:
+    """Every line is a JSON object, and still the table cannot be built: a field changes type between lines."""
+    return DataError(f"the file's lines are JSON objects, but they do not make one table ({_first_line(exc)})", path=path,
+                     fix="give each field one type on every line (a number, text, or a list; null where it is "
+                         "unknown), or save the table as .csv and pass that")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _bad_json_line(path: Path, named_by: str) -> DataError | None:

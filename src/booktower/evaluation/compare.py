@@ -34,6 +34,10 @@ def _why_no_table(path: Path, candidate: Path, part: str) -> str:
         return (f"{path} holds prepared data only (written by `booktower prepare`): it has no model to score. "
                 f"Fix: train a run on it (booktower train --config {path / 'config.yaml'} --output-dir RUN) "
                 f"and compare RUN")
+    if part == "test" and (path / "per_user_validation.parquet").exists() and not (path / "model").is_dir():
+        return (f"{path} is a `--validation-only` run: its test split has not been scored. Fix: pair it on "
+                f"validation (booktower compare ... --split validation), or complete the run you choose first "
+                f"(booktower train -o {path} --resume scores its test, once)")
     if (path / "model").is_dir():
         return f"{candidate} is missing. Fix: evaluate the run first (booktower evaluate --run {path})"
     if (path / "config.yaml").exists():

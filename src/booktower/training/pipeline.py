@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from booktower.config import BooktowerConfig, ConfigError, dump_config
+from booktower.data.errors import DataError
 from booktower.data.ingest import PACKAGE_PREFIX
 from booktower.data.prepare import SOURCE_PATHS, prepare
 from booktower.data.types import PreparedData
@@ -129,9 +130,12 @@ def _finished_run(run_dir: Path, dist: DistContext) -> str | None:
     return dist.broadcast(finished_at(run_dir) if dist.is_main else None)
 
 
+VALIDATION_ONLY_FILE = "validation.json"
+"""A `--validation-only` run's result: the selected checkpoint's validation metrics, until `--resume` completes it."""
+
 EARLIER_RUN_OUTPUTS = ("checkpoints", "refit", "model", "plots", "run.json", "metrics.json", "report.md",
                        "epochs.csv", "split.json", "per_user_validation.parquet", "per_user_test.parquet",
-                       "diagnostics.json", "audit.json", "validation.json")
+                       "diagnostics.json", "audit.json", VALIDATION_ONLY_FILE)
 """What a training run writes and a new run over it replaces. Baselines (RUN/baselines) and the MLflow link stay."""
 
 
@@ -152,6 +156,9 @@ def _open_run_dir(run_dir: Path, config_yaml: str, data: PreparedData, resume: b
     if not resume and (run_dir / "metrics.json").exists():
         log.warning("%s already holds a trained run: its files are being replaced (a new --output-dir keeps it)",
                     run_dir)
+    elif not resume and (run_dir / VALIDATION_ONLY_FILE).exists():
+        log.warning("%s holds a --validation-only run, which `--resume` would have completed: it is being replaced "
+                    "(a new --output-dir keeps it)", run_dir)
     if not resume:
         _forget_earlier_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -161,6 +168,31 @@ def _open_run_dir(run_dir: Path, config_yaml: str, data: PreparedData, resume: b
     atomic_write_json(run_dir / "data_summary.json", data.summary)
     data.users.save(run_dir / "vocab" / "users.parquet")
     data.items.save(run_dir / "vocab" / "items.parquet")
+
+
+def _refuse_other_data(run_dir: Path, data: PreparedData, dist: DistContext) -> None:
+    """A resume must train and score on the data the run started on: a probe (`--validation-only`) may be
+    completed days later, after the files changed. Compared: the ids (RUN/vocab, written before the first
+    epoch), and where the run recorded them, the input files' sha256s and the split (a probe's run.json and
+    split.json). Rank 0 looks and every rank takes its answer."""
+    changes = dist.broadcast(_data_changes(run_dir, data) if dist.is_main else None)
+    if changes:
+        raise DataError(f"--resume: the data this config prepares now is not the data {run_dir} started on: "
+                        f"{'; '.join(changes[:4])}", path=run_dir,
+                        fix="point the config at the files the run started with, or train these files as a new run "
+                            "(drop --resume, or pass a new --output-dir)")
+
+
+def _data_changes(run_dir: Path, data: PreparedData) -> list[str]:
+    from booktower.data.vocab import Vocabulary
+    from booktower.evaluation.data_check import changed_inputs, split_change
+
+    changes = list(changed_inputs(run_dir))
+    for name, vocab in (("users", data.users), ("items", data.items)):
+        saved_path = run_dir / "vocab" / f"{name}.parquet"
+        if saved_path.is_file() and Vocabulary.load(saved_path) != vocab:
+            changes.append(f"the {name} differ from vocab/{name}.parquet ({len(vocab)} ids now)")
+    return changes + split_change(run_dir, data)
 
 
 def _prepare_in_turn(config: BooktowerConfig, dist: DistContext) -> tuple[PreparedData, list[Path]]:
@@ -205,6 +237,8 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
     with timings.step("prepare"):
         if data is None:
             data, inputs = _prepare_in_turn(config, dist)
+    if resume:
+        _refuse_other_data(run_dir, data, dist)
     device = dist.device(resolve_device(config.training.device).type)
     model = build_model(config, data, device)
     trainer = Trainer(model, data, config.training, config.seed, config.evaluation.ks, run_dir,
@@ -239,6 +273,7 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
                               "refit_on_validation": config.training.refit_on_validation})
         with timings.step("report"):
             report = maybe_write_report(run_dir)
+        (run_dir / VALIDATION_ONLY_FILE).unlink(missing_ok=True)  # a completed probe: metrics.json says it all
         mark_finished(run_dir, timings.seconds)  # last: an interruption before it leaves a run to resume
         tracker.finish(metrics, run_dir)
     except BaseException:
@@ -248,9 +283,6 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
                                   if k.split("@")[0] in ("HR", "NDCG") and "@" in k))
     dist.barrier()
     return TrainResult(run_dir, metrics, fit, test_model, data, report, selected=model)
-
-
-VALIDATION_ONLY_FILE = "validation.json"
 
 
 def _stop_after_fit(config: BooktowerConfig, run_dir: Path, fit: FitResult, model: TwoTower, data: PreparedData,

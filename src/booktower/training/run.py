@@ -86,6 +86,9 @@ def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> Trained
     """Re-prepare the data from RUN/config.yaml (cached), check it matches RUN/vocab, load RUN/model."""
     run_dir = Path(run_dir)
     config = run_config(run_dir)
+    if not (run_dir / "model").is_dir() and (run_dir / "validation.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is a `--validation-only` run: it has no model yet (no refit, test "
+                                f"not scored). Fix: complete it first (booktower train -o {run_dir} --resume)")
     data, _ = prepare(config.data)
     for name, vocab in (("users", data.users), ("items", data.items)):
         saved = Vocabulary.load(run_dir / "vocab" / f"{name}.parquet")
