@@ -124,6 +124,14 @@ def _named_files(config: BooktowerConfig) -> dict[str, object]:
     return flat
 
 
+def _check_resumable(run_dir: Path, config: BooktowerConfig, dist: DistContext) -> None:
+    """Before anything is prepared, trained or written: the same training config, and a run not yet finished."""
+    _check_resume_config(run_dir, config)
+    finished = _finished_run(run_dir, dist)
+    if finished is not None:
+        raise RunAlreadyFinished(run_dir, finished)
+
+
 def _finished_run(run_dir: Path, dist: DistContext) -> str | None:
     """When the run in `run_dir` finished, or None. Rank 0 reads it and every rank takes its answer: ranks
     that disagreed would wait for each other forever (one in training, one gone)."""
@@ -227,10 +235,7 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
     timings = Timings()
     config_yaml = dump_config(config)
     if resume:
-        _check_resume_config(run_dir, config)
-        finished = _finished_run(run_dir, dist)
-        if finished is not None:
-            raise RunAlreadyFinished(run_dir, finished)  # before anything is prepared, trained or written
+        _check_resumable(run_dir, config, dist)
         timings.seconds.update(recorded_timings(run_dir))  # the run's time so far: its steps add to them
     apply_thread_limit(config.training)
     inputs: list[Path] = []
