@@ -212,3 +212,12 @@ def test_a_layer_that_names_the_fallback_beside_its_path_keeps_it(tmp_path):
 
 def test_other_overrides_leave_the_sample_fallback_alone():
     assert all(_fallbacks(load_config(DEFAULT_YAML, ["data.cache_dir=null", "data.source.encoding=latin1"])))
+
+
+def test_a_sampler_setting_the_chosen_sampler_never_reads_is_refused(tmp_path):
+    """popularity_alpha under the mixed sampler changed nothing: a sweep once searched it, to no effect."""
+    path = write(tmp_path, "bad.yaml", "training:\n  negatives: {sampler: mixed, popularity_alpha: 0.3}\n")
+    with pytest.raises(ConfigError, match=r"popularity_alpha is read by sampler: popularity only.*'mixed'"):
+        load_config(path)
+    fine = write(tmp_path, "fine.yaml", "training:\n  negatives: {sampler: popularity, popularity_alpha: 0.3}\n")
+    assert load_config(fine).training.negatives.popularity_alpha == 0.3

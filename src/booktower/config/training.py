@@ -38,6 +38,9 @@ class LossConfig(StrictModel):
     """Categories with fewer items than this in a batch are skipped by CAL."""
 
 
+_DEFAULT_ALPHA = 0.75
+
+
 class NegativeConfig(StrictModel):
     """Negative sampling."""
 
@@ -45,13 +48,18 @@ class NegativeConfig(StrictModel):
     """uniform; popularity^alpha; in-batch (the other positives of the batch); mixed = in-batch + uniform."""
     num_negatives: int = Field(128, ge=0)
     """Sampled negatives per batch (shared by the batch) or per positive for `bce`."""
-    popularity_alpha: float = Field(0.75, ge=0)
-    """popularity: sampling weight = count^alpha."""
+    popularity_alpha: float = Field(_DEFAULT_ALPHA, ge=0)
+    """popularity: sampling weight = count^alpha (read by that sampler only)."""
 
     @model_validator(mode="after")
     def _check(self) -> "NegativeConfig":
         if self.sampler != "in_batch" and self.num_negatives == 0:
             raise ValueError(f"negatives.num_negatives must be > 0 for sampler {self.sampler!r}")
+        if self.popularity_alpha != _DEFAULT_ALPHA and self.sampler != "popularity":
+            # a setting that changes nothing would pass for a tuned one (a sweep searched it, to no effect); the
+            # default is let through, since every resolved config (RUN/config.yaml) writes it out
+            raise ValueError(f"negatives.popularity_alpha is read by sampler: popularity only, and this config's "
+                             f"sampler is {self.sampler!r}: remove popularity_alpha, or set sampler: popularity")
         return self
 
 
