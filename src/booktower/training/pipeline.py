@@ -22,7 +22,7 @@ from booktower.models.two_tower import TwoTower
 from booktower.training.checkpoint import load_weights
 from booktower.training.distributed import DistContext, init_distributed, shutdown
 from booktower.training.refit import refit
-from booktower.training.run import absolute_data_paths, run_config
+from booktower.training.run import VALIDATION_ONLY_FILE, absolute_data_paths, run_config
 from booktower.evaluation.run_eval import evaluate_trained, evaluate_validation
 from booktower.tracking import Tracker, check_local_store
 from booktower.training.trainer import FitResult, Trainer, apply_thread_limit, peak_memory_mb, resolve_device
@@ -137,9 +137,6 @@ def _finished_run(run_dir: Path, dist: DistContext) -> str | None:
     that disagreed would wait for each other forever (one in training, one gone)."""
     return dist.broadcast(finished_at(run_dir) if dist.is_main else None)
 
-
-VALIDATION_ONLY_FILE = "validation.json"
-"""A `--validation-only` run's result: the selected checkpoint's validation metrics, until `--resume` completes it."""
 
 EARLIER_RUN_OUTPUTS = ("checkpoints", "refit", "model", "plots", "run.json", "metrics.json", "report.md",
                        "epochs.csv", "split.json", "per_user_validation.parquet", "per_user_test.parquet",

@@ -82,11 +82,15 @@ def absolute_data_paths(config: BooktowerConfig, base: Path) -> BooktowerConfig:
     return config.model_copy(update={"data": config.data.model_copy(update=update)})
 
 
+VALIDATION_ONLY_FILE = "validation.json"
+"""A `--validation-only` run's result: the selected checkpoint's validation metrics, until `--resume` completes it."""
+
+
 def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> TrainedRun:
     """Re-prepare the data from RUN/config.yaml (cached), check it matches RUN/vocab, load RUN/model."""
     run_dir = Path(run_dir)
     config = run_config(run_dir)
-    if not (run_dir / "model").is_dir() and (run_dir / "validation.json").is_file():
+    if not (run_dir / "model").is_dir() and (run_dir / VALIDATION_ONLY_FILE).is_file():
         raise FileNotFoundError(f"{run_dir} is a `--validation-only` run: it has no model yet (no refit, test "
                                 f"not scored). Fix: complete it first (booktower train -o {run_dir} --resume)")
     data, _ = prepare(config.data)
