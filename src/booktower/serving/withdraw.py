@@ -68,10 +68,11 @@ def change_withdrawn(bundle_dir: Path, ids: list[str], withdraw: bool, ignore_un
     with bundle_lock(bundle_dir, exclusive=True):
         items, metadata, withdrawn = read_catalogue(bundle_dir)
         pending = read_manifest(bundle_dir).pending_withdrawals
+        remembered = set(pending)
         # `everything`: the books not yet in the asked state, so that none counts as already there
         found = np.flatnonzero(withdrawn != withdraw) if everything else items.encode(ids, unknown="null")
         named_pending = set() if everything else {raw for raw, index in zip(ids, found.tolist())
-                                                  if index < 0 and raw in pending}
+                                                  if index < 0 and raw in remembered}
         unknown = [raw for raw, index in zip(ids, found.tolist()) if index < 0 and raw not in named_pending]
         if unknown and not ignore_unknown:
             raise DataError(f"{len(unknown):,} of the {len(ids):,} books named are not in the bundle {bundle_dir}, "
@@ -83,7 +84,7 @@ def change_withdrawn(bundle_dir: Path, ids: list[str], withdraw: bool, ignore_un
         changed = int((flags[chosen] != withdraw).sum())
         flags[chosen] = withdraw
         # a restore forgets remembered withdrawals (all of them with `everything`); a withdrawal finds them there
-        forgotten = (set(pending) if everything else named_pending) if not withdraw else set()
+        forgotten = (remembered if everything else named_pending) if not withdraw else set()
         still_pending = [raw for raw in pending if raw not in forgotten]
         if changed or forgotten:
             table = metadata.with_columns(pl.Series("withdrawn", flags))
