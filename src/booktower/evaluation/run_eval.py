@@ -42,11 +42,15 @@ class RunEvaluation:
 
 
 def evaluate_parts(score_fn_for_part: ScoreFnFactory, data: PreparedData, config: BooktowerConfig) -> RunEvaluation:
-    ev = config.evaluation
-    results = {part: evaluate_split(score_fn_for_part(part), data, part, ev.ks, chunk=ev.user_chunk,
-                                    progress=config.training.progress, full_rank=True)
-               for part in ("validation", "test")}
+    results = {part: _full_ranking(score_fn_for_part(part), data, part, config) for part in ("validation", "test")}
     return RunEvaluation(results["validation"], results["test"])
+
+
+def _full_ranking(score_fn: ScoreFn, data: PreparedData, part: Part, config: BooktowerConfig) -> EvaluationResult:
+    """One split scored as a run's results are: every reader, the whole catalogue ranked."""
+    ev = config.evaluation
+    return evaluate_split(score_fn, data, part, ev.ks, chunk=ev.user_chunk, progress=config.training.progress,
+                          full_rank=True)
 
 
 def write_metrics(run_dir: Path, evaluation: RunEvaluation, data_changed: dict[str, Any] | None = None) -> None:
@@ -106,9 +110,7 @@ def evaluate_validation(run_dir: Path, model: Any, data: PreparedData, config: B
     validation` can pair two candidates before either is scored on test."""
     from booktower.training.scoring import score_fn_for
 
-    ev = config.evaluation
-    result = evaluate_split(score_fn_for(model, data, "validation"), data, "validation", ev.ks, chunk=ev.user_chunk,
-                            progress=config.training.progress, full_rank=True)
+    result = _full_ranking(score_fn_for(model, data, "validation"), data, "validation", config)
     atomic_write_parquet(result.per_user, run_dir / "per_user_validation.parquet")
     write_split_identity(run_dir, split_identity(data))
     return result
