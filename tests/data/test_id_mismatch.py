@@ -139,7 +139,8 @@ def test_users_rows_without_an_id_are_dropped_and_counted_and_a_matching_table_i
     cfg = _users_config(write_file, "user_id,age\nu0000,30\n,99\nu0001,40\nu0002,50\nu0003,60\n")
     ledger = DropLedger()
     raw, warnings = load_raw(cfg, ledger)
-    assert ledger.as_dict() == {"users_missing_user_id": 1} and ledger.notes["users_missing_user_id"] == "example rows 3"
+    assert ledger.as_dict() == {"users_missing_user_id": 1} and ledger.notes["users_missing_user_id"] == \
+        "on line 3 of users.csv (the header is line 1)"
     assert raw.users is not None and raw.users.height == 4 and not warnings
 
 

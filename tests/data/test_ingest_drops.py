@@ -55,7 +55,7 @@ def test_each_reason_is_counted(tmp_path):
 def test_example_rows_are_recorded(tmp_path):
     ledger = DropLedger()
     load_raw(make_config(tmp_path), ledger)
-    assert ledger.notes["missing_user_id"] == "example rows 5"  # file line 5 (header = line 1)
+    assert ledger.notes["missing_user_id"] == "on line 5 of users.csv (the header is line 1)"
 
 
 def test_counts_land_in_the_summary(tmp_path):
@@ -145,7 +145,8 @@ def test_blank_lines_are_counted_as_empty_rows_not_as_missing_ids(tmp_path):
     ledger = DropLedger()
     raw, _ = load_raw(cfg, ledger)
     assert ledger.as_dict() == {"empty_row": 3, "missing_user_id": 1, "users_empty_row": 2}
-    assert ledger.notes["empty_row"] == "example rows 3, 5, 6" and ledger.notes["missing_user_id"] == "example rows 7"
+    assert ledger.notes["empty_row"] == "on lines 3, 5 and 6 of users.csv (the header is line 1)"
+    assert ledger.notes["missing_user_id"] == "on line 7 of users.csv (the header is line 1)"
     assert raw.interactions["item_id"].to_list() == ["B1", "B2"]
     assert raw.users is not None and raw.users["user_id"].to_list() == ["U1"]
 
@@ -185,8 +186,8 @@ def test_unparsable_timestamps_and_ratings_are_dropped_and_counted_when_not_stri
     ledger = DropLedger()
     raw, _ = load_raw(_log(tmp_path, body, ISO_RATED), ledger)
     assert ledger.as_dict() == {"missing_timestamp": 1, "unparsable_rating": 1, "unparsable_timestamp": 1}
-    assert ledger.notes["unparsable_timestamp"] == "example rows 5"  # data row 3 is file line 5
-    assert ledger.notes["unparsable_rating"] == "example rows 9"
+    assert ledger.notes["unparsable_timestamp"].startswith("on line 5 of ")  # data row 3 is file line 5
+    assert ledger.notes["unparsable_rating"].startswith("on line 9 of ")
     assert raw.interactions.height == 17 and "B3" not in raw.interactions["item_id"].to_list()
 
 
@@ -222,7 +223,7 @@ def test_a_non_number_in_the_catalogue_is_missing_and_counted_when_not_strict(tm
     ledger = DropLedger()
     raw, _ = load_raw(cfg, ledger)
     assert ledger.as_dict()["catalogue_unparsable_price"] == 1 and ledger.notes["catalogue_unparsable_price"] == \
-        "example rows 4"
+        "on line 4 of books.csv (the header is line 1)"
     assert raw.catalogue is not None and raw.catalogue.height == 3  # the book stays, its price is missing
     assert raw.catalogue.filter(raw.catalogue["item_id"] == "B3")["num:price"].to_list() == [None]
 

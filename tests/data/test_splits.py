@@ -162,7 +162,8 @@ def test_a_row_without_a_split_label_is_dropped_and_counted_not_lost(tmp_path):
     assert sum(sizes.values()) == data.summary["n_interactions"]
     assert data.summary["dropped"] == {"missing_split_label": 1}
     strict = cfg.model_copy(update={"strict": True})
-    with pytest.raises(DataError, match=r"column 'fold', rows 6: 1 rows would be dropped \(missing_split_label\)"):
+    with pytest.raises(DataError, match=r"column 'fold': 1 row would be dropped \(missing_split_label\) on line 6 of log.csv "
+                                        r"\(the header is line 1\) and data.strict is on"):
         prepare(strict)
 
 

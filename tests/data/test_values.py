@@ -10,13 +10,14 @@ import polars as pl
 import pytest
 
 from booktower.data.errors import DataError
+from booktower.data.locations import TableFile
 from booktower.data.readers import read_table
 from booktower.data.values import parse_numeric, parse_timestamps
 
 
 def _numbers_error(path: Path) -> DataError:
     with pytest.raises(DataError) as exc:
-        parse_numeric(read_table(path, "items"), "average_rating", path, "data.columns.item_numeric")
+        parse_numeric(TableFile(read_table(path, "items"), path), "average_rating", "data.columns.item_numeric")
     return exc.value
 
 
@@ -48,7 +49,7 @@ def test_parquet_and_json_lines_count_their_rows_from_one(tmp_path):
     frame = pl.DataFrame({"average_rating": ["4", "four"]})
     with pytest.raises(DataError, match=r"1 value is not a number \('four'\) in row 2 of the file \(the first row "
                                         r"is 1\)"):
-        parse_numeric(frame, "average_rating", tmp_path / "books.parquet", "data.columns.item_numeric")
+        parse_numeric(TableFile(frame, tmp_path / "books.parquet"), "average_rating", "data.columns.item_numeric")
     with pytest.raises(DataError, match=r"1 timestamp could not be parsed as epoch s \('soon'\) in record 2 of the "
                                         r"file \(the first record is 1\)"):
-        parse_timestamps(pl.DataFrame({"t": ["1600000000", "soon"]}), "t", "s", tmp_path / "log.jsonl")
+        parse_timestamps(TableFile(pl.DataFrame({"t": ["1600000000", "soon"]}), tmp_path / "log.jsonl"), "t", "s")

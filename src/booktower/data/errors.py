@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from booktower.utils.wording import counted
+
 
 class DataError(ValueError):
     """Bad input. The message names the file, the column, example rows and the fix."""
@@ -42,19 +44,24 @@ class DropLedger:
     strict: bool = False
     counts: Counter[str] = field(default_factory=Counter)
     notes: dict[str, str] = field(default_factory=dict)
+    """Where the first rows of a reason are, by reason ("on lines 3 and 7 of users.csv (the header is line 1)")."""
 
     def drop(
         self, reason: str, count: int, *, path: Path | str | None = None, column: str | None = None,
-        rows: Sequence[int] = (), fix: str = "clean the rows or set data.strict: false to drop them",
+        where: tuple[str, list[int]] | None = None, fix: str = "clean the rows or set data.strict: false to drop them",
     ) -> None:
+        """Counts `count` rows dropped for `reason`; `where` says where the first of them are in their file (words,
+        and the numbers: `TableFile.where`), for the error under data.strict and for `notes`."""
         if count <= 0:
             return
         if self.strict:
-            raise DataError(f"{count} rows would be dropped ({reason}) and data.strict is on",
-                            path=path, column=column, rows=rows, fix=fix)
+            error = DataError(f"{counted(count, 'row')} would be dropped ({reason}){' ' + where[0] if where else ''} "
+                              "and data.strict is on", path=path, column=column, fix=fix)
+            error.rows = where[1] if where else []
+            raise error
         self.counts[reason] += int(count)
-        if rows:
-            self.notes[reason] = "example rows " + ", ".join(str(r) for r in list(rows)[:5])
+        if where:
+            self.notes[reason] = where[0]
 
     def as_dict(self) -> dict[str, int]:
         return dict(sorted(self.counts.items()))

@@ -23,6 +23,8 @@ class SourceFrames:
     users: pl.DataFrame | None = None
     users_path: Path | None = None
     paths: list[Path] = field(default_factory=list)
+    header: bool = True
+    """Whether each CSV file's first line names its columns, so its first row is line 2."""
 
 
 def read_source(
@@ -146,5 +148,5 @@ def read_movielens_100k(folder: Path) -> SourceFrames:
     users = pl.read_csv(paths["u.user"], separator="|", has_header=False, infer_schema=False,
                         new_columns=["user_id", "age", "gender", "occupation", "zip"])
     return SourceFrames(ratings, paths["u.data"], items, paths["u.item"], users, paths["u.user"],
-                        paths=list(paths.values()))
+                        paths=list(paths.values()), header=False)
 

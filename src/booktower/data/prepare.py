@@ -28,7 +28,8 @@ from booktower.data.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 5  # 5: a re-read keeps its earliest reading (by time), not its first row in the file
+CACHE_FORMAT = 6  # 6: the summary says where the dropped rows are (`dropped_where`); 5: a re-read keeps its
+# earliest reading (by time), not its first row in the file
 """Bump when the prepared layout or the data layer's behaviour changes, so old cache entries are not reused."""
 
 
@@ -111,6 +112,7 @@ def prepare_from_raw(raw: RawData, config: DataConfig, ledger: DropLedger) -> Pr
         "k_core_rounds": rounds,
         "split": config.split.kind,
         "dropped": ledger.as_dict(),
+        "dropped_where": dict(sorted(ledger.notes.items())),  # the first rows of each reason, as the file shows them
         "feature_dims": {"user": user_feats.dims(), "item": item_feats.dims(), "n_categories": len(cat_names)},
         "catalogue_items": int(raw.catalogue.height) if raw.catalogue is not None else None,
         **_tie_report(frame, split, config),

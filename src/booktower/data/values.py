@@ -9,65 +9,23 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 
 from booktower.data._isotime import iso_to_epoch_seconds
 from booktower.data.errors import DataError, DropLedger
-from booktower.data.readers import table_format
+from booktower.data.locations import TableFile
 
 log = logging.getLogger(__name__)
 
 _UNIT_DIVISOR = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
-def row_numbers(frame: pl.DataFrame, mask: pl.Series) -> list[int]:
-    # +2: one for the header line, one because people count rows from 1.
-    return [int(i) + 2 for i in frame.with_row_index("_r").filter(mask)["_r"].head(5).to_list()]
-
-
-def csv_lines(frame: pl.DataFrame, indices: list[int]) -> list[int]:
-    """The lines of a CSV file (its header is line 1) where the rows at `indices` (from 0, in file order) start:
-    one line a row, except that a quoted field holding line breaks spans more than one."""
-    if not indices:
-        return []
-    head = frame.head(max(indices) + 1)
-    texts = [name for name, dtype in head.schema.items() if dtype == pl.String]
-    if not texts:
-        return [i + 2 for i in indices]
-    breaks = head.select(pl.sum_horizontal(pl.col(texts).str.count_matches("\n").fill_null(0))).to_series()
-    before = (breaks.cum_sum() - breaks).to_list()
-    return [i + 2 + int(before[i]) for i in indices]
-
-
-def where_in_file(frame: pl.DataFrame, mask: pl.Series, path: Path) -> tuple[str, list[int]]:
-    """Where the first rows of `mask` are in the file `frame` was read from, in words ("on lines 3 and 7 of the
-    file (the header is line 1)": what an editor shows for a CSV) and as those numbers."""
-    indices = [int(i) for i in frame.with_row_index("_r").filter(mask)["_r"].head(5).to_list()]
-    more = ", ..." if int(mask.sum()) > len(indices) else ""
-    if table_format(path) == "csv":
-        lines = csv_lines(frame, indices)
-        return f"on {_listed('line', lines, more)} of the file (the header is line 1)", lines
-    unit = "record" if table_format(path) == "jsonl" else "row"
-    numbers = [i + 1 for i in indices]
-    return f"in {_listed(unit, numbers, more)} of the file (the first {unit} is 1)", numbers
-
-
-def _listed(unit: str, numbers: list[int], more: str) -> str:
-    """Numbers in words: "line 3", "lines 3 and 7", "lines 3, 7, 9, 10, 12, ..." (`more`: ", ...")."""
-    if len(numbers) == 1 and not more:
-        return f"{unit} {numbers[0]}"
-    if more:
-        return f"{unit}s {', '.join(map(str, numbers))}{more}"
-    return f"{unit}s {', '.join(map(str, numbers[:-1]))} and {numbers[-1]}"
-
-
-def parse_timestamps(frame: pl.DataFrame, column: str, unit: str, path: Path) -> pl.Series:
+def parse_timestamps(table: TableFile, column: str, unit: str) -> pl.Series:
     """Epoch seconds; any value that is not a time in `unit` is an error (see `read_timestamps` for the lenient read)."""
-    parsed = read_timestamps(frame, column, unit)
+    parsed = read_timestamps(table.frame, column, unit)
     if parsed.bad.any():
-        raise parsed.error(frame, path, column)
+        raise parsed.error(table, column)
     return parsed.values
 
 
@@ -94,11 +52,11 @@ class Parsed:
         count = int(self.bad.sum())
         return f"{count:,} {self.what[0] if count == 1 else self.what[1]}"
 
-    def error(self, frame: pl.DataFrame, path: Path, column: str, why: str = "") -> DataError:
+    def error(self, table: TableFile, column: str, why: str = "") -> DataError:
         examples = self.raw.filter(self.bad).unique(maintain_order=True).head(3).to_list()  # distinct: more to go on
         shown = repr(examples[0]) if int(self.bad.sum()) == 1 else f"e.g. {examples}"
-        where, numbers = where_in_file(frame, self.bad, path)
-        error = DataError(f"{self.counted()} ({shown}) {where}{why}", path=path, column=column, fix=self.fix)
+        where, numbers = table.where_mask(self.bad)
+        error = DataError(f"{self.counted()} ({shown}) {where}{why}", path=table.path, column=column, fix=self.fix)
         error.rows = numbers  # said in the message, in the file's own terms: not as DataError's "rows N"
         return error
 
@@ -130,22 +88,22 @@ _MOSTLY_UNREADABLE = 0.5
 under data.strict: false, which drops a few bad rows, not a misconfigured column."""
 
 
-def unreadable_rows(parsed: Parsed, frame: pl.DataFrame, path: Path, column: str, ledger: DropLedger,
-             outcome: str = "those rows are dropped and counted") -> pl.Series:
+def unreadable_rows(parsed: Parsed, table: TableFile, column: str, ledger: DropLedger,
+                    outcome: str = "those rows are dropped and counted") -> pl.Series:
     """The rows whose value could not be read, to be dropped and counted; an error instead under data.strict,
     or when most values are unreadable (a config mistake, not bad rows)."""
     if not parsed.bad.any():
         return parsed.bad
     share = parsed.share()
     if share > _MOSTLY_UNREADABLE:
-        raise parsed.error(frame, path, column, why=f": {share:.0%} of its non-empty values, so the unit, format or "
+        raise parsed.error(table, column, why=f": {share:.0%} of its non-empty values, so the unit, format or "
                            "column mapping is wrong rather than a few rows (data.strict: false drops stray rows only)")
     if ledger.strict:
         parsed.fix += f" (data.strict is on: with data.strict: false {outcome})"
-        raise parsed.error(frame, path, column)
+        raise parsed.error(table, column)
     examples = parsed.raw.filter(parsed.bad).unique(maintain_order=True).head(3).to_list()
     log.warning("%s, column %r: %s (e.g. %s): %s (data.strict is off)",
-                path, column, parsed.counted(), examples, outcome)
+                table.path, column, parsed.counted(), examples, outcome)
     return parsed.bad
 
 
@@ -168,11 +126,11 @@ def timestamp_unit_warning(seconds: pl.Series, unit: str) -> str | None:
             f"1980-2100{hint}: check data.columns.timestamp_unit")
 
 
-def parse_numeric(frame: pl.DataFrame, column: str, path: Path, key: str) -> pl.Series:
+def parse_numeric(table: TableFile, column: str, key: str) -> pl.Series:
     """Floats; any value that is not a number is an error (see `read_numbers` for the lenient read)."""
-    parsed = read_numbers(frame, column, key)
+    parsed = read_numbers(table.frame, column, key)
     if parsed.bad.any():
-        raise parsed.error(frame, path, column)
+        raise parsed.error(table, column)
     return parsed.values
 
 

@@ -54,6 +54,7 @@ def standard_catalogue(frame: pl.DataFrame, spec: FeatureSpec, path: Path | str 
     reads), parsed as ingest parses the training catalogue: ids and numbers stripped, `$` and null words removed,
     negative values of the catalogue's non-negative columns removed. A standard column may go by the training
     catalogue's name (`columns`)."""
+    from booktower.data.locations import TableFile
     from booktower.data.values import parse_numeric
 
     columns = columns or CatalogueColumns()
@@ -71,8 +72,9 @@ def standard_catalogue(frame: pl.DataFrame, spec: FeatureSpec, path: Path | str 
     for feature in features:
         source = source_column(frame, feature)
         if feature.kind == "num":
-            columns_out.append(parse_numeric(frame, source, Path(path), f"the {BOOKS_OPTION} file").alias(feature.column)
-                               if source else pl.lit(None, dtype=pl.Float64).alias(feature.column))
+            numbers = parse_numeric(TableFile(frame, Path(path)), source, f"the {BOOKS_OPTION} file") if source else None
+            columns_out.append(numbers.alias(feature.column) if numbers is not None
+                               else pl.lit(None, dtype=pl.Float64).alias(feature.column))
         elif feature.kind == "cat":
             columns_out.append(pl.col(source).cast(pl.String).alias(feature.column) if source
                                else pl.lit(None, dtype=pl.String).alias(feature.column))
