@@ -99,9 +99,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     return data, model, directory, manifest
 
 
-def _catalogue_bundle(directory: Path, model: dict) -> tuple:
+def _catalogue_bundle(directory: Path, model: dict, seeds: tuple[int, ...] = (0,)) -> tuple:
     """(data, bundle_dir, catalogue): 30 books whose model also reads a book's `language`
-    (data.columns.item_categorical) and `price` (item_numeric), as ingest names them: cat:language, num:price."""
+    (data.columns.item_categorical) and `price` (item_numeric), as ingest names them: cat:language, num:price.
+    Several `seeds`: an ensemble of models initialised from them (models.ensemble)."""
     import torch
 
     from booktower.config.data import DataConfig
@@ -111,6 +112,7 @@ def _catalogue_bundle(directory: Path, model: dict) -> tuple:
     from booktower.data.ingest import RawData
     from booktower.data.prepare import prepare_from_raw
     from booktower.models import TwoTower, spec_from_config
+    from booktower.models.ensemble import ensemble_of
     from booktower.serving.export import export_parts, parts_from_model
 
     rng = np.random.default_rng(0)
@@ -126,11 +128,15 @@ def _catalogue_bundle(directory: Path, model: dict) -> tuple:
     config = DataConfig.model_validate({"min_user_interactions": 1, "min_item_interactions": 1, "columns": {
         "item_numeric": ["price"], "item_categorical": ["language"], "item_count_columns": [], "item_nonnegative": []}})
     data = prepare_from_raw(RawData(interactions, catalogue, None, []), config, DropLedger())
-    torch.manual_seed(0)
-    model = TwoTower(spec_from_config(ModelConfig.model_validate(model), data.user_features, data.item_features,
-                                      data.n_users, data.n_items))
-    model.fill_history_content(data.item_features)
-    export_parts(parts_from_model(data, model), directory, IndexConfig(kind="exact"), np.random.default_rng(0))
+    spec = spec_from_config(ModelConfig.model_validate(model), data.user_features, data.item_features, data.n_users,
+                            data.n_items)
+    members = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        members.append(TwoTower(spec))
+        members[-1].fill_history_content(data.item_features)
+    served = members[0] if len(members) == 1 else ensemble_of(members)
+    export_parts(parts_from_model(data, served), directory, IndexConfig(kind="exact"), np.random.default_rng(0))
     return data, directory, catalogue
 
 
@@ -146,3 +152,9 @@ def content_bundle(tmp_path_factory: pytest.TempPathFactory):
     """(data, bundle_dir, catalogue) of `_catalogue_bundle` with a model that pools the content of a history
     (author, categories, language, title tokens; model.history.content)."""
     return _catalogue_bundle(tmp_path_factory.mktemp("content") / "b", {"history": {"content": True}})
+
+
+@pytest.fixture(scope="session")
+def make_catalogue_bundle():
+    """`_catalogue_bundle` itself: make_catalogue_bundle(directory, model_config, seeds) for a test's own variant."""
+    return _catalogue_bundle

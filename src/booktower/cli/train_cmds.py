@@ -1,4 +1,4 @@
-"""`booktower train`."""
+"""`booktower train` and `booktower ensemble`."""
 
 from __future__ import annotations
 
@@ -86,5 +86,30 @@ def _headline(metrics: dict[str, float]) -> str:
                      if k in metrics)
 
 
+def ensemble_command(
+    runs: list[Path] = typer.Argument(..., help="Two or more finished runs of one dataset and split (e.g. seeds).",
+                                      callback=_paths.run_dir),
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", callback=_paths.output_dir,
+                                    help="The ensemble run's directory (new, or empty)."),
+    report: bool = typer.Option(True, help="Render report.md."),
+) -> None:
+    """Combine finished runs into one ensemble run (scores summed: one index of their vectors side by side),
+    scored as a run: validation by the members' selected checkpoints, test by their served models."""
+    from booktower.evaluation.report import write_report
+    from booktower.evaluation.run_eval import reevaluate_run
+    from booktower.evaluation.tables import print_metric_table
+    from booktower.training.ensemble_run import assemble_ensemble
+
+    setup_logging()
+    with friendly_errors():
+        assemble_ensemble(list(runs), output_dir)
+        cfg, evaluation = reevaluate_run(output_dir)
+        print_metric_table({"validation": evaluation.validation.metrics, "test": evaluation.test.metrics},
+                           cfg.evaluation.ks, console, title=f"ensemble of {len(runs)} runs")
+        written = write_report(output_dir) if report else None
+    console.print(f"wrote {output_dir}" + (f" and {written}" if written else ""))
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
+    app.command("ensemble")(ensemble_command)

@@ -114,6 +114,7 @@ def render(files: RunFiles, plots: dict[str, Path]) -> str:
          "validation items. Intervals are 95% percentile bootstrap intervals over users "
          f"({files.evaluation.bootstrap_samples} resamples).\n"),
         changed_data_note(files.metrics),
+        ensemble_note(files.run_info),
         headline_section(files, rng),
         comparison_section(files, rng),
         "## Training curves\n", _image(plots, "training", "loss and validation metrics per epoch"),
@@ -128,6 +129,18 @@ def render(files: RunFiles, plots: dict[str, Path]) -> str:
         "## Resolved config\n", f"```yaml\n{files.config_text.strip()}\n```\n" if files.config_text else "_(none)_\n",
     ]
     return "\n".join(parts)
+
+
+def ensemble_note(info: dict[str, Any]) -> str:
+    """What an ensemble run (`booktower ensemble`, run.json's `ensemble`) is, above its numbers."""
+    ensemble = info.get("ensemble")
+    if not isinstance(ensemble, dict) or not ensemble.get("members"):
+        return ""
+    members = ensemble["members"]
+    seeds = ", ".join(str(seed) for seed in ensemble.get("seeds") or [])
+    return (f"_An ensemble of {len(members)} runs (seeds {seeds}: {', '.join(f'`{m}`' for m in members)}): its score "
+            "is the sum of theirs. Each member's own report holds its training curves; the resolved config below is "
+            "the first member's (the members share its data and evaluation sections)._\n")
 
 
 def changed_data_note(metrics: dict[str, Any]) -> str:

@@ -184,13 +184,21 @@ def run_section(info: dict[str, Any], epochs: pl.DataFrame | None) -> str:
                          if v)
     if machine.get("gpus"):
         hardware += f"; {', '.join(machine['gpus'])} (CUDA {machine.get('cuda')})"
-    rows = [["seed", info.get("seed")], ["device", info.get("device")], ["machine", hardware or None],
-            ["training step", info.get("training_step")],
-            ["row-wise passes", _KERNELS.get(info.get("cpu_kernels"), info.get("cpu_kernels"))],
-            ["epochs run (best)", f"{info.get('epochs_run')} ({info.get('best_epoch')})"
-             + (", stopped early" if info.get("stopped_early") else "")],
-            ["versions", ", ".join(f"{k} {versions[k]}" for k in ("booktower", "torch", "python") if k in versions)],
-            ["seconds", ", ".join(f"{k} {v}" for k, v in (info.get("timings_seconds") or {}).items())]]
+    ensemble = info.get("ensemble") if isinstance(info.get("ensemble"), dict) else None
+    if ensemble:  # combined, not trained here: the members' runs say how they trained
+        rows = [["members", ", ".join(str(m) for m in ensemble.get("members") or [])],
+                ["seeds", ", ".join(str(s) for s in ensemble.get("seeds") or [])],
+                ["best epochs", ", ".join(str(e) for e in ensemble.get("best_epochs") or [])],
+                ["members' training seconds", ", ".join(str(e) for e in ensemble.get("member_seconds") or [])],
+                ["machine", hardware or None]]
+    else:
+        rows = [["seed", info.get("seed")], ["device", info.get("device")], ["machine", hardware or None],
+                ["training step", info.get("training_step")],
+                ["row-wise passes", _KERNELS.get(info.get("cpu_kernels"), info.get("cpu_kernels"))],
+                ["epochs run (best)", f"{info.get('epochs_run')} ({info.get('best_epoch')})"
+                 + (", stopped early" if info.get("stopped_early") else "")]]
+    rows += [["versions", ", ".join(f"{k} {versions[k]}" for k in ("booktower", "torch", "python") if k in versions)],
+             ["seconds", ", ".join(f"{k} {v}" for k, v in (info.get("timings_seconds") or {}).items())]]
     if epochs is not None and "examples_per_s" in epochs.columns and epochs.height:
         rates = epochs["examples_per_s"]
         rows.append(["training interactions/s per epoch", f"{rates.min():,.0f}-{rates.max():,.0f}"])

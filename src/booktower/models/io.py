@@ -1,4 +1,4 @@
-"""Saving and loading a TwoTower: safetensors weights + model.json (the ModelSpec). Never pickle."""
+"""Saving and loading a TwoTower (or an Ensemble of them): safetensors weights + model.json (the ModelSpec). Never pickle."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from booktower.models.spec import ModelSpec
+from booktower.models.ensemble import Ensemble, model_for_spec, spec_from_dict
 from booktower.models.two_tower import TwoTower
 from booktower.utils.atomic import atomic_path, atomic_write_json
 
@@ -40,7 +40,7 @@ def state_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
 
 
-def save_model(model: TwoTower, directory: Path | str) -> None:
+def save_model(model: TwoTower | Ensemble, directory: Path | str) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / WEIGHTS) as tmp:
@@ -48,12 +48,12 @@ def save_model(model: TwoTower, directory: Path | str) -> None:
     atomic_write_json(directory / SPEC, model.spec.to_dict())
 
 
-def load_model(directory: Path | str, device: torch.device | str = "cpu") -> TwoTower:
+def load_model(directory: Path | str, device: torch.device | str = "cpu") -> TwoTower | Ensemble:
+    """A saved model (models.ensemble: or an ensemble of them), in eval mode."""
     directory = Path(directory)
     if not (directory / SPEC).exists():
         raise FileNotFoundError(f"{directory / SPEC} is missing: not a saved booktower model directory")
     with reading_weights(f"the model in {directory}", "train the run again, or restore its folder from a copy"):
-        spec = ModelSpec.from_dict(json.loads((directory / SPEC).read_text()))
-        model = TwoTower(spec)
+        model = model_for_spec(spec_from_dict(json.loads((directory / SPEC).read_text())))
         model.load_state_dict(load_file(str(directory / WEIGHTS)))
     return model.to(device).eval()

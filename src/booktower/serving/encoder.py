@@ -178,20 +178,19 @@ class ModelEncoder:
 
 
 def _model_from_files(parts: BundleParts, where: Path) -> Any:
-    """A TwoTower from model.json + model.safetensors bytes; any problem is a BundleError naming the file."""
+    """A TwoTower (or an Ensemble) from model.json + model.safetensors bytes; any problem is a BundleError naming the file."""
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load as load_tensors
 
+    from booktower.models.ensemble import model_for_spec, spec_from_dict
     from booktower.models.io import SPEC, WEIGHTS
-    from booktower.models.spec import ModelSpec
-    from booktower.models.two_tower import TwoTower
 
     for name in (SPEC, WEIGHTS):
         if name not in parts.model_files:
             raise BundleError(f"{where / MODEL_DIR / name} is missing from the bundle. Fix: {REEXPORT}")
     try:
-        spec = ModelSpec.from_dict(json.loads(parts.model_files[SPEC]))
+        spec = spec_from_dict(json.loads(parts.model_files[SPEC]))
         sizes = {"item ID rows": (spec.item.n_ids, parts.n_model_items),
                  "user ID rows": (spec.user.n_ids, len(parts.users)), "output_dim": (spec.output_dim, parts.dim)}
         for what, (got, want) in sizes.items():
@@ -200,7 +199,7 @@ def _model_from_files(parts: BundleParts, where: Path) -> Any:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BundleError(f"{where / MODEL_SPEC} is not this bundle's model spec ({why(exc)}). Fix: {REEXPORT}") from None
     try:
-        model = TwoTower(spec)
+        model = model_for_spec(spec)
     except Exception as exc:  # noqa: BLE001 - an edited spec can fail anywhere in the towers' constructors
         raise BundleError(f"{where / MODEL_SPEC} does not describe a model that can be built ({why(exc)}). "
                           f"Fix: {REEXPORT}") from None

@@ -1,0 +1,116 @@
+"""`booktower ensemble`: finished runs become one run whose metrics are those of the members' summed scores
+(validation by their selected checkpoints, test by their served models), which exports and serves as any run;
+runs that do not share data, split, protocol or refit are refused with the reason."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from booktower.cli.app import app
+from booktower.config import load_config
+from booktower.data.errors import DataError
+from booktower.data.types import Ragged
+from booktower.evaluation import evaluate_split
+from booktower.evaluation.run_eval import reevaluate_run
+from booktower.training.ensemble_run import assemble_ensemble
+from booktower.training.pipeline import train_run
+from booktower.training.run import load_run, selection_model
+from booktower.training.scoring import score_fn_for
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_resume import write_dataset
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> tuple[Path, list[Path]]:
+    """(dataset config, two finished runs of seeds 1 and 2, refit on train + validation)."""
+    base = tmp_path_factory.mktemp("ensemble")
+    config = write_dataset(base / "data", 16)
+    dirs = []
+    for seed in (1, 2):
+        run = base / f"seed{seed}"
+        train_run(load_config(config, ["training.epochs=2", f"seed={seed}", "training.refit_on_validation=true"]), run)
+        dirs.append(run)
+    return config, dirs
+
+
+def _summed(models, data, part):
+    fns = [score_fn_for(model, data, part) for model in models]
+    return lambda users: sum(fn(users) for fn in fns)
+
+
+def test_the_ensemble_run_scores_the_members_summed_selected_then_served(runs, tmp_path):
+    _, members = runs
+    out = assemble_ensemble(members, tmp_path / "ens")
+    _, evaluation = reevaluate_run(out)
+    loaded = [load_run(run) for run in members]
+    data = loaded[0].data
+    selected = [selection_model(run, trained.config, trained.model) for run, trained in zip(members, loaded)]
+    expected = {"validation": evaluate_split(_summed(selected, data, "validation"), data, "validation", [10]),
+                "test": evaluate_split(_summed([t.model for t in loaded], data, "test"), data, "test", [10])}
+    for part, result in (("validation", evaluation.validation), ("test", evaluation.test)):
+        assert result.metrics["NDCG@10"] == pytest.approx(expected[part].metrics["NDCG@10"], abs=1e-9)
+        unread = np.isfinite(result.top_k.scores[:, :10])  # past a reader's unread books the order is arbitrary
+        np.testing.assert_array_equal(result.top_k.items[:, :10][unread], expected[part].top_k.items[:, :10][unread])
+    # the selected checkpoints and the refit models differ, so the two parts really read different weights
+    assert not np.array_equal(_summed(selected, data, "test")(np.arange(4)).numpy(),
+                              _summed([t.model for t in loaded], data, "test")(np.arange(4)).numpy())
+    info = json.loads((out / "run.json").read_text())
+    assert info["ensemble"]["members"] == [str(run) for run in members] and info["ensemble"]["seeds"] == [1, 2]
+
+
+def test_the_command_writes_a_run_that_exports_and_serves(runs, tmp_path):
+    from booktower.serving.service import Recommender
+
+    _, members = runs
+    out, bundle = tmp_path / "ens", tmp_path / "bundle"
+    result = CliRunner().invoke(app, ["ensemble", *map(str, members), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "ensemble of 2 runs" in result.output and "An ensemble of 2 runs (seeds 1, 2" in (out / "report.md").read_text()
+    result = CliRunner().invoke(app, ["export", "--run", str(out), "-o", str(bundle)])
+    assert result.exit_code == 0, result.output
+    recommender = Recommender.from_bundle(bundle)
+    single = load_run(members[0]).model.spec.output_dim
+    assert recommender.parts.item_vectors.shape[1] == 2 * single
+    user = pl.read_parquet(out / "vocab" / "users.parquet")[0, 0]
+    assert len(recommender.for_user(user, k=3)) == 3
+    # a new reader's vector (the user tower at request time) is the members' vectors side by side
+    books = pl.read_parquet(out / "vocab" / "items.parquet")[:3, 0].to_list()
+    history = Ragged.from_lists([recommender.parts.items.encode(books).tolist()])
+    alone = []
+    for number, run in enumerate(members):
+        assert CliRunner().invoke(app, ["export", "--run", str(run), "-o", str(tmp_path / f"m{number}")]).exit_code == 0
+        alone.append(Recommender.from_bundle(tmp_path / f"m{number}").encoder.user_vectors(history))
+    np.testing.assert_allclose(recommender.encoder.user_vectors(history), np.concatenate(alone, axis=1), atol=1e-6)
+    assert [r.item_id for r in recommender.for_history(books, k=3)]  # served end to end
+
+
+def test_runs_that_cannot_be_one_ensemble_are_refused_with_the_reason(runs, tmp_path):
+    config, members = runs
+    with pytest.raises(DataError, match="at least 2 runs"):
+        assemble_ensemble(members[:1], tmp_path / "one")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="not empty"):
+        assemble_ensemble(members, busy)
+    other_data = train_run(load_config(write_dataset(tmp_path / "other", 18), ["training.epochs=1"]), tmp_path / "o")
+    with pytest.raises(DataError, match="vocab/users.parquet differs .*other data or another split"):
+        assemble_ensemble([members[0], other_data.run_dir], tmp_path / "e1")
+    unrefit = tmp_path / "unrefit"
+    train_run(load_config(config, ["training.epochs=1", "seed=3"]), unrefit)
+    with pytest.raises(DataError, match="refit_on_validation is False here and True"):
+        assemble_ensemble([members[0], unrefit], tmp_path / "e2")
+    probe = tmp_path / "probe"
+    train_run(load_config(config, ["training.epochs=1", "training.refit_on_validation=true"]), probe,
+              validation_only=True)
+    with pytest.raises(DataError, match=r"`--validation-only` run .*booktower train -o .*probe --resume"):
+        assemble_ensemble([members[0], probe], tmp_path / "e3")
+    assert not any(path.name.startswith((".e", "e")) for path in tmp_path.iterdir() if path.name != "other")
