@@ -2,12 +2,13 @@
 
 from booktower.models.batches import Bags, ItemBatch, SideTensors, UserBatch
 from booktower.models.encode import encode_items, encode_users
+from booktower.models.ensemble import Ensemble, ensemble_of
 from booktower.models.io import load_model, save_model
 from booktower.models.spec import ModelSpec, spec_from_config
 from booktower.models.towers import TowerOutput
 from booktower.models.two_tower import TwoTower
 
 __all__ = [
-    "Bags", "ItemBatch", "ModelSpec", "SideTensors", "TowerOutput", "TwoTower", "UserBatch", "encode_items",
-    "encode_users", "load_model", "save_model", "spec_from_config",
+    "Bags", "Ensemble", "ItemBatch", "ModelSpec", "SideTensors", "TowerOutput", "TwoTower", "UserBatch",
+    "encode_items", "encode_users", "ensemble_of", "load_model", "save_model", "spec_from_config",
 ]
