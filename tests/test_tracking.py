@@ -214,3 +214,41 @@ def test_relative_local_stores_are_anchored_and_others_kept(tmp_path):
     anchored = anchor_tracking_paths(config, tmp_path).tracking
     assert (anchored.mlflow_uri, anchored.artifact_root) == (f"sqlite:///{tmp_path}/mlruns.db",
                                                              str(tmp_path / "artefacts"))
+
+
+def _mlflow_refuses_folder_stores(folder) -> bool:
+    from mlflow.tracking import MlflowClient
+
+    try:
+        MlflowClient(tracking_uri=str(folder))
+    except Exception:  # noqa: BLE001 - what recent MLflow raises for its read-only folder store
+        return True
+    return False
+
+
+def test_a_folder_store_mlflow_will_not_write_is_refused_before_anything_runs(tmp_path):
+    """Recent MLflow keeps its folder store read-only and said so only after data preparation, in a traceback."""
+    from booktower.config import ConfigError
+    from booktower.data.toy import random_prepared
+    from booktower.training.pipeline import train_run
+
+    if not _mlflow_refuses_folder_stores(tmp_path / "probe"):
+        pytest.skip("this MLflow still writes folder stores")
+    config = _config(tmp_path, f"tracking.mlflow_uri={tmp_path / 'mlstore'}")
+    with pytest.raises(ConfigError, match=r"cannot track in this folder store .*Fix: a SQLite store, e\.g\. "
+                                          rf"tracking\.mlflow_uri=sqlite:///{tmp_path}/mlstore/mlflow\.db"):
+        train_run(config, tmp_path / "run", data=random_prepared(n_users=20, n_items=15, per_user=5))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_resume_naming_another_experiment_says_the_run_stays_where_it_started(tmp_path, caplog):
+    import logging
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    first = Tracker.start(_config(tmp_path, "tracking.experiment=qa3"), run_dir)
+    first.fail()
+    with caplog.at_level(logging.WARNING, logger="booktower"):
+        again = Tracker.start(_config(tmp_path, "tracking.experiment=qa4"), run_dir, resume=True)
+    assert again.run_id == first.run_id
+    assert "tracking.experiment is 'qa4' now, but MLflow run" in caplog.text and "started in, 'qa3'" in caplog.text

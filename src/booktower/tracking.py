@@ -109,6 +109,25 @@ def check_local_store(config: BooktowerConfig) -> None:
         except OSError as exc:
             raise ConfigError(f"{key} = {uri}: {folder} cannot be written ({exc.strerror or exc}). Fix: point it at "
                               "a folder you can write, or set tracking.mlflow=false") from None
+    _check_store_kind(config.tracking.mlflow_uri)
+
+
+def _check_store_kind(uri: str) -> None:
+    """Refuse a store MLflow will not open: recent MLflow keeps its folder store (./mlruns, file:) read-only
+    ("maintenance mode"), and says so only once the run is under way."""
+    from booktower.config import ConfigError
+
+    if uri.startswith("sqlite:") or _local_folder(uri) is None:
+        return
+    from mlflow.tracking import MlflowClient
+
+    try:
+        MlflowClient(tracking_uri=uri)
+    except Exception as exc:  # noqa: BLE001 - MlflowException and whatever a store's constructor raises
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
+        raise ConfigError(f"tracking.mlflow_uri = {uri}: MLflow cannot track in this folder store ({detail}). "
+                          f"Fix: a SQLite store, e.g. tracking.mlflow_uri=sqlite:///{_local_folder(uri) / 'mlflow.db'}"
+                          ) from None
 
 
 def _reopened_run(client: Any, run_dir: Path, uri: str) -> str | None:
@@ -131,6 +150,18 @@ def _reopened_run(client: Any, run_dir: Path, uri: str) -> str | None:
         log.warning("MLflow run %s cannot be continued (%s): starting a new one", saved.get("run_id"), exc)
         return None
     return str(saved["run_id"])
+
+
+def _warn_other_experiment(client: Any, run_id: str, experiment: str) -> None:
+    """A continued MLflow run stays in the experiment it started in: say so when the config now names another."""
+    try:
+        started_in = client.get_experiment(client.get_run(run_id).info.experiment_id).name
+    except Exception:  # noqa: BLE001 - only a courtesy; the run itself continues
+        return
+    if started_in != experiment:
+        log.warning("tracking.experiment is %r now, but MLflow run %s continues in the experiment it started in, %r "
+                    "(a run cannot move; train a new run to track it under %r)", experiment, run_id, started_in,
+                    experiment)
 
 
 class Tracker:
@@ -158,6 +189,7 @@ class Tracker:
         run_id = _reopened_run(client, run_dir, uri) if resume else None
         if run_id is not None:
             log.info("MLflow run %s continued at %s", run_id, uri)
+            _warn_other_experiment(client, run_id, config.tracking.experiment)
             return cls(client, run_id)
         experiment = client.get_experiment_by_name(config.tracking.experiment)
         experiment_id = (experiment.experiment_id if experiment is not None

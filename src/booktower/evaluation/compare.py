@@ -40,6 +40,10 @@ def _why_no_table(path: Path, candidate: Path, part: str) -> str:
                 f"(booktower train -o {path} --resume scores its test, once)")
     if (path / "model").is_dir():
         return f"{candidate} is missing. Fix: evaluate the run first (booktower evaluate --run {path})"
+    if (path / "config.yaml").exists() and (path.parent / "trials.parquet").exists():
+        return (f"{path} is a sweep trial: it keeps its config and epochs.csv only (no model, no per-user table). "
+                f"Fix: train its config as a run, e.g. booktower train --config {path / 'config.yaml'} -o RUN "
+                "--validation-only, and compare RUN (--split validation)")
     if (path / "config.yaml").exists():
         return (f"{path} is a run that has not finished training (no model/). "
                 f"Fix: finish it (booktower train -o {path} --resume), then compare it")

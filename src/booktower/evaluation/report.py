@@ -53,11 +53,25 @@ def _json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
+def _no_metrics(run_dir: Path) -> str:
+    """Why a run has no metrics.json yet, with the fix for its kind (`evaluate` scores finished runs only)."""
+    from booktower.training.run import VALIDATION_ONLY_FILE
+
+    missing = f"{run_dir / 'metrics.json'} is missing"
+    if (run_dir / VALIDATION_ONLY_FILE).is_file() and not (run_dir / "model").is_dir():
+        return (f"{missing}: {run_dir} is a `--validation-only` run, whose test split has not been scored. Fix: read "
+                f"{run_dir / VALIDATION_ONLY_FILE}, or complete the run (booktower train -o {run_dir} --resume: "
+                "refit, then the test, scored once) and report it then")
+    if (run_dir / "config.yaml").is_file() and not (run_dir / "model").is_dir():
+        return (f"{missing}: {run_dir} has not finished training (no model/). Fix: finish it (booktower train -o "
+                f"{run_dir} --resume)")
+    return f"{missing}. Fix: score the run first (booktower evaluate --run {run_dir})"
+
+
 def read_run(run_dir: Path) -> RunFiles:
     run_dir = Path(run_dir)
     if not (run_dir / "metrics.json").exists():
-        raise FileNotFoundError(f"{run_dir / 'metrics.json'} is missing: train or evaluate the run first "
-                                f"(booktower evaluate --run {run_dir})")
+        raise FileNotFoundError(_no_metrics(run_dir))
     config_path = run_dir / "config.yaml"
     config = load_config(config_path) if config_path.exists() else load_config(None)
     files = RunFiles(run_dir, _json(run_dir / "metrics.json"), config.evaluation, config.seed,
