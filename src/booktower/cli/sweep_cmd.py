@@ -32,7 +32,8 @@ def sweep_command(
     config: Optional[Path] = CONFIG_OPTION,
     set_: Optional[list[str]] = SET_OPTION,
     trials: int = typer.Option(20, "--trials", callback=at_least(1),
-                               help="Finished trials the study should hold (1 or more)."),
+                               help="Finished (completed or pruned) trials the study should hold, counted across "
+                                    "all workers sharing the storage (1 or more)."),
     storage: str = typer.Option(..., "--storage", callback=storage_url,
                                 help="Optuna storage, e.g. sqlite:///sweep.db (resumable)."),
     study: Optional[str] = typer.Option(None, "--study", help="Study name (default: the config file's stem)."),
@@ -41,23 +42,30 @@ def sweep_command(
 ) -> None:
     """Search hyper-parameters on the validation split, prune bad trials, write the best config."""
     from booktower.data.prepare import prepare
-    from booktower.training.sweep import check_sweep, run_sweep, validation_trial
+    from booktower.training.sweep import check_sweep, open_study, run_sweep, validation_trial
 
     setup_logging()
     cfg = cli_config(config, set_)
     name = study or (config.stem if config else "booktower")
     with friendly_errors():
-        check_sweep(cfg)  # before the data is prepared: a typo in the space would fail every trial
+        # Before the data is prepared: a typo in the space would fail every trial, and a study or output
+        # folder of another setup would be refused only then.
+        check_sweep(cfg)
+        open_study(cfg, storage, name, output_dir)
         data, _ = prepare(cfg.data)
         try:
             result = run_sweep(cfg, trials, storage, name, output_dir, validation_trial(data))
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (main() makes it SystemExit)
             console.print(f"interrupted: the finished trials are in {storage}; the same command continues the "
                           "study and runs the interrupted trial's share again")
-            raise typer.Exit(130) from None
+            raise typer.Exit(130 if isinstance(exc, KeyboardInterrupt) else _exit_code(exc)) from None
     console.print(result.table.head(10))
     console.print(f"best validation {cfg.sweep.metric} {result.best_value:.4f} with {result.best_params}")
     console.print(f"wrote {output_dir / 'best_config.yaml'} and {output_dir / 'trials.parquet'}")
+
+
+def _exit_code(exc: SystemExit) -> int:
+    return exc.code if isinstance(exc.code, int) else 1
 
 
 def register(app: typer.Typer) -> None:

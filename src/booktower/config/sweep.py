@@ -34,6 +34,11 @@ class ParamSpec(StrictModel):
             raise ValueError(f"a {self.type} parameter needs low <= high")
         elif self.log and self.low <= 0:
             raise ValueError("log-scale parameters need low > 0")
+        elif self.log and self.step is not None and (self.type == "float" or self.step != 1):
+            # Optuna samples a log scale without a grid and would refuse it only at the first trial, after the
+            # data is prepared.
+            raise ValueError(f"a {self.type} parameter takes `step` or `log: true`, not both (Optuna cannot "
+                             "sample a grid on a log scale). Fix: drop one of them")
         return self
 
 

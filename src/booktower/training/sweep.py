@@ -7,9 +7,11 @@ trials.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +23,8 @@ from booktower.config import BooktowerConfig, ConfigError, apply_overrides, dump
 from booktower.config.loading import explain_errors, explain_validation_error
 from booktower.config.evaluation import check_selection_metric
 from booktower.config.sweep import ParamSpec
-from booktower.utils.atomic import atomic_write_parquet, atomic_write_text
+from booktower.utils.atomic import atomic_write_json, atomic_write_parquet, atomic_write_text
+from booktower.utils.nested import flatten
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,8 @@ def _merged(base: BooktowerConfig, params: dict[str, Any]) -> dict[str, Any]:
 
 def check_sweep(base: BooktowerConfig) -> None:
     """What would fail every trial, refused before the first one (and before the data is prepared): no space,
-    a metric validation does not report, a space key that is not a config key or takes no value drawn for it."""
+    a metric validation does not report, a space key that is not a config key, takes no value drawn for it, or
+    is not read per trial (the data is prepared once per sweep)."""
     sweep = base.sweep
     if not sweep.space:
         raise ConfigError("the config has no sweep.space: declare the searched keys (see configs/*-sweep.yaml)")
@@ -64,9 +68,31 @@ def check_sweep(base: BooktowerConfig) -> None:
         check_selection_metric("sweep.metric", sweep.metric, base.evaluation.ks)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    for key in sweep.space:
+        _check_read_per_trial(key)
     for key, spec in sweep.space.items():
         for value in drawable_values(spec):
             _check_space_value(base, key, value)
+
+
+_UNREAD = ("a trial never reads it (it trains and scores validation only), so every trial would score the same. "
+           "Fix: set it in the base config (--set {key}=...)")
+ONCE_PER_SWEEP = {
+    "data": "the data is prepared once per sweep, from the base config, so every trial would train on the same "
+            "data. Fix: run one sweep per data setting (--set {key}=..., each with its own --study and "
+            "--output-dir)",
+    **dict.fromkeys(("baselines", "serving", "tracking", "sweep", "evaluation.bootstrap_samples",
+                     "evaluation.audit_users"), _UNREAD),
+}
+"""Config sections (and keys) a trial cannot vary, and why: a value drawn for one would be applied to the trial's
+config and written to best_config.yaml although no trial used it. (`seed`, `evaluation.ks` and the rest of the
+model and training sections are read by every trial.)"""
+
+
+def _check_read_per_trial(key: str) -> None:
+    for section, why in ONCE_PER_SWEEP.items():
+        if key == section or key.startswith(section + "."):
+            raise ConfigError(f"sweep.space key {key!r} cannot be searched: {why.format(key=key)}")
 
 
 def drawable_values(spec: ParamSpec) -> list[Any]:
@@ -129,31 +155,153 @@ def _no_interrupt_traceback(record: logging.LogRecord) -> bool:
     return True
 
 
+FINISHED = ("COMPLETE", "PRUNED")
+"""Trial states `--trials N` counts. A failed trial (interrupted, or an invalid sampled combination) does not:
+a rerun after Ctrl-C makes up for the one that was cut short."""
+BASE_ATTR = "booktower:base_config"
+"""Study user attribute: the base config the study's trials trained (see `base_fingerprint`)."""
+ID_ATTR = "booktower:study_id"
+"""Study user attribute: a random id that `--output-dir`'s study.json names, to tell studies of one name apart."""
+CONFIG_ATTR = "booktower:config"
+"""Trial user attribute: the trial's resolved config, which best_config.yaml is written from."""
+STUDY_FILE = "study.json"
+FREE_KEYS = ("training.progress", "training.num_threads", "tracking.", "data.cache_dir", "sweep.")
+"""Base-config keys a resumed study (or a second worker) may change: what is shown, mirrored, cached, how fast a
+trial runs or how trials are drawn and pruned, not what a trial trains and scores. (`sweep.metric` is compared
+as the trials' `training.early_stopping.metric`.)"""
+
+
+def base_fingerprint(base: BooktowerConfig) -> dict[str, Any]:
+    """The base config as every trial starts from it (early stopping on the sweep metric, data paths as the
+    files they name from the current folder), flat, without the searched keys and FREE_KEYS."""
+    from booktower.training.run import absolute_data_paths
+
+    config = absolute_data_paths(BooktowerConfig.model_validate(_merged(base, {})), Path.cwd())
+    flat = flatten(json.loads(config.model_dump_json()))
+    return {key: value for key, value in sorted(flat.items())
+            if not key.startswith(FREE_KEYS) and not any(_is_under(key, s) for s in base.sweep.space)}
+
+
+def _is_under(key: str, searched: str) -> bool:
+    return key == searched or key.startswith(searched + ".")
+
+
+def open_study(base: BooktowerConfig, storage: str, study_name: str, output_dir: Path) -> Any:
+    """Create or load the study, refusing what would mix two setups: a base config other than the one the
+    study's trials trained, or an `output_dir` holding another study's trial folders. Cheap: the CLI calls it
+    before the data is prepared."""
+    import optuna
+
+    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize",
+                                load_if_exists=True, pruner=_pruner(base))
+    fingerprint = base_fingerprint(base)
+    recorded = study.user_attrs.get(BASE_ATTR)
+    if recorded is not None and study.trials:
+        _check_same_base(study_name, recorded, fingerprint)
+    elif recorded != fingerprint:
+        # A new study, or one with no trial yet, takes this base. (A study begun before the base was recorded
+        # has no record to compare with: its trials are taken as they are.)
+        study.set_user_attr(BASE_ATTR, fingerprint)
+    study_id = study.user_attrs.get(ID_ATTR)
+    if study_id is None:
+        study_id = uuid.uuid4().hex
+        study.set_user_attr(ID_ATTR, study_id)
+    _claim_output_dir(output_dir, study_name, study_id, resumed=bool(study.trials))
+    return study
+
+
+def _pruner(base: BooktowerConfig) -> Any:
+    import optuna
+
+    sweep = base.sweep
+    if sweep.pruner == "none":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=sweep.startup_trials, n_warmup_steps=sweep.warmup_epochs)
+
+
+def _check_same_base(study_name: str, recorded: dict[str, Any], fingerprint: dict[str, Any]) -> None:
+    """Keys in one record only are searched in the other run (a space may gain or lose a key: every trial's own
+    config is stored) or new in this version of booktower: only keys in both are compared."""
+    changed = [f"{key}: {recorded[key]!r} -> {fingerprint[key]!r}"
+               for key in sorted(recorded.keys() & fingerprint.keys()) if recorded[key] != fingerprint[key]]
+    if not changed:
+        return
+    raise ConfigError(
+        f"study {study_name!r} in this --storage was started with another base config ({'; '.join(changed[:5])}"
+        f"{'; ...' if len(changed) > 5 else ''}); its trials trained that one, so ranking them with this config's "
+        "would mix two setups. Fix: a new --study name (or --storage) for this config, or resume with the "
+        "study's original --config and --set values")
+
+
+def _claim_output_dir(output_dir: Path, study_name: str, study_id: str, resumed: bool) -> None:
+    """Trial folders are named by trial number, so a second study writing into the same folder would overwrite
+    the first one's trial_0000, trials.parquet and best_config.yaml. The folder's study.json names its study."""
+    marker = output_dir / STUDY_FILE
+    earlier = sorted(path.name for path in output_dir.glob("trial_*")) if output_dir.is_dir() else []
+    owner = json.loads(marker.read_text()) if marker.exists() else None
+    if earlier and owner is not None and owner.get("id") != study_id:
+        raise ConfigError(
+            f"--output-dir {output_dir} holds the trials of another study ({owner.get('study')!r}, id "
+            f"{owner.get('id')} in {marker}; this is study {study_name!r}, id {study_id}): its trial folders and "
+            "best_config.yaml would be overwritten. Fix: a new --output-dir, or resume that study with its own "
+            "--storage and --study")
+    if earlier and owner is None and not resumed:  # a resumed study may own a folder written before study.json
+        raise ConfigError(
+            f"--output-dir {output_dir} holds trial folders of another sweep ({earlier[0]}, ... {len(earlier)} in "
+            f"all) and study {study_name!r} has no trials yet: its trials would overwrite them. Fix: a new "
+            "--output-dir, or resume the study that wrote them with its --storage and --study")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(marker, {"study": study_name, "id": study_id})
+
+
+class _Stopped(KeyboardInterrupt):
+    """A SystemExit raised in a trial (the CLI turns SIGTERM into one), carried through Optuna as an interrupt:
+    Optuna marks a trial FAIL on KeyboardInterrupt but lets SystemExit through, leaving it RUNNING for ever."""
+
+    def __init__(self, code: Any) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _stop_at(limit: int, running_at_start: set[int]) -> Callable[[Any, Any], None]:
+    """After each trial: stop once the study's finished trials, with those other workers are running, reach
+    `limit`, so workers sharing a storage hold `--trials` together (each would otherwise run its own
+    `limit - done`). Trials already RUNNING when this worker started are not counted: a killed sweep's never
+    finish."""
+
+    def callback(study: Any, _trial: Any) -> None:
+        trials = study.get_trials(deepcopy=False)
+        finished = sum(t.state.name in FINISHED for t in trials)
+        running = sum(t.state.name == "RUNNING" and t.number not in running_at_start for t in trials)
+        if finished + running >= limit:
+            study.stop()
+
+    return callback
+
+
 def run_sweep(base: BooktowerConfig, trials: int, storage: str, study_name: str, output_dir: Path,
               train_fn: TrainFn) -> SweepResult:
     import optuna
 
     sweep = base.sweep
     check_sweep(base)
-    pruner: optuna.pruners.BasePruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=sweep.startup_trials, n_warmup_steps=sweep.warmup_epochs)
-        if sweep.pruner == "median" else optuna.pruners.NopPruner()
-    )
-    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize",
-                                load_if_exists=True, pruner=pruner)
+    if base.tracking.mlflow:
+        log.warning("tracking.mlflow is on, but a sweep does not log its trials to MLflow: they are in the Optuna "
+                    "storage and in %s. Track the chosen setup by training %s with `booktower train`",
+                    output_dir, output_dir / "best_config.yaml")
+    study = open_study(base, storage, study_name, output_dir)
     # Seeded by the trials already stored: a resumed study (or a second worker on the same storage) draws new
     # points instead of repeating the first run's random start-up trials, and a given history still gives the
     # same draws.
     study.sampler = optuna.samplers.TPESampler(seed=base.seed + len(study.trials))
-    # A failed trial (interrupted, or an invalid sampled combination) does not count: `--trials N` means N
-    # trials that completed or were pruned, so a rerun after Ctrl-C makes up for the one that was cut short.
-    done = sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
+    done = sum(t.state.name in FINISHED for t in study.trials)
     remaining = max(0, trials - done)
     log.info("study %s: %d completed or pruned trials in storage, running %d more", study_name, done, remaining)
 
-    def objective(trial: optuna.Trial) -> float:
+    def run_trial(trial: optuna.Trial) -> float:
         params = {key: suggest(trial, key, spec) for key, spec in sweep.space.items()}
         config = trial_config(base, params)
+        trial.set_user_attr(CONFIG_ATTR, json.loads(config.model_dump_json()))
 
         def report(epoch: int, value: float) -> None:
             trial.report(value, epoch)
@@ -162,11 +310,21 @@ def run_sweep(base: BooktowerConfig, trials: int, storage: str, study_name: str,
 
         return train_fn(config, output_dir / f"trial_{trial.number:04d}", report)
 
+    def objective(trial: optuna.Trial) -> float:
+        try:
+            return run_trial(trial)
+        except SystemExit as exc:
+            raise _Stopped(exc.code) from exc
+
     if remaining:
+        running = {t.number for t in study.trials if t.state.name == "RUNNING"}
         optimize_log = logging.getLogger("optuna.study._optimize")
         optimize_log.addFilter(_no_interrupt_traceback)
         try:
-            study.optimize(objective, n_trials=remaining, catch=(ConfigError,))
+            study.optimize(objective, n_trials=remaining, catch=(ConfigError,),
+                           callbacks=[_stop_at(trials, running)])
+        except _Stopped as exc:
+            raise SystemExit(exc.code) from None
         finally:
             optimize_log.removeFilter(_no_interrupt_traceback)
     return summarise(study, base, output_dir)
@@ -184,7 +342,8 @@ def summarise(study: Any, base: BooktowerConfig, output_dir: Path) -> SweepResul
     if not completed:
         raise RuntimeError("no trial completed; see the log for the failures")
     best = study.best_trial
-    best_config = trial_config(base, best.params)
+    trained = best.user_attrs.get(CONFIG_ATTR)  # absent from trials run before it was recorded
+    best_config = BooktowerConfig.model_validate(trained) if trained else trial_config(base, best.params)
     atomic_write_text(output_dir / "best_config.yaml", dump_config(best_config))
     return SweepResult(float(best.value), dict(best.params), best_config, table)
 
