@@ -1,4 +1,4 @@
-"""QA round s22 on `booktower sweep`: what would mix setups is refused before the data is prepared, and SIGTERM
+"""`booktower sweep`: what would mix setups is refused before the data is prepared, and SIGTERM
 stops a sweep as Ctrl-C does."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""QA round s22 on the sweep: keys no trial reads, a study resumed with another base config, SIGTERM, step with
+"""A sweep's study: keys no trial reads, a study resumed with another base config, SIGTERM, step with
 log, `--trials` across workers, tracking.mlflow, and an output folder shared by two studies."""
 
 from __future__ import annotations
