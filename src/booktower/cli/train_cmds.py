@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
 from pathlib import Path
 
@@ -66,8 +67,7 @@ def train_command(
             if code not in (130, 128 + signal.SIGTERM):  # not a stop by the user or a scheduler
                 raise
             if main_rank:
-                console.print(f"interrupted: `booktower train -o {output_dir} --resume` continues from the last "
-                              "finished epoch")
+                console.print(_interrupted_hint(output_dir, validation_only))
             raise typer.Exit(code) from None
         if not main_rank:
             return
@@ -79,6 +79,18 @@ def train_command(
         return
     console.print("test " + _headline(result.metrics["test"]))
     console.print(f"wrote {output_dir}" + (f" and {report}" if report else ""))
+
+
+def _interrupted_hint(output_dir: Path, validation_only: bool) -> str:
+    """The command that continues an interrupted run as it was started: without `--validation-only` a resume
+    would go on to the refit and score the test split."""
+    from booktower.training.checkpoint import find_resume_checkpoint
+
+    flag = " --validation-only" if validation_only else ""
+    command = f"booktower train -o {shlex.quote(str(output_dir))} --resume{flag}"
+    if find_resume_checkpoint(output_dir / "checkpoints") is None:
+        return f"interrupted before the first epoch finished: `{command}` starts it again"
+    return f"interrupted: `{command}` continues from the last finished epoch"
 
 
 def _headline(metrics: dict[str, float]) -> str:

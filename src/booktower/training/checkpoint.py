@@ -96,6 +96,13 @@ def find_checkpoint(directory: Path) -> Path | None:
     return old if (old / STATE).exists() else None
 
 
+def find_resume_checkpoint(checkpoints: Path) -> Path | None:
+    """The checkpoint `--resume` continues from: `last`, or `best` when no `last` was ever written. An epoch
+    writes `best` before `last`, so a stop between the two in the first epoch leaves only `best`, which holds
+    that epoch's whole state (optimiser included), as `last` would have."""
+    return find_checkpoint(Path(checkpoints) / "last") or find_checkpoint(Path(checkpoints) / "best")
+
+
 def load_checkpoint(directory: Path, model: TwoTower, optimizers: list[torch.optim.Optimizer]) -> dict[str, Any]:
     """Restore weights and optimiser state in place; return the rest of the saved state."""
     with _reading(directory):
@@ -121,4 +128,5 @@ def load_weights(directory: Path, model: TwoTower) -> None:
         model.load_state_dict(load_file(str(Path(directory) / "model.safetensors")))
 
 
-__all__ = ["CheckpointError", "find_checkpoint", "load_checkpoint", "load_weights", "save_checkpoint", "state_tensors"]
+__all__ = ["CheckpointError", "find_checkpoint", "find_resume_checkpoint", "load_checkpoint", "load_weights",
+           "save_checkpoint", "state_tensors"]

@@ -21,7 +21,7 @@ from booktower.config import BooktowerConfig
 from booktower.data.types import PreparedData
 from booktower.models.two_tower import TwoTower
 from booktower.training.batching import merge_in_time_order
-from booktower.training.checkpoint import find_checkpoint
+from booktower.training.checkpoint import find_resume_checkpoint
 from booktower.training.distributed import DistContext
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def refit(config: BooktowerConfig, data: PreparedData, epochs: int, run_dir: Pat
     # A refit that never started (the selection was interrupted) has no checkpoint: no cause to warn. Rank 0
     # decides for all: a rank that restarted while the others continued would train other epochs than they do.
     if resume:
-        found = find_checkpoint(trainer.checkpoints / "last") if dist.is_main else None
+        found = find_resume_checkpoint(trainer.checkpoints) if dist.is_main else None
         resume = dist.broadcast(found is not None)  # the other ranks' value is replaced by rank 0's
     trainer.fit(resume=resume)
     return model

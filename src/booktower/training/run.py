@@ -14,9 +14,9 @@ from booktower.data.ingest import PACKAGE_PREFIX
 from booktower.data.prepare import SOURCE_PATHS, prepare
 from booktower.data.types import PreparedData
 from booktower.data.vocab import Vocabulary
-from booktower.models.io import load_model
+from booktower.models.io import SPEC, load_model
 from booktower.models.two_tower import TwoTower
-from booktower.utils.runinfo import working_directory
+from booktower.utils.runinfo import finished_at, working_directory
 
 
 @dataclass
@@ -86,13 +86,30 @@ VALIDATION_ONLY_FILE = "validation.json"
 """A `--validation-only` run's result: the selected checkpoint's validation metrics, until `--resume` completes it."""
 
 
+def _refuse_unfinished(run_dir: Path) -> None:
+    """A run without its model because training has not finished: say so and how to finish it. A finished run
+    without a model is damaged, and load_model's message says that. (An interruption while the model was being
+    written leaves model/ without its spec: unfinished too.)"""
+    if (run_dir / "model" / SPEC).is_file():
+        return
+    fix = f"Fix: complete it first (booktower train -o {run_dir} --resume)"
+    if (run_dir / VALIDATION_ONLY_FILE).is_file():
+        raise FileNotFoundError(f"{run_dir} is a `--validation-only` run: it has no model yet (no refit, test "
+                                f"not scored). {fix}")
+    if (run_dir.parent / "trials.parquet").is_file():  # a sweep keeps each trial's config and epochs.csv only
+        raise FileNotFoundError(f"{run_dir} is a sweep trial: it keeps its config and epochs.csv, no model. Fix: "
+                                f"train its config as a run (booktower train --config {run_dir / 'config.yaml'} "
+                                "-o RUN) and use that run")
+    if finished_at(run_dir) is None:
+        raise FileNotFoundError(f"{run_dir} has not finished training (interrupted, or still running): it has no "
+                                f"model yet. {fix}")
+
+
 def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> TrainedRun:
     """Re-prepare the data from RUN/config.yaml (cached), check it matches RUN/vocab, load RUN/model."""
     run_dir = Path(run_dir)
     config = run_config(run_dir)
-    if not (run_dir / "model").is_dir() and (run_dir / VALIDATION_ONLY_FILE).is_file():
-        raise FileNotFoundError(f"{run_dir} is a `--validation-only` run: it has no model yet (no refit, test "
-                                f"not scored). Fix: complete it first (booktower train -o {run_dir} --resume)")
+    _refuse_unfinished(run_dir)
     data, _ = prepare(config.data)
     for name, vocab in (("users", data.users), ("items", data.items)):
         saved = Vocabulary.load(run_dir / "vocab" / f"{name}.parquet")

@@ -24,7 +24,7 @@ from booktower.data.types import PreparedData
 from booktower.models.batches import SideTensors
 from booktower.models.two_tower import TwoTower
 from booktower.training.batching import TrainingData
-from booktower.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from booktower.training.checkpoint import find_resume_checkpoint, load_checkpoint, save_checkpoint
 from booktower.training.distributed import DistContext, average_sparse_gradients, names_ddp_ignores, rank_shard
 from booktower.training.early_stopping import EarlyStopping, early_stop_note
 from booktower.training.evaluate import evaluate_model
@@ -35,6 +35,11 @@ from booktower.training.workers import Workers
 from booktower.utils.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(ConfigError):
+    """An epoch ended with a loss or weights that are not finite. A ConfigError: the usual fix is a lower
+    learning rate, so the CLI prints it as one line naming the fix, and a sweep records the trial as failed."""
 
 
 @dataclass
@@ -260,12 +265,13 @@ class Trainer:
 
     def _restore(self) -> bool:
         """Load the last checkpoint; return whether the run had already finished."""
-        found = find_checkpoint(self.checkpoints / "last")
+        found = find_resume_checkpoint(self.checkpoints)
         if found is None:
             log.warning("--resume: no checkpoint in %s, starting from scratch", self.checkpoints)
             return False
         state = load_checkpoint(found, self.model, self.optim.optimizers)
-        self.epoch, self.step, self.rows = state["epoch"], state["step"], state["rows"]
+        self.epoch, self.rows = state["epoch"], state["rows"]
+        self.step = self._schedule_position(state["step"])
         es = state["early_stopping"]
         self.stopper.best, self.stopper.best_epoch, self.stopper.bad_epochs = es["best"], es["best_epoch"], es["bad_epochs"]
         self.sampler.load_state_dict(state["sampler"])
@@ -276,6 +282,34 @@ class Trainer:
             torch.cuda.set_rng_state(torch.tensor(state["cuda_rng"], dtype=torch.uint8), self.device)
         log.info("resumed from %s after epoch %d (step %d)", found, self.epoch, self.step)
         return bool(state["stopped"])
+
+    def _schedule_position(self, saved_step: int) -> int:
+        """The schedule's step after `self.epoch` finished epochs, in this run's steps per epoch. A checkpoint
+        counts steps of the world size (or batch) it was written under: reused under another, the schedule
+        would jump ahead or rewind. At an epoch's end the position is epochs x steps per epoch, the same
+        fraction of the planned training whatever the world size."""
+        step = self.epoch * self.steps_per_epoch
+        if step != saved_step:
+            log.info("the checkpoint was written at step %d with another number of steps per epoch (world size "
+                     "or batch): the learning-rate schedule continues at step %d of %d, the same point of the "
+                     "planned training", saved_step, step, self.optim.total_steps)
+        return step
+
+    def _check_finite(self, row: dict[str, Any]) -> None:
+        """Stop at the first epoch whose loss or weights are not finite, before its checkpoint replaces the
+        last good one. Once per epoch: the loss is on the host already, the weights cost one sync."""
+        weights_finite = bool(torch.stack([p.detach().isfinite().all() for p in self.model.parameters()]).all())
+        if math.isfinite(row["loss_total"]) and weights_finite:
+            return
+        what = f"loss {row['loss_total']}" if not math.isfinite(row["loss_total"]) else "weights not finite"
+        kept = (f"{self.checkpoints} keeps epoch {self.epoch}, the last finite one" if self.epoch
+                else "no epoch finished with a finite loss, so no checkpoint was written")
+        opt = self.config.optimizer
+        raise TrainingDivergedError(
+            f"training diverged in epoch {self.epoch + 1} ({what}); {kept}. Fix: lower training.optimizer.lr "
+            f"(now {opt.lr:g}) and training.optimizer.sparse_lr (now {opt.sparse_lr:g}), e.g. by 10x, or check "
+            "the data for extreme numeric features; then train again without --resume (the rates are part of "
+            "the run's config)")
 
     def _train_epoch(self) -> dict[str, float]:
         self.model.train()
@@ -346,6 +380,7 @@ class Trainer:
         metric = self.config.early_stopping.metric
         while not finished and self.epoch < self.config.epochs:
             row: dict[str, Any] = {"epoch": self.epoch + 1, **self._train_epoch()}
+            self._check_finite(row)  # every rank sees the same averaged loss, so all stop together
             self.epoch += 1
             improved = not self.validate  # without validation the latest epoch is the one kept
             if self.validate and (self.epoch % self.config.eval_every == 0 or self.epoch == self.config.epochs):
