@@ -36,3 +36,15 @@ def test_an_unfinished_run_is_resumed_and_a_finished_one_evaluated(tmp_path):
     (tmp_path / "model").mkdir()
     with pytest.raises(FileNotFoundError, match=r"booktower evaluate --run"):
         read_run(tmp_path)
+
+
+def test_a_run_trained_into_a_sweeps_folder_is_a_run_not_a_trial(tmp_path):
+    """`booktower train --config sweep/best_config.yaml -o sweep/best`, interrupted: resume it."""
+    (tmp_path / "trials.parquet").write_bytes(b"")
+    run = tmp_path / "best"
+    run.mkdir()
+    (run / "config.yaml").write_text("seed: 1\n")
+    (run / "run.json").write_text('{"working_directory": "."}')
+    with pytest.raises(FileNotFoundError, match="has not finished training") as error:
+        per_user_table(run, "validation")
+    assert "sweep trial" not in str(error.value)

@@ -35,7 +35,7 @@ def _scores(model, data) -> torch.Tensor:
 def test_the_ensemble_score_is_the_sum_of_its_members_scores(small_config, data):
     members = [_member(small_config, data, seed) for seed in (1, 2, 3)]
     ensemble = ensemble_of(members)
-    expected = sum(_scores(member, data) for member in members)
+    expected = sum(_scores(member, data) / member.temperature for member in members)
     assert torch.allclose(_scores(ensemble, data), expected, atol=1e-5)
     assert ensemble.spec.output_dim == 3 * members[0].spec.output_dim
 
@@ -48,7 +48,18 @@ def test_members_of_other_widths_and_history_lengths_combine(small_config, data)
     ensemble = ensemble_of([narrow, wide])
     assert ensemble.spec.history.max_length == 20 and ensemble.spec.output_dim == 64
     # each member still reads only its own last max_length books
-    assert torch.allclose(_scores(ensemble, data), _scores(narrow, data) + _scores(wide, data), atol=1e-5)
+    expected = _scores(narrow, data) / narrow.temperature + _scores(wide, data) / wide.temperature
+    assert torch.allclose(_scores(ensemble, data), expected, atol=1e-4)
+
+
+def test_each_member_weighs_in_by_its_own_logits(small_config, data):
+    """Members of other temperatures (or unnormalised vectors) add their logits, not their raw products: the one
+    with the lower temperature, whose training sharpened its scores, counts for more."""
+    sharp = _member(small_config, data, 1, "model.temperature=0.05")
+    soft = _member(small_config, data, 2, "model.temperature=0.5", "model.normalize=false")
+    ensemble = ensemble_of([sharp, soft])
+    expected = _scores(sharp, data) / 0.05 + _scores(soft, data) / 0.5
+    assert torch.allclose(_scores(ensemble, data), expected, rtol=1e-5, atol=1e-4)
 
 
 def test_an_ensemble_saves_and_loads_as_one_model(small_config, data, tmp_path):

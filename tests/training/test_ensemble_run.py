@@ -18,8 +18,7 @@ from booktower.config import load_config
 from booktower.data.errors import DataError
 from booktower.data.types import Ragged
 from booktower.evaluation import evaluate_split
-from booktower.evaluation.run_eval import reevaluate_run
-from booktower.training.ensemble_run import assemble_ensemble
+from booktower.training.ensemble_run import build_ensemble_run
 from booktower.training.pipeline import train_run
 from booktower.training.run import load_run, selection_model
 from booktower.training.scoring import score_fn_for
@@ -42,14 +41,15 @@ def runs(tmp_path_factory) -> tuple[Path, list[Path]]:
 
 
 def _summed(models, data, part):
-    fns = [score_fn_for(model, data, part) for model in models]
-    return lambda users: sum(fn(users) for fn in fns)
+    """The members' logits (<p_u, p_v> / temperature) summed."""
+    fns = [(score_fn_for(model, data, part), model.temperature) for model in models]
+    return lambda users: sum(fn(users) / temperature for fn, temperature in fns)
 
 
 def test_the_ensemble_run_scores_the_members_summed_selected_then_served(runs, tmp_path):
     _, members = runs
-    out = assemble_ensemble(members, tmp_path / "ens")
-    _, evaluation = reevaluate_run(out)
+    out = tmp_path / "ens"
+    evaluation = build_ensemble_run(members, out)
     loaded = [load_run(run) for run in members]
     data = loaded[0].data
     selected = [selection_model(run, trained.config, trained.model) for run, trained in zip(members, loaded)]
@@ -87,30 +87,52 @@ def test_the_command_writes_a_run_that_exports_and_serves(runs, tmp_path):
     alone = []
     for number, run in enumerate(members):
         assert CliRunner().invoke(app, ["export", "--run", str(run), "-o", str(tmp_path / f"m{number}")]).exit_code == 0
-        alone.append(Recommender.from_bundle(tmp_path / f"m{number}").encoder.user_vectors(history))
-    np.testing.assert_allclose(recommender.encoder.user_vectors(history), np.concatenate(alone, axis=1), atol=1e-6)
+        temperature = load_run(run).model.temperature  # each member's logits: its reader side over its temperature
+        alone.append(Recommender.from_bundle(tmp_path / f"m{number}").encoder.user_vectors(history) / temperature)
+    np.testing.assert_allclose(recommender.encoder.user_vectors(history), np.concatenate(alone, axis=1), atol=1e-5)
     assert [r.item_id for r in recommender.for_history(books, k=3)]  # served end to end
 
 
 def test_runs_that_cannot_be_one_ensemble_are_refused_with_the_reason(runs, tmp_path):
     config, members = runs
     with pytest.raises(DataError, match="at least 2 runs"):
-        assemble_ensemble(members[:1], tmp_path / "one")
+        build_ensemble_run(members[:1], tmp_path / "one")
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
     with pytest.raises(DataError, match="not empty"):
-        assemble_ensemble(members, busy)
+        build_ensemble_run(members, busy)
     other_data = train_run(load_config(write_dataset(tmp_path / "other", 18), ["training.epochs=1"]), tmp_path / "o")
-    with pytest.raises(DataError, match="vocab/users.parquet differs .*other data or another split"):
-        assemble_ensemble([members[0], other_data.run_dir], tmp_path / "e1")
+    with pytest.raises(DataError, match="vocab/users.parquet holds other ids .*other data or another split"):
+        build_ensemble_run([members[0], other_data.run_dir], tmp_path / "e1")
     unrefit = tmp_path / "unrefit"
     train_run(load_config(config, ["training.epochs=1", "seed=3"]), unrefit)
     with pytest.raises(DataError, match="refit_on_validation is False here and True"):
-        assemble_ensemble([members[0], unrefit], tmp_path / "e2")
+        build_ensemble_run([members[0], unrefit], tmp_path / "e2")
     probe = tmp_path / "probe"
     train_run(load_config(config, ["training.epochs=1", "training.refit_on_validation=true"]), probe,
               validation_only=True)
     with pytest.raises(DataError, match=r"`--validation-only` run .*booktower train -o .*probe --resume"):
-        assemble_ensemble([members[0], probe], tmp_path / "e3")
+        build_ensemble_run([members[0], probe], tmp_path / "e3")
+    with pytest.raises(DataError, match=r"itself an ensemble.*name its members instead"):
+        build_ensemble_run([members[0], build_ensemble_run_dir(members, tmp_path / "nested")], tmp_path / "e4")
+    pooling = tmp_path / "pooling"
+    train_run(load_config(config, ["training.epochs=1", "seed=4", "training.refit_on_validation=true",
+                                   "model.history.content=true"]), pooling)
+    with pytest.raises(DataError, match=r"member 2 pools other book content.*member 2 = .*pooling"):
+        build_ensemble_run([members[0], pooling], tmp_path / "e5")
     assert not any(path.name.startswith((".e", "e")) for path in tmp_path.iterdir() if path.name != "other")
+
+
+def build_ensemble_run_dir(members, out):
+    build_ensemble_run(members, out)
+    return out
+
+
+def test_members_may_keep_their_prepared_data_in_other_folders(runs, tmp_path):
+    config, members = runs
+    elsewhere = tmp_path / "elsewhere"
+    train_run(load_config(config, ["training.epochs=1", "seed=5", "training.refit_on_validation=true",
+                                   f"data.cache_dir={tmp_path / 'cache2'}"]), elsewhere)
+    evaluation = build_ensemble_run([members[0], elsewhere], tmp_path / "ens")
+    assert 0 < evaluation.test.metrics["NDCG@10"] <= 1

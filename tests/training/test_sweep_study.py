@@ -36,13 +36,14 @@ def states(storage: str, study: str = "t") -> list[str]:
     return [t.state.name for t in optuna.load_study(study_name=study, storage=storage).trials]
 
 
-# Bug 1: a searched key no trial reads is refused before the data is prepared.
+# A searched key no trial reads is refused before the data is prepared.
 
 @pytest.mark.parametrize(("key", "says"), [
     ("data.min_item_interactions", "the data is prepared once per sweep"),
     ("data.split.kind", "Fix: run one sweep per data setting"),
     ("serving.max_history", "a trial never reads it"),
     ("evaluation.bootstrap_samples", "Fix: set it in the base config"),
+    ("training.refit_on_validation", "a trial never reads it"),
 ])
 def test_a_key_read_once_per_sweep_cannot_be_searched(tmp_path, key, says):
     space = f"sweep.space={{'{key}': {{type: categorical, choices: [5, 40]}}}}"
@@ -60,7 +61,7 @@ def test_keys_every_trial_reads_can_be_searched():
     sweep_module.check_sweep(load_config(None, SMALL + [space]))
 
 
-# Bug 2: a study resumed with another base config.
+# a study resumed with another base config.
 
 def test_a_study_resumed_with_another_base_config_is_refused(tmp_path):
     storage = f"sqlite:///{tmp_path / 's.db'}"
@@ -126,7 +127,7 @@ def test_a_study_without_trials_takes_the_new_base(tmp_path):
     assert sweep_module.run_sweep(corrected, 1, storage, "t", tmp_path / "new", instant).table.height == 1
 
 
-# Bug 3: SIGTERM (SystemExit in the CLI) marks the running trial failed, as Ctrl-C does.
+# SIGTERM (SystemExit in the CLI) marks the running trial failed, as Ctrl-C does.
 
 def test_a_trial_stopped_by_system_exit_is_marked_failed_and_rerun(tmp_path):
     storage = f"sqlite:///{tmp_path / 's.db'}"
@@ -143,7 +144,7 @@ def test_a_trial_stopped_by_system_exit_is_marked_failed_and_rerun(tmp_path):
     assert result.table["state"].to_list().count("COMPLETE") == 2
 
 
-# Bug 5: `--trials N` holds across workers sharing a storage.
+# `--trials N` holds across workers sharing a storage.
 
 def test_trials_counts_what_other_workers_finished_and_are_running(tmp_path):
     """While this worker runs its third trial another one finishes a trial and starts the next: with 5 requested,
@@ -174,7 +175,7 @@ def test_a_trial_left_running_by_a_killed_sweep_does_not_count(tmp_path):
     assert result.table["state"].to_list().count("COMPLETE") == 4
 
 
-# Bug 4: step with log is refused when the config is loaded.
+# step with log is refused when the config is loaded.
 
 @pytest.mark.parametrize("spec", ["{type: float, low: 0.001, high: 0.1, log: true, step: 0.01}",
                                   "{type: int, low: 1, high: 64, log: true, step: 2}"])
@@ -189,7 +190,7 @@ def test_an_int_log_scale_with_step_one_is_allowed():
     load_config(None, SMALL + ["sweep.space={'training.epochs': {type: int, low: 1, high: 8, log: true, step: 1}}"])
 
 
-# Bug 6: tracking.mlflow=true is not silently ignored.
+# tracking.mlflow=true is not silently ignored.
 
 def test_tracking_mlflow_warns_once_that_trials_are_not_tracked(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
@@ -201,7 +202,7 @@ def test_tracking_mlflow_warns_once_that_trials_are_not_tracked(tmp_path, monkey
     assert not (tmp_path / "mlruns.db").exists()
 
 
-# Bug 7: an output folder holding another study's trials.
+# an output folder holding another study's trials.
 
 def test_an_output_folder_of_another_study_is_refused_and_the_same_study_resumes(tmp_path):
     storage = f"sqlite:///{tmp_path / 's.db'}"
@@ -230,3 +231,16 @@ def test_a_folder_another_study_claimed_but_wrote_no_trial_into_is_free(tmp_path
     storage = f"sqlite:///{tmp_path / 's.db'}"
     sweep_module.open_study(config, storage, "a", tmp_path / "out")
     assert sweep_module.run_sweep(config, 1, storage, "b", tmp_path / "out", instant).table.height == 1
+
+
+def test_the_same_files_named_through_a_symlink_are_the_same_base(tmp_path, monkeypatch):
+    real = tmp_path / "real"
+    (real / "data").mkdir(parents=True)
+    (real / "data" / "log.csv").write_text("parent_asin,userId,timestamp\n")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    monkeypatch.chdir(link)
+    space = "sweep.space={model.temperature: {type: float, low: 0.05, high: 0.2}}"
+    relative = load_config(None, ["data.source.interactions=data/log.csv", space])
+    through_link = load_config(None, [f"data.source.interactions={link / 'data' / 'log.csv'}", space])
+    assert sweep_module.base_fingerprint(relative) == sweep_module.base_fingerprint(through_link)

@@ -108,16 +108,15 @@ def ensemble_command(
     """Combine finished runs into one ensemble run (scores summed: one index of their vectors side by side),
     scored as a run: validation by the members' selected checkpoints, test by their served models."""
     from booktower.evaluation.report import write_report
-    from booktower.evaluation.run_eval import reevaluate_run
     from booktower.evaluation.tables import print_metric_table
-    from booktower.training.ensemble_run import assemble_ensemble
+    from booktower.training.ensemble_run import build_ensemble_run
+    from booktower.training.run import run_config
 
     setup_logging()
     with friendly_errors():
-        assemble_ensemble(list(runs), output_dir)
-        cfg, evaluation = reevaluate_run(output_dir)
+        evaluation = build_ensemble_run(list(runs), output_dir)
         print_metric_table({"validation": evaluation.validation.metrics, "test": evaluation.test.metrics},
-                           cfg.evaluation.ks, console, title=f"ensemble of {len(runs)} runs")
+                           run_config(output_dir).evaluation.ks, console, title=f"ensemble of {len(runs)} runs")
         written = write_report(output_dir) if report else None
     console.print(f"wrote {output_dir}" + (f" and {written}" if written else ""))
 

@@ -9,6 +9,7 @@ import polars as pl
 
 from booktower.evaluation.split_identity import read_split_identity, split_mismatch
 from booktower.evaluation.stats import PairedComparison, paired_compare
+from booktower.utils.runinfo import is_sweep_trial
 
 
 def per_user_table(path: Path, part: str = "test") -> pl.DataFrame:
@@ -40,7 +41,7 @@ def _why_no_table(path: Path, candidate: Path, part: str) -> str:
                 f"(booktower train -o {path} --resume scores its test, once)")
     if (path / "model").is_dir():
         return f"{candidate} is missing. Fix: evaluate the run first (booktower evaluate --run {path})"
-    if (path / "config.yaml").exists() and (path.parent / "trials.parquet").exists():
+    if is_sweep_trial(path):
         return (f"{path} is a sweep trial: it keeps its config and epochs.csv only (no model, no per-user table). "
                 f"Fix: train its config as a run, e.g. booktower train --config {path / 'config.yaml'} -o RUN "
                 "--validation-only, and compare RUN (--split validation)")

@@ -1,8 +1,9 @@
 """Several trained two-towers served as one model.
 
 Each member scores a reader and a book with its own towers; the ensemble's score is the sum of the members'
-scores, which is a single inner product of the members' vectors laid end to end. So an ensemble ranks, exports
-and serves from one index, like a single model whose vectors are as wide as the members' together.
+scores (their logits, <p_u, p_v> / temperature), which is a single inner product of the members' vectors laid end
+to end, each reader vector divided by its member's temperature. So an ensemble ranks, exports and serves from one
+index, like a single model whose vectors are as wide as the members' together.
 
 Members trained from different seeds disagree in their errors more than in what they get right: on
 amazon-books-2014 three seeds of the best config lifted validation NDCG@20 by about 14% over one
@@ -71,7 +72,9 @@ def check_members(specs: list[ModelSpec]) -> None:
 
 
 class Ensemble(nn.Module):
-    """The members' vectors concatenated: <[p_u1, p_u2], [p_v1, p_v2]> = <p_u1, p_v1> + <p_u2, p_v2>."""
+    """The members' vectors concatenated: <[p_u1 / t1, p_u2 / t2], [p_v1, p_v2]> = <p_u1, p_v1> / t1 +
+    <p_u2, p_v2> / t2. Weighting by the temperature keeps each member's say what its own training gave it, whatever
+    its temperature or vector norm; the book vectors stay as trained (similar-books lists read them)."""
 
     def __init__(self, specs: list[ModelSpec]) -> None:
         super().__init__()
@@ -94,7 +97,8 @@ class Ensemble(nn.Module):
             member.add_content_only_books(codes)
 
     def user_embeddings(self, batch: UserBatch) -> torch.Tensor:
-        return torch.cat([member.user_embeddings(batch).float() for member in self.members], dim=1)  # (B, sum d)
+        return torch.cat([member.user_embeddings(batch).float() / member.temperature for member in self.members],
+                         dim=1)  # (B, sum d)
 
     def item_embeddings(self, batch: ItemBatch) -> torch.Tensor:
         return torch.cat([member.item_embeddings(batch).float() for member in self.members], dim=1)  # (B, sum d)

@@ -13,19 +13,25 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from booktower.config import BooktowerConfig
 from booktower.data.errors import DataError
-from booktower.models.ensemble import ensemble_of
-from booktower.models.io import load_model, save_model
-from booktower.training.run import VALIDATION_ONLY_FILE, run_config, selection_model
+from booktower.data.vocab import Vocabulary
+from booktower.models.ensemble import check_members, ensemble_of
+from booktower.models.io import SPEC, load_model, save_model
+from booktower.models.spec import ModelSpec
+from booktower.training.run import VALIDATION_ONLY_FILE, config_as_files, run_config, selection_model
 from booktower.utils.atomic import atomic_write_json, make_temp_dir
 from booktower.utils.runinfo import finished_at, write_run_info
 
-SHARED_FILES = ("vocab/users.parquet", "vocab/items.parquet", "split.json")
-"""What members must hold byte for byte alike: one vocabulary (the model's rows) and one split."""
-COPIED_FILES = (*SHARED_FILES, "data_summary.json")
+if TYPE_CHECKING:
+    from booktower.evaluation.run_eval import RunEvaluation
+
+VOCABULARIES = ("vocab/users.parquet", "vocab/items.parquet")
+COPIED_FILES = (*VOCABULARIES, "split.json", "data_summary.json")
+FREE_DATA_KEYS = ("data.cache_dir",)
+"""Data keys members may differ in: where the prepared arrays are kept, not what they hold."""
 
 
 @dataclass(frozen=True)
@@ -33,81 +39,112 @@ class Member:
     run_dir: Path
     config: BooktowerConfig
     info: dict[str, Any]
+    spec: ModelSpec
 
 
 def read_member(run_dir: Path) -> Member:
-    """A finished run, or a DataError saying why it cannot be a member and what to do."""
+    """A finished run of one model, or a DataError saying why it cannot be a member and what to do."""
     run_dir = Path(run_dir)
     config = run_config(run_dir)
     if (run_dir / VALIDATION_ONLY_FILE).is_file() and not (run_dir / "model").is_dir():
         raise DataError("a `--validation-only` run has no served model yet", path=run_dir,
                         fix=f"complete it first (booktower train -o {run_dir} --resume)")
-    if finished_at(run_dir) is None or not (run_dir / "model").is_dir():
+    if finished_at(run_dir) is None or not (run_dir / "model" / SPEC).is_file():
         raise DataError("the run is not finished (no model, or run.json has no `finished`)", path=run_dir,
                         fix=f"let it finish, or resume it (booktower train -o {run_dir} --resume)")
-    return Member(run_dir, config, json.loads((run_dir / "run.json").read_text()))
+    info = json.loads((run_dir / "run.json").read_text())
+    if isinstance(info.get("ensemble"), dict):
+        members = " ".join(str(m) for m in info["ensemble"].get("members") or [])
+        raise DataError("the run is itself an ensemble", path=run_dir,
+                        fix=f"name its members instead ({members}) beside the other runs")
+    spec = ModelSpec.from_dict(json.loads((run_dir / "model" / SPEC).read_text()))
+    return Member(run_dir, config, info, spec)
 
 
-def check_same_data(members: list[Member]) -> None:
-    """One dataset, one split, one evaluation protocol, one way of selecting: else the members' scores do not
-    add up to an ensemble's, or its metrics are not comparable with theirs."""
+def check_members_fit(members: list[Member]) -> None:
+    """One dataset, one split, one way of selecting, and models whose vectors can share one index: else the
+    members' scores do not add up to an ensemble's, or its metrics are not comparable with theirs. The
+    vocabularies and split are compared as what they hold, not as files (a Parquet footer names its writer)."""
     first = members[0]
+    first_data = _data_keys(first.config)
     for member in members[1:]:
-        for name in SHARED_FILES:
-            if (member.run_dir / name).read_bytes() != (first.run_dir / name).read_bytes():
-                raise DataError(f"{name} differs from {first.run_dir}'s: the runs were trained on other data or "
-                                "another split", path=member.run_dir / name,
-                                fix="ensemble runs trained from one config's data section on the same files")
-        for section in ("data", "evaluation"):
-            if getattr(member.config, section) != getattr(first.config, section):
-                raise DataError(f"its `{section}` config section differs from {first.run_dir}'s",
-                                path=member.run_dir / "config.yaml",
-                                fix=f"ensemble runs whose `{section}` sections are the same")
+        for name in VOCABULARIES:
+            if Vocabulary.load(member.run_dir / name) != Vocabulary.load(first.run_dir / name):
+                raise _other_data(member, first, f"{name} holds other ids or another order")
+        if json.loads((member.run_dir / "split.json").read_text()) != json.loads((first.run_dir / "split.json").read_text()):
+            raise _other_data(member, first, "split.json describes another split")
+        changed = [f"{key}: {first_data.get(key)!r} -> {value!r}" for key, value in _data_keys(member.config).items()
+                   if first_data.get(key) != value]
+        if changed:
+            raise _other_data(member, first, f"its data config differs ({'; '.join(changed[:3])})")
         refit = member.config.training.refit_on_validation
         if refit != first.config.training.refit_on_validation:
             raise DataError(f"training.refit_on_validation is {refit} here and "
                             f"{first.config.training.refit_on_validation} in {first.run_dir}: the ensemble's test "
                             "model would mix models that saw validation with models that did not",
                             path=member.run_dir / "config.yaml", fix="ensemble runs that all refit, or none")
+    try:
+        check_members([member.spec for member in members])
+    except ValueError as exc:
+        named = ", ".join(f"member {number} = {m.run_dir}" for number, m in enumerate(members, start=1))
+        raise DataError(f"{exc} ({named})", fix="ensemble runs of models that can share one index") from None
 
 
-def assemble_ensemble(run_dirs: list[Path], output_dir: Path) -> Path:
-    """Write the ensemble run of `run_dirs` into `output_dir` (new, or empty) atomically; returns it."""
+def _data_keys(config: BooktowerConfig) -> dict[str, object]:
+    return {key: value for key, value in config_as_files(config).items()
+            if key.startswith("data.") and not key.startswith(FREE_DATA_KEYS)}
+
+
+def _other_data(member: Member, first: Member, why: str) -> DataError:
+    return DataError(f"{why} than {first.run_dir}: the runs were trained on other data or another split",
+                     path=member.run_dir, fix="ensemble runs trained with one data section on the same files")
+
+
+def build_ensemble_run(run_dirs: list[Path], output_dir: Path) -> RunEvaluation:
+    """Write the ensemble run of `run_dirs` into `output_dir` (new, or empty), scored: validation and test
+    metrics, per-user tables, diagnostics and audit. Built and scored in a temporary sibling that then takes
+    the name, so a failure leaves no half-made run behind."""
+    from booktower.evaluation.run_eval import reevaluate_run
+
     if len(run_dirs) < 2:
         raise DataError(f"an ensemble needs at least 2 runs, got {len(run_dirs)}", fix="name two or more runs")
     if output_dir.exists() and any(output_dir.iterdir()):
         raise DataError("the output folder is not empty", path=output_dir,
                         fix="name a new folder for the ensemble run (--output-dir)")
     members = [read_member(Path(run)) for run in run_dirs]
-    check_same_data(members)
-    first = members[0]
+    check_members_fit(members)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(output_dir.parent, f".{output_dir.name}.new.")
     try:
-        for name in COPIED_FILES:
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(first.run_dir / name, tmp / name)
-        served = [load_model(member.run_dir / "model") for member in members]
-        save_model(ensemble_of(served), tmp / "model")
-        if first.config.training.refit_on_validation:
-            selected = [selection_model(m.run_dir, m.config, model) for m, model in zip(members, served)]
-            save_model(ensemble_of(selected), tmp / "checkpoints" / "best")
-        _write_run_files(tmp, members)
-        if (first.run_dir / "baselines").is_dir():  # fitted on the same split (checked above): still comparable
-            shutil.copytree(first.run_dir / "baselines", tmp / "baselines")
+        _assemble(members, tmp)
+        _, evaluation = reevaluate_run(tmp)
         if output_dir.exists():
             output_dir.rmdir()
         tmp.rename(output_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    return output_dir
+    return evaluation
+
+
+def _assemble(members: list[Member], directory: Path) -> None:
+    first = members[0]
+    for name in COPIED_FILES:
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(first.run_dir / name, directory / name)
+    served = [load_model(member.run_dir / "model") for member in members]
+    save_model(ensemble_of(served), directory / "model")
+    if first.config.training.refit_on_validation:
+        selected = [selection_model(m.run_dir, m.config, model) for m, model in zip(members, served)]
+        save_model(ensemble_of(selected), directory / "checkpoints" / "best")
+    _write_run_files(directory, members)
+    if (first.run_dir / "baselines").is_dir():  # fitted on the same split (checked): still comparable
+        shutil.copytree(first.run_dir / "baselines", directory / "baselines")
 
 
 def _write_run_files(directory: Path, members: list[Member]) -> None:
-    """config.yaml (the first member's: its data, evaluation and refit settings are every member's) and
-    run.json (the first member's inputs and working folder, so `evaluate` checks the same files, and the
-    members)."""
+    """config.yaml (the first member's: its data and refit settings are every member's) and run.json (the first
+    member's inputs and working folder, so `evaluate` checks the same files, and the members)."""
     first = members[0]
     write_run_info(directory, config_yaml=(first.run_dir / "config.yaml").read_text(), seed=first.config.seed,
                    inputs=[], timings={})

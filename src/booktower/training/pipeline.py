@@ -9,12 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from booktower.config import BooktowerConfig, ConfigError, dump_config
 from booktower.data.errors import DataError
-from booktower.data.ingest import PACKAGE_PREFIX
-from booktower.data.prepare import SOURCE_PATHS, prepare
+from booktower.data.prepare import prepare
 from booktower.data.types import PreparedData
 from booktower.models.io import save_model
 from booktower.models.spec import spec_from_config
@@ -22,12 +20,11 @@ from booktower.models.two_tower import TwoTower
 from booktower.training.checkpoint import load_weights
 from booktower.training.distributed import DistContext, init_distributed, shutdown
 from booktower.training.refit import refit
-from booktower.training.run import VALIDATION_ONLY_FILE, absolute_data_paths, run_config
+from booktower.training.run import VALIDATION_ONLY_FILE, config_as_files, run_config
 from booktower.evaluation.run_eval import evaluate_trained, evaluate_validation
 from booktower.tracking import Tracker, check_local_store
 from booktower.training.trainer import FitResult, Trainer, apply_thread_limit, peak_memory_mb, resolve_device
 from booktower.utils.atomic import atomic_write_json, atomic_write_text
-from booktower.utils.nested import flatten
 from booktower.utils.runinfo import (
     Timings,
     finished_at,
@@ -104,7 +101,7 @@ def _check_resume_config(run_dir: Path, config: BooktowerConfig) -> None:
     saved = run_dir / "config.yaml"
     if not saved.exists():
         return
-    was, now = _named_files(run_config(run_dir)), _named_files(config)
+    was, now = config_as_files(run_config(run_dir)), config_as_files(config)
     changed = [f"{key}: {was.get(key)!r} -> {now.get(key)!r}" for key in sorted(was.keys() | now.keys())
                if was.get(key) != now.get(key) and not key.startswith(RESUME_FREE_KEYS)]
     if not changed:
@@ -112,16 +109,6 @@ def _check_resume_config(run_dir: Path, config: BooktowerConfig) -> None:
     raise ConfigError(f"--resume: {saved} differs from this config ({'; '.join(changed[:5])}"
                       f"{'; ...' if len(changed) > 5 else ''}). Fix: resume with that run's --config and --set "
                       "values, or train the new config into a new --output-dir")
-
-
-def _named_files(config: BooktowerConfig) -> dict[str, object]:
-    """The config's keys flattened, its data paths as the real files they name from the current folder."""
-    flat = flatten(yaml.safe_load(dump_config(absolute_data_paths(config, Path.cwd()))) or {})
-    for name in SOURCE_PATHS:
-        path = flat.get(f"data.source.{name}")
-        if isinstance(path, str) and not path.startswith(PACKAGE_PREFIX):
-            flat[f"data.source.{name}"] = str(Path(path).resolve())
-    return flat
 
 
 def _check_resumable(run_dir: Path, config: BooktowerConfig, dist: DistContext) -> None:

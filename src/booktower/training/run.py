@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 
-from booktower.config import BooktowerConfig, load_config
+from booktower.config import BooktowerConfig, dump_config, load_config
 from booktower.data.errors import DataError
 from booktower.data.ingest import PACKAGE_PREFIX
 from booktower.data.prepare import SOURCE_PATHS, prepare
@@ -16,7 +17,8 @@ from booktower.data.types import PreparedData
 from booktower.data.vocab import Vocabulary
 from booktower.models.io import SPEC, load_model
 from booktower.models.two_tower import TwoTower
-from booktower.utils.runinfo import finished_at, working_directory
+from booktower.utils.nested import flatten
+from booktower.utils.runinfo import finished_at, is_sweep_trial, working_directory
 
 
 @dataclass
@@ -96,13 +98,24 @@ def _refuse_unfinished(run_dir: Path) -> None:
     if (run_dir / VALIDATION_ONLY_FILE).is_file():
         raise FileNotFoundError(f"{run_dir} is a `--validation-only` run: it has no model yet (no refit, test "
                                 f"not scored). {fix}")
-    if (run_dir.parent / "trials.parquet").is_file():  # a sweep keeps each trial's config and epochs.csv only
+    if is_sweep_trial(run_dir):
         raise FileNotFoundError(f"{run_dir} is a sweep trial: it keeps its config and epochs.csv, no model. Fix: "
                                 f"train its config as a run (booktower train --config {run_dir / 'config.yaml'} "
                                 "-o RUN) and use that run")
     if finished_at(run_dir) is None:
         raise FileNotFoundError(f"{run_dir} has not finished training (interrupted, or still running): it has no "
                                 f"model yet. {fix}")
+
+
+def config_as_files(config: BooktowerConfig) -> dict[str, object]:
+    """The config's keys flattened, its data paths as the real files they name from the current folder (symlinks
+    resolved): two configs that train alike compare equal however they name their files."""
+    flat = flatten(yaml.safe_load(dump_config(absolute_data_paths(config, Path.cwd()))) or {})
+    for name in SOURCE_PATHS:
+        path = flat.get(f"data.source.{name}")
+        if isinstance(path, str) and not path.startswith(PACKAGE_PREFIX):
+            flat[f"data.source.{name}"] = str(Path(path).resolve())
+    return flat
 
 
 def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> TrainedRun:

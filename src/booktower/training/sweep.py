@@ -24,7 +24,6 @@ from booktower.config.loading import explain_errors, explain_validation_error
 from booktower.config.evaluation import check_selection_metric
 from booktower.config.sweep import ParamSpec
 from booktower.utils.atomic import atomic_write_json, atomic_write_parquet, atomic_write_text
-from booktower.utils.nested import flatten
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ ONCE_PER_SWEEP = {
             "data. Fix: run one sweep per data setting (--set {key}=..., each with its own --study and "
             "--output-dir)",
     **dict.fromkeys(("baselines", "serving", "tracking", "sweep", "evaluation.bootstrap_samples",
-                     "evaluation.audit_users"), _UNREAD),
+                     "evaluation.audit_users", "training.refit_on_validation"), _UNREAD),
 }
 """Config sections (and keys) a trial cannot vary, and why: a value drawn for one would be applied to the trial's
 config and written to best_config.yaml although no trial used it. (`seed`, `evaluation.ks` and the rest of the
@@ -173,11 +172,10 @@ as the trials' `training.early_stopping.metric`.)"""
 
 def base_fingerprint(base: BooktowerConfig) -> dict[str, Any]:
     """The base config as every trial starts from it (early stopping on the sweep metric, data paths as the
-    files they name from the current folder), flat, without the searched keys and FREE_KEYS."""
-    from booktower.training.run import absolute_data_paths
+    files they name from the current folder, symlinks resolved), flat, without the searched keys and FREE_KEYS."""
+    from booktower.training.run import config_as_files
 
-    config = absolute_data_paths(BooktowerConfig.model_validate(_merged(base, {})), Path.cwd())
-    flat = flatten(json.loads(config.model_dump_json()))
+    flat = config_as_files(BooktowerConfig.model_validate(_merged(base, {})))
     return {key: value for key, value in sorted(flat.items())
             if not key.startswith(FREE_KEYS) and not any(_is_under(key, s) for s in base.sweep.space)}
 

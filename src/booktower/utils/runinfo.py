@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import os
 import platform
 import sys
@@ -193,3 +194,11 @@ def mark_finished(run_dir: Path, timings: dict[str, float]) -> None:
         raise FileNotFoundError(f"{run_dir}/run.json is missing or unreadable: write_run_info comes first")
     info.update({"timings_seconds": timings, FINISHED: time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     atomic_write_json(Path(run_dir) / "run.json", info)
+
+
+def is_sweep_trial(folder: Path) -> bool:
+    """A `booktower sweep` trial folder (DIR/trial_0007 beside DIR/trials.parquet): its config and epochs.csv,
+    no run.json, no model. A run trained into the sweep's folder later (DIR/best) is a run, not a trial."""
+    folder = Path(folder)
+    return (re.fullmatch(r"trial_\d{4}", folder.name) is not None and (folder.parent / "trials.parquet").is_file()
+            and not (folder / "run.json").exists())
