@@ -234,11 +234,12 @@ def test_a_folder_store_mlflow_will_not_write_is_refused_before_anything_runs(tm
 
     if not _mlflow_refuses_folder_stores(tmp_path / "probe"):
         pytest.skip("this MLflow still writes folder stores")
-    config = _config(tmp_path, f"tracking.mlflow_uri={tmp_path / 'mlstore'}")
-    with pytest.raises(ConfigError, match=r"cannot track in this folder store .*Fix: a SQLite store, e\.g\. "
-                                          rf"tracking\.mlflow_uri=sqlite:///{tmp_path}/mlstore/mlflow\.db"):
-        train_run(config, tmp_path / "run", data=random_prepared(n_users=20, n_items=15, per_user=5))
-    assert not (tmp_path / "run").exists()
+    for uri in (tmp_path / "mlstore", f"file://{tmp_path / 'mlstore'}"):
+        config = _config(tmp_path, f"tracking.mlflow_uri={uri}")
+        with pytest.raises(ConfigError, match=r"cannot track in this folder store .*Fix: a SQLite store, e\.g\. "
+                                              rf"tracking\.mlflow_uri=sqlite:///{tmp_path}/mlstore/mlflow\.db"):
+            train_run(config, tmp_path / "run", data=random_prepared(n_users=20, n_items=15, per_user=5))
+        assert not (tmp_path / "run").exists()
 
 
 def test_a_resume_naming_another_experiment_says_the_run_stays_where_it_started(tmp_path, caplog):

@@ -64,8 +64,8 @@ def _local_folder(uri: str) -> Path | None:
     """The folder a local store or artefact root writes into (sqlite:///x.db, file:///dir, a plain path)."""
     if uri.startswith("sqlite:///"):
         return Path(uri.removeprefix("sqlite:///")).resolve().parent
-    if uri.startswith("file://"):
-        return Path(uri.removeprefix("file://"))
+    if uri.startswith("file:"):  # file:///abs, file:./rel
+        return Path(uri.removeprefix("file:").removeprefix("//"))
     return None if "://" in uri else Path(uri)
 
 

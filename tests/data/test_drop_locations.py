@@ -81,3 +81,10 @@ def test_the_summary_records_and_prints_where_the_dropped_rows_are(tmp_path):
     console = Console(record=True, width=200)
     print_summary(data.summary, console)
     assert "1 (on line 26 of log.csv (the header is line 1))" in console.export_text()
+
+
+def test_a_movielens_line_with_an_extra_field_is_named(tmp_path):
+    ratings = "1\t1\t5\t881250949\n1\t2\t4\t881250950\textra\n2\t3\t3\t881250951\n"
+    with pytest.raises(DataError, match=r"every line of u\.data holds 4 fields separated by '\\t', and line 2 has 5 "
+                                        r"fields\. Fix: correct or delete that line"):
+        load_raw(_movielens(tmp_path / "ml", ratings), DropLedger())

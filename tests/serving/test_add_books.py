@@ -149,3 +149,18 @@ def test_skip_existing_adds_only_the_books_the_bundle_lacks(trained, tmp_path: P
     again = add_books(bundle, catalogue, skip_existing=True)
     assert again["n_items"] == manifest["n_items"] and "nothing is left to add" in caplog.text
     assert Recommender.from_bundle(bundle).unknown_items([held[0], "PRUNED-1"]) == []
+
+
+def test_books_a_model_cannot_tell_apart_are_added_with_a_warning(make_catalogue_bundle, tmp_path_factory, tmp_path,
+                                                                  caplog) -> None:
+    _, bundle, _ = make_catalogue_bundle(tmp_path_factory.mktemp("ids-only") / "b", {"item": {"use_features": False}})
+    books = tmp_path / "new.csv"
+    pl.DataFrame({"item_id": ["N1", "N2"], "title": ["dragons", "rome"], "author": ["a", "b"]}).write_csv(books)
+    with caplog.at_level(logging.WARNING, logger="booktower"):
+        add_books(shutil.copytree(bundle, tmp_path / "b"), books)
+    assert "the 2 new books all got the same vector" in caplog.text
+    caplog.clear()
+    _, with_features, _ = make_catalogue_bundle(tmp_path_factory.mktemp("features") / "b", {})
+    with caplog.at_level(logging.WARNING, logger="booktower"):
+        add_books(shutil.copytree(with_features, tmp_path / "c"), books)
+    assert "same vector" not in caplog.text

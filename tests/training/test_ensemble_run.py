@@ -129,10 +129,21 @@ def build_ensemble_run_dir(members, out):
     return out
 
 
-def test_members_may_keep_their_prepared_data_in_other_folders(runs, tmp_path):
-    config, members = runs
+def test_members_trained_on_a_copy_of_the_files_elsewhere_combine(runs, tmp_path):
+    """As on another machine: the same files under another path, prepared into another cache."""
+    _, members = runs
+    copy = write_dataset(tmp_path / "copy", 16)  # byte for byte the members' files
     elsewhere = tmp_path / "elsewhere"
-    train_run(load_config(config, ["training.epochs=1", "seed=5", "training.refit_on_validation=true",
-                                   f"data.cache_dir={tmp_path / 'cache2'}"]), elsewhere)
+    train_run(load_config(copy, ["training.epochs=1", "seed=5", "training.refit_on_validation=true"]), elsewhere)
     evaluation = build_ensemble_run([members[0], elsewhere], tmp_path / "ens")
     assert 0 < evaluation.test.metrics["NDCG@10"] <= 1
+
+
+def test_the_same_model_twice_is_refused(runs, tmp_path):
+    config, members = runs
+    with pytest.raises(DataError, match=r"the same model as .*seed1.*Fix: ensemble runs trained from different seeds"):
+        build_ensemble_run([members[0], members[0]], tmp_path / "twice")
+    again = tmp_path / "seed1-again"  # one config and seed train byte for byte alike
+    train_run(load_config(config, ["training.epochs=2", "seed=1", "training.refit_on_validation=true"]), again)
+    with pytest.raises(DataError, match=r"the same config and seed 1"):
+        build_ensemble_run([members[0], again], tmp_path / "alike")

@@ -122,6 +122,23 @@ MOVIELENS_GENRES = [
 ]
 
 
+def _headerless(path: Path, separator: str, columns: list[str], encoding: str = "utf-8") -> pl.DataFrame:
+    """One of MovieLens's u.* files (no header, no quoting) as text columns; a line with another number of
+    fields than the format's is a DataError naming it, not polars' traceback."""
+    text = path.read_bytes().decode(encoding)
+    try:
+        return pl.read_csv(text.encode("utf-8"), separator=separator, has_header=False, infer_schema=False,
+                           new_columns=columns, quote_char=None)
+    except (pl.exceptions.ComputeError, pl.exceptions.ShapeError) as exc:
+        lines = text.splitlines()
+        bad = next((n for n, line in enumerate(lines, start=1) if line and line.count(separator) != len(columns) - 1),
+                   None)
+        where = f"line {bad} has {lines[bad - 1].count(separator) + 1} fields" if bad else str(exc).splitlines()[0]
+        raise DataError(f"every line of {path.name} holds {len(columns)} fields separated by {separator!r}, and "
+                        f"{where}", path=path, fix="correct or delete that line (the MovieLens-100K files have no "
+                        "header: line 1 is the first record)") from None
+
+
 def read_movielens_100k(folder: Path) -> SourceFrames:
     """MovieLens-100K: u.data (tab), u.item (pipe, latin-1, 19 genre flags), u.user (pipe)."""
     if not folder.is_dir():
@@ -132,11 +149,9 @@ def read_movielens_100k(folder: Path) -> SourceFrames:
         if not path.exists():
             raise DataError(f"the MovieLens-100K folder has no {name}", path=path,
                             fix="download the complete ml-100k archive and point data.source.interactions at it")
-    ratings = pl.read_csv(paths["u.data"], separator="\t", has_header=False, infer_schema=False,
-                          new_columns=["user_id", "item_id", "rating", "timestamp"])
+    ratings = _headerless(paths["u.data"], "\t", ["user_id", "item_id", "rating", "timestamp"])
     item_cols = ["item_id", "title", "release_date", "video_release_date", "imdb_url", *MOVIELENS_GENRES]
-    items_raw = pl.read_csv(paths["u.item"].read_bytes().decode("latin-1").encode("utf-8"), separator="|",
-                            has_header=False, infer_schema=False, new_columns=item_cols, quote_char=None)
+    items_raw = _headerless(paths["u.item"], "|", item_cols, encoding="latin-1")
     flags = items_raw.select(MOVIELENS_GENRES[1:]).with_columns(pl.all().cast(pl.Int8)).to_numpy() == 1  # (n, 18)
     names = np.array(MOVIELENS_GENRES[1:], dtype=object)
     genres = [json.dumps(list(names[row])) for row in flags]
@@ -145,8 +160,7 @@ def read_movielens_100k(folder: Path) -> SourceFrames:
         pl.col("release_date").str.slice(-4).alias("release_year"),
         pl.Series("genres", genres),
     )
-    users = pl.read_csv(paths["u.user"], separator="|", has_header=False, infer_schema=False,
-                        new_columns=["user_id", "age", "gender", "occupation", "zip"])
+    users = _headerless(paths["u.user"], "|", ["user_id", "age", "gender", "occupation", "zip"])
     return SourceFrames(ratings, paths["u.data"], items, paths["u.item"], users, paths["u.user"],
                         paths=list(paths.values()), header=False)
 

@@ -153,8 +153,9 @@ def ensemble_note(info: dict[str, Any]) -> str:
     members = ensemble["members"]
     seeds = ", ".join(str(seed) for seed in ensemble.get("seeds") or [])
     return (f"_An ensemble of {len(members)} runs (seeds {seeds}: {', '.join(f'`{m}`' for m in members)}): its score "
-            "is the sum of theirs. Each member's own report holds its training curves; the resolved config below is "
-            "the first member's (the members share its data and evaluation sections)._\n")
+            "is the sum of their logits. Each member's own report holds its training curves; the resolved config below "
+            "is the first member's (the members share its data section, and its evaluation settings score the "
+            "ensemble)._\n")
 
 
 def changed_data_note(metrics: dict[str, Any]) -> str:

@@ -107,6 +107,17 @@ def _without_negatives(catalogue: pl.DataFrame, nonnegative: list[str], path: Pa
     return catalogue
 
 
+def _warn_if_indistinct(vectors: np.ndarray) -> None:
+    """New books have no ID vector: a model whose item tower reads no book content (model.item.use_features:
+    false) gives every one the same vector, and they would tie in every list. Said, not refused: a category slot
+    can still serve them."""
+    if len(vectors) >= 2 and np.allclose(vectors, vectors[:1]):
+        log.warning("the %d new books all got the same vector: this model's item tower reads no book content (e.g. "
+                    "model.item.use_features: false), so nothing tells them apart and they rank together. Serve "
+                    "them through a category slot (?category=...), or retrain with book features to rank them",
+                    len(vectors))
+
+
 def with_books(parts: BundleParts, encoder: Encoder, catalogue: pl.DataFrame) -> BundleParts:
     """`parts` plus the new books (appended, index order kept). Ids already in the bundle are an error."""
     ids = catalogue["item_id"]
@@ -128,6 +139,7 @@ def with_books(parts: BundleParts, encoder: Encoder, catalogue: pl.DataFrame) ->
                     "withdrawn; `booktower index restore --id ID` puts one back", int(arriving_withdrawn.sum()),
                     ids.filter(pl.Series(arriving_withdrawn)).to_list()[:5])
     encoded = encoder.encode_books(catalogue)
+    _warn_if_indistinct(encoded.vectors)
     codes = encoded.codes
     model_files = parts.model_files if codes is None else with_added_codes(
         parts.model_files, len(parts.items) - parts.n_model_items, codes, [c.shape[1] for c in codes])

@@ -9,6 +9,7 @@ The first member's baselines (RUN/baselines) come along: they were fitted on the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from booktower.config import BooktowerConfig
 from booktower.data.errors import DataError
 from booktower.data.vocab import Vocabulary
 from booktower.models.ensemble import check_members, ensemble_of
-from booktower.models.io import SPEC, load_model, save_model
+from booktower.models.io import SPEC, WEIGHTS, load_model, save_model
 from booktower.models.spec import ModelSpec
 from booktower.training.run import VALIDATION_ONLY_FILE, config_as_files, run_config, selection_model
 from booktower.utils.atomic import atomic_write_json, make_temp_dir
@@ -30,8 +31,9 @@ if TYPE_CHECKING:
 
 VOCABULARIES = ("vocab/users.parquet", "vocab/items.parquet")
 COPIED_FILES = (*VOCABULARIES, "split.json", "data_summary.json")
-FREE_DATA_KEYS = ("data.cache_dir",)
-"""Data keys members may differ in: where the prepared arrays are kept, not what they hold."""
+FREE_DATA_KEYS = ("data.cache_dir", "data.source.interactions", "data.source.items", "data.source.users")
+"""Data keys members may differ in: where the prepared arrays are kept, and where the input files are (a copy on
+another machine is the same data: the files are compared by their recorded sha256 instead)."""
 
 
 @dataclass(frozen=True)
@@ -77,17 +79,38 @@ def check_members_fit(members: list[Member]) -> None:
                    if first_data.get(key) != value]
         if changed:
             raise _other_data(member, first, f"its data config differs ({'; '.join(changed[:3])})")
+        if _input_hashes(member) != _input_hashes(first):
+            raise _other_data(member, first, "its input files differ (run.json's sha256s)")
         refit = member.config.training.refit_on_validation
         if refit != first.config.training.refit_on_validation:
             raise DataError(f"training.refit_on_validation is {refit} here and "
                             f"{first.config.training.refit_on_validation} in {first.run_dir}: the ensemble's test "
                             "model would mix models that saw validation with models that did not",
                             path=member.run_dir / "config.yaml", fix="ensemble runs that all refit, or none")
+    _refuse_repeats(members)
     try:
         check_members([member.spec for member in members])
     except ValueError as exc:
         named = ", ".join(f"member {number} = {m.run_dir}" for number, m in enumerate(members, start=1))
         raise DataError(f"{exc} ({named})", fix="ensemble runs of models that can share one index") from None
+
+
+def _input_hashes(member: Member) -> list[str]:
+    files = (member.info.get("inputs") or {}).get("files") or {}
+    return sorted(str(entry.get("sha256")) for entry in files.values() if isinstance(entry, dict))
+
+
+def _refuse_repeats(members: list[Member]) -> None:
+    """Two members with the same weights (one run named twice, or two runs of one config and seed, which train
+    byte for byte alike) add nothing but width: most likely a forgotten `--set seed=`."""
+    seen: dict[str, Member] = {}
+    for member in members:
+        digest = hashlib.sha256((member.run_dir / "model" / WEIGHTS).read_bytes()).hexdigest()
+        if digest in seen:
+            raise DataError(f"the run holds the same model as {seen[digest].run_dir} (the same weights: the same run, "
+                            f"or the same config and seed {member.config.seed})", path=member.run_dir,
+                            fix="ensemble runs trained from different seeds (booktower train ... --set seed=S)")
+        seen[digest] = member
 
 
 def _data_keys(config: BooktowerConfig) -> dict[str, object]:

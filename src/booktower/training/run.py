@@ -128,8 +128,9 @@ def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> Trained
         saved = Vocabulary.load(run_dir / "vocab" / f"{name}.parquet")
         if saved != vocab:
             same_ids = len(saved) == len(vocab) and set(saved.ids.to_list()) == set(vocab.ids.to_list())
-            how = (f"the same {len(vocab)} ids in another order (ids are numbered by first appearance in time, so "
-                   "changed timestamps renumber them), which the model's rows cannot follow" if same_ids
+            how = (f"the same {len(vocab)} ids in another order (ids are numbered by first appearance in the prepared "
+                   "training rows, reader by reader and each reader's in time order, so an added, removed or "
+                   "re-timed row can renumber them), which the model's rows cannot follow" if same_ids
                    else f"{len(vocab)} ids now, {len(saved)} saved in vocab/{name}.parquet")
             raise DataError(f"the data that {run_dir}/config.yaml prepares now does not match the run's "
                             f"{name} ({how}): the input files changed since training",
