@@ -147,3 +147,13 @@ def test_the_same_model_twice_is_refused(runs, tmp_path):
     train_run(load_config(config, ["training.epochs=2", "seed=1", "training.refit_on_validation=true"]), again)
     with pytest.raises(DataError, match=r"the same config and seed 1"):
         build_ensemble_run([members[0], again], tmp_path / "alike")
+
+
+def test_resuming_an_ensemble_says_what_it_is(runs, tmp_path):
+    from booktower.training.pipeline import RunAlreadyFinished
+
+    _, members = runs
+    out = tmp_path / "ens"
+    build_ensemble_run(members, out)
+    with pytest.raises(RunAlreadyFinished, match=r"is an ensemble run .*it was not trained, so --resume has nothing"):
+        train_run(load_config(out / "config.yaml"), out, resume=True)

@@ -48,6 +48,17 @@ class TrainResult:
     selected: TwoTower | None = None  # the checkpoint early stopping chose (validation's model); None: `model`
 
 
+def _ensemble_members(run_dir: Path) -> str:
+    """The members of an ensemble run (run.json's `ensemble`), named; "" for any other run."""
+    import json
+
+    try:
+        ensemble = json.loads((run_dir / "run.json").read_text()).get("ensemble")
+    except (OSError, ValueError):
+        return ""
+    return ", ".join(str(m) for m in ensemble.get("members") or []) if isinstance(ensemble, dict) else ""
+
+
 class RunAlreadyFinished(Exception):
     """`resume=True` on a run that finished: there is nothing to continue, and none of its files was touched.
     The message says where its metrics are."""
@@ -56,6 +67,11 @@ class RunAlreadyFinished(Exception):
         self.run_dir, self.finished = run_dir, finished
         report = run_dir / "report.md"
         shown = f", report: {report}" if report.exists() else ""
+        if _ensemble_members(run_dir):
+            super().__init__(f"{run_dir} is an ensemble run (`booktower ensemble`, of {_ensemble_members(run_dir)}): "
+                             f"it was not trained, so --resume has nothing to continue and left its files as they "
+                             f"are. Metrics: {run_dir / 'metrics.json'}{shown}")
+            return
         super().__init__(f"{run_dir} finished training at {finished}; --resume has nothing to continue and left "
                          f"its files as they are. Metrics: {run_dir / 'metrics.json'}{shown}. To train it again, "
                          "drop --resume (the run is replaced) or pass a new --output-dir")
@@ -146,8 +162,8 @@ def _forget_earlier_run(run_dir: Path) -> None:
 def _open_run_dir(run_dir: Path, config_yaml: str, data: PreparedData, resume: bool) -> None:
     """Rank 0's first writes: what the run trains on, before the first epoch."""
     if not resume and (run_dir / "metrics.json").exists():
-        log.warning("%s already holds a trained run: its files are being replaced (a new --output-dir keeps it)",
-                    run_dir)
+        log.warning("%s already holds a %s: its files are being replaced (a new --output-dir keeps it)",
+                    run_dir, "ensemble run" if _ensemble_members(run_dir) else "trained run")
     elif not resume and (run_dir / VALIDATION_ONLY_FILE).exists():
         log.warning("%s holds a --validation-only run, which `--resume` would have completed: it is being replaced "
                     "(a new --output-dir keeps it)", run_dir)
