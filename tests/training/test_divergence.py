@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 
 from booktower.data.toy import random_prepared
 from booktower.training.pipeline import build_model
-from booktower.training.trainer import Trainer, TrainingDivergedError
+from booktower.training.divergence import TrainingDivergedError, check_finite
+from booktower.training.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_resume import write_dataset
@@ -53,10 +54,10 @@ def test_weights_that_are_no_longer_finite_stop_the_run_too(small_config, tmp_pa
     with torch.no_grad():
         next(trainer.model.parameters()).view(-1)[0] = math.nan
     with pytest.raises(TrainingDivergedError, match="weights not finite"):
-        trainer._check_finite({"loss_total": 1.0})
+        check_finite(trainer.model, 1.0, 1, tmp_path / "checkpoints", trainer.config.optimizer)
     with torch.no_grad():
         next(trainer.model.parameters()).view(-1)[0] = 0.0
-    trainer._check_finite({"loss_total": 1.0})  # finite loss and weights: nothing to say
+    check_finite(trainer.model, 1.0, 1, tmp_path / "checkpoints", trainer.config.optimizer)  # finite: nothing to say
 
 
 def test_the_cli_reports_a_diverged_training_as_one_error_line_and_writes_no_results(tmp_path):

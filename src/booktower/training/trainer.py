@@ -26,6 +26,7 @@ from booktower.models.two_tower import TwoTower
 from booktower.training.batching import TrainingData
 from booktower.training.checkpoint import find_resume_checkpoint, load_checkpoint, save_checkpoint
 from booktower.training.distributed import DistContext, average_sparse_gradients, names_ddp_ignores, rank_shard
+from booktower.training.divergence import check_finite
 from booktower.training.early_stopping import EarlyStopping, early_stop_note
 from booktower.training.evaluate import evaluate_model
 from booktower.training.graphed import graphed_step
@@ -35,11 +36,6 @@ from booktower.training.workers import Workers
 from booktower.utils.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
-
-
-class TrainingDivergedError(ConfigError):
-    """An epoch ended with a loss or weights that are not finite. A ConfigError: the usual fix is a lower
-    learning rate, so the CLI prints it as one line naming the fix, and a sweep records the trial as failed."""
 
 
 @dataclass
@@ -295,22 +291,6 @@ class Trainer:
                      "planned training", saved_step, step, self.optim.total_steps)
         return step
 
-    def _check_finite(self, row: dict[str, Any]) -> None:
-        """Stop at the first epoch whose loss or weights are not finite, before its checkpoint replaces the
-        last good one. Once per epoch: the loss is on the host already, the weights cost one sync."""
-        weights_finite = bool(torch.stack([p.detach().isfinite().all() for p in self.model.parameters()]).all())
-        if math.isfinite(row["loss_total"]) and weights_finite:
-            return
-        what = f"loss {row['loss_total']}" if not math.isfinite(row["loss_total"]) else "weights not finite"
-        kept = (f"{self.checkpoints} keeps epoch {self.epoch}, the last finite one" if self.epoch
-                else "no epoch finished with a finite loss, so no checkpoint was written")
-        opt = self.config.optimizer
-        raise TrainingDivergedError(
-            f"training diverged in epoch {self.epoch + 1} ({what}); {kept}. Fix: lower training.optimizer.lr "
-            f"(now {opt.lr:g}) and training.optimizer.sparse_lr (now {opt.sparse_lr:g}), e.g. by 10x, or check "
-            "the data for extreme numeric features; then train again without --resume (the rates are part of "
-            "the run's config)")
-
     def _train_epoch(self) -> dict[str, float]:
         self.model.train()
         cfg = self.config
@@ -380,7 +360,8 @@ class Trainer:
         metric = self.config.early_stopping.metric
         while not finished and self.epoch < self.config.epochs:
             row: dict[str, Any] = {"epoch": self.epoch + 1, **self._train_epoch()}
-            self._check_finite(row)  # every rank sees the same averaged loss, so all stop together
+            # every rank sees the same averaged loss (and the same weights), so all stop together
+            check_finite(self.model, row["loss_total"], self.epoch, self.checkpoints, self.config.optimizer)
             self.epoch += 1
             improved = not self.validate  # without validation the latest epoch is the one kept
             if self.validate and (self.epoch % self.config.eval_every == 0 or self.epoch == self.config.epochs):
