@@ -157,3 +157,24 @@ def test_resuming_an_ensemble_says_what_it_is(runs, tmp_path):
     build_ensemble_run(members, out)
     with pytest.raises(RunAlreadyFinished, match=r"is an ensemble run .*it was not trained, so --resume has nothing"):
         train_run(load_config(out / "config.yaml"), out, resume=True)
+
+
+def test_seeds_train_the_members_then_combine_them_and_a_rerun_keeps_them(runs, tmp_path):
+    config, _ = runs
+    out = tmp_path / "ens"
+    args = ["ensemble", "--config", str(config), "--set", "training.epochs=1", "--set",
+            "training.refit_on_validation=true", "--seeds", "3,4", "-o", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    members = [tmp_path / "ens-members" / f"seed-{seed}" for seed in (3, 4)]
+    assert json.loads((out / "run.json").read_text())["ensemble"]["members"] == [str(m) for m in members]
+    finished = [json.loads((m / "run.json").read_text())["finished"] for m in members]
+    again = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "ens2"), "--members-dir", str(tmp_path / "ens-members")])
+    assert again.exit_code == 0, again.output
+    assert [json.loads((m / "run.json").read_text())["finished"] for m in members] == finished  # not retrained
+    scored = [json.loads((folder / "metrics.json").read_text())["test"] for folder in (out, tmp_path / "ens2")]
+    assert scored[0] == scored[1]
+    one = CliRunner().invoke(app, ["ensemble", "--config", str(config), "--seeds", "3,3", "-o", str(tmp_path / "x")])
+    assert one.exit_code == 2 and "two or more different seeds" in one.output
+    neither = CliRunner().invoke(app, ["ensemble", "-o", str(tmp_path / "y")])
+    assert neither.exit_code == 2 and "--seeds" in neither.output

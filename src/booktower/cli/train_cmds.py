@@ -7,6 +7,7 @@ import os
 import shlex
 import signal
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -99,26 +100,49 @@ def _headline(metrics: dict[str, float]) -> str:
 
 
 def ensemble_command(
-    runs: list[Path] = typer.Argument(..., help="Two or more finished runs of one dataset and split (e.g. seeds).",
-                                      callback=_paths.run_dir),
+    runs: Optional[list[Path]] = typer.Argument(None, callback=_paths.run_dir,
+                                                help="Two or more finished runs of one dataset and split (e.g. "
+                                                     "seeds); or train them with --config and --seeds."),
     output_dir: Path = typer.Option(..., "--output-dir", "-o", callback=_paths.output_dir,
                                     help="The ensemble run's directory (new, or empty)."),
+    config: Path | None = CONFIG_OPTION,
+    set_: list[str] | None = SET_OPTION,
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="With --config: train one member per seed "
+                                        "(comma-separated, e.g. 1,2,3) into --members-dir, then combine them."),
+    members_dir: Optional[Path] = typer.Option(None, "--members-dir", callback=_paths.output_dir,
+                                               help="Where --seeds trains the members (RUN/seed-S; default: "
+                                                    "OUTPUT_DIR-members beside the ensemble). Finished members "
+                                                    "are kept, interrupted ones resumed."),
     report: bool = typer.Option(True, help="Render report.md."),
 ) -> None:
     """Combine finished runs into one ensemble run (scores summed: one index of their vectors side by side),
     scored as a run: validation by the members' selected checkpoints, test by their served models."""
     from booktower.evaluation.report import write_report
     from booktower.evaluation.tables import print_metric_table
-    from booktower.training.ensemble_run import build_ensemble_run
+    from booktower.training.ensemble_run import build_ensemble_run, train_members
     from booktower.training.run import run_config
 
     setup_logging()
+    if bool(runs) == bool(seeds):
+        fail("give the member runs (booktower ensemble RUN_1 RUN_2 ... -o OUT), or train them: --config C --seeds "
+             "1,2,3 -o OUT")
     with friendly_errors():
-        evaluation = build_ensemble_run(list(runs), output_dir)
+        if seeds:
+            numbers = _seed_list(seeds)
+            members = members_dir or output_dir.parent / f"{output_dir.name}-members"
+            runs = train_members(cli_config(config, set_), numbers, members)
+        evaluation = build_ensemble_run(list(runs or []), output_dir)
         print_metric_table({"validation": evaluation.validation.metrics, "test": evaluation.test.metrics},
-                           run_config(output_dir).evaluation.ks, console, title=f"ensemble of {len(runs)} runs")
+                           run_config(output_dir).evaluation.ks, console, title=f"ensemble of {len(runs or [])} runs")
         written = write_report(output_dir) if report else None
     console.print(f"wrote {output_dir}" + (f" and {written}" if written else ""))
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        fail(f"--seeds {text!r} is not a comma-separated list of whole numbers. Fix: e.g. --seeds 1,2,3")
 
 
 def register(app: typer.Typer) -> None:

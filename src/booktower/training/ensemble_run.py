@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from booktower.utils.runinfo import finished_at, write_run_info
 
 if TYPE_CHECKING:
     from booktower.evaluation.run_eval import RunEvaluation
+
+log = logging.getLogger(__name__)
 
 VOCABULARIES = ("vocab/users.parquet", "vocab/items.parquet")
 COPIED_FILES = (*VOCABULARIES, "split.json", "data_summary.json")
@@ -121,6 +124,28 @@ def _data_keys(config: BooktowerConfig) -> dict[str, object]:
 def _other_data(member: Member, first: Member, why: str) -> DataError:
     return DataError(f"{why} than {first.run_dir}: the runs were trained on other data or another split",
                      path=member.run_dir, fix="ensemble runs trained with one data section on the same files")
+
+
+def train_members(config: BooktowerConfig, seeds: list[int], members_dir: Path) -> list[Path]:
+    """One run of `config` per seed in `members_dir/seed-S`: a finished one is kept as it is, an interrupted one
+    resumed (refused, as `train --resume` is, if the config changed since), a missing one trained. So the command
+    that trains an ensemble's members picks up where it stopped."""
+    from booktower.training.pipeline import RunAlreadyFinished, train_run
+
+    if len(set(seeds)) != len(seeds) or len(seeds) < 2:
+        raise DataError(f"--seeds {seeds}: an ensemble needs two or more different seeds (one config and seed "
+                        "train the same model)", fix="e.g. --seeds 1,2,3")
+    run_dirs = []
+    for seed in seeds:
+        run_dir = members_dir / f"seed-{seed}"
+        member_config = config.model_copy(update={"seed": seed})
+        started = (run_dir / "config.yaml").is_file()
+        try:
+            train_run(member_config, run_dir, resume=started)
+        except RunAlreadyFinished:
+            log.info("%s finished training already: kept as it is", run_dir)
+        run_dirs.append(run_dir)
+    return run_dirs
 
 
 def build_ensemble_run(run_dirs: list[Path], output_dir: Path) -> RunEvaluation:
