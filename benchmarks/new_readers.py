@@ -1,12 +1,13 @@
 """New-reader benchmark: hold out a random 10% of readers from training, train, serve them from their histories.
 
     .venv/bin/python benchmarks/new_readers.py --config configs/amazon-books-2014-best.yaml \
-        --output-dir runs/new-readers [--set training.epochs=8] [--fraction 0.1]
+        --output-dir runs/new-readers [--set training.epochs=8] [--fraction 0.1] [--seeds 1,2,3]
 
 A held-out reader arrives as an anonymous reader of the API does: their train + validation books are the history
 and their test book is ranked over the whole catalogue, history masked (evaluation/new_readers.py). Prints the
 two-tower beside the baselines that fold a new reader in without refitting (popularity, ItemKNN, EASE), and the
 run's own test metrics over its known readers; writes OUTPUT_DIR/new_readers.json (the run is written there too).
+With --seeds, one run per seed (OUTPUT_DIR/seed-S) on the same held-out readers, served as their ensemble.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ KEYS = ["HR@10", "NDCG@10", "HR@20", "NDCG@20", "HR@50"]
 
 
 def main() -> None:
-    args = holdout_arguments(__doc__, 0.1)
+    args = holdout_arguments(__doc__, 0.1, seeds=True)
 
-    result = run_new_reader_eval(load_config(args.config, args.overrides), args.output_dir, args.fraction)
+    result = run_new_reader_eval(load_config(args.config, args.overrides), args.output_dir, args.fraction,
+                                 seeds=args.seeds)
     atomic_write_json(args.output_dir / "new_readers.json", result)
 
     print(f"\n{args.config.name}: {result['n_held_readers']} readers held out, {result['n_scored']} scored "

@@ -4,6 +4,7 @@ and the item-based baselines serve them from those books alone."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from booktower.config import load_config
@@ -67,3 +68,30 @@ def test_history_matrix_is_binary_rows_of_the_books_read() -> None:
     for row in range(matrix.shape[0]):
         assert sorted(matrix[row].indices.tolist()) == sorted(set(split.histories.row(row).tolist()))
     assert set(matrix.data.tolist()) == {1.0}
+
+
+def test_several_seeds_serve_the_held_out_readers_as_an_ensemble(tmp_path) -> None:
+    """One split for every member (the base seed draws it), each member's run in its own folder, and the known
+    readers' test metrics those of the members' ensemble."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "training"))
+    from test_resume import write_dataset
+
+    from booktower.data.errors import DropLedger
+    from booktower.data.ingest import load_raw
+    from booktower.evaluation import evaluate_split
+    from booktower.evaluation.new_readers import run_new_reader_eval
+    from booktower.models.ensemble import ensemble_of
+    from booktower.models.io import load_model
+    from booktower.training.scoring import score_fn_for
+
+    config = load_config(write_dataset(tmp_path / "data", 16), ["training.epochs=1"])
+    result = run_new_reader_eval(config, tmp_path / "run", 0.2, seeds=[1, 2])
+    assert result["seeds"] == [1, 2] and result["n_scored"] > 0 and "two-tower" in result["new_readers"]
+    members = [load_model(tmp_path / "run" / f"seed-{seed}" / "model") for seed in (1, 2)]
+    raw, _ = load_raw(config.data, DropLedger())
+    split = new_reader_split(raw, config.data, 0.2, np.random.default_rng(config.seed))
+    known = evaluate_split(score_fn_for(ensemble_of(members), split.data, "test"), split.data, "test", [10, 20, 50])
+    assert result["known_readers_test_metrics"]["NDCG@10"] == pytest.approx(known.metrics["NDCG@10"])
