@@ -178,3 +178,5 @@ def test_seeds_train_the_members_then_combine_them_and_a_rerun_keeps_them(runs, 
     assert one.exit_code == 2 and "two or more different seeds" in one.output
     neither = CliRunner().invoke(app, ["ensemble", "-o", str(tmp_path / "y")])
     assert neither.exit_code == 2 and "--seeds" in neither.output
+    ignored = CliRunner().invoke(app, ["ensemble", *map(str, members), "--set", "seed=9", "-o", str(tmp_path / "z")])
+    assert ignored.exit_code == 2 and "only --seeds does" in " ".join(ignored.output.split())

@@ -126,6 +126,9 @@ def ensemble_command(
     if bool(runs) == bool(seeds):
         fail("give the member runs (booktower ensemble RUN_1 RUN_2 ... -o OUT), or train them: --config C --seeds "
              "1,2,3 -o OUT")
+    if not seeds and (config or set_ or members_dir):
+        fail("--config, --set and --members-dir say how to train members, which only --seeds does. Fix: add --seeds "
+             "1,2,3, or leave them out to combine the runs as they were trained")
     with friendly_errors():
         if seeds:
             numbers = _seed_list(seeds)
