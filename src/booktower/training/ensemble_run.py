@@ -9,7 +9,6 @@ The first member's baselines (RUN/baselines) come along: they were fitted on the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -25,7 +24,7 @@ from booktower.models.io import SPEC, WEIGHTS, load_model, save_model
 from booktower.models.spec import ModelSpec
 from booktower.training.run import VALIDATION_ONLY_FILE, config_as_files, run_config, selection_model
 from booktower.utils.atomic import atomic_write_json, make_temp_dir
-from booktower.utils.runinfo import finished_at, write_run_info
+from booktower.utils.runinfo import file_fingerprint, finished_at, write_run_info
 
 if TYPE_CHECKING:
     from booktower.evaluation.run_eval import RunEvaluation
@@ -108,7 +107,8 @@ def _refuse_repeats(members: list[Member]) -> None:
     byte for byte alike) add nothing but width: most likely a forgotten `--set seed=`."""
     seen: dict[str, Member] = {}
     for member in members:
-        digest = hashlib.sha256((member.run_dir / "model" / WEIGHTS).read_bytes()).hexdigest()
+        weights = member.run_dir / "model" / WEIGHTS
+        digest = file_fingerprint([weights])["files"][str(weights)]["sha256"]  # streamed: tables can be GBs
         if digest in seen:
             raise DataError(f"the run holds the same model as {seen[digest].run_dir} (the same weights: the same run, "
                             f"or the same config and seed {member.config.seed})", path=member.run_dir,
