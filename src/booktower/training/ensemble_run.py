@@ -71,11 +71,13 @@ def check_members_fit(members: list[Member]) -> None:
     vocabularies and split are compared as what they hold, not as files (a Parquet footer names its writer)."""
     first = members[0]
     first_data = _data_keys(first.config)
+    first_vocabularies = {name: Vocabulary.load(first.run_dir / name) for name in VOCABULARIES}
+    first_split = json.loads((first.run_dir / "split.json").read_text())
     for member in members[1:]:
-        for name in VOCABULARIES:
-            if Vocabulary.load(member.run_dir / name) != Vocabulary.load(first.run_dir / name):
+        for name, vocabulary in first_vocabularies.items():
+            if Vocabulary.load(member.run_dir / name) != vocabulary:
                 raise _other_data(member, first, f"{name} holds other ids or another order")
-        if json.loads((member.run_dir / "split.json").read_text()) != json.loads((first.run_dir / "split.json").read_text()):
+        if json.loads((member.run_dir / "split.json").read_text()) != first_split:
             raise _other_data(member, first, "split.json describes another split")
         changed = [f"{key}: {first_data.get(key)!r} -> {value!r}" for key, value in _data_keys(member.config).items()
                    if first_data.get(key) != value]
