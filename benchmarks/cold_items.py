@@ -1,12 +1,13 @@
 """Cold-item benchmark: hold out a random 5% of books from training, train, rank them with content-only vectors.
 
     .venv/bin/python benchmarks/cold_items.py --config configs/movielens-100k.yaml --output-dir runs/cold-ml100k \
-        [--set training.epochs=5] [--fraction 0.05]
+        [--set training.epochs=5] [--fraction 0.05] [--seeds 1,2,3]
 
 Prints one table (model vs popularity vs random, over the whole catalogue and among held-out books only) and, for
 a model that pools a history's content (model.history.content), a second: readers who read held-out books before a
 test book the model trained on, as anonymous served readers, with those books left out of their history and with
-them pooled by their content (what `index add` gives a served bundle). Writes OUTPUT_DIR/cold_items.json. The trained run (on the reduced data) is written into OUTPUT_DIR as usual.
+them pooled by their content (what `index add` gives a served bundle). Writes OUTPUT_DIR/cold_items.json. The trained run (on the reduced data) is written into OUTPUT_DIR as usual;
+with --seeds, one run per seed (OUTPUT_DIR/seed-S) on the same held-out books, served as their ensemble.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from booktower.utils.atomic import atomic_write_json
 
 
 def main() -> None:
-    args = holdout_arguments(__doc__, 0.05)
+    args = holdout_arguments(__doc__, 0.05, seeds=True)
 
     config = load_config(args.config, args.overrides)
-    result = run_cold_eval(config, args.output_dir, args.fraction)
+    result = run_cold_eval(config, args.output_dir, args.fraction, seeds=args.seeds)
     atomic_write_json(args.output_dir / "cold_items.json", result)
 
     print(f"\n{args.config.name}: {result['n_held_books']} held-out books of {result['n_catalogue']}, "

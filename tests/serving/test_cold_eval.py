@@ -73,3 +73,25 @@ def test_new_books_in_histories_are_scored_with_and_without_them() -> None:
         last_new = [readers.histories.row(r)[-1] >= data.n_items for r in range(n_readers)]
         assert result["last_read_new"]["n_readers"] == sum(last_new)
         assert model.history_content.n_items == data.n_items, "the model scored is left as it was"
+
+
+def test_an_ensemble_scores_new_books_as_a_single_model_does() -> None:
+    """The hold-out benchmarks' --seeds serve their members as an ensemble: content-only vectors and histories
+    with new books go through every member."""
+    from booktower.models.ensemble import ensemble_of
+
+    split = cold_split_raw(checkerboard_raw(40), _CONFIG, 0.1, np.random.default_rng(1))
+    data = split.data
+    config = ModelConfig.model_validate({"history": {"content": True}})
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        members.append(TwoTower(spec_from_config(config, data.user_features, data.item_features, data.n_users,
+                                                 data.n_items)))
+        members[-1].fill_history_content(data.item_features)
+    ensemble = ensemble_of(members)
+    cold = score_cold(split, ensemble, np.random.default_rng(0), [5])
+    assert 0 <= cold["two-tower content"]["cold"]["HR@5"] <= 1
+    result = score_new_books_in_histories(split, ensemble, np.random.default_rng(0), k=5)
+    assert result["n_readers"] > 0 and "skipped" not in result
+    assert all(m.history_content.n_items == data.n_items for m in ensemble.members), "left as it was"

@@ -28,7 +28,6 @@ from booktower.data.errors import DropLedger
 from booktower.data.ingest import RawData, load_raw
 from booktower.data.prepare import prepare_from_raw
 from booktower.data.types import PreparedData, Ragged
-from booktower.evaluation.evaluator import evaluate_split
 from booktower.evaluation.target_rank import hit_metrics, rank_of_target
 
 FOLD_IN_BASELINES = ("pop", "itemknn", "ease")
@@ -136,24 +135,15 @@ def run_new_reader_eval(config: BooktowerConfig, run_dir: Path, fraction: float 
                         ks: list[int] | None = None, seeds: list[int] | None = None) -> dict[str, Any]:
     """Hold readers out, train on the rest (a normal run written into `run_dir`; with several `seeds`, one run
     each in `run_dir/seed-S`, served as their ensemble), serve them. Returns the numbers."""
-    from booktower.models.ensemble import ensemble_of
-    from booktower.training.pipeline import train_run
-    from booktower.training.scoring import score_fn_for
+    from booktower.training.ensemble_run import train_served_model
 
     ks = ks or [10, 20, 50]
     rng = np.random.default_rng(config.seed)  # one split for every member: the base config's seed draws it
     raw, _ = load_raw(config.data, DropLedger())
     split = new_reader_split(raw, config.data, fraction, rng)
-    if seeds and len(seeds) > 1:
-        members = [train_run(config.model_copy(update={"seed": seed}), run_dir / f"seed-{seed}", data=split.data)
-                   for seed in seeds]
-        model = ensemble_of([member.model.cpu() for member in members])  # the served (refit) models
-        known = evaluate_split(score_fn_for(model, split.data, "test"), split.data, "test", ks).metrics
-    else:
-        result = train_run(config, run_dir, data=split.data)
-        model, known = result.model.cpu(), result.metrics.get("test", {})
+    model, known = train_served_model(config, run_dir, split.data, seeds, ks)
     # the served model (the refit one, trained on train + validation as the baselines are fitted)
-    ranks = rank_new_readers(split, model.eval(), fit_fold_in_baselines(config, split.data), rng)
+    ranks = rank_new_readers(split, model, fit_fold_in_baselines(config, split.data), rng)
     return {
         "fraction": fraction, "n_held_readers": split.n_held, "n_scored": len(split.targets),
         "n_lost": split.n_lost, "n_catalogue": split.data.n_items, "seeds": seeds or [config.seed],

@@ -189,19 +189,20 @@ def score_new_books_in_histories(split: ColdSplit, model: Any, rng: np.random.Ge
     }
 
 
-def run_cold_eval(config: BooktowerConfig, run_dir: Path, fraction: float = 0.05, ks: list[int] | None = None) -> dict[str, Any]:
-    """Hold out, train on the rest (a normal run written into `run_dir`), score. Returns the numbers."""
-    from booktower.training.pipeline import train_run
+def run_cold_eval(config: BooktowerConfig, run_dir: Path, fraction: float = 0.05, ks: list[int] | None = None,
+                  seeds: list[int] | None = None) -> dict[str, Any]:
+    """Hold out, train on the rest (a normal run written into `run_dir`; with several `seeds`, one run each in
+    `run_dir/seed-S`, served as their ensemble), score. Returns the numbers."""
+    from booktower.training.ensemble_run import train_served_model
 
     ks = ks or [10, 20, 50]
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.seed)  # one split for every member: the base config's seed draws it
     split = cold_split(config, fraction, rng)
-    result = train_run(config, run_dir, data=split.data)
-    model = result.model.cpu().eval()
+    model, warm = train_served_model(config, run_dir, split.data, seeds, ks)
     metrics = score_cold(split, model, rng, ks)
     return {
         "fraction": fraction, "n_held_books": split.n_held, "n_targets": len(split.target_users),
         "n_targets_lost_to_pruning": split.n_targets_lost, "n_catalogue": split.data.n_items + split.n_held,
-        "warm_test_metrics": result.metrics.get("test", {}), "cold": metrics,
+        "seeds": seeds or [config.seed], "warm_test_metrics": warm, "cold": metrics,
         "new_books_in_histories": score_new_books_in_histories(split, model, rng),
     }

@@ -27,6 +27,7 @@ from booktower.utils.atomic import atomic_write_json, make_temp_dir
 from booktower.utils.runinfo import file_fingerprint, finished_at, write_run_info
 
 if TYPE_CHECKING:
+    from booktower.data.types import PreparedData
     from booktower.evaluation.run_eval import RunEvaluation
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,23 @@ def train_members(config: BooktowerConfig, seeds: list[int], members_dir: Path) 
             log.info("%s finished training already: kept as it is", run_dir)
         run_dirs.append(run_dir)
     return run_dirs
+
+
+def train_served_model(config: BooktowerConfig, run_dir: Path, data: PreparedData, seeds: list[int] | None = None,
+                       ks: list[int] | None = None) -> tuple[Any, dict[str, float]]:
+    """For the hold-out benchmarks: the served model trained on `data` (a run written into `run_dir`; with
+    several `seeds`, one run each in `run_dir/seed-S`, combined as their ensemble), and its test metrics."""
+    from booktower.evaluation import evaluate_split
+    from booktower.training.pipeline import train_run
+    from booktower.training.scoring import score_fn_for
+
+    if not seeds or len(seeds) == 1:
+        result = train_run(config.model_copy(update={"seed": seeds[0]}) if seeds else config, run_dir, data=data)
+        return result.model.cpu().eval(), result.metrics.get("test", {})
+    members = [train_run(config.model_copy(update={"seed": seed}), run_dir / f"seed-{seed}", data=data)
+               for seed in seeds]
+    model = ensemble_of([member.model.cpu() for member in members]).eval()  # the served (refit) models
+    return model, evaluate_split(score_fn_for(model, data, "test"), data, "test", ks or [10, 20, 50]).metrics
 
 
 def build_ensemble_run(run_dirs: list[Path], output_dir: Path) -> RunEvaluation:
