@@ -91,7 +91,8 @@ def anchor_tracking_paths(config: BooktowerConfig, base: Path) -> BooktowerConfi
 
 
 def check_local_store(config: BooktowerConfig) -> None:
-    """Refuse, before any training, a local tracking store or artefact root nobody can write."""
+    """Refuse, before any training, a local tracking store or artefact root nobody can write, and a store kind
+    MLflow will not open."""
     import tempfile
 
     from booktower.config import ConfigError

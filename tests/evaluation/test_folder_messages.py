@@ -9,7 +9,7 @@ from booktower.evaluation.compare import per_user_table
 from booktower.evaluation.report import read_run
 
 
-def test_a_sweep_trial_is_to_be_trained_as_a_run_not_resumed(tmp_path):
+def test_a_sweep_trial_is_to_be_trained_as_a_run_not_resumed_nor_reported(tmp_path):
     trial = tmp_path / "sweep" / "trial_0001"
     trial.mkdir(parents=True)
     (trial / "config.yaml").write_text("seed: 1\n")
@@ -18,6 +18,9 @@ def test_a_sweep_trial_is_to_be_trained_as_a_run_not_resumed(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"is a sweep trial.*booktower train --config .*trial_0001/config\.yaml "
                                                 r"-o RUN --validation-only") as error:
         per_user_table(trial, "validation")
+    assert "--resume" not in str(error.value)
+    with pytest.raises(FileNotFoundError, match=r"is a sweep trial.*train its config as a run") as error:
+        read_run(trial)
     assert "--resume" not in str(error.value)
 
 
@@ -33,7 +36,9 @@ def test_an_unfinished_run_is_resumed_and_a_finished_one_evaluated(tmp_path):
     (tmp_path / "config.yaml").write_text("seed: 1\n")
     with pytest.raises(FileNotFoundError, match=r"has not finished training.*--resume"):
         read_run(tmp_path)
-    (tmp_path / "model").mkdir()
+    (tmp_path / "model").mkdir()  # finished: its model written, run.json says so
+    (tmp_path / "model" / "model.json").write_text("{}")
+    (tmp_path / "run.json").write_text('{"finished": "2026-11-29T20:00:00+0000"}')
     with pytest.raises(FileNotFoundError, match=r"booktower evaluate --run"):
         read_run(tmp_path)
 

@@ -55,16 +55,12 @@ def _json(path: Path) -> dict[str, Any]:
 
 def _no_metrics(run_dir: Path) -> str:
     """Why a run has no metrics.json yet, with the fix for its kind (`evaluate` scores finished runs only)."""
-    from booktower.training.run import VALIDATION_ONLY_FILE
+    from booktower.training.run import unfinished_reason
 
     missing = f"{run_dir / 'metrics.json'} is missing"
-    if (run_dir / VALIDATION_ONLY_FILE).is_file() and not (run_dir / "model").is_dir():
-        return (f"{missing}: {run_dir} is a `--validation-only` run, whose test split has not been scored. Fix: read "
-                f"{run_dir / VALIDATION_ONLY_FILE}, or complete the run (booktower train -o {run_dir} --resume: "
-                "refit, then the test, scored once) and report it then")
-    if (run_dir / "config.yaml").is_file() and not (run_dir / "model").is_dir():
-        return (f"{missing}: {run_dir} has not finished training (no model/). Fix: finish it (booktower train -o "
-                f"{run_dir} --resume)")
+    reason = unfinished_reason(run_dir) if (run_dir / "config.yaml").is_file() else None
+    if reason:
+        return f"{missing}: {reason}"
     return f"{missing}. Fix: score the run first (booktower evaluate --run {run_dir})"
 
 

@@ -88,23 +88,27 @@ VALIDATION_ONLY_FILE = "validation.json"
 """A `--validation-only` run's result: the selected checkpoint's validation metrics, until `--resume` completes it."""
 
 
-def _refuse_unfinished(run_dir: Path) -> None:
-    """A run without its model because training has not finished: say so and how to finish it. A finished run
-    without a model is damaged, and load_model's message says that. (An interruption while the model was being
-    written leaves model/ without its spec: unfinished too.)"""
+def unfinished_reason(run_dir: Path) -> str | None:
+    """Why a run has no model yet, with the fix for its kind (a `--validation-only` run, a sweep trial, an
+    interrupted run), or None when it has one. A finished run without a model is damaged, and load_model's message
+    says that. (An interruption while the model was being written leaves model/ without its spec: unfinished.)"""
     if (run_dir / "model" / SPEC).is_file():
-        return
+        return None
     fix = f"Fix: complete it first (booktower train -o {run_dir} --resume)"
     if (run_dir / VALIDATION_ONLY_FILE).is_file():
-        raise FileNotFoundError(f"{run_dir} is a `--validation-only` run: it has no model yet (no refit, test "
-                                f"not scored). {fix}")
+        return f"{run_dir} is a `--validation-only` run: it has no model yet (no refit, test not scored). {fix}"
     if is_sweep_trial(run_dir):
-        raise FileNotFoundError(f"{run_dir} is a sweep trial: it keeps its config and epochs.csv, no model. Fix: "
-                                f"train its config as a run (booktower train --config {run_dir / 'config.yaml'} "
-                                "-o RUN) and use that run")
+        return (f"{run_dir} is a sweep trial: it keeps its config and epochs.csv, no model. Fix: train its config as "
+                f"a run (booktower train --config {run_dir / 'config.yaml'} -o RUN) and use that run")
     if finished_at(run_dir) is None:
-        raise FileNotFoundError(f"{run_dir} has not finished training (interrupted, or still running): it has no "
-                                f"model yet. {fix}")
+        return f"{run_dir} has not finished training (interrupted, or still running): it has no model yet. {fix}"
+    return None
+
+
+def _refuse_unfinished(run_dir: Path) -> None:
+    reason = unfinished_reason(run_dir)
+    if reason:
+        raise FileNotFoundError(reason)
 
 
 def config_as_files(config: BooktowerConfig) -> dict[str, object]:
