@@ -97,6 +97,6 @@ def test_serve_takes_an_ipv6_host_in_brackets(cli, bundle, workers, monkeypatch)
 def test_export_of_a_bundle_says_it_is_no_run_and_what_to_pass(cli, bundle, tmp_path) -> None:
     outcome = cli("export", "--run", bundle[0], "-o", tmp_path / "out")
     assert outcome.refused(f"{bundle[0]} is a serving bundle", "not a training run",
-                           "--run wants the training run directory, the folder `booktower train -o` wrote",
+                           "name the training run directory, the folder `booktower train -o` wrote",
                            "does not name the run it was exported from")
     assert "config.yaml is missing" not in outcome.output and not (tmp_path / "out").exists()

@@ -180,3 +180,14 @@ def test_seeds_train_the_members_then_combine_them_and_a_rerun_keeps_them(runs, 
     assert neither.exit_code == 2 and "--seeds" in neither.output
     ignored = CliRunner().invoke(app, ["ensemble", *map(str, members), "--set", "seed=9", "-o", str(tmp_path / "z")])
     assert ignored.exit_code == 2 and "only --seeds does" in " ".join(ignored.output.split())
+
+
+def test_a_bundle_named_as_a_member_is_told_to_name_its_run(runs, tmp_path):
+    _, members = runs
+    bundle = tmp_path / "bundle"
+    assert CliRunner().invoke(app, ["export", "--run", str(members[1]), "-o", str(bundle)]).exit_code == 0
+    result = CliRunner().invoke(app, ["ensemble", str(members[0]), str(bundle), "-o", str(tmp_path / "ens")])
+    said = " ".join(result.output.split())
+    assert result.exit_code != 0 and "is a serving bundle" in said
+    assert f"exported from {members[1]}: name {members[1]} instead" in said
+    assert "--run" not in said and not (tmp_path / "ens").exists()

@@ -178,7 +178,7 @@ def test_a_serving_bundle_passed_as_a_run_names_the_run_it_was_exported_from(tmp
     message = str(_run_config_error(bundle))
     assert message.startswith(f"{bundle} is a serving bundle") and "not a training run" in message
     assert "the folder `booktower train -o` wrote (holding config.yaml and model/)" in message
-    assert message.endswith(f"this bundle was exported from {run}: pass --run {run}")
+    assert message.endswith(f"this bundle was exported from {run}: name {run} instead")
     shutil.rmtree(run)
     assert str(_run_config_error(bundle)).endswith(f"exported from {run}, which holds no run now: pass the folder "
                                                    "it moved to")

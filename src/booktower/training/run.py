@@ -52,11 +52,11 @@ def _bundle_not_run(run_dir: Path) -> str | None:
     if not run:
         where = f"this bundle's {MANIFEST} does not name the run it was exported from"
     elif (Path(run) / "config.yaml").is_file():
-        where = f"this bundle was exported from {run}: pass --run {run}"
+        where = f"this bundle was exported from {run}: name {run} instead"
     else:
         where = f"this bundle was exported from {run}, which holds no run now: pass the folder it moved to"
     return (f"{run_dir} is a serving bundle (it holds a booktower {MANIFEST} and no config.yaml), not a training "
-            "run. Fix: --run wants the training run directory, the folder `booktower train -o` wrote (holding "
+            "run. Fix: name the training run directory, the folder `booktower train -o` wrote (holding "
             f"config.yaml and model/); {where}")
 
 
