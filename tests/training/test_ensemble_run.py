@@ -191,3 +191,38 @@ def test_a_bundle_named_as_a_member_is_told_to_name_its_run(runs, tmp_path):
     assert result.exit_code != 0 and "is a serving bundle" in said
     assert f"exported from {members[1]}: name {members[1]} instead" in said
     assert "--run" not in said and not (tmp_path / "ens").exists()
+
+
+def test_members_trained_side_by_side_are_the_runs_trained_one_after_another(runs, tmp_path):
+    config, _ = runs
+    common = ["ensemble", "--config", str(config), "--set", "training.epochs=1", "--set",
+              "training.refit_on_validation=true", "--seeds", "5,6"]
+    in_turn = CliRunner().invoke(app, [*common, "-o", str(tmp_path / "in-turn")])
+    assert in_turn.exit_code == 0, in_turn.output
+    side_by_side = CliRunner().invoke(app, [*common, "--jobs", "2", "-o", str(tmp_path / "side")])
+    assert side_by_side.exit_code == 0, side_by_side.output
+    for seed in (5, 6):
+        weights = [(tmp_path / f"{name}-members" / f"seed-{seed}" / "model" / "model.safetensors").read_bytes()
+                   for name in ("in-turn", "side")]
+        assert weights[0] == weights[1]
+        assert "test HR@10" in (tmp_path / "side-members" / f"seed-{seed}.log").read_text()  # its own output
+    scored = [json.loads((tmp_path / name / "metrics.json").read_text())["test"] for name in ("in-turn", "side")]
+    assert scored[0] == scored[1]
+    lonely = CliRunner().invoke(app, ["ensemble", str(tmp_path / "in-turn-members" / "seed-5"),
+                                      str(tmp_path / "in-turn-members" / "seed-6"), "--jobs", "2", "-o", str(tmp_path / "j")])
+    assert lonely.exit_code == 2 and "only --seeds does" in " ".join(lonely.output.split())
+
+
+def test_a_member_process_that_fails_is_named_with_its_log_and_the_rest_are_kept(runs, tmp_path):
+    config, _ = runs
+    members = tmp_path / "ens-members"
+    members.mkdir()
+    (members / "seed-8").write_text("a file where the member's run folder belongs")
+    result = CliRunner().invoke(app, ["ensemble", "--config", str(config), "--set", "training.epochs=1", "--seeds",
+                                      "7,8", "--jobs", "2", "-o", str(tmp_path / "ens")])
+    said = "".join(result.output.split())  # long paths wrap anywhere
+    assert result.exit_code == 2, result.output
+    assert "".join(f"1 of 2 members did not finish: seed 8 (exit 2): {members / 'seed-8.log'}".split()) in said
+    assert "is a file, not a folder" in " ".join(result.output.split())  # the member's own error, from its log
+    assert "finishedmembersarekept" in said and not (tmp_path / "ens").exists()
+    assert json.loads((members / "seed-7" / "run.json").read_text()).get("finished")

@@ -113,6 +113,9 @@ def ensemble_command(
                                                help="Where --seeds trains the members (RUN/seed-S; default: "
                                                     "OUTPUT_DIR-members beside the ensemble). Finished members "
                                                     "are kept, interrupted ones resumed."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1,
+                             help="With --seeds: members trained at once, each in its own process (log: "
+                                  "MEMBERS_DIR/seed-S.log), the cores shared out between them."),
     report: bool = typer.Option(True, help="Render report.md."),
 ) -> None:
     """Combine finished runs into one ensemble run (scores summed: one index of their vectors side by side),
@@ -126,14 +129,22 @@ def ensemble_command(
     if bool(runs) == bool(seeds):
         fail("give the member runs (booktower ensemble RUN_1 RUN_2 ... -o OUT), or train them: --config C --seeds "
              "1,2,3 -o OUT")
-    if not seeds and (config or set_ or members_dir):
-        fail("--config, --set and --members-dir say how to train members, which only --seeds does. Fix: add --seeds "
-             "1,2,3, or leave them out to combine the runs as they were trained")
+    if not seeds and (config or set_ or members_dir or jobs > 1):
+        fail("--config, --set, --members-dir and --jobs say how to train members, which only --seeds does. Fix: add "
+             "--seeds 1,2,3, or leave them out to combine the runs as they were trained")
     with friendly_errors():
         if seeds:
             numbers = _seed_list(seeds)
             members = members_dir or output_dir.parent / f"{output_dir.name}-members"
-            runs = train_members(cli_config(config, set_), numbers, members)
+            try:
+                runs = train_members(cli_config(config, set_), numbers, members, jobs)
+            except (KeyboardInterrupt, SystemExit) as stop:
+                code = 130 if isinstance(stop, KeyboardInterrupt) else stop.code
+                if code not in (130, 128 + signal.SIGTERM):
+                    raise
+                console.print(f"interrupted: the same command continues (the members in {members} that finished "
+                              "are kept, an interrupted one resumes from its last finished epoch)")
+                raise typer.Exit(code) from None
         evaluation = build_ensemble_run(list(runs or []), output_dir)
         print_metric_table({"validation": evaluation.validation.metrics, "test": evaluation.test.metrics},
                            run_config(output_dir).evaluation.ks, console, title=f"ensemble of {len(runs or [])} runs")

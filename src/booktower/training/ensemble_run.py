@@ -129,15 +129,19 @@ def _other_data(member: Member, first: Member, why: str) -> DataError:
                      path=member.run_dir, fix="ensemble runs trained with one data section on the same files")
 
 
-def train_members(config: BooktowerConfig, seeds: list[int], members_dir: Path) -> list[Path]:
+def train_members(config: BooktowerConfig, seeds: list[int], members_dir: Path, jobs: int = 1) -> list[Path]:
     """One run of `config` per seed in `members_dir/seed-S`: a finished one is kept as it is, an interrupted one
     resumed (refused, as `train --resume` is, if the config changed since), a missing one trained. So the command
-    that trains an ensemble's members picks up where it stopped."""
+    that trains an ensemble's members picks up where it stopped. With `jobs` > 1, that many train at once, each
+    in its own process (training/member_processes.py)."""
+    from booktower.training.member_processes import train_side_by_side
     from booktower.training.pipeline import RunAlreadyFinished, train_run
 
     if len(set(seeds)) != len(seeds) or len(seeds) < 2:
         raise DataError(f"--seeds {seeds}: an ensemble needs two or more different seeds (one config and seed "
                         "train the same model)", fix="e.g. --seeds 1,2,3")
+    if jobs > 1:
+        return train_side_by_side(config, seeds, members_dir, jobs)
     run_dirs = []
     for seed in seeds:
         run_dir = members_dir / f"seed-{seed}"
