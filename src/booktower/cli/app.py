@@ -20,7 +20,7 @@ def _register_optional() -> None:
     """Command groups owned by other modules register themselves here (each module: `register(app)`)."""
     import importlib
 
-    for name in ("train_cmds", "sweep_cmd", "eval_cmds", "serve_cmds", "index_cmds", "demo_cmd"):
+    for name in ("train_cmds", "sweep_cmd", "eval_cmds", "serve_cmds", "index_cmds", "backtest_cmd", "demo_cmd"):
         try:
             module = importlib.import_module(f"booktower.cli.{name}")
         except ModuleNotFoundError as exc:

@@ -8,6 +8,8 @@ answer equals these lists when its index is exact, and differs from them only by
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import polars as pl
 import torch
@@ -21,6 +23,17 @@ def batch_lists(rec: Recommender, users: np.ndarray, k: int, categories: list[st
     """(user_id, rank, item_id, score, title, author) for the readers at indices `users`: each one's top `k`
     unread books (fewer where fewer are left), restricted to books tagged with any of `categories`, at most
     `max_per_author` by one author; withdrawn books are never listed."""
+    frames = [_rows(rec, block, top_scores, top_items)
+              for block, top_scores, top_items in ranked_blocks(rec, users, k, categories, chunk, max_per_author)]
+    empty = np.zeros((0, 0))
+    return pl.concat(frames) if frames else _rows(rec, np.zeros(0, np.int64), empty, empty.astype(np.int64))
+
+
+def ranked_blocks(rec: Recommender, users: np.ndarray, k: int, categories: list[str] | None = None,
+                  chunk: int = 2048, max_per_author: int | None = None
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(reader indices, (b, k) scores, (b, k) item indices) per block of readers, as `batch_lists` lists them; a
+    slot past a reader's last candidate has score -inf."""
     cap = check_cap(max_per_author)
     parts = rec.parts
     has_authors = bool((rec.author_groups >= 0).any())
@@ -33,7 +46,6 @@ def batch_lists(rec: Recommender, users: np.ndarray, k: int, categories: list[st
             outside[torch.from_numpy(allowed)] = False
             blocked |= outside
     items_t = torch.from_numpy(np.ascontiguousarray(parts.item_vectors, dtype=np.float32)).T  # (d, n)
-    frames = []
     for start in range(0, len(users), chunk):
         block = np.asarray(users[start : start + chunk], dtype=np.int64)
         scores = torch.from_numpy(np.ascontiguousarray(parts.user_vectors[block], dtype=np.float32)) @ items_t
@@ -45,9 +57,7 @@ def batch_lists(rec: Recommender, users: np.ndarray, k: int, categories: list[st
             top_scores, top_items = (t.numpy() for t in torch.topk(scores, min(k, rec.n_items), dim=1))  # (b, k)
         else:
             top_scores, top_items = _capped_top(scores, k, rec.author_groups, cap)
-        frames.append(_rows(rec, block, top_scores, top_items))
-    empty = np.zeros((0, 0))
-    return pl.concat(frames) if frames else _rows(rec, np.zeros(0, np.int64), empty, empty.astype(np.int64))
+        yield block, top_scores, top_items
 
 
 def _capped_top(scores: torch.Tensor, k: int, groups: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,110 @@
+"""`booktower backtest`: a serving bundle scored on the reads logged after its export (serving/backtest.py)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from booktower.cli import _paths
+from booktower.cli._common import CONFIG_OPTION, SET_OPTION, cli_config, console, fail, setup_logging
+
+
+def backtest_command(
+    bundle: Path = typer.Option(..., "--bundle", callback=_paths.bundle_dir, help="The bundle that served."),
+    later_log: Path = typer.Option(..., "--log", help="Reads logged after the bundle's export (CSV, Parquet or "
+                                                     "JSON lines, in the training log's columns)."),
+    config: Path | None = CONFIG_OPTION,
+    set_: list[str] | None = SET_OPTION,
+    since: Optional[str] = typer.Option(None, "--since", help="Score reads from this ISO date or time on "
+                                                              "(e.g. the export's date)."),
+    until: Optional[str] = typer.Option(None, "--until", help="Score reads before this ISO date or time."),
+    ks: str = typer.Option("10,20,50", "--k", help="Cut-offs, comma-separated."),
+    out: Optional[Path] = typer.Option(None, "--out", callback=_paths.output_file,
+                                       help="Write the measurements to this JSON file as well."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the bootstrap CI."),
+) -> None:
+    """Score a serving bundle on the reads logged after its export: the lists it serves each known reader
+    against the books they read next, beside its most-read list. The log is read with the run's data config
+    (--config, else the config of the run the bundle was exported from)."""
+    import numpy as np
+
+    from booktower.cli.serve_cmds import _bundle_errors
+    from booktower.config._times import parse_cutoff
+    from booktower.serving.backtest import backtest, read_later_log
+    from booktower.serving.service import Recommender
+
+    setup_logging()
+    cutoffs = [_cutoff(parse_cutoff, value, name) for value, name in ((since, "--since"), (until, "--until"))]
+    cut_offs = [int(part) for part in _ks(ks)]
+    if not later_log.exists():
+        fail(f"--log {later_log} does not exist. Fix: pass the file of reads logged since the export")
+    with _bundle_errors():
+        data_config = _data_config(bundle, config, set_)
+        rec = Recommender.from_bundle(bundle, index_kind="exact")
+        later, dropped, window = read_later_log(data_config, later_log, *cutoffs)
+        result = backtest(rec, later, cut_offs, np.random.default_rng(seed))
+    result.dropped, result.window = dropped, window
+    _print(result, bundle)
+    if out is not None:
+        from booktower.utils.atomic import atomic_write_json
+
+        atomic_write_json(out, {"bundle": str(bundle), "log": str(later_log), **result.as_dict()})
+        console.print(f"wrote {out}")
+
+
+def _data_config(bundle: Path, config: Path | None, set_: list[str] | None):
+    if config is not None or set_:
+        return cli_config(config, set_).data
+    from booktower.serving.manifest import MANIFEST
+    from booktower.training.run import run_config
+
+    source = json.loads((bundle / MANIFEST).read_text(encoding="utf-8")).get("source") or {}
+    run = source.get("run") if isinstance(source, dict) else None
+    if not run or not (Path(run) / "config.yaml").is_file():
+        where = f"the run it was exported from ({run}) holds no config.yaml now" if run else \
+            "its manifest does not name the run it was exported from"
+        fail(f"the later log is read with the training log's columns, and {where}. Fix: pass --config with the "
+             "config the run was trained with")
+    return run_config(Path(run)).data
+
+
+def _cutoff(parse, value: str | None, name: str) -> datetime | None:
+    try:
+        return parse(value, name)
+    except ValueError as exc:
+        fail(f"{exc}")
+
+
+def _ks(text: str) -> list[str]:
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts or not all(part.isdigit() and int(part) >= 1 for part in parts):
+        fail(f"--k {text!r} is not a comma-separated list of whole numbers of 1 or more. Fix: e.g. --k 10,20,50")
+    return parts
+
+
+def _print(result, bundle: Path) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{bundle}: {result.counts['readers_scored']:,} readers, {result.counts['targets']:,} "
+                        "later reads scored")
+    for column in ("metric", "served lists", "most read", "lead [95% CI]"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for name in result.model:
+        mean, low, high = result.lead[name]
+        table.add_row(name, f"{result.model[name]:.4f}", f"{result.popular[name]:.4f}",
+                      f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]")
+    console.print(table)
+    left_out = {key: value for key, value in result.counts.items()
+                if key not in ("rows", "readers_in_log", "targets", "readers_scored") and value}
+    console.print(f"{result.counts['rows']:,} rows by {result.counts['readers_in_log']:,} readers; not scored: "
+                  + (", ".join(f"{key.replace('_', ' ')} {value:,}" for key, value in left_out.items()) or "none"))
+    if result.dropped:
+        console.print("dropped while reading: " + ", ".join(f"{k} {v:,}" for k, v in result.dropped.items()))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("backtest")(backtest_command)

@@ -1,0 +1,179 @@
+"""A serving bundle scored on what its readers read after it was exported (`booktower backtest`): the check to run
+each week on the live model, to see whether it still ranks well and when a retrain is due.
+
+Protocol. The later log is read and validated as the training log was (the run's data config: columns,
+separators, timestamp unit), every dropped row counted; rows outside [since, until) are left out when those are
+given. A reader the bundle knows gets exactly the list the service serves them: the exported vector, every book
+known at export masked, withdrawn books never listed, ranked exactly (serving/batch.py). Their targets are the
+distinct books of the later log that the bundle holds, that they had not read at export and that are not
+withdrawn. Readers the bundle does not know, books it does not hold, re-reads and withdrawn books are counted,
+not scored: the first two are what a retrain would add, and the last two can never be in a served list.
+
+The same readers are scored on the bundle's most-read list (`/popular`, each reader's books masked) as a
+baseline, and the model's lead over it is paired reader by reader (a bootstrap CI). The metrics are those of
+evaluation/metrics.py with several targets a reader: HR@K (any target in the top K), Recall@K, NDCG@K.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from booktower.config.data import DataConfig
+from booktower.data.errors import DataError, DropLedger
+from booktower.data.types import Ragged
+from booktower.evaluation.metrics import hit_matrix, hit_rate, ndcg, recall
+from booktower.evaluation.stats import mean_ci
+from booktower.serving.batch import ranked_blocks
+from booktower.serving.service import Recommender
+
+METRICS = ("HR", "Recall", "NDCG")
+
+
+@dataclass
+class Backtest:
+    """What `backtest` measured: metrics of the model and of the most-read list, the model's paired lead on
+    each (mean, low, high), and the counts of what was and was not scored."""
+
+    ks: list[int]
+    model: dict[str, float]
+    popular: dict[str, float]
+    lead: dict[str, tuple[float, float, float]]
+    counts: dict[str, int]
+    dropped: dict[str, int] = field(default_factory=dict)
+    window: dict[str, str | None] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ks": self.ks, "model": self.model, "popular": self.popular,
+                "lead_over_popular": {name: {"mean": m, "ci_low": lo, "ci_high": hi}
+                                      for name, (m, lo, hi) in self.lead.items()},
+                "counts": self.counts, "dropped_rows": self.dropped, "window": self.window}
+
+
+def read_later_log(data: DataConfig, path: Path, since: datetime | None = None, until: datetime | None = None
+                   ) -> tuple[pl.DataFrame, dict[str, int], dict[str, str | None]]:
+    """(user_id, item_id, timestamp) of the later log read with the training log's settings, the rows dropped
+    by validation (by reason), and the window as applied. The catalogue and reader files are not read."""
+    from booktower.data.ingest import load_raw
+
+    if since is not None and until is not None and since >= until:
+        raise DataError(f"--since {since.isoformat()} is not before --until {until.isoformat()}",
+                        fix="give a window that holds time")
+    source = data.source.model_copy(update={
+        "interactions": path, "items": None, "users": None, "fallback_interactions": None, "fallback_items": None,
+        "format": data.source.format if path.is_dir() else "auto"})
+    settings = data.model_copy(update={"source": source, "split": data.split.model_copy(update={"kind": "leave_last_out"})})
+    ledger = DropLedger(strict=data.strict)
+    raw, _ = load_raw(settings, ledger)
+    frame = raw.interactions.select("user_id", "item_id", "timestamp")
+    outside = pl.lit(False)
+    if since is not None:
+        outside = outside | (pl.col("timestamp") < int(since.timestamp()))
+    if until is not None:
+        outside = outside | (pl.col("timestamp") >= int(until.timestamp()))
+    kept = frame.filter(~outside)
+    dropped = ledger.as_dict()
+    if kept.height < frame.height:
+        dropped["outside_window"] = frame.height - kept.height
+    window = {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None}
+    return kept, dropped, window
+
+
+def backtest(rec: Recommender, later: pl.DataFrame, ks: list[int], rng: np.random.Generator,
+             samples: int = 1000) -> Backtest:
+    """Score `rec`'s served lists and its most-read list on the readers' later reads (see the module doc)."""
+    ks = sorted(set(ks))
+    targets, counts = _targets(rec, later)
+    readers = np.flatnonzero(targets.offsets[1:] > targets.offsets[:-1])
+    if len(readers) == 0:
+        raise DataError(f"no read in the later log can be scored ({_describe(counts)})",
+                        fix="pass reads logged after the bundle's export, by readers it knows, of books it holds")
+    model_items = _served(rec, readers, max(ks))
+    popular_items = _most_read(rec, readers, max(ks))
+    n_targets = targets.offsets[readers + 1] - targets.offsets[readers]
+    model_values = _per_reader(model_items, targets, readers, n_targets, ks)
+    popular_values = _per_reader(popular_items, targets, readers, n_targets, ks)
+    counts["readers_scored"] = len(readers)
+    return Backtest(
+        ks=ks,
+        model={name: float(values.mean()) for name, values in model_values.items()},
+        popular={name: float(values.mean()) for name, values in popular_values.items()},
+        lead={name: mean_ci(model_values[name] - popular_values[name], rng, samples) for name in model_values},
+        counts=counts)
+
+
+def _targets(rec: Recommender, later: pl.DataFrame) -> tuple[Ragged, dict[str, int]]:
+    """Each known reader's scorable later books (item indices, by reader index), and what was left out."""
+    parts = rec.parts
+    known_reader = later["user_id"].is_in(parts.users.ids.implode()).to_numpy()
+    known_book = later["item_id"].is_in(parts.items.ids.implode()).to_numpy()
+    pairs = later.filter(pl.Series(known_reader & known_book)).select("user_id", "item_id").unique(maintain_order=True)
+    reader_index = np.asarray(parts.users.encode(pairs["user_id"].to_list()), dtype=np.int64)
+    book_index = np.asarray(parts.items.encode(pairs["item_id"].to_list()), dtype=np.int64)
+    seen = parts.seen
+    read_before = _read_before(seen, reader_index, book_index, rec.n_items)
+    withdrawn = parts.withdrawn[book_index] & ~read_before
+    scored = ~read_before & ~withdrawn
+    counts = {
+        "rows": later.height,
+        "readers_in_log": later["user_id"].n_unique(),
+        "readers_unknown_to_bundle": later.filter(pl.Series(~known_reader))["user_id"].n_unique(),
+        "rows_of_unknown_readers": int((~known_reader).sum()),
+        "rows_of_books_not_in_bundle": int((known_reader & ~known_book).sum()),
+        "pairs_read_before_export": int(read_before.sum()),
+        "pairs_of_withdrawn_books": int(withdrawn.sum()),
+        "targets": int(scored.sum()),
+    }
+    return Ragged.by_row(reader_index[scored], book_index[scored], len(parts.users)), counts
+
+
+def _read_before(seen: Ragged, readers: np.ndarray, books: np.ndarray, n_items: int) -> np.ndarray:
+    """Was `books[i]` among `readers[i]`'s books at export?"""
+    if len(readers) == 0:
+        return np.zeros(0, dtype=bool)
+    owner = np.repeat(np.arange(seen.n_rows), np.diff(seen.offsets))
+    keys = np.unique(owner.astype(np.int64) * n_items + seen.values.astype(np.int64))
+    wanted = readers.astype(np.int64) * n_items + books.astype(np.int64)
+    found = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+    return (keys[found] == wanted) if len(keys) else np.zeros(len(wanted), dtype=bool)
+
+
+def _served(rec: Recommender, readers: np.ndarray, k: int) -> np.ndarray:
+    """(R, k) the served lists' item indices; -1 where a list ran out of candidates."""
+    rows = []
+    for _, scores, items in ranked_blocks(rec, readers, k):
+        rows.append(np.where(np.isfinite(scores), items, -1))
+    return np.concatenate(rows) if rows else np.zeros((0, k), dtype=np.int64)
+
+
+def _most_read(rec: Recommender, readers: np.ndarray, k: int) -> np.ndarray:
+    """(R, k) the `/popular` list with each reader's books masked (withdrawn books never listed); -1 past its end."""
+    order = np.lexsort((np.arange(rec.n_items), -rec.parts.popularity))
+    order = order[~rec.parts.withdrawn[order]]
+    out = np.full((len(readers), k), -1, dtype=np.int64)
+    for row, reader in enumerate(readers):
+        read = rec.parts.seen.row(int(reader))
+        head = order[: k + len(read)]
+        head = head[~np.isin(head, read)][:k]
+        out[row, : len(head)] = head
+    return out
+
+
+def _per_reader(items: np.ndarray, targets: Ragged, readers: np.ndarray, n_targets: np.ndarray,
+                ks: list[int]) -> dict[str, np.ndarray]:
+    hits = hit_matrix(np.maximum(items, 0), targets, readers) & (items >= 0)
+    values = {}
+    for k in ks:
+        values[f"HR@{k}"] = hit_rate(hits, k)
+        values[f"Recall@{k}"] = recall(hits, n_targets, k)
+        values[f"NDCG@{k}"] = ndcg(hits, n_targets, k)
+    return values
+
+
+def _describe(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name.replace('_', ' ')}: {value:,}" for name, value in counts.items())
