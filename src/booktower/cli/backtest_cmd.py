@@ -102,8 +102,13 @@ def _print(result, bundle: Path) -> None:
                 if key not in ("rows", "readers_in_log", "targets", "readers_scored") and value}
     console.print(f"{result.counts['rows']:,} rows by {result.counts['readers_in_log']:,} readers; not scored: "
                   + (", ".join(f"{key.replace('_', ' ')} {value:,}" for key, value in left_out.items()) or "none"))
-    if result.dropped:
-        console.print("dropped while reading: " + ", ".join(f"{k} {v:,}" for k, v in result.dropped.items()))
+    outside = result.dropped.get("outside_window", 0)
+    dropped = {key: value for key, value in result.dropped.items() if key != "outside_window"}
+    if outside:
+        console.print(f"outside the window (--since / --until): {outside:,} rows")
+    if dropped:
+        console.print("dropped while reading (as prepare drops them): "
+                      + ", ".join(f"{key} {value:,}" for key, value in dropped.items()))
 
 
 def register(app: typer.Typer) -> None:

@@ -2,8 +2,10 @@
 `/recommendations/{user_id}` answers each of them, for newsletters and other offline jobs.
 
 Ranked exactly over the whole catalogue in blocks of readers (a matrix product and a top-k per block), with the
-reader's books masked and an optional category restriction, as the service filters them; the service's own
-answer equals these lists when its index is exact, and differs from them only by the ANN index's misses otherwise.
+reader's books masked and an optional category restriction, as the service filters them. The service's own
+answer equals these lists when its index is exact, up to float rounding (a block's matrix product and one reader's
+product round differently in the last bits, so two books whose scores agree to ~1e-5 may swap places), and
+differs from them by the ANN index's misses otherwise.
 """
 
 from __future__ import annotations
