@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from booktower.config.data import ColumnMapping
+from booktower.config.data import ColumnMapping, DataConfig, SourceConfig
 from booktower.config.serving import IndexConfig
 from booktower.serving.export import export_run
 from booktower.serving.service import Recommender
@@ -31,14 +31,17 @@ def test_the_export_says_how_many_catalogue_books_were_pruned(trained, tmp_path:
     data, model, _, _ = trained
     pruned = replace(data, summary={**data.summary, "catalogue_items": data.n_items + 60})
     columns = ColumnMapping(item="book_id", item_author="authors", item_nonnegative=["price"])
+    gone = SourceConfig(interactions=tmp_path / "moved" / "log.csv", items=None)
     run = SimpleNamespace(config=SimpleNamespace(serving=SimpleNamespace(index=IndexConfig(kind="exact")), seed=0,
-                                                 data=SimpleNamespace(columns=columns)),
+                                                 data=DataConfig(columns=columns, source=gone)),
                           data=pruned, model=model)
     monkeypatch.setattr("booktower.training.run.load_run", lambda run_dir: run)
     with caplog.at_level(logging.INFO, logger="booktower"):
         manifest = export_run(tmp_path / "run", tmp_path / "bundle")
     said = " ".join(r.getMessage() for r in caplog.records)
     assert f"{data.n_items} of the catalogue's {data.n_items + 60} books" in said and "booktower index add" in said
+    # the log moved since training: the bundle cannot know its readers' reads of the pruned books, and says so
+    assert "could not be read again" in said and "outside_reads.parquet" not in manifest["files"]
     assert manifest["source"]["catalogue_items"] == data.n_items + 60
     # what `index add` needs to read a new-books file shaped like the catalogue
     assert manifest["catalogue"] == {"item": "book_id", "title": "title", "author": "authors",
@@ -57,7 +60,6 @@ def test_re_exporting_over_a_bundle_with_added_books_says_they_go(trained, tmp_p
 
     import polars as pl
 
-    from booktower.config.data import ColumnMapping
     from booktower.serving.add_books import add_books
 
     data, model, bundle, _ = trained
@@ -65,7 +67,8 @@ def test_re_exporting_over_a_bundle_with_added_books_says_they_go(trained, tmp_p
     pl.DataFrame({"item_id": ["N1", "N2"], "title": ["a", "b"]}).write_csv(tmp_path / "new.csv")
     add_books(copy, tmp_path / "new.csv")
     run = SimpleNamespace(config=SimpleNamespace(serving=SimpleNamespace(index=IndexConfig(kind="exact")), seed=0,
-                                                 data=SimpleNamespace(columns=ColumnMapping())),
+                                                 data=DataConfig(source=SourceConfig(
+                                                     interactions=tmp_path / "moved.csv", items=None))),
                           data=data, model=model)
     monkeypatch.setattr("booktower.training.run.load_run", lambda run_dir: run)
     with caplog.at_level(logging.WARNING, logger="booktower"):

@@ -43,6 +43,12 @@ import booktower
 from booktower.data.types import Ragged
 from booktower.data.vocab import Vocabulary
 from booktower.serving._lock import bundle_lock
+from booktower.serving.outside_reads import (
+    OUTSIDE_READS,
+    absorb_outside_reads,
+    read_outside_reads,
+    write_outside_reads,
+)
 from booktower.serving.bundle_read import (
     metadata_file, model_files, reading, seen_from, vectors_file, vocabulary_file, withdrawn_flags,
 )
@@ -77,6 +83,7 @@ class BundleParts:
     n_model_items: int  # items the model's ID table knows (later additions are content-only)
     info: dict[str, Any] = field(default_factory=dict)  # index settings, ANN report, source run...
     withdrawn: np.ndarray | None = None  # (n_items,) bool: never recommended (withdraw.py); None: none is
+    outside_reads: pl.DataFrame | None = None  # (user, item_id) reads of books not held (outside_reads.py)
 
     def __post_init__(self) -> None:
         n_items, n_users = len(self.items), len(self.users)
@@ -132,6 +139,7 @@ def _write_files(parts: BundleParts, folder: Path) -> None:
         pl.Series("withdrawn", np.asarray(parts.withdrawn, dtype=bool)))
     atomic_write_parquet(meta, folder / ITEMS)
     atomic_write_parquet(_seen_frame(parts.seen), folder / SEEN)
+    write_outside_reads(parts.outside_reads, folder)
 
 
 def _manifest(parts: BundleParts, folder: Path) -> dict[str, Any]:
@@ -173,6 +181,8 @@ def _refuse_to_replace(directory: Path) -> None:
 def write_bundle(parts: BundleParts, directory: Path) -> dict[str, Any]:
     """Write into a temporary sibling folder, then swap it in, under the bundle's exclusive lock: readers (who
     take the shared lock) see the old bundle or the new one, never a mix."""
+    parts = absorb_outside_reads(parts)  # a book the bundle now holds is never served to those who read it
+
     def fill(folder: Path) -> dict[str, Any]:
         _write_files(parts, folder)
         return _manifest(parts, folder)
@@ -332,8 +342,17 @@ def _read_bundle(directory: Path) -> tuple[BundleParts, Manifest]:
         n_model_items=manifest.n_model_items,
         info=manifest.info(),
         withdrawn=withdrawn_flags(directory / ITEMS, metadata, manifest),
+        outside_reads=_outside_reads(directory, manifest, len(users)),
     )
     return parts, manifest
+
+
+def _outside_reads(directory: Path, manifest: Manifest, n_users: int) -> pl.DataFrame | None:
+    """Optional: bundles exported before it existed, or without such reads, have none."""
+    if OUTSIDE_READS not in manifest.files:
+        return None
+    with reading(directory / OUTSIDE_READS):
+        return read_outside_reads(directory / OUTSIDE_READS, n_users)
 
 
 def load_bundle(directory: Path) -> tuple[BundleParts, dict[str, Any]]:

@@ -16,6 +16,7 @@ from booktower.serving._lock import bundle_lock
 from booktower.serving.bundle import BundleParts, sha256_file, write_bundle
 from booktower.serving.index import AnnReport, compare_with_exact
 from booktower.serving.manifest import CatalogueColumns
+from booktower.serving.outside_reads import collect_outside_reads
 from booktower.serving.withdraw import carry_withdrawals
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ def export_run(run_dir: Path, output_dir: Path, index_kind: str | None = None, s
     log.info("encoding %d books and %d readers", run.data.n_items, run.data.n_users)
     log.info(pruned_books_note(run.data.n_items, run.data.summary.get("catalogue_items")))
     parts = parts_from_model(run.data, run.model)
+    parts.outside_reads = collect_outside_reads(run.config.data, run.data.users, run.data.items)
     run_json = Path(run_dir) / "run.json"
     source = {"run": str(Path(run_dir).resolve()),
               "run_json_sha256": sha256_file(run_json) if run_json.is_file() else None,
