@@ -22,6 +22,7 @@ from booktower.training.distributed import DistContext, init_distributed, shutdo
 from booktower.training.refit import refit
 from booktower.training.run import VALIDATION_ONLY_FILE, config_as_files, run_config
 from booktower.evaluation.run_eval import evaluate_trained, evaluate_validation
+from booktower.evaluation.split_identity import split_identity, write_split_identity
 from booktower.tracking import Tracker, check_local_store
 from booktower.training.trainer import FitResult, Trainer, apply_thread_limit, peak_memory_mb, resolve_device
 from booktower.utils.atomic import atomic_write_json, atomic_write_text
@@ -159,8 +160,9 @@ def _forget_earlier_run(run_dir: Path) -> None:
             path.unlink()
 
 
-def _open_run_dir(run_dir: Path, config_yaml: str, data: PreparedData, resume: bool) -> None:
-    """Rank 0's first writes: what the run trains on, before the first epoch."""
+def _open_run_dir(run_dir: Path, config_yaml: str, data: PreparedData, resume: bool, inputs: list[Path]) -> None:
+    """Rank 0's first writes: what the run trains on, before the first epoch (the input files' sha256s and the
+    split among them, which a resume compares with what the config prepares then)."""
     if not resume and (run_dir / "metrics.json").exists():
         log.warning("%s already holds a %s: its files are being replaced (a new --output-dir keeps it)",
                     run_dir, "ensemble run" if _ensemble_members(run_dir) else "trained run")
@@ -171,7 +173,8 @@ def _open_run_dir(run_dir: Path, config_yaml: str, data: PreparedData, resume: b
         _forget_earlier_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        record_start(run_dir)  # an interrupted run's relative data paths resume from any folder
+        record_start(run_dir, inputs)  # an interrupted run's relative data paths resume from any folder
+        write_split_identity(run_dir, split_identity(data))
     atomic_write_text(run_dir / "config.yaml", config_yaml)
     atomic_write_json(run_dir / "data_summary.json", data.summary)
     data.users.save(run_dir / "vocab" / "users.parquet")
@@ -254,7 +257,7 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
             refit(config, data, fit.best_epoch, run_dir, dist, resume=resume)
         dist.barrier()  # wait for rank 0's final evaluation and artefacts
         return TrainResult(run_dir, {}, fit, model, data)
-    _open_run_dir(run_dir, config_yaml, data, resume)
+    _open_run_dir(run_dir, config_yaml, data, resume, inputs)
     tracker = Tracker.start(config, run_dir, resume)
     try:
         with timings.step("fit"):

@@ -142,11 +142,13 @@ def write_run_info(
 WORKING_DIRECTORY = "working_directory"
 
 
-def record_start(run_dir: Path) -> None:
+def record_start(run_dir: Path, inputs: list[Path] | None = None) -> None:
     """A training run's first run.json: the folder its config's relative paths are read against, kept there
-    until the finished run's run.json replaces it, so that an interrupted run resumes from any folder."""
+    until the finished run's run.json replaces it, so that an interrupted run resumes from any folder; and the
+    input files' sha256s, so that a resume refuses files changed since the run started."""
     atomic_write_json(Path(run_dir) / "run.json", {WORKING_DIRECTORY: str(Path.cwd()),
-                                                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                                                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                                   "inputs": file_fingerprint([p for p in inputs or [] if p.exists()])})
 
 
 def working_directory(run_dir: Path) -> Path:
