@@ -123,16 +123,24 @@ def recommend_rows(bundle: Path, user: str | None, history: str | None, k: int) 
 def query_rows(bundle: Path, query: BundleQuery, k: int, categories: list[str] | None = None,
                max_per_author: int | None = None) -> list[dict[str, Any]]:
     """Top-k rows (rank, item_id, title, author, categories, score) for one checked query."""
-    from booktower.serving.recommend import recommend_from_bundle, unknown_items
+    from booktower.serving.recommend import recommend_from_bundle, unknown_items, unpooled_items
 
     with _bundle_errors():
         rows = recommend_from_bundle(bundle, user=query.user, history=query.history, k=k, categories=categories,
                                      max_per_author=max_per_author)
         left_out = unknown_items(bundle, query.history) if query.history else []
+        unpooled = unpooled_items(bundle, query.history) if query.history else []
     if left_out:
-        console.print(f"left out of the history, not in {bundle}: {', '.join(left_out[:10])}"
-                      f"{f' and {len(left_out) - 10} more' if len(left_out) > 10 else ''}")
+        console.print(f"left out of the history, not in {bundle} (unknown_history): {_some(left_out)}")
+    if unpooled:
+        console.print(f"left out of the pooled history (unpooled_history), books added after training whose "
+                      f"content this model cannot pool (it was trained without model.history.content, or the book "
+                      f"has none); they count only as reads in the history features: {_some(unpooled)}")
     return rows
+
+
+def _some(ids: list[str], shown: int = 10) -> str:
+    return ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
 def print_rows(rows: list[dict[str, Any]], title: str) -> None:

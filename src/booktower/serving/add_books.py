@@ -118,6 +118,28 @@ def _warn_if_indistinct(vectors: np.ndarray) -> None:
                     len(vectors))
 
 
+def _warn_if_little_content(catalogue: pl.DataFrame, path: Path | str) -> None:
+    """A new book has no ID vector: its title, author and categories are most of what it is encoded from, so
+    books without them get vectors from little or nothing and rank near chance. Said, not refused: a shop may
+    list a book before its metadata arrives."""
+    def blank(name: str) -> pl.Expr:
+        return pl.col(name).fill_null("").str.strip_chars() == ""
+
+    untitled = blank("title")
+    bare = untitled & blank("author") & (pl.col("categories").list.len().fill_null(0) == 0)
+    flags = catalogue.select("item_id", untitled.alias("untitled"), bare.alias("bare"))
+    n_untitled, n_bare = int(flags["untitled"].sum()), int(flags["bare"].sum())
+    if not n_untitled:
+        return
+    some = flags.filter("untitled")["item_id"].to_list()[:5]
+    bare_ids = flags.filter("bare")["item_id"].to_list()[:5]
+    none_at_all = f"; with no title, author or categories at all: {n_bare} (e.g. {bare_ids})" if n_bare else ""
+    log.warning("%s: new books with an empty title: %d of %d (e.g. %s)%s. Their vectors come from little or "
+                "nothing, so they rank near chance. Fix: fill in title, author and categories before adding them "
+                "(an added book's vector changes only at a re-export)", path, n_untitled, catalogue.height, some,
+                none_at_all)
+
+
 def with_books(parts: BundleParts, encoder: Encoder, catalogue: pl.DataFrame) -> BundleParts:
     """`parts` plus the new books (appended, index order kept). Ids already in the bundle are an error."""
     ids = catalogue["item_id"]
@@ -186,6 +208,8 @@ def add_books(bundle_dir: Path, books: Path, skip_existing: bool = False) -> dic
             catalogue = _without_held_books(catalogue, parts, books)
             if catalogue.is_empty():
                 return read_manifest(bundle_dir).as_json()
-        manifest = write_bundle(with_books(parts, ModelEncoder.from_parts(parts, bundle_dir), catalogue), bundle_dir)
+        extended = with_books(parts, ModelEncoder.from_parts(parts, bundle_dir), catalogue)
+        _warn_if_little_content(catalogue, books)  # after the checks: only about books that will be added
+        manifest = write_bundle(extended, bundle_dir)
     log.info("%s: added %s from %s", bundle_dir, counted(catalogue.height, "book"), books)
     return manifest

@@ -4,7 +4,8 @@ Errors: an unknown user, book or category -> 404 naming it (an unknown category 
 a body field out of range or of the wrong type -> 422 (`k` is a strict integer in a body: `true` or `"3"` are
 refused); a body that is not valid JSON -> 400; a body sent with a Content-Type other than application/json (or
 none) -> 415; a body larger than `max_body_bytes` -> 413 (checked on Content-Length and on the bytes actually
-streamed). No route takes a path or file name, so no request can make the server read a file.
+streamed). An id may hold `/` (`/items/a%2Fb/similar` and `/items/a/b/similar` both ask for book `a/b`): ids
+are looked up in the bundle's vocabularies only, never as a file, so no request can make the server read one.
 
 Category filters (`category=` on the GET routes, `categories` in the body) keep books carrying any of the given
 tags; a tag is one element of a book's categories (`Romance`), not the displayed path (`Books > Romance`).
@@ -77,6 +78,10 @@ class RecommendationList(BaseModel):
     unknown_history: list[str] | None = Field(
         None, description="History ids this bundle does not hold (pruned at prepare, or not in the training "
         "catalogue), left out of the reader's vector (history requests only)")
+    unpooled_history: list[str] | None = Field(
+        None, description="History ids this bundle holds but whose content the model cannot pool: books added by "
+        "`index add` to a model trained without model.history.content. They are left out of the pooled history "
+        "(they still count as reads in the history features) and out of the answer (history requests only)")
     unknown_features: list[str] | None = Field(
         None, description="Reader metadata names the model does not read (names match exactly; /health lists the "
         "ones it reads), left out of the reader's vector (history requests only)")
@@ -105,8 +110,25 @@ class HistoryRequest(BaseModel):
     explain: StrictBool = Field(False, description=_EXPLAIN_HELP)
 
 
+class ManifestIdentity(BaseModel):
+    modified: str = Field(description="The manifest file's modification time (UTC, ISO 8601)")
+    bytes: int = Field(description="Its size: every write of a bundle makes a new manifest file")
+
+
+class ReloadState(BaseModel):
+    every_s: float | None = Field(description="Seconds between checks of the bundle folder (null: never)")
+    reloads: int = Field(description="Changed bundles loaded since this worker started")
+    reloaded_at: str | None = Field(description="When the last one was loaded (UTC)")
+    error: str | None = Field(description="Why the bundle on disk could not be loaded (null: no failure)")
+    failed_at: str | None = Field(description="When that load failed (UTC)")
+    loaded_manifest: ManifestIdentity | None = Field(description="The manifest of the bundle being served")
+    disk_manifest: ManifestIdentity | None = Field(description="The manifest in the bundle folder now (null: none)")
+
+
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="`ok`, or `degraded`: the bundle on disk changed but failed to load, and the "
+                                    "previous one is still served (`reload.error` says why; fix or re-export the "
+                                    "bundle and the next check loads it)")
     n_items: int
     n_withdrawn: int = Field(description="books `index withdraw` keeps out of every answer")
     n_users: int
@@ -118,6 +140,7 @@ class Health(BaseModel):
         "categorical")
     booktower_version: str | None
     created: str | None
+    reload: ReloadState | None = Field(None, description="Following the bundle folder (null: a fixed bundle)")
 
 
 def _items(rows: list[Recommendation], because: list[str | None] | None = None) -> list[Item]:
@@ -219,9 +242,12 @@ def create_app(bundle: Recommender | LiveRecommender | Path | str, config: Servi
     # Lookups take ~1 ms of numpy/torch: answered on the event loop, without a thread-pool hop. The anonymous
     # path runs the user tower (several ms) and stays a plain `def`, so it runs in the pool. Each request takes
     # `current()` once: a reload in between swaps the whole bundle, never half of it.
+    live = bundle if isinstance(bundle, LiveRecommender) else None
+
     @app.get("/health", response_model=Health)
     async def health() -> dict[str, Any]:
-        return current().info()
+        info = current().info()
+        return info if live is None else {**info, **live.health()}
 
     _add_reader_routes(app, current, first)
     _add_book_routes(app, current, first)
@@ -233,7 +259,8 @@ def _add_reader_routes(app: FastAPI, current: Callable[[], Recommender], first: 
     queries = _Queries(first.config)
     user_example = first.parts.users.ids[0] if len(first.parts.users) else "u1"
 
-    @app.get("/recommendations/{user_id}", response_model=RecommendationList, responses=_ERRORS)
+    # `:path`: a reader id may hold `/` (sent as %2F or as it is), and must reach the 404 naming it
+    @app.get("/recommendations/{user_id:path}", response_model=RecommendationList, responses=_ERRORS)
     async def recommend_user(user_id: str = PathParam(..., pattern=ID_PATTERN, examples=[user_example]),
                              k: int = queries.k(), category: list[str] = queries.category(),
                              max_per_author: int | None = queries.author_cap(),
@@ -246,16 +273,11 @@ def _add_reader_routes(app: FastAPI, current: Callable[[], Recommender], first: 
 
     def recommend_history(request) -> RecommendationList:  # type: ignore[no-untyped-def]
         """An anonymous reader: the user tower builds the vector from the history; history books are excluded."""
-        rec = current()
-        rows = rec.for_history(request.history, request.k, request.exclude, request.categories, request.features,
-                               request.max_per_author)
-        unknown = rec.unknown_items(request.history)
-        because = None
-        if request.explain:
-            read = rec.item_indices([i.strip() for i in request.history if i.strip() not in set(unknown)])
-            because = rec.because([r.item_id for r in rows], read)
-        return RecommendationList(k=request.k, items=_items(rows, because), unknown_history=unknown,
-                                  unknown_features=rec.unknown_features(request.features))
+        answer = current().answer_history(request.history, request.k, request.exclude, request.categories,
+                                          request.features, request.max_per_author, request.explain)
+        return RecommendationList(k=request.k, items=_items(answer.items, answer.because),
+                                  unknown_history=answer.unknown_history, unpooled_history=answer.unpooled_history,
+                                  unknown_features=answer.unknown_features)
 
     # The body model is local (it carries this server's limits): give FastAPI the class, not a string annotation.
     recommend_history.__annotations__["request"] = _anonymous_request_model(first, first.config)
@@ -278,7 +300,8 @@ def _add_book_routes(app: FastAPI, current: Callable[[], Recommender], first: Re
         rows = current().popular(k, exclude, category, max_per_author)
         return RecommendationList(k=k, items=_items(rows))
 
-    @app.get("/items/{item_id}/similar", response_model=RecommendationList, responses=_ERRORS)
+    # `:path`: a book id may hold `/`; the greedy match ends at the last `/similar`, so `a/similar` works too
+    @app.get("/items/{item_id:path}/similar", response_model=RecommendationList, responses=_ERRORS)
     async def similar(item_id: str = PathParam(..., pattern=ID_PATTERN, examples=[item_example]),
                       k: int = queries.k(), category: list[str] = queries.category(),
                       max_per_author: int | None = queries.author_cap()) -> RecommendationList:

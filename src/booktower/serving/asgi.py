@@ -8,6 +8,7 @@ needed. Workers reload independently, so for a moment one may answer from the ne
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from pathlib import Path
@@ -29,6 +30,7 @@ def app_from_env() -> FastAPI:
     from booktower.serving.live import RELOAD_EVERY_S, LiveRecommender
 
     torch.set_num_threads(int(os.environ.get(THREADS_ENV, "1")))
+    _log_booktower_info()
     bundle = os.environ.get(BUNDLE_ENV)
     if not bundle:
         raise RuntimeError(f"set {BUNDLE_ENV} to a bundle folder (booktower serve does this)")
@@ -42,6 +44,18 @@ def app_from_env() -> FastAPI:
     live = LiveRecommender(Path(bundle), index_kind=os.environ.get(INDEX_ENV) or None,
                            check_every_s=every if every > 0 else float("inf"))
     return create_app(live)
+
+
+def _log_booktower_info() -> None:
+    """uvicorn configures only its own loggers: without a handler, booktower's INFO lines (a bundle reloaded) are
+    dropped and its errors printed bare by logging's last resort. Left alone when logging is set up already."""
+    logger = logging.getLogger("booktower")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s booktower worker %(process)d: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 class NoDelayH11Protocol(H11Protocol):

@@ -37,7 +37,8 @@ class EncodedBooks:
 
 
 class Encoder(Protocol):
-    """What the service needs from a model: vectors for anonymous readers and for new books."""
+    """What the service needs from a model: vectors for anonymous readers and for new books. An encoder may also
+    say which books a history can pool (`ModelEncoder.pools`); one that does not is taken to pool them all."""
 
     def user_vectors(self, histories: Ragged, features: list[dict[str, Any]] | None = None) -> np.ndarray:
         """(U, d) float32 from item-index histories (oldest first) and optional reader metadata by name."""
@@ -148,12 +149,24 @@ class ModelEncoder:
     def reader_features(self) -> dict[str, str]:
         return user_feature_columns(self.spec)
 
+    def pools(self, items: np.ndarray) -> np.ndarray:
+        """(m,) bool: whether a history pools each of these item indices (a trained book, or an added one whose
+        content codes the model pools); the others count only in the history features."""
+        items = np.asarray(items, dtype=np.int64)
+        inside = items < len(self.poolable)
+        pooled = np.zeros(len(items), dtype=bool)
+        pooled[inside] = self.poolable[items[inside]]
+        return pooled
+
     def user_vectors(self, histories: Ragged, features: list[dict[str, Any]] | None = None) -> np.ndarray:
         import torch
 
         from booktower.data.featurize import user_features_from_history
         from booktower.models.encode import encode_users
 
+        # prepare keeps a re-read book's earliest reading: a repeat pooled again (or counted twice in the history
+        # features) would give another vector than training did
+        histories = _first_reads(histories)
         rows = user_rows_from(self.spec, features) if features else None
         side = user_features_from_history(self.spec, histories, self.popularity, None, rows)
         # Books added after training have no ID row: with their content codes the model pools them (a zero ID
@@ -220,6 +233,20 @@ def _keep(histories: Ragged, poolable: np.ndarray) -> Ragged:
     values = histories.values
     keep = values < len(poolable)
     keep[keep] = poolable[values[keep]]
+    return _where(histories, keep)
+
+
+def _first_reads(histories: Ragged) -> Ragged:
+    """Each row's items once, at their first (oldest) place."""
+    owner = np.repeat(np.arange(histories.n_rows), np.diff(histories.offsets))
+    _, first = np.unique(np.stack([owner, histories.values], axis=1), axis=0, return_index=True)
+    keep = np.zeros(len(histories.values), dtype=bool)
+    keep[first] = True
+    return _where(histories, keep)
+
+
+def _where(histories: Ragged, keep: np.ndarray) -> Ragged:
+    """The entries of `histories` marked in `keep` ((nnz,) bool), rows and order kept."""
     owner = np.repeat(np.arange(histories.n_rows), np.diff(histories.offsets))
     offsets = np.zeros(histories.n_rows + 1, dtype=np.int64)
     np.cumsum(np.bincount(owner[keep], minlength=histories.n_rows), out=offsets[1:])

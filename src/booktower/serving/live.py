@@ -5,16 +5,22 @@ recommender (`background=True`) has a watcher thread that asks every `check_ever
 an idle server is up to date before its next request; in the foreground (`background=False`) `current()` asks at
 most that often. On a change the new bundle is loaded (verified, under the shared lock) and the whole Recommender
 swapped in one assignment, so a request sees the old bundle or the new one, never parts of both; meanwhile
-requests are answered from the old bundle, and memory holds both. A bundle that fails to load is logged and the old one kept, until the next change;
-in the foreground (`background=False`, as `recommend_from_bundle` uses it) the error is raised instead.
+requests are answered from the old bundle, and memory holds both. A bundle that fails to load is logged and the
+old one kept, until the next change, and `health()` says so (/health: status "degraded", with the error), so a
+monitor sees that the server answers from a bundle that is no longer on disk; in the foreground
+(`background=False`, as `recommend_from_bundle` uses it) the error is raised instead.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from booktower.config.serving import ServingConfig
 from booktower.serving.bundle import manifest_signature
@@ -23,6 +29,27 @@ from booktower.serving.service import Recommender
 log = logging.getLogger(__name__)
 
 RELOAD_EVERY_S = 2.0
+
+
+@dataclass(frozen=True)
+class ReloadFailure:
+    """A changed bundle that could not be loaded: why, and when."""
+
+    error: str
+    at: str
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def manifest_identity(signature: tuple[int, ...] | None) -> dict[str, Any] | None:
+    """A manifest_signature as a person reads it: the file's modification time and size (None: no manifest)."""
+    if signature is None:
+        return None
+    *_, mtime_ns, size = signature
+    modified = datetime.fromtimestamp(mtime_ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds")
+    return {"modified": modified, "bytes": size}
 
 
 class LiveRecommender:
@@ -36,11 +63,13 @@ class LiveRecommender:
         self.background = background
         self._signature = manifest_signature(self.directory)  # taken before the load: a later change reloads
         self._recommender = Recommender.from_bundle(self.directory, config, index_kind)
+        self._loaded_signature = self._signature  # what is served; _signature is the last one tried
         self._checked = time.monotonic()
         self._loading = threading.Lock()  # one reload at a time
         self._stop = threading.Event()
         self.reloads = 0
-        self.last_error: str | None = None
+        self.reloaded_at: str | None = None
+        self.failure: ReloadFailure | None = None  # one assignment: a reader sees the error and its time together
         if background and check_every_s < float("inf"):
             threading.Thread(target=self._watch, name="booktower-bundle-watch", daemon=True).start()
 
@@ -53,6 +82,24 @@ class LiveRecommender:
                 self._checked = now
                 self._check()
         return self._recommender
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last changed bundle could not be loaded; None when the newest one is served."""
+        failure = self.failure
+        return failure.error if failure is not None else None
+
+    def health(self) -> dict[str, Any]:
+        """What /health adds for a followed bundle: status "degraded" while the bundle on disk changed but failed
+        to load (the previous one is served), and the `reload` state: the error, the loaded and on-disk manifests."""
+        failure = self.failure
+        return {"status": "ok" if failure is None else "degraded", "reload": {
+            "every_s": self.check_every_s if math.isfinite(self.check_every_s) else None,
+            "reloads": self.reloads, "reloaded_at": self.reloaded_at,
+            "error": None if failure is None else failure.error, "failed_at": None if failure is None else failure.at,
+            "loaded_manifest": manifest_identity(self._loaded_signature),
+            "disk_manifest": manifest_identity(manifest_signature(self.directory)),
+        }}
 
     def close(self) -> None:
         """Stop watching the bundle (the loaded recommender stays usable)."""
@@ -71,17 +118,21 @@ class LiveRecommender:
         try:
             fresh = Recommender.from_bundle(self.directory, self._config, self._index_kind)
         except Exception as exc:  # noqa: BLE001 - a server keeps answering from the bundle it has
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.failure = ReloadFailure(f"{type(exc).__name__}: {exc}", _now())
             if not self.background:
                 raise  # a caller that waits for the reload hears why; its next call tries again
-            log.error("%s changed but cannot be loaded; still serving the previous bundle: %s", self.directory,
-                      self.last_error)
+            log.error("%s changed but cannot be loaded; still serving the previous bundle (/health says "
+                      "\"degraded\" until a changed bundle loads): %s", self.directory, self.failure.error)
             self._signature = signature  # not retried until the bundle changes again
         else:
+            before = self._recommender.n_items
             self._recommender = fresh  # one assignment: requests see the old or the new state, whole
-            self._signature = signature
+            self._signature = self._loaded_signature = signature
             self.reloads += 1
-            self.last_error = None
-            log.info("%s reloaded: %d books", self.directory, fresh.n_items)
+            self.reloaded_at = _now()
+            recovered = " (the previous change had failed to load)" if self.failure is not None else ""
+            self.failure = None
+            log.info("%s reloaded%s: %d books (was %d), %d withdrawn", self.directory, recovered, fresh.n_items,
+                     before, int(fresh.parts.withdrawn.sum()))
         finally:
             self._loading.release()

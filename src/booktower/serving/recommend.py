@@ -54,3 +54,9 @@ def recommend_from_bundle(bundle_dir: Path | str, user: str | None = None, histo
 def unknown_items(bundle_dir: Path | str, item_ids: list[str]) -> list[str]:
     """The ids the bundle does not hold, in the order given (a history leaves them out)."""
     return _recommender(bundle_dir).unknown_items(item_ids)
+
+
+def unpooled_items(bundle_dir: Path | str, item_ids: list[str]) -> list[str]:
+    """The ids the bundle holds but its model cannot pool into a history (books added by `index add` to a model
+    without model.history.content), in the order given: they count in the history features only."""
+    return _recommender(bundle_dir).unpooled_items(item_ids)

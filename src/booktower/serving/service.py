@@ -34,6 +34,22 @@ class Recommendation:
                 "categories": self.categories}
 
 
+@dataclass(frozen=True)
+class HistoryAnswer:
+    """An anonymous reader's answer (`Recommender.answer_history`): the items and what was left out of the vector."""
+
+    items: list[Recommendation]
+    unknown_history: list[str]
+    """History ids this bundle does not hold (pruned at prepare, or not in the training catalogue)."""
+    unpooled_history: list[str]
+    """History ids the bundle holds but the model cannot pool (books added by `index add`, model without
+    model.history.content): they count as reads in the history features only."""
+    unknown_features: list[str]
+    """Reader metadata names the model does not read."""
+    because: list[str | None] | None = None
+    """With explain: for each item, the read book most like it."""
+
+
 class Recommender:
     """Answers known readers, anonymous readers (history) and item-to-item queries from one bundle."""
 
@@ -98,6 +114,28 @@ class Recommender:
         """The ids this bundle does not hold, each once, in the order given."""
         return list(dict.fromkeys(raw for raw in _ids(item_ids, "item_ids") if raw not in self.parts.items))
 
+    def unpooled_items(self, item_ids: list[str]) -> list[str]:
+        """The ids this bundle holds but whose content the model cannot pool into a history, each once, in the
+        order given: books added by `index add` to a model without model.history.content (or, with it, books
+        added with no content at all). They shape an anonymous reader's vector only through the history features."""
+        pools = getattr(self.encoder, "pools", None)  # an encoder that cannot say pools every book it is given
+        held = [raw for raw in first_reads(_ids(item_ids, "item_ids")) if raw in self.parts.items]
+        if pools is None or not held:
+            return []
+        mask = pools(self.item_indices(held))
+        return [raw for raw, pooled in zip(held, mask.tolist()) if not pooled]
+
+    def history_reads(self, history: list[str]) -> np.ndarray:
+        """The item indices of the history's books this bundle holds, oldest first, each at its first read: prepare
+        keeps a re-read book's earliest reading, so pooling a repeat again would give another vector than
+        training did. A history of none it holds raises UnknownIdError."""
+        history = _ids(history, "history")
+        known = [raw for raw in first_reads(history) if raw in self.parts.items]
+        if not known:
+            raise UnknownIdError(f"none of the history's {len(history)} books is in this bundle (e.g. {history[:3]}): "
+                                 f"{NOT_IN_BUNDLE}")
+        return self.item_indices(known, what="history item")
+
     def unknown_features(self, features: dict[str, Any] | None) -> list[str]:
         """The reader metadata names the model does not read (matched exactly: `Age` is not `age`), in the
         order given; the answer is built without them."""
@@ -137,29 +175,38 @@ class Recommender:
 
     def for_history(self, history: list[str], k: int = 10, exclude: list[str] = (), categories: list[str] = (),
                     features: dict[str, Any] | None = None, max_per_author: int | None = None) -> list[Recommendation]:
-        """An anonymous reader: the user tower builds the vector from the history (no user ID row).
+        """An anonymous reader: the user tower builds the vector from the history (no user ID row); the items of
+        `answer_history`, which also says which ids were left out and why."""
+        return self.answer_history(history, k, exclude, categories, features, max_per_author).items
 
+    def answer_history(self, history: list[str], k: int = 10, exclude: list[str] = (), categories: list[str] = (),
+                       features: dict[str, Any] | None = None, max_per_author: int | None = None,
+                       explain: bool = False) -> HistoryAnswer:
+        """An anonymous reader's answer, with what POST /recommendations returns beside the items.
+
+        The history is oldest first; a book named twice counts once, at its first read (as prepare keeps it).
         Books added after training (`index add`) are excluded from the answer; they shape the vector through
         their content where the model pools a history's content (model.history.content), and not otherwise:
-        they have no ID embedding to pool.
+        they have no ID embedding to pool (`unpooled_history` lists them).
 
         A history names books a shop sells, not only the bundle's: ids the bundle does not hold are left out
-        (`unknown_items` lists them; the HTTP answer returns them as `unknown_history`). A history of none it
-        holds raises UnknownIdError."""
+        (`unknown_history`). A history of none it holds raises UnknownIdError; an empty one, ValueError."""
         if self.encoder is None:
             raise RuntimeError("this recommender has no model to encode anonymous readers")
         history = _ids(history, "history")
         self.check_k(k)
+        if not history:
+            raise ValueError("history is empty: pass the reader's books as a list of item ids, oldest first (for a "
+                             "visitor who has read nothing yet, popular() answers)")
         if len(history) > self.config.max_history:
             raise ValueError(f"history holds {len(history)} items; at most {self.config.max_history} are accepted")
-        known = [raw for raw in history if raw in self.parts.items]
-        if not known:
-            raise UnknownIdError(f"none of the history's {len(history)} books is in this bundle (e.g. {history[:3]}): "
-                                 f"{NOT_IN_BUNDLE}")
-        indices = self.item_indices(known, what="history item")
-        vector = self.encoder.user_vectors(Ragged.from_lists([indices.tolist()]), [features] if features else None)[0]  # (d,)
-        return self._answer(vector, k, indices, _ids(exclude, "exclude"), _ids(categories, "categories"),
-                            max_per_author)
+        read = self.history_reads(history)
+        readers = [features] if features else None
+        vector = self.encoder.user_vectors(Ragged.from_lists([read.tolist()]), readers)[0]  # (d,)
+        rows = self._answer(vector, k, read, _ids(exclude, "exclude"), _ids(categories, "categories"), max_per_author)
+        because = self.because([r.item_id for r in rows], read) if explain else None
+        return HistoryAnswer(rows, self.unknown_items(history), self.unpooled_items(history),
+                             self.unknown_features(features), because)
 
     def similar(self, item_id: str, k: int = 10, exclude: list[str] = (), categories: list[str] = (),
                 max_per_author: int | None = None) -> list[Recommendation]:
@@ -263,6 +310,11 @@ def author_codes(authors: list[str]) -> np.ndarray:
              .str.replace_all(r"\.\s+", "."))
     codes = names.cast(pl.Categorical).to_physical().cast(pl.Int64)
     return pl.select(pl.when(names.is_null() | (names == "")).then(-1).otherwise(codes)).to_series().to_numpy()
+
+
+def first_reads(ids: list[str]) -> list[str]:
+    """Each id once, where it first occurs (a history is oldest first: a re-read keeps its earliest place)."""
+    return list(dict.fromkeys(ids))
 
 
 def _ids(values: Any, name: str) -> list[str]:
