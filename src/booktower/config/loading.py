@@ -18,6 +18,27 @@ class ConfigError(ValueError):
     """A config file or override is wrong; the message names the file, the key and what is allowed."""
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """SafeLoader, except that a scalar shaped like a date that is no date (`2018-02-30`, `2018-13-01`) stays text.
+
+    PyYAML builds dates while loading, so such a value raised a bare ValueError (with no key, file or line) before
+    any field could check it. As text it reaches the field: a cut-off's validator says it is no real date, any
+    other field that its type is wrong, each naming the key."""
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+_ConfigLoader.add_constructor("tag:yaml.org,2002:timestamp", _ConfigLoader.construct_yaml_timestamp)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def _deep_merge(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in delta.items():
@@ -39,7 +60,7 @@ def _read_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[dict[str, Any]
     try:
         text = path.read_text(encoding="utf-8")
         _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), path)
-        raw = yaml.safe_load(text) or {}
+        raw = _load_yaml(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
@@ -117,7 +138,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not parts:
         raise ConfigError(f"override {text!r} has an empty key")
     try:
-        value = yaml.safe_load(value_text) if value_text.strip() else None
+        value = _load_yaml(value_text) if value_text.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {text!r}: the value is not valid YAML: {exc}") from exc
     return parts, value

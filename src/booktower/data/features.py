@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from booktower.data.textparse import AuthorSplit, split_authors
 from booktower.data.types import Ragged
 
 OTHER = "<other>"
@@ -54,6 +55,8 @@ class FeatureSpec:
     category_level: int
     category_path: bool
     category_names: list[str]
+    author_split: AuthorSplit = field(default_factory=AuthorSplit)
+    """How the author column became authors (a spec saved before it existed split on every comma)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,12 +67,20 @@ class FeatureSpec:
             return SideSpec([NumericSpec(**n) for n in d["numeric"]], [CategoricalSpec(**c) for c in d["categorical"]],
                             d["text_buckets"], d["max_title_tokens"], d["title_bigrams"])
         return cls(side(obj["item"]), side(obj["user"]), obj["category_level"], obj["category_path"],
-                   list(obj["category_names"]))
+                   list(obj["category_names"]), AuthorSplit(**obj.get("author_split", {})))
 
 
 # ---- numeric -------------------------------------------------------------------------------------------------
 
+def finite_or_missing(raw: np.ndarray) -> np.ndarray:
+    """`raw` as float64 with inf and -inf missing (NaN), like a value that could not be read: no statistic or
+    scaled feature can use them, and clipping them to the range would make "infinite" the largest real value."""
+    values = np.asarray(raw, dtype=np.float64)
+    return np.where(np.isinf(values), np.nan, values)
+
+
 def fit_numeric(name: str, raw: np.ndarray, fit_mask: np.ndarray, log: bool) -> NumericSpec:
+    raw = finite_or_missing(raw)
     values = np.log1p(np.clip(raw, 0, None)) if log else raw
     fit = values[fit_mask & ~np.isnan(values)]
     median = float(np.median(fit)) if fit.size else 0.0
@@ -83,7 +94,7 @@ def transform_numeric(specs: list[NumericSpec], columns: dict[str, np.ndarray], 
     """Robust scaling (x - median) / IQR, missing -> 0 (the median) plus an indicator column, clipped to +-5."""
     blocks = []
     for spec in specs:
-        raw = columns.get(spec.name, np.full(n_rows, np.nan)).astype(np.float64)
+        raw = finite_or_missing(columns.get(spec.name, np.full(n_rows, np.nan)))
         values = np.log1p(np.clip(raw, 0, None)) if spec.log else raw
         blocks.append(np.nan_to_num(np.clip((values - spec.median) / spec.scale, -_CLIP, _CLIP), nan=0.0))
         if spec.missing_indicator:
@@ -146,11 +157,12 @@ def category_nodes(categories: pl.Series, as_path: bool) -> pl.Series:
     return full.join(grouped, on="row", how="left").sort("row")["node"].fill_null([]).rename(categories.name)
 
 
-def bags_for(source: str, table: pl.DataFrame, category_path: bool) -> pl.Series:
+def bags_for(source: str, table: pl.DataFrame, category_path: bool, authors: AuthorSplit) -> pl.Series:
+    """`authors`: how to split the author column (the spec's `author_split`)."""
     if source in ("category_path", "category_tags"):
         return category_nodes(table["categories"], category_path)
     if source == "author":
-        return table["author"].fill_null("").str.split(",").list.eval(pl.element().str.strip_chars())
+        return split_authors(table["author"], authors)
     column = table[source.removeprefix("column:")].cast(pl.String)
     return column.to_frame().select(pl.concat_list(pl.col(column.name))).to_series()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import polars as pl
 
@@ -10,8 +12,10 @@ from booktower.data.features import (
     ITEM_DERIVED, USER_DERIVED, CategoricalSpec, FeatureSpec, SideSpec, bags_for, category_ids, category_labels,
     encode_bags, fit_levels, fit_numeric, numeric_names, transform_numeric,
 )
-from booktower.data.textparse import hash_tokens
+from booktower.data.textparse import AuthorSplit, fit_author_split, hash_tokens, single_word_authors
 from booktower.data.types import CategoricalField, Ragged, SideFeatures
+
+log = logging.getLogger(__name__)
 
 
 def item_numeric_columns(aligned: pl.DataFrame, numeric: list[str], popularity: np.ndarray) -> dict[str, np.ndarray]:
@@ -59,21 +63,18 @@ def fit_feature_spec(
     aligned_items: pl.DataFrame, item_popularity: np.ndarray, user_columns: dict[str, np.ndarray],
     aligned_users: pl.DataFrame | None, user_fit: np.ndarray, config: FeatureConfig,
     item_numeric: list[str], item_counts: list[str], item_categorical: list[str], user_categorical: list[str],
+    warnings: list[str] | None = None,
 ) -> FeatureSpec:
-    """All statistics and levels come from rows with training interactions (`popularity > 0`, `user_fit`)."""
+    """All statistics and levels come from rows with training interactions (`popularity > 0`, `user_fit`).
+    What fitting had to warn about is logged, and appended to `warnings` when given."""
     item_fit = item_popularity > 0
     columns = item_numeric_columns(aligned_items, item_numeric, item_popularity)
     logs = set(item_counts) | set(ITEM_DERIVED)
     item_side = SideSpec([fit_numeric(n, v, item_fit, n in logs) for n, v in columns.items()])
-    sources = []
-    if aligned_items["categories"].list.len().sum():
-        sources.append(("category", "category_path" if config.category_path else "category_tags", config.categories_top_k))
-    if (aligned_items["author"].fill_null("") != "").any():
-        sources.append(("author", "author", config.authors_top_k))
-    sources += [(name, f"column:cat:{name}", config.categorical_top_k) for name in item_categorical]
-    for name, source, top_k in sources:
-        levels = fit_levels(bags_for(source, aligned_items, config.category_path), item_fit, top_k)
-        item_side.categorical.append(CategoricalSpec(name, source, levels))
+    # getattr: data.features.author_separator is declared in config/data.py; unset (or absent) splits by `auto`.
+    authors = fit_author_split(aligned_items["author"].filter(pl.Series(item_fit)),
+                               getattr(config, "author_separator", None))
+    _fit_item_categoricals(item_side, aligned_items, item_fit, config, item_categorical, authors, warnings)
     if (aligned_items["title"].fill_null("") != "").any():
         item_side.text_buckets, item_side.max_title_tokens = config.text_buckets, config.max_title_tokens
         item_side.title_bigrams = config.title_bigrams
@@ -83,16 +84,40 @@ def fit_feature_spec(
     for name in user_categorical:
         assert aligned_users is not None
         source = f"column:cat:{name}"
-        user_side.categorical.append(CategoricalSpec(name, source, fit_levels(bags_for(source, aligned_users, False), user_fit,
-                                                                               config.categorical_top_k)))
+        bags = bags_for(source, aligned_users, False, authors)
+        levels = fit_levels(bags, user_fit, config.categorical_top_k)
+        user_side.categorical.append(CategoricalSpec(name, source, levels))
     labels = category_labels(aligned_items["categories"], config.category_level, config.category_path)
     names = sorted(set(labels.filter(pl.Series(item_fit)).drop_nulls().to_list()))
-    return FeatureSpec(item_side, user_side, config.category_level, config.category_path, names)
+    return FeatureSpec(item_side, user_side, config.category_level, config.category_path, names, authors)
 
 
-def _categorical(side: SideSpec, table: pl.DataFrame, category_path: bool) -> list[CategoricalField]:
-    return [CategoricalField(c.name, encode_bags(bags_for(c.source, table, category_path), c.levels), c.levels)
-            for c in side.categorical]
+def _fit_item_categoricals(
+    side: SideSpec, aligned_items: pl.DataFrame, item_fit: np.ndarray, config: FeatureConfig,
+    item_categorical: list[str], authors: AuthorSplit, warnings: list[str] | None,
+) -> None:
+    """The category, author and other categorical fields' levels, into `side`."""
+    sources = []
+    if aligned_items["categories"].list.len().sum():
+        kind = "category_path" if config.category_path else "category_tags"
+        sources.append(("category", kind, config.categories_top_k))
+    if (aligned_items["author"].fill_null("") != "").any():
+        sources.append(("author", "author", config.authors_top_k))
+    sources += [(name, f"column:cat:{name}", config.categorical_top_k) for name in item_categorical]
+    for name, source, top_k in sources:
+        bags = bags_for(source, aligned_items, config.category_path, authors)
+        side.categorical.append(CategoricalSpec(name, source, fit_levels(bags, item_fit, top_k)))
+        message = single_word_authors(bags.filter(pl.Series(item_fit)), authors) if source == "author" else None
+        if message:
+            log.warning(message)
+            if warnings is not None:
+                warnings.append(message)
+
+
+def _categorical(side: SideSpec, table: pl.DataFrame, category_path: bool, authors: AuthorSplit
+                 ) -> list[CategoricalField]:
+    return [CategoricalField(c.name, encode_bags(bags_for(c.source, table, category_path, authors), c.levels),
+                             c.levels) for c in side.categorical]
 
 
 def transform_items(spec: FeatureSpec, catalogue: pl.DataFrame, popularity: np.ndarray | None = None) -> SideFeatures:
@@ -112,16 +137,17 @@ def transform_items(spec: FeatureSpec, catalogue: pl.DataFrame, popularity: np.n
     text = None
     if spec.item.text_buckets:
         text = Ragged(*hash_tokens(table["title"], spec.item.text_buckets, spec.item.max_title_tokens, spec.item.title_bigrams))
-    return SideFeatures(numeric, numeric_names(spec.item.numeric), _categorical(spec.item, table, spec.category_path),
-                        text, spec.item.text_buckets)
+    fields = _categorical(spec.item, table, spec.category_path, spec.author_split)
+    return SideFeatures(numeric, numeric_names(spec.item.numeric), fields, text, spec.item.text_buckets)
 
 
 def transform_users(spec: FeatureSpec, columns: dict[str, np.ndarray], table: pl.DataFrame | None, n_users: int) -> SideFeatures:
     numeric = transform_numeric(spec.user.numeric, columns, n_users)
-    fields = _categorical(spec.user, table, False) if table is not None and spec.user.categorical else [
-        CategoricalField(c.name, Ragged(np.zeros(n_users + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)), c.levels)
-        for c in spec.user.categorical
-    ]
+    if table is not None and spec.user.categorical:
+        fields = _categorical(spec.user, table, False, spec.author_split)
+    else:
+        fields = [CategoricalField(c.name, Ragged(np.zeros(n_users + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)),
+                                   c.levels) for c in spec.user.categorical]
     return SideFeatures(numeric, numeric_names(spec.user.numeric), fields)
 
 

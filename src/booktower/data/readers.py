@@ -2,34 +2,48 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
 import gzip
 import json
+import logging
+import re
 import shlex
 import sys
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import polars as pl
 
+from booktower.config.data import SourceConfig
 from booktower.data.errors import DataError
+
+log = logging.getLogger(__name__)
 
 _CANDIDATE_SEPARATORS = (",", "\t", "|", ";")
 # What reading a damaged file raises: gzip's EOFError / BadGzipFile / zlib.error, polars' OSError ("unexpected end
 # of file"). The file exists and is not empty by then (`_check_exists`), so an OSError is about its bytes or access.
 _UNREADABLE = (EOFError, OSError, zlib.error)
+_CODECS = {"utf8": "utf-8", "latin1": "latin-1", "cp1252": "cp1252"}
+"""Python's names of the values data.source.encoding takes."""
+# UTF-32 LE's mark begins with UTF-16 LE's: it is tried first.
+_WIDE_MARKS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"), (codecs.BOM_UTF16_LE, "UTF-16"),
+               (codecs.BOM_UTF16_BE, "UTF-16"))
 
 
 def _unreadable(path: Path, exc: BaseException, named_by: str | None = None) -> DataError:
     """The error for a file whose bytes cannot be read through: most often an interrupted download or copy.
     `named_by`: the option that gave the path (a user's own file, which no `data fetch` downloads again)."""
     return DataError(f"the file is truncated or corrupt, or cannot be read ({type(exc).__name__}: {exc})", path=path,
-                     fix=_write_again(path, named_by) if named_by else
-                     "download or export it again (`booktower data fetch` resumes its downloads); "
-                     "`gzip -t FILE` checks a .gz file")
+                     fix=_write_again(path, named_by) if named_by else _DOWNLOAD_AGAIN)
+
+
+_DOWNLOAD_AGAIN = ("download or export it again (`booktower data fetch` resumes its downloads); "
+                   "`gzip -t FILE` checks a .gz file")
 
 
 def _write_again(path: Path, named_by: str) -> str:
@@ -66,7 +80,7 @@ def _head_bytes(path: Path, n: int = 65536, named_by: str | None = None) -> byte
 def sniff_separator(path: Path, encoding: str, named_by: str | None = None) -> str:
     """The most frequent of `_CANDIDATE_SEPARATORS` in the header line (',' when there is none)."""
     head = _head_bytes(path, named_by=named_by)
-    text = head.decode("latin-1" if encoding == "latin1" else "utf-8", errors="replace")
+    text = head.decode(_CODECS.get(encoding, "utf-8"), errors="replace")
     header = text.splitlines()[0] if text.strip() else ""
     counts = {sep: header.count(sep) for sep in _CANDIDATE_SEPARATORS}
     best = max(counts, key=counts.get)  # type: ignore[arg-type]
@@ -130,6 +144,8 @@ def read_table(path: Path, role: str, *, separator: str | None = None, encoding:
     `data.source.<role>`)."""
     _check_exists(path, role, named_by)
     fmt = table_format(path)
+    if fmt != "parquet":
+        _refuse_wide_text(path, role, named_by)
     try:
         if fmt == "parquet":
             frame = pl.read_parquet(path)
@@ -138,8 +154,8 @@ def read_table(path: Path, role: str, *, separator: str | None = None, encoding:
         else:
             frame = _read_csv(path, role, separator, encoding, named_by)
     except (*_UNREADABLE, pl.exceptions.PolarsError) as exc:  # a CSV's own parse errors are DataErrors by now
-        if named_by and fmt == "jsonl" and not isinstance(exc, _UNREADABLE):
-            raise _bad_json_line(path, named_by) or _mixed_json_types(path, exc) from None
+        if fmt == "jsonl" and not isinstance(exc, _UNREADABLE):
+            raise _bad_json_line(path, named_by) or _mixed_json_types(path, exc, named_by) from None
         raise _unreadable(path, exc, named_by) from None
     if frame.height == 0:
         raise DataError(f"the {role} file has a header but no rows", path=path, fix=_give_rows(role, named_by))
@@ -153,31 +169,88 @@ def _separator_key(role: str) -> str:
     return "data.source.separator"
 
 
-def _not_utf8_fix(path: Path, named_by: str | None) -> str:
-    """A command's option has no encoding setting: its file must become UTF-8."""
-    if not named_by:
-        return "set data.source.encoding: latin1 (or re-save the file as UTF-8)"
+def _wide_encoding(head: bytes) -> str | None:
+    """"UTF-16" or "UTF-32" when `head` starts with their byte-order mark, or has a NUL in every other byte of its
+    first KiB as UTF-16 without a mark does (plain text in any 8-bit encoding holds no NUL)."""
+    for mark, name in _WIDE_MARKS:
+        if head.startswith(mark):
+            return name
+    sample = head[:1024]
+    half = len(sample) // 2
+    if half >= 2 and max(sample[0::2].count(0), sample[1::2].count(0)) >= 0.4 * half:
+        return "UTF-16"
+    return None
+
+
+def _refuse_wide_text(path: Path, role: str, named_by: str | None) -> None:
+    """Excel's "Unicode Text" export and Notepad's "Unicode" are UTF-16: read as UTF-8 or latin1 every other
+    character is a NUL, and the errors that follow (bad bytes, columns full of \\x00) hide the cause."""
+    wide = _wide_encoding(_head_bytes(path, 4096, named_by))
+    if wide is None:
+        return
+    then = f"pass that to {named_by}" if named_by else "point the config at that file"
+    raise DataError(f"the {role} file is {wide} text (as Excel's \"Unicode Text\" export writes), not UTF-8",
+                    path=path, fix=f"re-save it as UTF-8 (in Excel: Save As \"CSV UTF-8\"; in a shell: "
+                                   f"`{_recode_command(path, wide)}`) and {then}")
+
+
+def _cp1252_allowed() -> bool:
+    """Whether data.source.encoding takes cp1252 (its values are config/data.py's to declare)."""
+    return "cp1252" in get_args(SourceConfig.model_fields["encoding"].annotation)
+
+
+def _c1_bytes(data: bytes) -> list[int]:
+    """The bytes 0x80-0x9f that are not part of a UTF-8 character: Windows-1252's ’ “ ” – € ..., which latin1
+    reads as invisible control characters. Python decodes each undecodable byte b to U+DC00+b here."""
+    text = data.decode("utf-8", errors="surrogateescape")
+    return sorted({ord(c) - 0xDC00 for c in re.findall("[\udc80-\udc9f]", text)})
+
+
+def _recode_command(path: Path, source: str) -> str:
+    """A shell command that writes `path`, read as `source`, as UTF-8 beside it (`books.csv` -> `books-utf8.csv`)."""
     gz = path.name.lower().endswith(".gz")
     stem, dot, ext = (path.name[:-3] if gz else path.name).rpartition(".")
-    # cp1252, not latin1: a spreadsheet's "CSV" on Windows is cp1252, and latin1 would turn its quotes into
-    # control characters without a word
-    quoted = shlex.quote(str(path))
-    recode = f"zcat {quoted} | iconv -f cp1252 -t utf-8" if gz else f"iconv -f cp1252 -t utf-8 {quoted}"
     target = shlex.quote(f"{stem or ext}-utf8{dot}{ext if stem else ''}")
-    return (f"re-save the file as UTF-8, as {named_by} files are read: in a spreadsheet, Save As \"CSV UTF-8\"; "
-            f"in a shell, `{recode} > {target}`")
+    quoted = shlex.quote(str(path))
+    recode = f"zcat {quoted} | iconv -f {source} -t utf-8" if gz else f"iconv -f {source} -t utf-8 {quoted}"
+    return f"{recode} > {target}"
+
+
+def _not_utf8_fix(path: Path, named_by: str | None, sample: bytes) -> str:
+    """The fix for a file that is not UTF-8, with the 8-bit encoding its bytes fit: cp1252 when it holds bytes
+    0x80-0x9f (a spreadsheet's "CSV" on Windows; latin1 would turn its quotes into control characters), else
+    latin1. A command's option has no encoding setting: its file must become UTF-8."""
+    if named_by:
+        # cp1252 either way: it reads latin1's printable bytes (0xa0-0xff) as the same characters
+        return (f"re-save the file as UTF-8, as {named_by} files are read: in a spreadsheet, Save As \"CSV UTF-8\"; "
+                f"in a shell, `{_recode_command(path, 'cp1252')}`")
+    c1 = _c1_bytes(sample)
+    if not c1:
+        return "set data.source.encoding: latin1 (or re-save the file as UTF-8)"
+    shown = ", ".join(f"0x{b:02x} ({bytes([b]).decode('cp1252', errors='replace')})" for b in c1[:4])
+    if _cp1252_allowed():
+        return (f"set data.source.encoding: cp1252: its bytes {shown} are Windows-1252 characters, which latin1 "
+                "would read as control characters (or re-save the file as UTF-8)")
+    return (f"re-save the file as UTF-8 (in a shell: `{_recode_command(path, 'cp1252')}`): it is Windows-1252, "
+            f"whose bytes {shown} latin1 (data.source.encoding) would read as control characters")
 
 
 def _check_utf8(path: Path, role: str, named_by: str | None) -> None:
     head = _head_bytes(path, named_by=named_by)
+    where = _utf8_error(head)
+    if where:
+        raise DataError(f"the {role} file is not valid UTF-8 (line {where[0]}, byte {where[1]} of the file)",
+                        path=path, fix=_not_utf8_fix(path, named_by, head))
+
+
+def _utf8_error(data: bytes) -> tuple[int, int] | None:
+    """(line, byte offset) where `data`, the file's first bytes, stops being UTF-8; None where it does not."""
     try:
-        head.decode("utf-8")
+        data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        # A multi-byte character cut at the 64 KiB boundary is not an encoding error.
-        if exc.start < 65536 - 4:
-            line = head[:exc.start].count(b"\n") + 1
-            raise DataError(f"the {role} file is not valid UTF-8 (line {line}, byte {exc.start} of the file)",
-                            path=path, fix=_not_utf8_fix(path, named_by)) from None
+        if exc.reason != "unexpected end of data":  # a character cut where the sample ends is no error
+            return data[:exc.start].count(b"\n") + 1, exc.start
+    return None
 
 
 def _read_csv(path: Path, role: str, separator: str | None, encoding: str, named_by: str | None = None
@@ -185,34 +258,33 @@ def _read_csv(path: Path, role: str, separator: str | None, encoding: str, named
     sep = separator or sniff_separator(path, encoding, named_by)
     if encoding == "utf8":
         _check_utf8(path, role, named_by)
+    source = path if encoding == "utf8" else _single_byte_text(path, role, encoding, named_by).encode("utf-8")
     try:
         frame = pl.read_csv(
-            path,
+            source,
             separator=sep,
             infer_schema=False,  # all text: typed explicitly later with row-numbered errors
-            encoding="utf8-lossy" if encoding == "utf8" else "utf8",
+            encoding="utf8-lossy",
             quote_char='"',
             truncate_ragged_lines=False,
-        ) if encoding == "utf8" else pl.read_csv(
-            path.read_bytes().decode("latin-1").encode("utf-8"), separator=sep, infer_schema=False
         )
     except pl.exceptions.NoDataError:
         raise DataError(f"the {role} file is empty", path=path, fix=_give_rows(role, named_by)) from None
     except (pl.exceptions.ComputeError, pl.exceptions.ShapeError) as exc:
-        where = _first_bad_csv_row(path, sep) if named_by else None
+        where = _first_bad_csv_row(path, sep)
         raise DataError(
             f"the {role} file could not be parsed as CSV with separator {_separator_name(sep)}: "
-            f"{where or str(exc).splitlines()[0]}",
+            f"{where or str(exc).splitlines()[0]}{'; correct or delete that row' if where else ''}",
             path=path,
             fix=_csv_fix(sep, named_by) if named_by else
             f"check the separator ({_separator_key(role)}), quoting and that every row has the header's columns",
         ) from None
     if encoding == "utf8" and any(frame[c].str.contains("\ufffd").any() for c in frame.columns[:50]):
-        raise DataError(
-            f"the {role} file contains bytes that are not valid UTF-8",
-            path=path,
-            fix=_not_utf8_fix(path, named_by),
-        )
+        sample = _head_bytes(path, 64 << 20, named_by)
+        where = _utf8_error(sample)
+        first = f" (the first on line {where[0]}, byte {where[1]} of the file)" if where else ""
+        raise DataError(f"the {role} file contains bytes that are not valid UTF-8{first}", path=path,
+                        fix=_not_utf8_fix(path, named_by, sample))
     if frame.width == 1 and any(s in frame.columns[0] for s in _CANDIDATE_SEPARATORS if s != sep):
         raise DataError(
             f"the {role} file has a single column {frame.columns[0]!r}: the separator looks wrong",
@@ -221,6 +293,42 @@ def _read_csv(path: Path, role: str, separator: str | None, encoding: str, named
             f"set {_separator_key(role)} to the file's delimiter (e.g. '\\t' or '|')",
         )
     return frame
+
+
+def _single_byte_text(path: Path, role: str, encoding: str, named_by: str | None) -> str:
+    """The whole file decoded as latin1 or cp1252 (gzip too): polars reads only UTF-8."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except _UNREADABLE as exc:
+        raise _unreadable(path, exc, named_by) from None
+    try:
+        text = data.decode(_CODECS[encoding])
+    except UnicodeDecodeError as exc:  # cp1252 leaves 0x81, 0x8d, 0x8f, 0x90 and 0x9d without a character
+        line = data[:exc.start].count(b"\n") + 1
+        raise DataError(f"the {role} file is not {encoding} text: byte 0x{data[exc.start]:02x} on line {line} (byte "
+                        f"{exc.start} of the file) has no character in it", path=path,
+                        fix="set data.source.encoding: latin1 (or re-save the file as UTF-8)") from None
+    if encoding == "latin1":
+        _warn_control_characters(text, path, role)
+    return text
+
+
+def _warn_control_characters(text: str, path: Path, role: str) -> None:
+    """Latin1 reads every byte, so a Windows-1252 file read as latin1 raises nothing: its ’ “ ” – € become
+    invisible control characters (U+0080-U+009F) in titles and ids. No real text holds those."""
+    first = re.search("[\x80-\x9f]", text)
+    if first is None:
+        return
+    at, found = first.start(), re.findall("[\x80-\x9f]", text)
+    line = text.count("\n", 0, at) + 1
+    around = text[max(at - 30, text.rfind("\n", 0, at) + 1):at + 30].split("\n")[0]
+    fix = "set data.source.encoding: cp1252" if _cp1252_allowed() else \
+        f"re-save the file as UTF-8 (`{_recode_command(path, 'cp1252')}`) and read that"
+    log.warning("file %s: the %s file, read as latin1, holds %s control characters U+0080-U+009F (the first on line "
+                "%d: %r): it is most likely Windows-1252, whose bytes 0x80-0x9f are ’ “ ” – € and others. Fix: %s",
+                path, role, f"{len(found):,}", line, around, fix)
 
 
 def _separator_name(sep: str) -> str:
@@ -261,17 +369,12 @@ def ndjson_keys(path: Path, role: str, n_lines: int = 200) -> list[str]:
     _check_exists(path, role)
     keys: dict[str, None] = {}
     for number, line in _first_lines(path, n_lines):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            raise DataError(f"line {number} is not JSON ({exc})", path=path,
-                            fix="check the file is the .jsonl(.gz) download, one JSON object per line") from None
-        if not isinstance(record, dict):
-            raise DataError(f"line {number} is not a JSON object", path=path,
-                            fix="check the file is the .jsonl(.gz) download, one JSON object per line")
-        keys.update(dict.fromkeys(record))
+        problem = _json_line_problem(number, line)
+        if problem:
+            raise DataError(problem, path=path, fix="check the file is the .jsonl(.gz) download, one JSON object per "
+                                                    "line")
+        if line.strip():
+            keys.update(dict.fromkeys(json.loads(line)))
     if not keys:
         raise DataError(f"the {role} file has no JSON lines", path=path, fix="point the config at a non-empty file")
     return list(keys)
@@ -287,33 +390,45 @@ def _first_lines(path: Path, n_lines: int, named_by: str | None = None) -> Itera
         raise _unreadable(path, exc, named_by) from None
 
 
-def _mixed_json_types(path: Path, exc: BaseException) -> DataError:
+def _mixed_json_types(path: Path, exc: BaseException, named_by: str | None) -> DataError:
     """Every line is a JSON object, and still the table cannot be built: a field changes type between lines."""
+    use = "pass that" if named_by else "point the config at that"
     return DataError(f"the file's lines are JSON objects, but they do not make one table ({_first_line(exc)})", path=path,
                      fix="give each field one type on every line (a number, text, or a list; null where it is "
-                         "unknown), or save the table as .csv and pass that")
+                         f"unknown), or save the table as .csv and {use}")
 
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
-def _bad_json_line(path: Path, named_by: str) -> DataError | None:
-    """The first line of a JSON-lines file (one a command's option names) that is not a JSON object, as the error
-    to fix it; None when every line is one."""
-    one_object = 'each line must be one JSON object, {"field": value, ...}'
+_ONE_OBJECT = 'each line must be one JSON object, {"field": value, ...}'
+
+
+def _json_line_problem(number: int, line: bytes) -> str | None:
+    """What is wrong with line `number` of a JSON-lines file ("line 7 is not JSON (...)"); None when it is a JSON
+    object or blank."""
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError as exc:  # the decoder's own "line 1 column 5" counts within this one line: not said
+        detail = f"{exc.msg}, character {exc.pos + 1}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        return f"line {number} is not JSON ({detail})"
+    kind = type(record).__name__
+    return None if isinstance(record, dict) else f"line {number} is not a JSON object (it is a {kind})"
+
+
+def _bad_json_line(path: Path, named_by: str | None) -> DataError | None:
+    """The first line of a JSON-lines file that is not a JSON object, as the error to fix it; None when every line
+    is one. A config's file may be a download cut short, whose fix is downloading it again."""
     for number, line in _first_lines(path, sys.maxsize, named_by):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:  # the decoder's own "line 1 column 5" counts within this one line: not said
-            detail = f"{exc.msg}, character {exc.pos + 1}" if isinstance(exc, json.JSONDecodeError) else str(exc)
-            return DataError(f"line {number} is not JSON ({detail})", path=path,
-                             fix=f"correct or delete line {number} of the file: {one_object}")
-        if not isinstance(record, dict):
-            return DataError(f"line {number} is not a JSON object (it is a {type(record).__name__})", path=path,
-                             fix=f"correct or delete line {number} of the file: {one_object}")
+        problem = _json_line_problem(number, line)
+        if problem and named_by:
+            return DataError(problem, path=path, fix=f"correct or delete line {number} of the file: {_ONE_OBJECT}")
+        if problem:
+            return DataError(f"{problem}: correct or delete that line ({_ONE_OBJECT}); a download cut short or "
+                             "damaged also leaves such lines", path=path, fix=_DOWNLOAD_AGAIN)
     return None
 
 
@@ -325,6 +440,7 @@ def iter_ndjson_batches(
     Memory stays at one batch of text plus the selected columns, so multi-GB dumps convert on a laptop.
     """
     opener = gzip.open if path.name.lower().endswith(".gz") else open
+    before = 0  # lines in the batches already read
     with opener(path, "rb") as handle:
         while True:
             try:
@@ -336,8 +452,11 @@ def iter_ndjson_batches(
             try:
                 yield pl.read_ndjson(b"".join(lines), schema=schema)
             except pl.exceptions.PolarsError as exc:
-                raise DataError(f"a JSON line could not be read: {str(exc).splitlines()[0]}", path=path,
+                where = next(filter(None, (_json_line_problem(before + i, line) for i, line in enumerate(lines, 1))),
+                             None)
+                raise DataError(f"a JSON line could not be read: {where or _first_line(exc)}", path=path,
                                 fix="re-download the file (it may be truncated or corrupt)") from None
+            before += len(lines)
 
 
 def require_columns(frame: pl.DataFrame, path: Path | str, role: str, needed: Sequence[tuple[str, str]]) -> None:

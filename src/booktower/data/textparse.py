@@ -1,10 +1,11 @@
-"""Parsing text-ish metadata: JSON-list strings, category paths, titles, tokens."""
+"""Parsing text-ish metadata: JSON-list strings, category paths, titles, authors, tokens."""
 
 from __future__ import annotations
 
 import json
 import re
 import zlib
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -104,3 +105,70 @@ def hash_tokens(titles: pl.Series, buckets: int, max_tokens: int, bigrams: bool 
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return offsets, values.astype(np.int64)
+
+
+# ---- authors -------------------------------------------------------------------------------------------------
+
+AUTHOR_SEPARATORS = (";", " & ", " and ")
+"""What separates two authors in any catalogue. A comma does in some ("J.K. Rowling, Mary GrandPré") and is part
+of the name in others ("Green, John"): `fit_author_split` tells which."""
+_SUFFIX = r",\s*((?i:jr|sr)\.?|II|III|IV)\s*(,|$)"
+"""A comma before a name's suffix ("Martin Luther King, Jr."), which never starts another author."""
+_CUT, _KEPT = "\x1f", "\x1e"  # control characters no author name holds
+
+
+@dataclass
+class AuthorSplit:
+    """How an author column's text becomes authors. Fitted once and saved in the feature spec, so books added to
+    a served bundle (`index add`) are split exactly as the training books were."""
+
+    separators: list[str] = field(default_factory=lambda: [","])
+    """Each one separates two authors (literal text). The default is the rule of specs saved before this one
+    existed: every comma."""
+    keep_suffixes: bool = False
+    """A comma before Jr., Sr., II, III or IV stays inside the name instead of making the suffix an author."""
+
+
+def split_authors(authors: pl.Series, rule: AuthorSplit) -> pl.Series:
+    """Author text -> list[str] of authors per row (empty when there is none)."""
+    text = authors.cast(pl.String).fill_null("")
+    if rule.keep_suffixes:
+        text = text.str.replace_all(_SUFFIX, _KEPT + "${1}${2}")
+    for separator in rule.separators:
+        text = text.str.replace_all(separator, _CUT, literal=True)
+    parts = text.str.split(_CUT).list.eval(pl.element().str.strip_chars().filter(pl.element() != ""))
+    return parts.list.eval(pl.element().str.replace_all(_KEPT, ", ", literal=True)).rename(authors.name)
+
+
+def fit_author_split(authors: pl.Series, separator: str | None = None) -> AuthorSplit:
+    """The rule for this catalogue's `authors` (its training books'). `separator` (data.features.author_separator),
+    when set, is the only one. Unset: `;`, ` & ` and ` and ` separate authors, and so do commas unless most names
+    holding one comma have a one-word side ("Green, John", "Tolkien, J.R.R."): a catalogue of "Surname, Forename"
+    names. Decided over the whole column, not per row, since one row cannot tell "Le Guin, Ursula K." (one author)
+    from "Stieg Larsson, Reg Keeland" (two), while a column shows which form it uses."""
+    if separator is not None:
+        return AuthorSplit([separator], keep_suffixes=separator == ",")
+    # A suffix is left out of the vote: "Martin Luther King, Jr." has a one-word side in either form.
+    unsuffixed = authors.cast(pl.String).fill_null("").str.replace_all(_SUFFIX, "${2}")
+    pieces = split_authors(unsuffixed, AuthorSplit(list(AUTHOR_SEPARATORS))).explode().drop_nulls()
+    one_comma = pieces.filter(pieces.str.count_matches(",", literal=True) == 1)
+    sides = one_comma.str.split(",").list.eval(pl.element().str.strip_chars())
+    inverted = sides.list.eval(~pl.element().str.contains(r"\s")).list.any()
+    if 2 * int(inverted.sum()) > len(inverted):
+        return AuthorSplit(list(AUTHOR_SEPARATORS))
+    return AuthorSplit([*AUTHOR_SEPARATORS, ","], keep_suffixes=True)
+
+
+def single_word_authors(bags: pl.Series, rule: AuthorSplit) -> str | None:
+    """A warning when many of the authors `rule` made are one word: most often a "Surname, Forename" name cut at
+    its comma ("Green" and "John"), which gives every John one shared author feature."""
+    names = bags.explode().drop_nulls().unique(maintain_order=True)
+    single = names.filter(~names.str.contains(r"\s"))
+    if len(single) < 3 or len(single) < 0.25 * len(names):
+        return None
+    examples = ", ".join(repr(name) for name in single.head(5).to_list())
+    cut = "its commas" if "," in rule.separators else " or ".join(repr(s) for s in rule.separators)
+    return (f"{len(single):,} of the {len(names):,} authors read from the catalogue's author column are one word "
+            f"({examples}, ...): most likely \"Surname, Forename\" names cut at {cut}, so every John shares one "
+            "author feature. Fix: set data.features.author_separator to what separates two authors in the column "
+            "(e.g. ';' for \"Green, John; Levithan, David\")")
