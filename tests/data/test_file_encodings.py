@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from booktower.config.data import DataConfig
-from booktower.data import readers
+from booktower.data import _encodings as encodings
 from booktower.data.errors import DataError, DropLedger
 from booktower.data.ingest import load_raw
 from booktower.data.readers import read_table
@@ -55,13 +55,13 @@ def test_prepare_names_a_utf16_log_before_reading_its_columns(tmp_path):
 def test_a_windows_1252_file_read_as_utf8_is_named_windows_1252(tmp_path, monkeypatch):
     path = tmp_path / "books.csv"
     path.write_bytes(BOOKS.encode("cp1252"))
-    monkeypatch.setattr(readers, "_cp1252_allowed", lambda: False)
+    monkeypatch.setattr(encodings, "cp1252_allowed", lambda: False)
     with pytest.raises(DataError) as exc:
         read_table(path, "items")
     fix = str(exc.value).split(". Fix: ")[1]
     assert "it is Windows-1252" in fix and "0x92 (’)" in fix and f"iconv -f cp1252 -t utf-8 {path}" in fix
     assert "encoding: latin1" not in fix
-    monkeypatch.setattr(readers, "_cp1252_allowed", lambda: True)  # once data.source.encoding takes cp1252
+    monkeypatch.setattr(encodings, "cp1252_allowed", lambda: True)
     with pytest.raises(DataError, match="Fix: set data.source.encoding: cp1252"):
         read_table(path, "items")
 

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-import codecs
 import csv
 import difflib
 import gzip
 import json
 import logging
-import re
 import shlex
 import sys
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import get_args
 
 import numpy as np
 import polars as pl
 
-from booktower.config.data import SourceConfig
+from booktower.data._encodings import (
+    CODECS,
+    not_utf8_fix,
+    recode_command,
+    utf8_error,
+    warn_control_characters,
+    wide_encoding,
+)
 from booktower.data.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -28,11 +32,6 @@ _CANDIDATE_SEPARATORS = (",", "\t", "|", ";")
 # What reading a damaged file raises: gzip's EOFError / BadGzipFile / zlib.error, polars' OSError ("unexpected end
 # of file"). The file exists and is not empty by then (`_check_exists`), so an OSError is about its bytes or access.
 _UNREADABLE = (EOFError, OSError, zlib.error)
-_CODECS = {"utf8": "utf-8", "latin1": "latin-1", "cp1252": "cp1252"}
-"""Python's names of the values data.source.encoding takes."""
-# UTF-32 LE's mark begins with UTF-16 LE's: it is tried first.
-_WIDE_MARKS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"), (codecs.BOM_UTF16_LE, "UTF-16"),
-               (codecs.BOM_UTF16_BE, "UTF-16"))
 
 
 def _unreadable(path: Path, exc: BaseException, named_by: str | None = None) -> DataError:
@@ -80,7 +79,7 @@ def _head_bytes(path: Path, n: int = 65536, named_by: str | None = None) -> byte
 def sniff_separator(path: Path, encoding: str, named_by: str | None = None) -> str:
     """The most frequent of `_CANDIDATE_SEPARATORS` in the header line (',' when there is none)."""
     head = _head_bytes(path, named_by=named_by)
-    text = head.decode(_CODECS.get(encoding, "utf-8"), errors="replace")
+    text = head.decode(CODECS.get(encoding, "utf-8"), errors="replace")
     header = text.splitlines()[0] if text.strip() else ""
     counts = {sep: header.count(sep) for sep in _CANDIDATE_SEPARATORS}
     best = max(counts, key=counts.get)  # type: ignore[arg-type]
@@ -169,88 +168,24 @@ def _separator_key(role: str) -> str:
     return "data.source.separator"
 
 
-def _wide_encoding(head: bytes) -> str | None:
-    """"UTF-16" or "UTF-32" when `head` starts with their byte-order mark, or has a NUL in every other byte of its
-    first KiB as UTF-16 without a mark does (plain text in any 8-bit encoding holds no NUL)."""
-    for mark, name in _WIDE_MARKS:
-        if head.startswith(mark):
-            return name
-    sample = head[:1024]
-    half = len(sample) // 2
-    if half >= 2 and max(sample[0::2].count(0), sample[1::2].count(0)) >= 0.4 * half:
-        return "UTF-16"
-    return None
-
-
 def _refuse_wide_text(path: Path, role: str, named_by: str | None) -> None:
     """Excel's "Unicode Text" export and Notepad's "Unicode" are UTF-16: read as UTF-8 or latin1 every other
     character is a NUL, and the errors that follow (bad bytes, columns full of \\x00) hide the cause."""
-    wide = _wide_encoding(_head_bytes(path, 4096, named_by))
+    wide = wide_encoding(_head_bytes(path, 4096, named_by))
     if wide is None:
         return
     then = f"pass that to {named_by}" if named_by else "point the config at that file"
     raise DataError(f"the {role} file is {wide} text (as Excel's \"Unicode Text\" export writes), not UTF-8",
                     path=path, fix=f"re-save it as UTF-8 (in Excel: Save As \"CSV UTF-8\"; in a shell: "
-                                   f"`{_recode_command(path, wide)}`) and {then}")
-
-
-def _cp1252_allowed() -> bool:
-    """Whether data.source.encoding takes cp1252 (its values are config/data.py's to declare)."""
-    return "cp1252" in get_args(SourceConfig.model_fields["encoding"].annotation)
-
-
-def _c1_bytes(data: bytes) -> list[int]:
-    """The bytes 0x80-0x9f that are not part of a UTF-8 character: Windows-1252's ’ “ ” – € ..., which latin1
-    reads as invisible control characters. Python decodes each undecodable byte b to U+DC00+b here."""
-    text = data.decode("utf-8", errors="surrogateescape")
-    return sorted({ord(c) - 0xDC00 for c in re.findall("[\udc80-\udc9f]", text)})
-
-
-def _recode_command(path: Path, source: str) -> str:
-    """A shell command that writes `path`, read as `source`, as UTF-8 beside it (`books.csv` -> `books-utf8.csv`)."""
-    gz = path.name.lower().endswith(".gz")
-    stem, dot, ext = (path.name[:-3] if gz else path.name).rpartition(".")
-    target = shlex.quote(f"{stem or ext}-utf8{dot}{ext if stem else ''}")
-    quoted = shlex.quote(str(path))
-    recode = f"zcat {quoted} | iconv -f {source} -t utf-8" if gz else f"iconv -f {source} -t utf-8 {quoted}"
-    return f"{recode} > {target}"
-
-
-def _not_utf8_fix(path: Path, named_by: str | None, sample: bytes) -> str:
-    """The fix for a file that is not UTF-8, with the 8-bit encoding its bytes fit: cp1252 when it holds bytes
-    0x80-0x9f (a spreadsheet's "CSV" on Windows; latin1 would turn its quotes into control characters), else
-    latin1. A command's option has no encoding setting: its file must become UTF-8."""
-    if named_by:
-        # cp1252 either way: it reads latin1's printable bytes (0xa0-0xff) as the same characters
-        return (f"re-save the file as UTF-8, as {named_by} files are read: in a spreadsheet, Save As \"CSV UTF-8\"; "
-                f"in a shell, `{_recode_command(path, 'cp1252')}`")
-    c1 = _c1_bytes(sample)
-    if not c1:
-        return "set data.source.encoding: latin1 (or re-save the file as UTF-8)"
-    shown = ", ".join(f"0x{b:02x} ({bytes([b]).decode('cp1252', errors='replace')})" for b in c1[:4])
-    if _cp1252_allowed():
-        return (f"set data.source.encoding: cp1252: its bytes {shown} are Windows-1252 characters, which latin1 "
-                "would read as control characters (or re-save the file as UTF-8)")
-    return (f"re-save the file as UTF-8 (in a shell: `{_recode_command(path, 'cp1252')}`): it is Windows-1252, "
-            f"whose bytes {shown} latin1 (data.source.encoding) would read as control characters")
+                                   f"`{recode_command(path, wide)}`) and {then}")
 
 
 def _check_utf8(path: Path, role: str, named_by: str | None) -> None:
     head = _head_bytes(path, named_by=named_by)
-    where = _utf8_error(head)
+    where = utf8_error(head)
     if where:
         raise DataError(f"the {role} file is not valid UTF-8 (line {where[0]}, byte {where[1]} of the file)",
-                        path=path, fix=_not_utf8_fix(path, named_by, head))
-
-
-def _utf8_error(data: bytes) -> tuple[int, int] | None:
-    """(line, byte offset) where `data`, the file's first bytes, stops being UTF-8; None where it does not."""
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.reason != "unexpected end of data":  # a character cut where the sample ends is no error
-            return data[:exc.start].count(b"\n") + 1, exc.start
-    return None
+                        path=path, fix=not_utf8_fix(path, named_by, head))
 
 
 def _read_csv(path: Path, role: str, separator: str | None, encoding: str, named_by: str | None = None
@@ -281,10 +216,10 @@ def _read_csv(path: Path, role: str, separator: str | None, encoding: str, named
         ) from None
     if encoding == "utf8" and any(frame[c].str.contains("\ufffd").any() for c in frame.columns[:50]):
         sample = _head_bytes(path, 64 << 20, named_by)
-        where = _utf8_error(sample)
+        where = utf8_error(sample)
         first = f" (the first on line {where[0]}, byte {where[1]} of the file)" if where else ""
         raise DataError(f"the {role} file contains bytes that are not valid UTF-8{first}", path=path,
-                        fix=_not_utf8_fix(path, named_by, sample))
+                        fix=not_utf8_fix(path, named_by, sample))
     if frame.width == 1 and any(s in frame.columns[0] for s in _CANDIDATE_SEPARATORS if s != sep):
         raise DataError(
             f"the {role} file has a single column {frame.columns[0]!r}: the separator looks wrong",
@@ -304,31 +239,15 @@ def _single_byte_text(path: Path, role: str, encoding: str, named_by: str | None
     except _UNREADABLE as exc:
         raise _unreadable(path, exc, named_by) from None
     try:
-        text = data.decode(_CODECS[encoding])
+        text = data.decode(CODECS[encoding])
     except UnicodeDecodeError as exc:  # cp1252 leaves 0x81, 0x8d, 0x8f, 0x90 and 0x9d without a character
         line = data[:exc.start].count(b"\n") + 1
         raise DataError(f"the {role} file is not {encoding} text: byte 0x{data[exc.start]:02x} on line {line} (byte "
                         f"{exc.start} of the file) has no character in it", path=path,
                         fix="set data.source.encoding: latin1 (or re-save the file as UTF-8)") from None
     if encoding == "latin1":
-        _warn_control_characters(text, path, role)
+        warn_control_characters(text, path, role)
     return text
-
-
-def _warn_control_characters(text: str, path: Path, role: str) -> None:
-    """Latin1 reads every byte, so a Windows-1252 file read as latin1 raises nothing: its ’ “ ” – € become
-    invisible control characters (U+0080-U+009F) in titles and ids. No real text holds those."""
-    first = re.search("[\x80-\x9f]", text)
-    if first is None:
-        return
-    at, found = first.start(), re.findall("[\x80-\x9f]", text)
-    line = text.count("\n", 0, at) + 1
-    around = text[max(at - 30, text.rfind("\n", 0, at) + 1):at + 30].split("\n")[0]
-    fix = "set data.source.encoding: cp1252" if _cp1252_allowed() else \
-        f"re-save the file as UTF-8 (`{_recode_command(path, 'cp1252')}`) and read that"
-    log.warning("file %s: the %s file, read as latin1, holds %s control characters U+0080-U+009F (the first on line "
-                "%d: %r): it is most likely Windows-1252, whose bytes 0x80-0x9f are ’ “ ” – € and others. Fix: %s",
-                path, role, f"{len(found):,}", line, around, fix)
 
 
 def _separator_name(sep: str) -> str:
