@@ -114,6 +114,28 @@ def test_failed_trials_do_not_count_towards_the_requested_number(tmp_path):
     assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1
 
 
+def test_a_resumed_sweep_trains_the_interrupted_trials_parameters_first(tmp_path):
+    config = load_config(None, SMALL + SPACE)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    seen = []
+
+    def cut_at_second(config, trial_dir, report):
+        seen.append(config.training.optimizer.lr)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        return 0.1 * len(seen)
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep_module.run_sweep(config, 3, storage, "t", tmp_path / "out", cut_at_second)
+    result = sweep_module.run_sweep(config, 3, storage, "t", tmp_path / "out", cut_at_second)
+    assert seen[2] == seen[1]  # the first trial after the resume trains what the interrupt cut short
+    assert len(set(seen)) == 3 and len(seen) == 4
+    complete = result.table.filter(pl.col("state") == "COMPLETE")
+    assert seen[1] in complete["param:training.optimizer.lr"].to_list()
+    again = sweep_module.run_sweep(config, 3, storage, "t", tmp_path / "out", cut_at_second)
+    assert len(seen) == 4 and again.table.height == 4  # done: nothing is queued twice
+
+
 def test_a_trial_cut_short_by_ctrl_c_is_logged_without_its_traceback():
     import logging
     import sys

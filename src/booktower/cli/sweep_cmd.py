@@ -57,7 +57,7 @@ def sweep_command(
             result = run_sweep(cfg, trials, storage, name, output_dir, validation_trial(data))
         except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (main() makes it SystemExit)
             console.print(f"interrupted: the finished trials are in {storage}; the same command continues the "
-                          "study and runs the interrupted trial's share again")
+                          "study, training the interrupted trial's parameters again first")
             raise typer.Exit(130 if isinstance(exc, KeyboardInterrupt) else _exit_code(exc)) from None
     console.print(result.table.head(10))
     console.print(f"best validation {cfg.sweep.metric} {result.best_value:.4f} with {result.best_params}")
