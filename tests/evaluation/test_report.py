@@ -63,3 +63,15 @@ def test_a_refit_runs_report_says_which_model_scored_the_test_and_the_audit_coun
                    extra={"best_epoch": 4, "refit_on_validation": True})
     headline = write_report(fake_run).read_text().split("## Headline")[1].split("\n## ")[0]
     assert "test numbers come from a model refit on train + validation for the 4 epochs" in headline
+
+
+def test_a_run_trained_on_train_only_is_said_to_be_compared_with_baselines_fit_on_more(fake_run):
+    from booktower.utils.runinfo import write_run_info
+
+    write_run_info(fake_run, config_yaml=(fake_run / "config.yaml").read_text(), seed=7, inputs=[], timings={},
+                   extra={"best_epoch": 4, "refit_on_validation": False})
+    headline = " ".join(write_report(fake_run).read_text().split("## Headline")[1].split("\n## ")[0].split())
+    assert "trained on train only, while the baselines' test numbers come from fits on train + validation" in headline
+    shutil.rmtree(fake_run / "baselines")
+    headline = " ".join(write_report(fake_run).read_text().split("## Headline")[1].split("\n## ")[0].split())
+    assert "trained on train only" not in headline  # no baselines, nothing to caveat

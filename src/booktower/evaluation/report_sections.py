@@ -57,6 +57,11 @@ def headline_section(files: RunFiles, rng: np.random.Generator) -> str:
                     f"{epochs if epochs is not None else 'selected number of'} epochs early stopping chose "
                     "(`training.refit_on_validation`), as the baselines are fitted for the test; the validation "
                     "numbers below come from the selected checkpoint, trained on train only._\n")
+    elif files.baselines and files.run_info.get("refit_on_validation") is False:
+        text.append("_The model was trained on train only, while the baselines' test numbers come from fits on "
+                    "train + validation: the model's last reads of every reader are missing from what it learnt, so "
+                    "the comparison leans to the baselines (`training.refit_on_validation: true` refits the model "
+                    "as they are fitted)._\n")
     validation = files.metrics.get("validation", {})
     if validation:
         keys = [f"{name}@{k}" for k in ks for name in ("HR", "NDCG")]
