@@ -31,7 +31,8 @@ from booktower.config import load_config
 from booktower.data.prepare import prepare
 from booktower.training.pipeline import build_model
 from booktower.training.distributed import init_distributed, rank_shard, shutdown
-from booktower.training.trainer import Trainer, peak_memory_mb
+from booktower.training.trainer import Trainer
+from booktower.utils.runinfo import peak_memory_mb
 from booktower.training.workers import RoundTimes
 
 

@@ -97,3 +97,11 @@ def test_sigterm_marks_the_running_trial_failed_and_says_how_to_continue(cli, tm
     assert outcome.says("interrupted: the finished trials are in", "the same command continues the study")
     study = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path / 's.db'}")
     assert [t.state.name for t in study.trials] == ["FAIL"]
+
+
+def test_the_best_value_says_it_was_read_on_a_subset_of_validation_readers(cli, tmp_path, instant):
+    everyone = cli(*sweep_args(tmp_path))
+    assert everyone.code == 0 and "validation readers" not in everyone.output
+    subset = cli(*sweep_args(tmp_path, "training.max_valid_users=5", study="s", out="s"))
+    assert subset.code == 0, subset.output
+    assert "(on 5 of the 20 validation readers: training.max_valid_users)" in " ".join(subset.output.split())

@@ -60,7 +60,10 @@ def sweep_command(
                           "study, training the interrupted trial's parameters again first")
             raise typer.Exit(130 if isinstance(exc, KeyboardInterrupt) else _exit_code(exc)) from None
     console.print(result.table.head(10))
-    console.print(f"best validation {cfg.sweep.metric} {result.best_value:.4f} with {result.best_params}")
+    subset, readers = cfg.training.max_valid_users, len(set(data.split.valid.user.tolist()))
+    on = f" (on {subset} of the {readers} validation readers: training.max_valid_users)" if (subset or readers) < readers \
+        else ""
+    console.print(f"best validation {cfg.sweep.metric} {result.best_value:.4f}{on} with {result.best_params}")
     console.print(f"wrote {output_dir / 'best_config.yaml'} and {output_dir / 'trials.parquet'}")
 
 

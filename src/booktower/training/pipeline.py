@@ -24,12 +24,13 @@ from booktower.training.run import VALIDATION_ONLY_FILE, config_as_files, run_co
 from booktower.evaluation.run_eval import evaluate_trained, evaluate_validation
 from booktower.evaluation.split_identity import split_identity, write_split_identity
 from booktower.tracking import Tracker, check_local_store
-from booktower.training.trainer import FitResult, Trainer, apply_thread_limit, peak_memory_mb, resolve_device
+from booktower.training.trainer import FitResult, Trainer, apply_thread_limit, resolve_device
 from booktower.utils.atomic import atomic_write_json, atomic_write_text
 from booktower.utils.runinfo import (
     Timings,
     finished_at,
     mark_finished,
+    peak_memory_mb,
     record_start,
     recorded_timings,
     write_run_info,

@@ -6,7 +6,6 @@ import csv
 import io
 import logging
 import math
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from booktower.training.graphed import graphed_step
 from booktower.training.optim import build_optimizers, sparse_parameters
 from booktower.training.task import TrainTask
 from booktower.training.workers import Workers
+from booktower.utils.runinfo import peak_memory_mb
 from booktower.utils.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,6 @@ class FitResult:
     stopped_early: bool
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def write_epochs_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -237,10 +232,11 @@ class Trainer:
         self.task.generator = self.dropout_gen = epoch_generator(self.seed + 2, epoch, rank, self.device)
 
     def _validation_users(self, seed: int) -> np.ndarray | None:
-        limit = self.config.max_valid_users
-        users = np.unique(self.data.split.valid.user)
+        limit, users = self.config.max_valid_users, np.unique(self.data.split.valid.user)
         if limit is None or limit >= len(users):
             return None
+        log.info("validating on a fixed %d of the %d validation readers (training.max_valid_users): the epochs' val "
+                 "metrics and early stopping read them; metrics.json scores every reader", limit, len(users))
         return np.sort(np.random.default_rng(seed + 3).choice(users, size=limit, replace=False))
 
     @property

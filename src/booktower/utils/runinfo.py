@@ -204,3 +204,10 @@ def is_sweep_trial(folder: Path) -> bool:
     folder = Path(folder)
     return (re.fullmatch(r"trial_\d{4}", folder.name) is not None and (folder.parent / "trials.parquet").is_file()
             and not (folder / "run.json").exists())
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
