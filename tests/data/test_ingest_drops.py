@@ -43,10 +43,11 @@ def test_each_reason_is_counted(tmp_path):
     raw, _ = load_raw(make_config(tmp_path), ledger)
     assert ledger.as_dict() == {
         "duplicate_user_item": 1, "item_not_in_catalogue": 1, "missing_item_id": 1, "missing_user_id": 1,
-        "negative_price": 1, "rating_out_of_range": 1,
+        "rating_out_of_range": 1,
     }
     assert raw.interactions.height == 3
     assert raw.catalogue is not None and raw.catalogue["num:price"].null_count() == 1  # negative -> missing
+    assert raw.set_to_missing.as_dict() == {"negative_price": 1}  # a value blanked, not a row dropped
     # the duplicate keeps the first occurrence
     kept = raw.interactions.filter((raw.interactions["user_id"] == "U1") & (raw.interactions["item_id"] == "B1"))
     assert kept["timestamp"].to_list() == [1600000000]
@@ -64,7 +65,7 @@ def test_counts_land_in_the_summary(tmp_path):
         log.write("B3,U1,1600000008000,5\n")
     data, _ = prepare(cfg)
     assert data.summary["dropped"]["item_not_in_catalogue"] == 1
-    assert data.summary["dropped"]["negative_price"] == 1
+    assert data.summary["set_to_missing"]["negative_price"] == 1
 
 
 def test_strict_turns_a_drop_into_an_error(tmp_path):
@@ -220,9 +221,9 @@ def test_a_mostly_unparsable_column_is_an_error_even_when_not_strict(tmp_path):
 def test_a_non_number_in_the_catalogue_is_missing_and_counted_when_not_strict(tmp_path):
     cfg = make_config(tmp_path)
     (tmp_path / "books.csv").write_text(BOOKS.replace("4.0,3,1.0", "4.0,3,cheap"))
-    ledger = DropLedger()
-    raw, _ = load_raw(cfg, ledger)
-    assert ledger.as_dict()["catalogue_unparsable_price"] == 1 and ledger.notes["catalogue_unparsable_price"] == \
+    raw, _ = load_raw(cfg, DropLedger())
+    missing = raw.set_to_missing
+    assert missing.as_dict()["catalogue_unparsable_price"] == 1 and missing.notes["catalogue_unparsable_price"] == \
         "on line 4 of books.csv (the header is line 1)"
     assert raw.catalogue is not None and raw.catalogue.height == 3  # the book stays, its price is missing
     assert raw.catalogue.filter(raw.catalogue["item_id"] == "B3")["num:price"].to_list() == [None]

@@ -74,7 +74,10 @@ class ColumnMapping(StrictModel):
     user: str = "userId"
     """Reader id column in the interaction log."""
     item: str = "parent_asin"
-    """Book id column, in both the interaction log and the catalogue."""
+    """Book id column of the interaction log, and of the catalogue unless `catalogue_item` names another."""
+    catalogue_item: str | None = None
+    """Book id column of the catalogue when it differs from the log's (e.g. `book_id` beside a log's `item_id`);
+    None: the catalogue's is `item` too. Its values must match the log's book ids."""
     timestamp: str = "timestamp"
     """Event time column in the interaction log."""
     timestamp_unit: TimestampUnit = "ms"
@@ -100,7 +103,8 @@ class ColumnMapping(StrictModel):
     item_count_columns: list[str] = Field(default_factory=lambda: ["rating_number"])
     """Numeric columns that are counts (log1p before scaling)."""
     item_nonnegative: list[str] = Field(default_factory=lambda: ["price"])
-    """Numeric columns that must not be negative: negative rows are dropped and counted."""
+    """Numeric columns that must not be negative: a negative value is set to missing (the book stays) and counted
+    under `set_to_missing` as `negative_<column>`."""
     item_categorical: list[str] = Field(default_factory=list)
     """Extra single-valued categorical catalogue columns (e.g. language)."""
     user_numeric: list[str] = Field(default_factory=list)
@@ -119,6 +123,11 @@ class ColumnMapping(StrictModel):
         if any(strays):
             raise ValueError("; ".join(s for s in strays if s))
         return self
+
+    @property
+    def catalogue_id(self) -> str:
+        """The catalogue's book id column: `catalogue_item`, else `item`."""
+        return self.catalogue_item or self.item
 
     def _outside_item_numeric(self, key: str) -> str | None:
         """Clearing `item_numeric` alone leaves the defaults of the other two lists in place: say where a
@@ -203,9 +212,10 @@ class DataConfig(StrictModel):
     drop_items_missing_from_catalogue: bool = True
     """Interactions whose book is absent from a given catalogue are dropped and counted."""
     strict: bool = False
-    """Any row that validation would drop becomes an error instead. Off, a timestamp, rating or order that cannot be
-    read (`yesterday`, `five`) drops its row, counted as `unparsable_<field>`, and a catalogue or reader number
-    that cannot be read counts as missing (`catalogue_unparsable_<column>`); a column whose non-empty values are
-    mostly unreadable is an error either way (a wrong unit or mapping, not bad rows)."""
+    """Any row that validation would drop, or value it would set to missing, becomes an error instead. Off, a
+    timestamp, rating or order that cannot be read (`yesterday`, `five`, `nan`) drops its row, counted as
+    `unparsable_<field>`, and a catalogue or reader number that cannot be read is set to missing, counted under
+    `set_to_missing` (`catalogue_unparsable_<column>`); a column whose non-empty values are mostly unreadable is an
+    error either way (a wrong unit or mapping, not bad rows)."""
     cache_dir: Path | None = Path(".booktower-cache")
     """Where prepared artefacts are cached (keyed by input hash + data config); None disables caching."""

@@ -1,26 +1,33 @@
 """From source files to three standard tables, validating and counting every dropped row.
 
-Standard interaction columns: user_id, item_id (str), timestamp (int64 epoch seconds), order (int64 tie-break),
-rating (float, optional), split_label (str, optional). Catalogue: item_id plus title, author, categories
+Standard interaction columns: user_id, item_id (str), timestamp (int64 epoch seconds), subsecond (int64 nanoseconds
+past that second: the order of reads within one; optional, 0 when absent), order (int64 tie-break), rating (float,
+optional), split_label (str, optional). Catalogue: item_id plus title, author, categories
 (list[str]), numeric and categorical metadata. Users: user_id plus metadata.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from booktower.config.data import ColumnMapping, DataConfig, SourceConfig
+from booktower.data._mapping import Mapped, require_mapped
+from booktower.data._rows import BLANK_FIX, drop_rows
 from booktower.data.errors import DataError, DropLedger
 from booktower.data.id_mismatch import CatalogueMismatch, diagnose, users_warning
-from booktower.data.readers import blank_rows, require_columns
-from booktower.data.textparse import parse_list_column, parse_text_column
 from booktower.data.locations import SHOWN, TableFile
-from booktower.data.values import read_numbers, read_timestamps, timestamp_unit_warning, unreadable_rows
+from booktower.data.readers import blank_rows
+from booktower.data.side_tables import standardise_catalogue, standardise_users
+from booktower.data.values import (
+    PLACEHOLDERS, Parsed, implausible_cause, implausible_rows, implausible_years, read_numbers, read_timestamps,
+    timestamp_unit_warning, unreadable_rows,
+)
 from booktower.utils.wording import counted
 
 log = logging.getLogger(__name__)
@@ -31,6 +38,9 @@ class RawData:
     catalogue: pl.DataFrame | None
     users: pl.DataFrame | None
     input_paths: list[Path]
+    set_to_missing: DropLedger = field(default_factory=DropLedger)
+    """Metadata values (not rows) set to missing, by reason, with where they are: a negative price, a rating
+    count that is not a number."""
 
 
 PACKAGE_PREFIX = "pkg:"
@@ -82,48 +92,62 @@ def _clean_ids(raw: pl.Series) -> pl.Series:
     return text
 
 
-def standardise_interactions(
-    table: TableFile, columns: ColumnMapping, ledger: DropLedger, *, split_column: bool
-) -> pl.DataFrame:
-    frame, path = table.frame, table.path
-    needed = [(columns.user, "data.columns.user"), (columns.item, "data.columns.item"),
-              (columns.timestamp, "data.columns.timestamp")]
-    if columns.order:
-        needed.append((columns.order, "data.columns.order"))
-    if columns.rating:
-        needed.append((columns.rating, "data.columns.rating"))
+def _log_mapping(columns: ColumnMapping, path: Path, split_column: bool) -> list[Mapped]:
+    mapped = [Mapped(columns.user, "data.columns.user", is_id=True),
+              Mapped(columns.item, "data.columns.item", is_id=True), Mapped(columns.timestamp, "data.columns.timestamp")]
+    mapped += [Mapped(name, f"data.columns.{key}", "null") for key in ("order", "rating")
+               if (name := getattr(columns, key))]
     if split_column:
         if not columns.split:
             raise DataError("split.kind is `column` but no split column is named", path=path,
                             fix="set data.columns.split to the column holding train/validation/test labels")
-        needed.append((columns.split, "data.columns.split"))
-    require_columns(frame, path, "interactions", needed)
+        mapped.append(Mapped(columns.split, "data.columns.split"))
+    return mapped
 
+
+def standardise_interactions(
+    table: TableFile, columns: ColumnMapping, ledger: DropLedger, *, split_column: bool
+) -> tuple[pl.DataFrame, list[str]]:
+    """The log as standard columns, its bad rows dropped and counted; and the warnings that cost rows."""
+    frame, warnings = table.frame, []
+    require_mapped(frame, table.path, "interactions", _log_mapping(columns, table.path, split_column))
     timestamps = read_timestamps(frame, columns.timestamp, columns.timestamp_unit)
     out = pl.DataFrame({
         "user_id": _clean_ids(frame[columns.user]),
         "item_id": _clean_ids(frame[columns.item]),
         "timestamp": timestamps.values,
+        "subsecond": timestamps.subsecond,
     })
-    unreadable = {"timestamp": unreadable_rows(timestamps, table, columns.timestamp, ledger)}
+    unreadable = {"timestamp": unreadable_rows(timestamps, table, columns.timestamp, ledger, warnings=warnings)}
     file_order = pl.int_range(frame.height, dtype=pl.Int64, eager=True)
     if columns.order:
-        order = read_numbers(frame, columns.order, "data.columns.order")
-        unreadable["order"] = unreadable_rows(order, table, columns.order, ledger)
+        order = _whole_numbers(read_numbers(frame, columns.order, "data.columns.order"))
+        unreadable["order"] = unreadable_rows(order, table, columns.order, ledger, warnings=warnings)
         out = out.with_columns(order=order.values.cast(pl.Int64).fill_null(file_order))
     else:
         out = out.with_columns(order=file_order)
     out = out.with_columns(row=file_order)
     if columns.rating:
         rating = read_numbers(frame, columns.rating, "data.columns.rating")
-        unreadable["rating"] = unreadable_rows(rating, table, columns.rating, ledger)
+        unreadable["rating"] = unreadable_rows(rating, table, columns.rating, ledger, warnings=warnings)
         out = out.with_columns(rating=rating.values)
     if split_column and columns.split:
         out = out.with_columns(split_label=frame[columns.split].cast(pl.String).str.strip_chars().str.to_lowercase())
     no_user = out.select(pl.col("user_id").is_null() | (pl.col("user_id") == "")).to_series()
-    out = _drop(out, blank_rows(frame, no_user), "empty_row", ledger, table, None, fix=_BLANK_FIX)
+    out = drop_rows(out, blank_rows(frame, no_user), "empty_row", ledger, table, None, fix=BLANK_FIX)
     out = _drop_unreadable(out, unreadable, columns, ledger, table)
-    return _drop_invalid(out, table, columns, ledger, split_column=split_column)
+    out = _drop_bad_ids(out, table, columns, ledger, warnings)
+    out = _drop_bad_times(out, table, columns, ledger, timestamps.raw, warnings)
+    return _drop_invalid(out, table, columns, ledger, split_column=split_column), warnings
+
+
+def _whole_numbers(parsed: Parsed) -> Parsed:
+    """An order column: `inf`, or a number too large for 64 bits, orders nothing and is unreadable, not a crash in
+    the cast to integers."""
+    whole = parsed.values.is_finite() & (parsed.values.abs() < 9.2e18)
+    parsed.bad = parsed.bad | (parsed.values.is_not_null() & ~whole.fill_null(True))
+    parsed.values = parsed.values.set(parsed.bad, None)
+    return parsed
 
 
 def _drop_unreadable(out: pl.DataFrame, unreadable: dict[str, pl.Series], columns: ColumnMapping,
@@ -134,46 +158,91 @@ def _drop_unreadable(out: pl.DataFrame, unreadable: dict[str, pl.Series], column
     out = out.with_columns(**marks) if marks else out  # the masks follow the rows through each drop
     for field in unreadable:
         if f"unparsable:{field}" in marks:
-            out = _drop(out, pl.col(f"unparsable:{field}"), f"unparsable_{field}", ledger, table,
-                        getattr(columns, field), fix=f"fix those values, or remove the rows (data.columns.{field})")
+            out = drop_rows(out, pl.col(f"unparsable:{field}"), f"unparsable_{field}", ledger, table,
+                            getattr(columns, field), fix=f"fix those values, or remove the rows (data.columns.{field})")
     return out.drop(list(marks))
 
 
-_BLANK_FIX = "remove the blank lines (a row with every field empty holds no record)"
+def _drop_bad_ids(out: pl.DataFrame, table: TableFile, columns: ColumnMapping, ledger: DropLedger,
+                  warnings: list[str]) -> pl.DataFrame:
+    """Drops (and counts) the rows without a reader or book id, or with a placeholder for one (`NULL`, `N/A`)."""
+    for field, column, who in (("user_id", columns.user, "reader"), ("item_id", columns.item, "book")):
+        out = drop_rows(out, pl.col(field).is_null() | (pl.col(field) == ""), f"missing_{field}", ledger, table,
+                        column)
+        placeholder = out.select(pl.col(field).str.to_lowercase().is_in(PLACEHOLDERS)).to_series()
+        count = int(placeholder.sum())
+        if not count:
+            continue
+        values = out.filter(placeholder)[field].unique(maintain_order=True).head(5).to_list()
+        where = table.where(out.filter(placeholder)["row"].head(SHOWN).to_list(), count, named=True)
+        fix = f"give those rows their {who}'s real id, or remove them"
+        out = drop_rows(out, placeholder, f"placeholder_{field}", ledger, table, column, fix=fix)
+        message = (f"{table.path}, column {column!r}: {counted(count, 'row')} {'has' if count == 1 else 'have'} a "
+                   f"placeholder for the {who} id ({', '.join(map(repr, values))}) {where[0]}: dropped and counted as "
+                   f"placeholder_{field}, not read as one {who} of that name. Fix: {fix}")
+        _warn(warnings, message)
+    return out
+
+
+def _drop_bad_times(out: pl.DataFrame, table: TableFile, columns: ColumnMapping, ledger: DropLedger,
+                    raw: pl.Series, warnings: list[str]) -> pl.DataFrame:
+    """Drops (and counts) the rows without a time, and those whose time lies outside 1980-2100 in a log whose times
+    lie inside (`values.implausible_rows`): epoch ms among seconds land in year ~49,500 and become a reader's
+    test book; a 0 placeholder becomes the first read."""
+    out = drop_rows(out, pl.col("timestamp").is_null(), "missing_timestamp", ledger, table, columns.timestamp)
+    implausible = implausible_rows(out["timestamp"])
+    if implausible is None or not implausible.any():
+        return out
+    bad = out.filter(implausible)
+    count, unit = bad.height, columns.timestamp_unit
+    sample = bad.with_columns(raw=raw.gather(bad["row"])).unique("raw", maintain_order=True).head(3)
+    median = datetime.fromtimestamp(int(out["timestamp"].median()), UTC).date().isoformat()
+    cause = implausible_cause(bad["timestamp"], unit)
+    fix = (f"correct those values to {'ISO-8601 times' if unit == 'iso' else 'epoch ' + unit} like the rest of "
+           "the column, or remove the rows")
+    where = table.where(bad["row"].head(SHOWN).to_list(), count, named=True)
+    out = drop_rows(out, implausible, "implausible_timestamp", ledger, table, columns.timestamp, fix=f"{cause}: {fix}")
+    years = implausible_years(sample["timestamp"])
+    message = (f"{table.path}, column {columns.timestamp!r}: {counted(count, 'timestamp')} (e.g. "
+               f"{sample['raw'].to_list()}, read as {'year' if len(years) == 1 else 'years'} {', '.join(years)}) "
+               f"{where[0]} "
+               f"{'falls' if count == 1 else 'fall'} outside 1980-2100, while "
+               f"the log's median time is {median}: {cause}. Those rows are dropped and counted as "
+               f"implausible_timestamp. Fix: {fix}")
+    _warn(warnings, message)
+    return out
 
 
 def _drop_invalid(
     out: pl.DataFrame, table: TableFile, columns: ColumnMapping, ledger: DropLedger, *, split_column: bool
 ) -> pl.DataFrame:
-    """Drops (and counts) standardised interaction rows that lack an id, time, label or usable rating, or repeat a
+    """Drops (and counts) standardised interaction rows that lack a label or usable rating, or repeat a
     (reader, book) pair."""
-    out = _drop(out, (pl.col("user_id").is_null() | (pl.col("user_id") == "")), "missing_user_id", ledger, table, columns.user)
-    out = _drop(out, (pl.col("item_id").is_null() | (pl.col("item_id") == "")), "missing_item_id", ledger, table, columns.item)
-    out = _drop(out, pl.col("timestamp").is_null(), "missing_timestamp", ledger, table, columns.timestamp)
     if split_column:
         # Like a missing id, a missing label is one row's defect: dropped and counted (an error under data.strict).
         # A label that split.labels does not map is a config mistake, and stays an error (`splits.from_column`).
-        out = _drop(out, pl.col("split_label").is_null() | (pl.col("split_label") == ""), "missing_split_label",
-                    ledger, table, columns.split, fix="label those rows train, validation or test (a row without a "
-                    "label belongs to no part), or remove them")
+        out = drop_rows(out, pl.col("split_label").is_null() | (pl.col("split_label") == ""), "missing_split_label",
+                        ledger, table, columns.split, fix="label those rows train, validation or test (a row without "
+                        "a label belongs to no part), or remove them")
     if columns.rating:
         lo, hi = columns.rating_range
-        out = _drop(out, pl.col("rating").is_null(), "missing_rating", ledger, table, columns.rating)
-        out = _drop(out, (pl.col("rating") < lo) | (pl.col("rating") > hi), "rating_out_of_range", ledger, table, columns.rating)
+        out = drop_rows(out, pl.col("rating").is_null(), "missing_rating", ledger, table, columns.rating)
+        out = drop_rows(out, (pl.col("rating") < lo) | (pl.col("rating") > hi), "rating_out_of_range", ledger, table,
+                        columns.rating)
         if columns.min_rating is not None:
-            out = _drop(out, pl.col("rating") < columns.min_rating, "below_min_rating", ledger, table, columns.rating,
-                        fix="lower data.columns.min_rating to keep them")
+            out = drop_rows(out, pl.col("rating") < columns.min_rating, "below_min_rating", ledger, table,
+                            columns.rating, fix="lower data.columns.min_rating to keep them")
     duplicated = repeated_pairs(out)
-    out = _drop(out, duplicated, "duplicate_user_item", ledger, table, None,
-                fix="each (reader, book) pair keeps its earliest reading (by time, then order); deduplicate the "
-                    "file to silence this")
-    return out
+    return drop_rows(out, duplicated, "duplicate_user_item", ledger, table, None,
+                     fix="each (reader, book) pair keeps its earliest reading (by time, then order); deduplicate the "
+                         "file to silence this")
 
 
 def repeated_pairs(frame: pl.DataFrame) -> pl.Series:
-    """True for every (user_id, item_id) row but the pair's earliest reading: the first by timestamp, then by
-    `order` (data.columns.order, or file order), then by file row. A re-read is one reading, and which one stays
-    must not depend on where the rows sit in the file: it decides the reader's held-out book.
+    """True for every (user_id, item_id) row but the pair's earliest reading: the first by timestamp (to the
+    nanosecond, with `subsecond`), then by `order` (data.columns.order, or file order), then by file row. A
+    re-read is one reading, and which one stays must not depend on where the rows sit in the file: it decides
+    the reader's held-out book.
 
     Exact, but hashed first: only rows whose 64-bit pair hash occurs twice go through the exact (and, at 30M
     rows, ~1.5 GB heavier) struct comparison, so a hash collision can never drop a row.
@@ -182,7 +251,7 @@ def repeated_pairs(frame: pl.DataFrame) -> pl.Series:
     maybe = frame.select(pair.hash().is_duplicated()).to_series()
     if not bool(maybe.any()):
         return pl.repeat(False, frame.height, dtype=pl.Boolean, eager=True)
-    when = [c for c in ("timestamp", "order") if c in frame.columns]
+    when = [c for c in ("timestamp", "subsecond", "order") if c in frame.columns]
     candidates = (frame.select("user_id", "item_id", *when).with_row_index("_row").filter(maybe)
                   .sort([*when, "_row"]))
     later = candidates.filter(pair.is_first_distinct().not_())["_row"].to_numpy()
@@ -191,104 +260,14 @@ def repeated_pairs(frame: pl.DataFrame) -> pl.Series:
     return pl.Series("repeated", repeated)
 
 
-def _drop(
-    frame: pl.DataFrame, condition: pl.Expr | pl.Series, reason: str, ledger: DropLedger, table: TableFile,
-    column: str | None, fix: str = "fix or remove those rows, or set data.strict: false to drop them",
-) -> pl.DataFrame:
-    """`frame` without the rows `condition` marks, counted under `reason` with where they are in `table`'s file
-    (`frame["row"]`: each row's position in it)."""
-    mask = frame.select(condition).to_series() if isinstance(condition, pl.Expr) else condition
-    count = int(mask.sum())
-    if count:
-        where = table.where(frame.filter(mask)["row"].head(SHOWN).to_list(), count, named=True)
-        ledger.drop(reason, count, path=table.path, column=column, where=where, fix=fix)
-        log.info("dropped %s (%s) %s", counted(count, "row"), reason, where[0])
-        return frame.filter(~mask)
-    return frame
-
-
-def _numbers_as_missing(table: TableFile, column: str, key: str, ledger: DropLedger, name: str) -> pl.Series:
-    """A metadata column as numbers. Under data.strict: false a value that is not a number (`cheap`) is treated
-    as missing, like an empty one, and counted as `<table>_unparsable_<column>`: one bad price is no reason to
-    drop a book, nor to stop."""
-    parsed = read_numbers(table.frame, column, key)
-    unreadable = unreadable_rows(parsed, table, column, ledger, outcome="they are treated as missing and counted")
-    if unreadable.any():
-        ledger.drop(f"{name}_unparsable_{column}", int(unreadable.sum()), path=table.path, column=column,
-                    where=table.where_mask(unreadable, named=True),
-                    fix=f"{parsed.fix}; such values are treated as missing")
-    return parsed.values
-
-
-def standardise_catalogue(table: TableFile, columns: ColumnMapping, ledger: DropLedger) -> pl.DataFrame:
-    frame = table.frame
-    needed = [(columns.item, "data.columns.item")]
-    for key in ("item_title", "item_author", "item_categories"):
-        name = getattr(columns, key)
-        if name:
-            needed.append((name, f"data.columns.{key}"))
-    needed += [(c, "data.columns.item_numeric") for c in columns.item_numeric]
-    needed += [(c, "data.columns.item_categorical") for c in columns.item_categorical]
-    require_columns(frame, table.path, "items", needed)
-
-    out = frame.select(pl.col(columns.item).cast(pl.String).str.strip_chars().alias("item_id"))
-    out = out.with_columns(
-        title=parse_text_column(frame[columns.item_title]) if columns.item_title else pl.lit("", dtype=pl.String),
-        author=frame[columns.item_author].cast(pl.String).fill_null("") if columns.item_author else pl.lit(""),
-        categories=parse_list_column(frame[columns.item_categories]) if columns.item_categories
-        else pl.lit([], dtype=pl.List(pl.String)),
-        row=pl.int_range(frame.height, dtype=pl.Int64),
-    )
-    for name in columns.item_numeric:
-        values = _numbers_as_missing(table, name, "data.columns.item_numeric", ledger, "catalogue")
-        out = out.with_columns(values.alias(f"num:{name}"))
-    for name in columns.item_categorical:
-        out = out.with_columns(frame[name].cast(pl.String).alias(f"cat:{name}"))
-    no_id = out.select(pl.col("item_id").is_null() | (pl.col("item_id") == "")).to_series()
-    out = _drop(out, blank_rows(frame, no_id), "catalogue_empty_row", ledger, table, None, fix=_BLANK_FIX)
-    out = _drop(out, pl.col("item_id").is_null() | (pl.col("item_id") == ""), "catalogue_missing_item_id", ledger, table,
-                columns.item)
-    out = _drop(out, pl.col("item_id").is_first_distinct().not_(), "catalogue_duplicate_item", ledger, table, columns.item,
-                fix="each book must appear once in the catalogue; the first row is kept")
-    for name in columns.item_nonnegative:
-        negative = out[f"num:{name}"] < 0
-        count = int(negative.fill_null(False).sum())
-        if count:
-            where = table.where(out.filter(negative.fill_null(False))["row"].head(SHOWN).to_list(), count, named=True)
-            ledger.drop(f"negative_{name}", count, path=table.path, column=name, where=where,
-                        fix=f"{name} must be >= 0; negative values are removed (treated as missing)")
-            out = out.with_columns(pl.when(pl.col(f"num:{name}") < 0).then(None).otherwise(pl.col(f"num:{name}")).alias(f"num:{name}"))
-    return out.drop("row")
-
-
-def standardise_users(table: TableFile, columns: ColumnMapping, ledger: DropLedger) -> pl.DataFrame:
-    frame = table.frame
-    needed = [(columns.user, "data.columns.user")]
-    needed += [(c, "data.columns.user_numeric") for c in columns.user_numeric]
-    needed += [(c, "data.columns.user_categorical") for c in columns.user_categorical]
-    require_columns(frame, table.path, "users", needed)
-    out = frame.select(pl.col(columns.user).cast(pl.String).str.strip_chars().alias("user_id"))
-    out = out.with_columns(row=pl.int_range(frame.height, dtype=pl.Int64))
-    for name in columns.user_numeric:
-        values = _numbers_as_missing(table, name, "data.columns.user_numeric", ledger, "users")
-        out = out.with_columns(values.alias(f"num:{name}"))
-    for name in columns.user_categorical:
-        out = out.with_columns(frame[name].cast(pl.String).alias(f"cat:{name}"))
-    no_id = out.select(pl.col("user_id").is_null() | (pl.col("user_id") == "")).to_series()
-    out = _drop(out, blank_rows(frame, no_id), "users_empty_row", ledger, table, None, fix=_BLANK_FIX)
-    out = _drop(out, pl.col("user_id").is_null() | (pl.col("user_id") == ""), "users_missing_user_id", ledger, table,
-                columns.user, fix="give each row of the users table its reader's id, or remove the row")
-    out = _drop(out, pl.col("user_id").is_first_distinct().not_(), "users_duplicate_user", ledger, table, columns.user)
-    return out.drop("row")
-
-
 def drop_unknown_items(
-    interactions: pl.DataFrame, catalogue: pl.DataFrame, ledger: DropLedger, table: TableFile
+    interactions: pl.DataFrame, catalogue: pl.DataFrame, ledger: DropLedger, table: TableFile, column: str
 ) -> tuple[pl.DataFrame, CatalogueMismatch]:
     """Drops (and counts) rows whose book the catalogue lacks, with a diagnosis of why (`id_mismatch`)."""
     unknown = ~interactions["item_id"].is_in(catalogue["item_id"].implode())
     mismatch = diagnose(interactions["item_id"], catalogue["item_id"], unknown)
-    return _drop(interactions, unknown, "item_not_in_catalogue", ledger, table, "item", fix=mismatch.fix()), mismatch
+    dropped = drop_rows(interactions, unknown, "item_not_in_catalogue", ledger, table, column, fix=mismatch.fix())
+    return dropped, mismatch
 
 
 def _items_fallback(source: SourceConfig, interactions: Path, items: Path | None) -> str | None:
@@ -323,31 +302,35 @@ def load_raw(config: DataConfig, ledger: DropLedger) -> tuple[RawData, list[str]
     columns = config.columns
     source_rows = TableFile(frames.interactions, frames.interactions_path, frames.header)
     frames.interactions = pl.DataFrame()  # freed once standardised
-    interactions = standardise_interactions(source_rows, columns, ledger, split_column=config.split.kind == "column")
+    interactions, read_warnings = standardise_interactions(source_rows, columns, ledger,
+                                                           split_column=config.split.kind == "column")
+    warnings = [*warnings, *read_warnings]
     log_file = source_rows.slim()
     del source_rows
     unit_warning = timestamp_unit_warning(interactions["timestamp"], columns.timestamp_unit)
     if unit_warning:
-        log.warning(unit_warning)
-        warnings = [*warnings, unit_warning]
-    catalogue, mismatch = None, None
+        _warn(warnings, f"{frames.interactions_path}, column {columns.timestamp!r}: {unit_warning}")
+    catalogue, mismatch, missing = None, None, DropLedger()
     if frames.items is not None:
         catalogue = standardise_catalogue(TableFile(frames.items, frames.items_path or Path("?"), frames.header),
-                                          columns, ledger)
+                                          columns, ledger, missing, warnings)
         if config.drop_items_missing_from_catalogue:
-            interactions, mismatch = drop_unknown_items(interactions, catalogue, ledger, log_file)
+            interactions, mismatch = drop_unknown_items(interactions, catalogue, ledger, log_file, columns.item)
             if mismatch.worth_a_warning():
-                message = f"{mismatch.describe(frames.items_path or '?')}. Fix: {mismatch.fix()}"
-                log.warning(message)
-                warnings = [*warnings, message]
+                _warn(warnings, f"{mismatch.describe(frames.items_path or '?')}. Fix: {mismatch.fix()}")
     users = None
     if frames.users is not None:
-        users = standardise_users(TableFile(frames.users, frames.users_path or Path("?"), frames.header), columns, ledger)
+        users = standardise_users(TableFile(frames.users, frames.users_path or Path("?"), frames.header), columns,
+                                  ledger, missing, warnings)
         message = users_warning(interactions["user_id"], users["user_id"], frames.users_path or "?")
         if message:
-            log.warning(message)
-            warnings = [*warnings, message]
+            _warn(warnings, message)
     if interactions.height == 0:
         raise _nothing_left(frames.interactions_path, ledger, mismatch, frames.items_path,
                             _items_fallback(config.source, interactions_path, items_path))
-    return RawData(interactions.drop("row"), catalogue, users, frames.paths), warnings
+    return RawData(interactions.drop("row"), catalogue, users, frames.paths, missing), warnings
+
+
+def _warn(warnings: list[str], message: str) -> None:
+    log.warning(message)
+    warnings.append(message)

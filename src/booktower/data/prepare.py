@@ -21,15 +21,16 @@ from booktower.data.featurize import (
 from booktower.data.ingest import PACKAGE_PREFIX, RawData, load_raw
 from booktower.data.pruning import k_core
 from booktower.data.splits import (
-    TEST, TRAIN, VALID, assign_parts, held_out_ties, order_by_time, require_every_part,
+    TEST, TRAIN, VALID, assign_parts, held_out_ties, order_by_time, require_every_part, small_part_warnings,
 )
 from booktower.data.types import Interactions, PreparedData, Ragged, Split
 from booktower.data.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 6  # 6: the summary says where the dropped rows are (`dropped_where`); 5: a re-read keeps its
-# earliest reading (by time), not its first row in the file
+CACHE_FORMAT = 7  # 7: reads ordered to the nanosecond (`subsecond`), implausible times and placeholder ids dropped,
+# values set to missing counted apart (`set_to_missing`); 6: the summary says where the dropped rows are
+# (`dropped_where`); 5: a re-read keeps its earliest reading (by time), not its first row in the file
 """Bump when the prepared layout or the data layer's behaviour changes, so old cache entries are not reused."""
 
 
@@ -62,11 +63,10 @@ def _align(table: pl.DataFrame | None, key: str, vocab: Vocabulary, defaults: di
     return ids.join(table, on=key, how="left", maintain_order="left")
 
 
-def prepare_from_raw(raw: RawData, config: DataConfig, ledger: DropLedger) -> PreparedData:
-    frame = raw.interactions
-    n_before = frame.height
-    frame, rounds = k_core(frame, config.min_user_interactions, config.min_item_interactions)
-    pruned = n_before - frame.height
+def _pruned_and_split(raw: RawData, config: DataConfig, ledger: DropLedger) -> tuple[pl.DataFrame, int]:
+    """The interactions after k-core pruning, each reader's in time order, with their `part`; and the rounds."""
+    frame, rounds = k_core(raw.interactions, config.min_user_interactions, config.min_item_interactions)
+    pruned = raw.interactions.height - frame.height
     if pruned:
         ledger.drop("k_core_pruned", pruned, fix="lower data.min_user_interactions / data.min_item_interactions")
     if frame.height == 0:
@@ -76,9 +76,14 @@ def prepare_from_raw(raw: RawData, config: DataConfig, ledger: DropLedger) -> Pr
     frame = order_by_time(frame)
     frame = frame.with_columns(assign_parts(frame, config.split, config.columns.split))
     require_every_part(frame, config.split)
+    return frame, rounds
+
+
+def prepare_from_raw(raw: RawData, config: DataConfig, ledger: DropLedger) -> PreparedData:
+    frame, rounds = _pruned_and_split(raw, config, ledger)
     users, items = build_vocabularies(frame, raw.catalogue)
     frame = frame.with_columns(user=users.encode(frame["user_id"]), item=items.encode(frame["item_id"]))
-    frame = frame.sort(["user", "timestamp", "order"], maintain_order=True)
+    frame = order_by_time(frame, user="user")
     split = Split(config.split.kind, _interactions(frame, TRAIN), _interactions(frame, VALID), _interactions(frame, TEST))
 
     has_catalogue, has_users = raw.catalogue is not None, raw.users is not None
@@ -103,6 +108,7 @@ def prepare_from_raw(raw: RawData, config: DataConfig, ledger: DropLedger) -> Pr
     metadata = aligned_items.select(
         "item_id", "title", "author", pl.col("categories").list.join(" > ").alias("categories")
     )
+    source = str(raw.input_paths[0]) if raw.input_paths else "the interaction log"
     summary = {
         "n_interactions": frame.height,
         "n_users": len(users),
@@ -113,14 +119,21 @@ def prepare_from_raw(raw: RawData, config: DataConfig, ledger: DropLedger) -> Pr
         "split": config.split.kind,
         "dropped": ledger.as_dict(),
         "dropped_where": dict(sorted(ledger.notes.items())),  # the first rows of each reason, as the file shows them
+        "set_to_missing": raw.set_to_missing.as_dict(),  # values, not rows: the book or reader stays
+        "set_to_missing_where": dict(sorted(raw.set_to_missing.notes.items())),
         "feature_dims": {"user": user_feats.dims(), "item": item_feats.dims(), "n_categories": len(cat_names)},
         "catalogue_items": int(raw.catalogue.height) if raw.catalogue is not None else None,
-        **_tie_report(frame, split, config),
+        **_tie_report(frame, split, config, source),
     }
+    small = small_part_warnings(frame, config.split, source)
+    for message in small:
+        log.warning(message)
+    if small:
+        summary["warnings"] = [*summary.get("warnings", []), *small]
     return PreparedData(users, items, split, user_feats, item_feats, item_cat, cat_names, metadata, summary, spec)
 
 
-def _tie_report(frame: pl.DataFrame, split: Split, config: DataConfig) -> dict[str, Any]:
+def _tie_report(frame: pl.DataFrame, split: Split, config: DataConfig, source: str) -> dict[str, Any]:
     """How many held-out interactions tie in time with the reader's previous one. Without a `data.columns.order`
     column, file order decides which of them is held out: a warning says so. Only a per-reader split (leave
     last out) picks by position; a time cut-off or a label column decides by time or label, so ties change
@@ -131,8 +144,8 @@ def _tie_report(frame: pl.DataFrame, split: Split, config: DataConfig) -> dict[s
     report: dict[str, Any] = {"held_out_timestamp_ties": ties}
     if not ties:
         return report
-    message = (f"{ties:,} of {len(split.valid) + len(split.test):,} held-out interactions have the same timestamp as "
-               "the reader's previous one")
+    message = (f"{source}: {ties:,} of {len(split.valid) + len(split.test):,} held-out interactions have the same "
+               "timestamp as the reader's previous one, to the precision the log gives")
     if config.columns.order:
         log.info("%s: %r orders them", message, config.columns.order)
     else:
@@ -179,8 +192,8 @@ def prepare(config: DataConfig) -> tuple[PreparedData, list[Path]]:
         if (cache_dir / "summary.json").exists():
             data = load_prepared(cache_dir)
             # `strict` is not in the key (it changes no array), but an entry a lenient run wrote after dropping
-            # rows must not let a strict run pass: it reads the files again, and stops at the first drop.
-            if not (config.strict and data.summary.get("dropped")):
+            # rows or blanking values must not let a strict run pass: it reads the files again, and stops there.
+            if not (config.strict and (data.summary.get("dropped") or data.summary.get("set_to_missing"))):
                 data.summary["cache"] = {"hit": True, "path": str(cache_dir)}
                 data.summary["seconds"] = round(time.perf_counter() - start, 3)
                 log.info("reusing prepared data from cache %s", cache_dir)

@@ -9,21 +9,29 @@ import polars as pl
 
 from booktower.config.data import SplitConfig
 from booktower.data.errors import DataError
+from booktower.utils.wording import counted
 
 TRAIN, VALID, TEST = 0, 1, 2
 
 
-def order_by_time(frame: pl.DataFrame) -> pl.DataFrame:
-    """Each user's history in time order; ties broken by `order` (seq_pos or file order)."""
-    return frame.sort(["user_id", "timestamp", "order"], maintain_order=True)
+def time_key(frame: pl.DataFrame) -> list[str]:
+    """The columns that order reads in time, to the full precision the log gave: the second, then the nanoseconds
+    past it (`subsecond`, when the log had them), so reads 100 ms apart keep their order. Cut-offs, dates and the
+    prepared arrays use the seconds alone."""
+    return ["timestamp", "subsecond"] if "subsecond" in frame.columns else ["timestamp"]
+
+
+def order_by_time(frame: pl.DataFrame, user: str = "user_id") -> pl.DataFrame:
+    """Each user's history in time order (`time_key`); true ties broken by `order` (seq_pos or file order)."""
+    return frame.sort([user, *time_key(frame), "order"], maintain_order=True)
 
 
 def held_out_ties(frame: pl.DataFrame) -> int:
-    """Held-out rows (validation, test) stamped with the same time as the reader's previous row: which of them is
-    held out follows `order` (seq_pos or file order), not time. Expects `frame` ordered by `order_by_time`, with
-    its `part`."""
-    previous = pl.col("timestamp").shift(1).over("user_id")
-    return int(frame.select(((pl.col("part") != TRAIN) & (pl.col("timestamp") == previous)).sum()).item())
+    """Held-out rows (validation, test) stamped with the same time as the reader's previous row, to the full
+    precision of the log: which of them is held out follows `order` (seq_pos or file order), not time. Expects
+    `frame` ordered by `order_by_time`, with its `part`."""
+    same = pl.all_horizontal(pl.col(c) == pl.col(c).shift(1).over("user_id") for c in time_key(frame))
+    return int(frame.select(((pl.col("part") != TRAIN) & same).sum()).item())
 
 
 def leave_last_out(frame: pl.DataFrame) -> pl.Series:
@@ -95,6 +103,44 @@ def require_every_part(frame: pl.DataFrame, config: SplitConfig) -> None:
     raise DataError(problem, fix=_empty_part_fix(frame, config))
 
 
+FEW_READERS = 50
+"""Under this many readers a held-out part's metrics are noise: one hit more or less moves HR@k by 2 points or
+more, and a single reader's hit reads as HR 1.0."""
+
+
+def small_part_warnings(frame: pl.DataFrame, config: SplitConfig, source: str) -> list[str]:
+    """A warning for validation or test when it holds under `FEW_READERS` readers and under a quarter of the log's:
+    the split, not the log, made it small (a log of 20 readers shows its size in n_users, and a leave-last-out of
+    it holds out every reader). Expects `frame` with its `part`, after pruning; `source` names the log."""
+    n_readers = frame["user_id"].n_unique()
+    messages = []
+    for part in (VALID, TEST):
+        held = frame.filter(pl.col("part") == part)
+        readers = held["user_id"].n_unique()
+        if readers >= FEW_READERS or 4 * readers >= n_readers:
+            continue
+        messages.append(
+            f"{source}: the {config.kind} split leaves {counted(held.height, 'interaction')} of "
+            f"{counted(readers, 'reader')} in the {_PART_NAMES[part]} set, of the log's {n_readers:,} readers after "
+            f"pruning: metrics averaged over so few readers are noise (each reader moves HR@k by {1 / readers:.2g}). "
+            f"Fix: {_small_part_fix(frame, config, part)}")
+    return messages
+
+
+def _small_part_fix(frame: pl.DataFrame, config: SplitConfig, part: int) -> str:
+    if config.kind == "time_cutoff":
+        suggestion = suggest_cutoffs(frame["timestamp"].to_numpy())
+        key = "valid_start" if part == VALID else "test_start"
+        example = (f", e.g. data.split.valid_start={suggestion[0]} and data.split.test_start={suggestion[1]} hold "
+                   "out about the last 20% and 10% of interactions") if suggestion else ""
+        return f"move data.split.{key} earlier{example}"
+    if config.kind == "column":
+        return (f"label more rows {_PART_NAMES[part]} in the data.columns.split column, or use data.split.kind: "
+                "leave_last_out (one read of every reader held out)")
+    return ("most readers have too few reads to hold one out (2 for a test book, 3 for a validation one): raise "
+            "data.min_user_interactions to 3, so every reader kept has both")
+
+
 def _empty_part_fix(frame: pl.DataFrame, config: SplitConfig) -> str:
     if config.kind == "time_cutoff":
         return _cutoff_fix(frame["timestamp"].to_numpy(), config)
@@ -121,9 +167,9 @@ def suggest_cutoffs(seconds: np.ndarray) -> tuple[str, str, bool] | None:
     """(valid_start, test_start, fine) holding out about the last 20% and 10% of events. Whole days read best, but
     on a log of a day or two they coincide or leave a part empty: then exact times. Failing the quantiles, the
     cut falls at the distinct event times nearest them, so that every part keeps a row. None under three
-    distinct times."""
+    distinct times, or when the times lie beyond what a cut-off can name (`_datable`)."""
     times = np.unique(seconds)  # sorted
-    if len(times) < 3:
+    if len(times) < 3 or not _datable(times):
         return None
     valid_q, test_q = np.quantile(seconds, [0.8, 0.9])
     i = int(np.clip(np.searchsorted(times, valid_q), 1, len(times) - 2))
@@ -136,11 +182,25 @@ def suggest_cutoffs(seconds: np.ndarray) -> tuple[str, str, bool] | None:
     raise AssertionError("unreachable: times[i] < times[j] at exact times always leaves three parts")
 
 
+_DATETIME_SECONDS = (-62_135_596_800, 253_402_300_799)  # 0001-01-01 .. 9999-12-31T23:59:59 UTC
+
+
+def _datable(seconds: np.ndarray) -> bool:
+    """Whether every time has a date a cut-off could name: epoch ms read as seconds lie near year 49,000."""
+    low, high = _DATETIME_SECONDS
+    return bool(seconds.min() >= low and seconds.max() <= high)
+
+
 def _cutoff_fix(seconds: np.ndarray, config: SplitConfig) -> str:
     """Names the cut-offs, the data's time range and cut-offs inside it (the last ~20% and ~10% of events)."""
     assert config.valid_start is not None and config.test_start is not None
     given = (f"data.split.valid_start is {config.valid_start.isoformat()} and data.split.test_start is "
              f"{config.test_start.isoformat()}, but the interactions (after pruning)")
+    if not _datable(seconds):
+        latest = int(1970 + seconds.max() // 31_556_952)
+        return (f"{given} reach the year {latest:,}, past any date a cut-off can name: the timestamps are read in "
+                "the wrong unit (epoch ms read as s land near the year 49,000); set data.columns.timestamp_unit to "
+                "the log's unit")
     suggestion = suggest_cutoffs(seconds)
     if suggestion is None:
         return (f"{given} fall at {len(np.unique(seconds))} distinct times, too few to cut into three parts: use "

@@ -29,9 +29,10 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     table = Table(title="prepared data", show_header=False)
     for key in ("n_interactions", "n_users", "n_items", "n_train", "n_valid", "n_test", "seconds"):
         table.add_row(key, f"{summary.get(key):,}" if isinstance(summary.get(key), int) else str(summary.get(key)))
-    where = summary.get("dropped_where") or {}
-    for reason, count in summary.get("dropped", {}).items():
-        table.add_row(f"dropped: {reason}", f"{count:,}" + (f" ({where[reason]})" if reason in where else ""))
+    for section, label in (("dropped", "dropped"), ("set_to_missing", "set to missing")):
+        where = summary.get(f"{section}_where") or {}  # rows dropped, or values blanked in rows that stay
+        for reason, count in (summary.get(section) or {}).items():
+            table.add_row(f"{label}: {reason}", f"{count:,}" + (f" ({where[reason]})" if reason in where else ""))
     cache = summary.get("cache")
     if cache:
         table.add_row("cache", ("reused " if cache["hit"] else "written ") + cache["path"])
