@@ -115,3 +115,13 @@ def test_full_names_are_not_warned_about():
     fit_feature_spec(raw.catalogue, np.ones(6), {}, None, np.ones(0, dtype=bool), CONFIG.features, [], [], [], [],
                      warnings=warnings)
     assert warnings == []
+
+
+def test_the_config_key_sets_the_separator_for_prepare_and_its_warning_reaches_the_summary():
+    separated = CONFIG.model_copy(update={"features": CONFIG.features.model_copy(update={"author_separator": "|"})})
+    data = prepare_from_raw(_raw(["Green, John | Levithan, David", "Simon and Garfunkel"]), separated, DropLedger())
+    field = next(f for f in data.item_features.categorical if f.name == "author")
+    assert sorted(field.levels[1:]) == ["Green, John", "Levithan, David", "Simon and Garfunkel"]
+    crowded = prepare_from_raw(_raw(["Green, John, Levithan, David", "Grisham, John, Patterson, James",
+                                     "Lee, Harper, Capote, Truman"]), CONFIG, DropLedger())
+    assert any("data.features.author_separator" in w for w in crowded.summary["warnings"])

@@ -114,3 +114,10 @@ def test_a_real_latin1_file_reads_without_a_warning_gzipped_too(tmp_path, caplog
         frame = read_table(path, "items", encoding="latin1")
     assert frame["title"].to_list() == ["Zoë à Noël"]
     assert not caplog.records
+
+
+def test_a_windows_1252_catalogue_reads_with_encoding_cp1252(tmp_path):
+    path = tmp_path / "books.csv"
+    path.write_bytes(BOOKS.encode("cp1252"))
+    frame = read_table(path, "items", encoding="cp1252")
+    assert "’" in "".join(frame["title"].to_list())

@@ -51,3 +51,13 @@ def _prepared_rating(tmp_path, value: str) -> np.ndarray:
 def test_an_infinite_rating_in_a_catalogue_reaches_the_features_as_missing(tmp_path):
     np.testing.assert_array_equal(_prepared_rating(tmp_path, "inf"), _prepared_rating(tmp_path, ""))
     np.testing.assert_array_equal(_prepared_rating(tmp_path, "-inf"), _prepared_rating(tmp_path, ""))
+
+
+def test_an_infinite_rating_is_counted_as_set_to_missing_where_it_is(tmp_path):
+    import polars as pl
+
+    from booktower.data.values import read_numbers
+
+    parsed = read_numbers(pl.DataFrame({"rating": ["4.5", "inf", "-inf", "", "3"]}), "rating", "data.columns.item_numeric")
+    assert parsed.values.to_list() == [4.5, None, None, None, 3.0]
+    assert parsed.bad.to_list() == [False, True, True, False, False]  # an empty cell is missing, not unreadable

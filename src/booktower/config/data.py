@@ -44,8 +44,9 @@ class SourceConfig(StrictModel):
     """CSV field separator of the `items` catalogue only; None uses `separator`."""
     users_separator: str | None = None
     """CSV field separator of the `users` table only; None uses `separator`."""
-    encoding: Literal["utf8", "latin1"] = "utf8"
-    """Text encoding of CSV files."""
+    encoding: Literal["utf8", "latin1", "cp1252"] = "utf8"
+    """Text encoding of CSV files: `cp1252` for a spreadsheet's "CSV" saved on Windows (its quotes and dashes are
+    bytes 0x80-0x9f, which `latin1` reads as invisible control characters)."""
 
     @field_validator("separator", "interactions_separator", "items_separator", "users_separator", mode="before")
     @classmethod
@@ -193,6 +194,9 @@ class FeatureConfig(StrictModel):
     """Title tokens kept per book."""
     title_bigrams: bool = False
     """Also hash adjacent token pairs."""
+    author_separator: str | None = None
+    """What separates two authors in the author column (e.g. `;`). None: `;`, ` & ` and ` and ` do, and commas too
+    unless the column holds "Surname, Forename" names (decided over the training books, saved with the model)."""
     category_path: bool = True
     """Categories are a path (root first; every prefix is a feature level). False: an unordered set of tags
     (e.g. MovieLens genres), each its own level, and CAL uses the first tag."""

@@ -71,9 +71,7 @@ def fit_feature_spec(
     columns = item_numeric_columns(aligned_items, item_numeric, item_popularity)
     logs = set(item_counts) | set(ITEM_DERIVED)
     item_side = SideSpec([fit_numeric(n, v, item_fit, n in logs) for n, v in columns.items()])
-    # getattr: data.features.author_separator is declared in config/data.py; unset (or absent) splits by `auto`.
-    authors = fit_author_split(aligned_items["author"].filter(pl.Series(item_fit)),
-                               getattr(config, "author_separator", None))
+    authors = fit_author_split(aligned_items["author"].filter(pl.Series(item_fit)), config.author_separator)
     _fit_item_categoricals(item_side, aligned_items, item_fit, config, item_categorical, authors, warnings)
     if (aligned_items["title"].fill_null("") != "").any():
         item_side.text_buckets, item_side.max_title_tokens = config.text_buckets, config.max_title_tokens

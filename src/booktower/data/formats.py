@@ -102,7 +102,8 @@ def read_amazon2023_jsonl(reviews: Path, meta: Path | None, columns: ColumnMappi
     interactions = pl.concat(list(iter_ndjson_batches(reviews, schema)), how="vertical")
     frames = SourceFrames(interactions, reviews, paths=[reviews])
     if meta is not None:
-        item_needed = [(columns.item, "data.columns.item")]
+        item_needed = [(columns.catalogue_id, "data.columns.catalogue_item" if columns.catalogue_item
+                        else "data.columns.item")]
         item_needed += [(c, f"data.columns.{k}") for k, c in (("item_title", columns.item_title),
                         ("item_author", columns.item_author), ("item_categories", columns.item_categories)) if c]
         item_needed += [(c, "data.columns.item_numeric") for c in columns.item_numeric]

@@ -69,7 +69,8 @@ class CatalogueMismatch:
     def fix(self) -> str:
         if self.n_rewritten:
             return "; ".join(_FIXES[kind] for kind in self.differences) + ", then prepare again"
-        return ("check that both files' id columns (data.columns.item) hold the same kind of id, add the books to the "
+        return ("check that both files' id columns (data.columns.item, and data.columns.catalogue_item where the "
+                "catalogue names its own) hold the same kind of id, add the books to the "
                 "catalogue, or set data.drop_items_missing_from_catalogue: false")
 
 

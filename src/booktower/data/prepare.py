@@ -97,10 +97,12 @@ def prepare_from_raw(raw: RawData, config: DataConfig, ledger: DropLedger) -> Pr
     train_hist = _ragged_by_user(split.train, len(users))
     user_numeric = cols.user_numeric if has_users else []
     user_columns = user_numeric_columns(len(users), train_hist, split.train.timestamp, popularity, aligned_users, user_numeric)
+    fit_warnings: list[str] = []
     spec = fit_feature_spec(
         aligned_items, popularity, user_columns, aligned_users, np.diff(train_hist.offsets) > 0, config.features,
         cols.item_numeric if has_catalogue else [], cols.item_count_columns if has_catalogue else [],
         cols.item_categorical if has_catalogue else [], cols.user_categorical if has_users else [],
+        warnings=fit_warnings,
     )
     item_feats = transform_items(spec, aligned_items, popularity)
     user_feats = transform_users(spec, user_columns, aligned_users, len(users))
@@ -128,8 +130,8 @@ def prepare_from_raw(raw: RawData, config: DataConfig, ledger: DropLedger) -> Pr
     small = small_part_warnings(frame, config.split, source)
     for message in small:
         log.warning(message)
-    if small:
-        summary["warnings"] = [*summary.get("warnings", []), *small]
+    if small or fit_warnings:  # fit_feature_spec logged its own
+        summary["warnings"] = [*summary.get("warnings", []), *fit_warnings, *small]
     return PreparedData(users, items, split, user_feats, item_feats, item_cat, cat_names, metadata, summary, spec)
 
 

@@ -225,6 +225,7 @@ def read_numbers(frame: pl.DataFrame, column: str, key: str) -> Parsed:
     unknown = (cleaned == "") | cleaned.str.to_lowercase().is_in(PLACEHOLDERS)
     cleaned = pl.select(pl.when(unknown).then(None).otherwise(cleaned)).to_series()
     values = cleaned.cast(pl.Float64, strict=False)
+    values = pl.select(pl.when(values.is_finite()).then(values)).to_series()  # "inf" parses, but is no measurement
     bad = values.is_null() & cleaned.is_not_null()
     return Parsed(values, raw, bad, cleaned.len() - cleaned.null_count(),
                   ("value is not a number", "values are not numbers"),

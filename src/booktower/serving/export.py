@@ -90,7 +90,7 @@ def export_parts(parts: BundleParts, output_dir: Path, config: IndexConfig, rng:
 
 def catalogue_columns(columns: ColumnMapping) -> CatalogueColumns:
     """The names a new-books file may share with the training catalogue."""
-    return CatalogueColumns(item=columns.item, title=columns.item_title, author=columns.item_author,
+    return CatalogueColumns(item=columns.catalogue_id, title=columns.item_title, author=columns.item_author,
                             categories=columns.item_categories, nonnegative=list(columns.item_nonnegative))
 
 
