@@ -75,3 +75,10 @@ def test_re_exporting_over_a_bundle_with_added_books_says_they_go(trained, tmp_p
         manifest = export_run(tmp_path / "run", copy)
     assert manifest["n_items"] == data.n_items
     assert "held 2 books added with `booktower index add`" in caplog.text
+
+
+def test_the_bundle_remembers_the_catalogues_own_id_column() -> None:
+    from booktower.serving.export import catalogue_columns
+
+    assert catalogue_columns(ColumnMapping(item="item_id", catalogue_item="book_id")).item == "book_id"
+    assert catalogue_columns(ColumnMapping(item="item_id")).item == "item_id"
