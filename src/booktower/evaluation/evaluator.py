@@ -118,9 +118,11 @@ def _item_columns(data: PreparedData, items: np.ndarray, counts: np.ndarray) -> 
     ]
     if data.category_names:
         cat = data.item_category[items]
-        names = np.array(list(data.category_names) + [None], dtype=object)
-        columns.append(pl.Series("category", names[np.where(cat >= 0, cat, len(data.category_names))],
-                                 dtype=pl.String))
+        # a book without a category at the configured level (-1) gets a null: gathered by polars, since a
+        # numpy object array that starts with None is refused as a String column
+        columns.append(pl.Series("category", list(data.category_names), dtype=pl.String)
+                       .gather(pl.Series(np.where(cat >= 0, cat, None).tolist(), dtype=pl.Int64))
+                       .rename("category"))
     return columns
 
 
