@@ -75,3 +75,18 @@ def test_an_added_pruned_book_is_never_served_to_its_earlier_readers(exported, t
     assert "rare" in {r.item_id for r in rec.for_user("r5", k=everything)}  # the others may get it
     parts, manifest = load_bundle(copy)
     assert OUTSIDE_READS not in manifest["files"]  # every outside read found its book
+
+
+def test_an_export_from_input_files_changed_since_training_is_refused(tmp_path):
+    from booktower.data.errors import DataError
+
+    config = _write_data(tmp_path / "data")
+    train_run(load_config(config), tmp_path / "run")
+    log = tmp_path / "data" / "log.csv"
+    log.write_text("\n".join(log.read_text().splitlines()[:-1]) + "\n")  # one read less
+    with pytest.raises(DataError, match=r"not the ones it was trained on: input .*log\.csv changed.*put back"):
+        export_run(tmp_path / "run", tmp_path / "bundle")
+    log.unlink()
+    with pytest.raises(DataError, match=r"input .*log\.csv is gone"):
+        export_run(tmp_path / "run", tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()

@@ -98,6 +98,7 @@ def export_run(run_dir: Path, output_dir: Path, index_kind: str | None = None, s
     """`booktower export`: load the run, encode, measure, write the bundle. Returns the manifest."""
     from booktower.training.run import load_run
 
+    _refuse_changed_inputs(Path(run_dir))
     run = load_run(Path(run_dir))
     config = run.config.serving.index
     if index_kind is not None:
@@ -113,6 +114,21 @@ def export_run(run_dir: Path, output_dir: Path, index_kind: str | None = None, s
     rng = np.random.default_rng(run.config.seed if seed is None else seed)
     _warn_of_added_books(Path(output_dir))
     return export_parts(parts, Path(output_dir), config, rng, source, catalogue_columns(run.config.data.columns))
+
+
+def _refuse_changed_inputs(run_dir: Path) -> None:
+    """A bundle is built from the run's data as its files are now (every reader's history makes their vector and
+    their masked books): files changed since training would serve other histories than the model learnt, and
+    re-read books could come back. Refused before anything is read, naming the files."""
+    from booktower.data.errors import DataError
+    from booktower.evaluation.data_check import changed_inputs
+
+    changes = changed_inputs(run_dir)
+    if changes:
+        raise DataError(f"the run's input files are not the ones it was trained on: {'; '.join(changes[:4])}",
+                        path=run_dir / "run.json",
+                        fix="put back the files the run was trained on (run.json names them with their sha256) and "
+                            "export again, or train a new run on the current files and export that")
 
 
 def _warn_of_added_books(output_dir: Path) -> None:
