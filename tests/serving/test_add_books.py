@@ -56,11 +56,18 @@ def test_an_unprefixed_numeric_column_is_not_ignored(trained, tmp_path: Path) ->
     assert not np.allclose(plain, without)
 
 
-def test_a_non_numeric_value_in_a_numeric_column_is_named(trained, tmp_path: Path) -> None:
-    books = tmp_path / "new.csv"
-    pl.DataFrame({"item_id": ["n1", "n2"], "title": ["a", "b"], "price": ["$4.50", "cheap"]}).write_csv(books)
-    with pytest.raises(DataError, match=r"column 'price': 1 value is not a number \('cheap'\) on line 3 of the file"):
-        add_books(shutil.copytree(trained[2], tmp_path / "b"), books)
+def test_a_value_that_is_not_a_number_is_set_to_missing_and_named_as_prepare_does(trained, tmp_path: Path,
+                                                                                   caplog) -> None:
+    """The catalogue `prepare` accepted (it set such values to missing) must be accepted here too, for
+    `--skip-existing` to add the books it pruned."""
+    bundle = trained[2]
+    with caplog.at_level("WARNING", logger="booktower"):
+        cheap = _added_vector(bundle, tmp_path, "cheap", {"price": ["cheap"]})
+        infinite = _added_vector(bundle, tmp_path, "inf", {"price": ["inf"]})
+    without = _added_vector(bundle, tmp_path, "without", {})
+    np.testing.assert_array_equal(cheap, without)
+    np.testing.assert_array_equal(infinite, without)
+    assert "column 'price': 1 value is not a number (e.g. ['cheap'], on line 2): set to missing" in caplog.text
 
 
 def test_ids_are_stripped_as_training_ids_are(trained, tmp_path: Path) -> None:

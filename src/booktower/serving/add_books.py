@@ -54,9 +54,6 @@ def standard_catalogue(frame: pl.DataFrame, spec: FeatureSpec, path: Path | str 
     reads), parsed as ingest parses the training catalogue: ids and numbers stripped, `$` and null words removed,
     negative values of the catalogue's non-negative columns removed. A standard column may go by the training
     catalogue's name (`columns`)."""
-    from booktower.data.locations import TableFile
-    from booktower.data.values import parse_numeric
-
     columns = columns or CatalogueColumns()
     frame = _standard_names(frame, columns)
     features = model_book_features(spec)
@@ -72,13 +69,27 @@ def standard_catalogue(frame: pl.DataFrame, spec: FeatureSpec, path: Path | str 
     for feature in features:
         source = source_column(frame, feature)
         if feature.kind == "num":
-            numbers = parse_numeric(TableFile(frame, Path(path)), source, f"the {BOOKS_OPTION} file") if source else None
+            numbers = _numbers_as_missing(frame, source, path) if source else None
             columns_out.append(numbers.alias(feature.column) if numbers is not None
                                else pl.lit(None, dtype=pl.Float64).alias(feature.column))
         elif feature.kind == "cat":
             columns_out.append(pl.col(source).cast(pl.String).alias(feature.column) if source
                                else pl.lit(None, dtype=pl.String).alias(feature.column))
     return _without_negatives(frame.select(columns_out), columns.nonnegative, path)
+
+
+def _numbers_as_missing(frame: pl.DataFrame, column: str, path: Path | str) -> pl.Series:
+    """A metadata column as numbers, a value that is not one (`abc`, `inf`) set to missing with a warning, as
+    `prepare` set it for the training books: the catalogue `prepare` accepted is accepted here too."""
+    from booktower.data.values import read_numbers
+
+    parsed = read_numbers(frame, column, f"the {BOOKS_OPTION} file")
+    if parsed.bad.any():
+        examples = parsed.raw.filter(parsed.bad).unique(maintain_order=True).head(3).to_list()
+        lines = [int(i) + 2 for i in pl.arg_where(parsed.bad, eager=True).head(3).to_list()]  # below the header
+        log.warning("%s, column %r: %s (e.g. %s, on line%s %s): set to missing, as prepare sets a training book's",
+                    path, column, parsed.counted(), examples, "s" if len(lines) > 1 else "", ", ".join(map(str, lines)))
+    return parsed.values
 
 
 def _standard_names(frame: pl.DataFrame, columns: CatalogueColumns) -> pl.DataFrame:
