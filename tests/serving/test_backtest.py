@@ -142,3 +142,51 @@ def test_the_command_prints_the_table_and_writes_json(trained, tmp_path):
     assert no_config.exit_code == 2 and "pass --config" in " ".join(no_config.output.split())
     bad_k = CliRunner().invoke(app, [*args, "--k", "ten"])
     assert bad_k.exit_code == 2 and "--k 'ten'" in bad_k.output
+
+
+def test_ids_written_another_way_get_a_hint_and_the_ci_of_a_metric_does_not_depend_on_the_others(trained):
+    data, _, directory, _ = trained
+    rec = Recommender.from_bundle(directory, index_kind="exact")
+    later = _later_log(data, rec, np.random.default_rng(7))
+    shouted = later.with_columns(pl.col("item_id").str.to_uppercase())
+    with pytest.raises(DataError, match=r"rows name a book the bundle holds once ignoring letter case \(log 'B"):
+        backtest(rec, shouted, [10], np.random.default_rng(0))
+    one = backtest(rec, later, [10], np.random.default_rng(0))
+    several = backtest(rec, later, [5, 10, 20], np.random.default_rng(0))
+    assert one.lead["NDCG@10"] == several.lead["NDCG@10"] and one.lead["HR@10"] == several.lead["HR@10"]
+
+
+def test_a_window_that_holds_no_read_says_where_the_reads_are_and_a_folder_is_no_log(tmp_path):
+    from datetime import UTC, datetime
+
+    log = tmp_path / "later.csv"
+    log.write_text("reader,book,when\nu1,b1,1700000000\nu1,b2,1700100000\n")
+    config = DataConfig.model_validate({"columns": {"user": "reader", "item": "book", "timestamp": "when",
+                                                    "timestamp_unit": "s"}})
+    with pytest.raises(DataError, match=r"all 2 reads fall outside the window .* from 2023-11-14T22:13:20\+00:00 to"):
+        read_later_log(config, log, since=datetime(2030, 1, 1, tzinfo=UTC))
+    with pytest.raises(DataError, match="--log names a folder"):
+        read_later_log(config, tmp_path)
+
+
+def test_without_config_the_runs_own_config_is_read_and_set_overrides_it(trained, tmp_path):
+    data, _, directory, _ = trained
+    bundle = shutil.copytree(directory, tmp_path / "b")
+    run = tmp_path / "run"
+    run.mkdir()
+    _columns_config(run)
+    (run / "run.json").write_text("{}")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["source"] = {"run": str(run), "run_json_sha256": "0" * 64}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    rec = Recommender.from_bundle(bundle, index_kind="exact")
+    later = _later_log(data, rec, np.random.default_rng(5)).rename({"user_id": "reader", "item_id": "book",
+                                                                      "timestamp": "when"})
+    later.write_csv(tmp_path / "later.csv")
+    args = ["backtest", "--bundle", str(bundle), "--log", str(tmp_path / "later.csv")]
+    result = CliRunner().invoke(app, [*args, "--set", "data.strict=false"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "served lists" in said and "was written again since the bundle was exported" in said
+    ms = CliRunner().invoke(app, [*args, "--set", "data.columns.timestamp_unit=ms", "--since", "2023-11-15"])
+    assert ms.exit_code == 2 and "read as ms" in " ".join(ms.output.split())  # the override reached the run's config

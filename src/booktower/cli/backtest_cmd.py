@@ -48,6 +48,8 @@ def backtest_command(
         later, dropped, window = read_later_log(data_config, later_log, *cutoffs)
         result = backtest(rec, later, cut_offs, np.random.default_rng(seed))
     result.dropped, result.window = dropped, window
+    for warning in result.warnings:
+        console.print(f"warning: {warning}")
     _print(result, bundle)
     if out is not None:
         from booktower.utils.atomic import atomic_write_json
@@ -57,19 +59,26 @@ def backtest_command(
 
 
 def _data_config(bundle: Path, config: Path | None, set_: list[str] | None):
-    if config is not None or set_:
+    """--config (with --set); else the config of the run the bundle was exported from, --set applied to it."""
+    if config is not None:
         return cli_config(config, set_).data
+    from booktower.serving.bundle import sha256_file
     from booktower.serving.manifest import MANIFEST
-    from booktower.training.run import run_config
+    from booktower.training.run import anchor_data_paths
+    from booktower.utils.runinfo import working_directory
 
     source = json.loads((bundle / MANIFEST).read_text(encoding="utf-8")).get("source") or {}
-    run = source.get("run") if isinstance(source, dict) else None
-    if not run or not (Path(run) / "config.yaml").is_file():
+    run = Path(source["run"]) if isinstance(source, dict) and isinstance(source.get("run"), str) else None
+    if run is None or not (run / "config.yaml").is_file():
         where = f"the run it was exported from ({run}) holds no config.yaml now" if run else \
             "its manifest does not name the run it was exported from"
         fail(f"the later log is read with the training log's columns, and {where}. Fix: pass --config with the "
              "config the run was trained with")
-    return run_config(Path(run)).data
+    recorded = source.get("run_json_sha256")
+    if recorded and (run / "run.json").is_file() and sha256_file(run / "run.json") != recorded:
+        console.print(f"warning: {run} was written again since the bundle was exported (its run.json changed): its "
+                      "config may not be the one the bundle was trained with; pass --config to be sure")
+    return anchor_data_paths(cli_config(run / "config.yaml", set_), working_directory(run)).data
 
 
 def _cutoff(parse, value: str | None, name: str) -> datetime | None:

@@ -17,7 +17,7 @@ evaluation/metrics.py with several targets a reader: HR@K (any target in the top
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +47,13 @@ class Backtest:
     counts: dict[str, int]
     dropped: dict[str, int] = field(default_factory=dict)
     window: dict[str, str | None] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"ks": self.ks, "model": self.model, "popular": self.popular,
                 "lead_over_popular": {name: {"mean": m, "ci_low": lo, "ci_high": hi}
                                       for name, (m, lo, hi) in self.lead.items()},
-                "counts": self.counts, "dropped_rows": self.dropped, "window": self.window}
+                "counts": self.counts, "dropped_rows": self.dropped, "window": self.window, "warnings": self.warnings}
 
 
 def read_later_log(data: DataConfig, path: Path, since: datetime | None = None, until: datetime | None = None
@@ -64,6 +65,8 @@ def read_later_log(data: DataConfig, path: Path, since: datetime | None = None, 
     if since is not None and until is not None and since >= until:
         raise DataError(f"--since {since.isoformat()} is not before --until {until.isoformat()}",
                         fix="give a window that holds time")
+    if path.is_dir() and data.source.format != "movielens-100k":
+        raise DataError("--log names a folder", path=path, fix="pass the file of reads logged since the export")
     source = data.source.model_copy(update={
         "interactions": path, "items": None, "users": None, "fallback_interactions": None, "fallback_items": None,
         "format": data.source.format if path.is_dir() else "auto"})
@@ -77,6 +80,12 @@ def read_later_log(data: DataConfig, path: Path, since: datetime | None = None, 
     if until is not None:
         outside = outside | (pl.col("timestamp") >= int(until.timestamp()))
     kept = frame.filter(~outside)
+    if kept.is_empty() and not frame.is_empty():
+        first, last = (datetime.fromtimestamp(int(t), UTC).isoformat() for t in (frame["timestamp"].min(),
+                                                                              frame["timestamp"].max()))
+        raise DataError(f"all {frame.height:,} reads fall outside the window (--since / --until): the log runs from "
+                        f"{first} to {last}, read as {data.columns.timestamp_unit}", path=path,
+                        fix="give a window inside that range, or check data.columns.timestamp_unit")
     dropped = ledger.as_dict()
     if kept.height < frame.height:
         dropped["outside_window"] = frame.height - kept.height
@@ -89,9 +98,11 @@ def backtest(rec: Recommender, later: pl.DataFrame, ks: list[int], rng: np.rando
     """Score `rec`'s served lists and its most-read list on the readers' later reads (see the module doc)."""
     ks = sorted(set(ks))
     targets, counts = _targets(rec, later)
+    warnings = id_hints(rec, later)
     readers = np.flatnonzero(targets.offsets[1:] > targets.offsets[:-1])
     if len(readers) == 0:
-        raise DataError(f"no read in the later log can be scored ({_describe(counts)})",
+        hints = "".join(f"; {hint}" for hint in warnings)
+        raise DataError(f"no read in the later log can be scored ({_describe(counts)}){hints}",
                         fix="pass reads logged after the bundle's export, by readers it knows, of books it holds")
     model_items = _served(rec, readers, max(ks))
     popular_items = _most_read(rec, readers, max(ks))
@@ -99,12 +110,39 @@ def backtest(rec: Recommender, later: pl.DataFrame, ks: list[int], rng: np.rando
     model_values = _per_reader(model_items, targets, readers, n_targets, ks)
     popular_values = _per_reader(popular_items, targets, readers, n_targets, ks)
     counts["readers_scored"] = len(readers)
+    seed = int(rng.integers(2**31))
     return Backtest(
         ks=ks,
         model={name: float(values.mean()) for name, values in model_values.items()},
         popular={name: float(values.mean()) for name, values in popular_values.items()},
-        lead={name: mean_ci(model_values[name] - popular_values[name], rng, samples) for name in model_values},
-        counts=counts)
+        # one generator per metric, seeded from its name: a metric's interval does not depend on the others asked
+        lead={name: mean_ci(model_values[name] - popular_values[name], _metric_rng(seed, name), samples)
+              for name in model_values},
+        counts=counts, warnings=warnings)
+
+
+def _metric_rng(seed: int, name: str) -> np.random.Generator:
+    return np.random.default_rng([seed, *name.encode()])
+
+
+def id_hints(rec: Recommender, later: pl.DataFrame) -> list[str]:
+    """Where the later log's reader or book ids the bundle lacks would match its ids once leading zeros, case,
+    spaces or a trailing `.0` are ignored (a log exported by another tool), a warning per side, with examples."""
+    from booktower.data.id_mismatch import diagnose
+
+    hints = []
+    for column, vocabulary, what in (("user_id", rec.parts.users, "reader"), ("item_id", rec.parts.items, "book")):
+        ids = later[column]
+        unknown = ~ids.is_in(vocabulary.ids.implode())
+        if not unknown.any():
+            continue
+        mismatch = diagnose(ids, vocabulary.ids, unknown)
+        if mismatch.n_rewritten:
+            ignoring = ", ".join(f"{kind} (log {log!r} = bundle {ours!r})"
+                                 for kind, (log, ours) in mismatch.differences.items())
+            hints.append(f"{mismatch.n_rewritten:,} rows name a {what} the bundle holds once ignoring {ignoring}: "
+                         "the later log writes ids differently from the training log; write them alike")
+    return hints
 
 
 def _targets(rec: Recommender, later: pl.DataFrame) -> tuple[Ragged, dict[str, int]]:
