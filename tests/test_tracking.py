@@ -71,6 +71,29 @@ def test_train_run_logs_epochs_metrics_and_report(tmp_path):
     assert {"report.md", "metrics.json"} <= artefacts
 
 
+def test_the_refit_epochs_are_logged_under_their_own_names(tmp_path):
+    """training.refit_on_validation: the refit's losses, at the refit's epochs, beside the selection run's."""
+    from mlflow.tracking import MlflowClient
+
+    from booktower.data.toy import random_prepared
+    from booktower.training.pipeline import train_run
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    config = load_config(None, [
+        "tracking.mlflow=true", f"tracking.mlflow_uri={uri}", "tracking.experiment=refit", "training.epochs=2",
+        "training.early_stopping.patience=10", "training.refit_on_validation=true", "training.progress=false",
+        "training.num_threads=1", "training.batch_size=128", "training.negatives.num_negatives=16",
+        "data.features.text_buckets=256",
+    ])
+    result = train_run(config, tmp_path / "run", data=random_prepared(n_users=60, n_items=40, per_user=8))
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("refit").experiment_id])
+    refit = client.get_metric_history(run.info.run_id, "refit_loss_total")
+    assert [m.step for m in refit] == list(range(1, result.fit.best_epoch + 1))
+    assert len(client.get_metric_history(run.info.run_id, "loss_total")) == 2  # the selection run's, untouched
+    assert "refit_epoch" not in run.data.metrics and "refit_val_NDCG_at_20" not in run.data.metrics
+
+
 def _config(tmp_path, *extra):
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     return load_config(None, ["tracking.mlflow=true", f"tracking.mlflow_uri={uri}", "tracking.experiment=t", *extra])

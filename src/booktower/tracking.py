@@ -3,6 +3,7 @@
 The trainer's whole API:
     tracker = Tracker.start(config, run_dir, resume)   # no-op object when config.tracking.mlflow is false
     tracker.log_epoch(row)                     # one epochs.csv row: numeric values become step metrics
+    tracker.log_refit_epoch(row)               # one refit epoch's row, as refit_* metrics
     tracker.finish(metrics, run_dir)           # final metrics, then report/metrics/model files as artefacts
     tracker.fail()                             # the run ended in an error or a signal
 
@@ -215,6 +216,16 @@ class Tracker:
         for key, value in _numeric(row).items():
             self.client.log_metric(self.run_id, key, value, step=step)
         self._step = step + 1
+
+    def log_refit_epoch(self, row: dict[str, Any]) -> None:
+        """One refit epoch's row (training.refit_on_validation), as `refit_`-prefixed metrics at the refit's own
+        epoch: under the selection run's names they would overwrite its points at the same steps."""
+        if not self.enabled:
+            return
+        step = int(row.get("epoch", 0))
+        for key, value in _numeric(row).items():
+            if key != "epoch":
+                self.client.log_metric(self.run_id, f"refit_{key}", value, step=step)
 
     def finish(self, metrics: dict[str, dict[str, float]], run_dir: Path | str) -> None:
         """Final metrics and artefacts, then the run closed as FINISHED; a failure here is only a warning."""

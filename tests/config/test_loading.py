@@ -221,3 +221,29 @@ def test_a_sampler_setting_the_chosen_sampler_never_reads_is_refused(tmp_path):
         load_config(path)
     fine = write(tmp_path, "fine.yaml", "training:\n  negatives: {sampler: popularity, popularity_alpha: 0.3}\n")
     assert load_config(fine).training.negatives.popularity_alpha == 0.3
+
+
+def test_a_missing_inherited_file_names_the_config_that_inherits_it_and_the_line(tmp_path):
+    child = write(tmp_path, "child.yaml", "seed: 3\ninherit: nothere.yaml\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(child)
+    message = str(err.value)
+    assert message.startswith(f"{child}, line 2: `inherit: nothere.yaml` names {tmp_path / 'nothere.yaml'}, "
+                              "which does not exist")
+    assert "Fix: point `inherit:` at an existing YAML file" in message
+    (tmp_path / "folder").mkdir()
+    folder = write(tmp_path, "folder_child.yaml", "inherit: folder\n")
+    with pytest.raises(ConfigError, match=r"folder_child.yaml, line 1: .* which is a folder, not a YAML file"):
+        load_config(folder)
+
+
+def test_a_single_value_for_a_list_shows_how_to_write_a_list(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["evaluation.ks=10"])
+    assert "evaluation.ks: Input should be a valid list (got 10); write a list: --set 'evaluation.ks=[10,20,50]'" \
+        in str(err.value)
+    assert load_config(None, ["evaluation.ks=[10,20,50]"]).evaluation.ks == [10, 20, 50]  # the hint's form works
+    path = write(tmp_path, "scalar.yaml", "data:\n  columns:\n    item_numeric: price\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "write a list: item_numeric: [\"average_rating\",\"rating_number\",\"price\"]" in str(err.value)

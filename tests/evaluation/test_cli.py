@@ -100,3 +100,19 @@ def test_compare_with_a_trained_run_without_tables_says_to_evaluate(fake_run: Pa
     (fake_run / "per_user_test.parquet").unlink()
     said = _refusal("compare", str(fake_run / "baselines" / "pop"), str(fake_run))
     assert f"booktowerevaluate--run{fake_run}" in said
+
+
+@pytest.mark.parametrize("metric", ["popularity@10", "rank", "n_train"])
+def test_compare_refuses_a_metric_where_higher_is_not_better_naming_the_allowed_ones(fake_run: Path, metric):
+    """"users A better / worse" counts higher values as better: wrong for popularity@K (a lower one may be the
+    better list) and meaningless for the table's other columns."""
+    said = _refusal("compare", str(fake_run), str(fake_run / "baselines" / "pop"), "--metric", metric)
+    assert f"'{metric}'isnotaranking-qualitymetric" in said
+    assert "Fix:--metriconeofHR@10,Recall@10,Precision@10,NDCG@10,MRR@10,MAP@10,HR@20" in said
+
+
+def test_compare_says_which_direction_its_user_counts_assume(fake_run: Path):
+    result = runner.invoke(app, ["compare", str(fake_run), str(fake_run / "baselines" / "pop"), "--samples", "50",
+                                 "--metric", "MRR@20"])
+    assert result.exit_code == 0, result.output
+    assert "users A better/worse (higher MRR@20 is better)" in " ".join(result.output.split())

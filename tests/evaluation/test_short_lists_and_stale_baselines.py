@@ -153,3 +153,32 @@ def test_split_mismatch_lists_the_counts_in_argument_order():
     second = {"sha256": "b", "n_users": 286, "n_items": 50, "n_test": 286}
     assert split_mismatch(first, second) == "n_users 687 vs 286, n_test 687 vs 286"
     assert split_mismatch(first, {**first}) is None and split_mismatch(first, None) is None
+
+
+def test_baselines_of_another_split_are_moved_aside_not_left_beside_the_new_ones(fake_run, caplog):
+    """The QA's case: `baselines --models pop` on another split left ease and itemknn in RUN/baselines, and
+    `compare RUN RUN/baselines/ease` paired them as if they belonged to the new split."""
+    import pytest
+
+    from booktower.evaluation.compare import compare_runs
+
+    out = fake_run / "baselines"
+    earlier = json.loads((out / "split.json").read_text())
+    other = random_prepared(n_users=100, n_items=60, per_user=10, seed=9)
+    config = _config()
+    with caplog.at_level(logging.WARNING):
+        run_baselines(["pop"], config.baselines, other, config.evaluation.ks, 0, out)
+    aside = fake_run / f"baselines-other-split-{earlier['sha256'][:8]}"
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "pop", "split.json", "timings.json"]
+    assert sorted(p.name for p in aside.iterdir()) == ["ease", "itemknn", "metrics.json", "pop", "split.json",
+                                                        "timings.json"]
+    assert json.loads((aside / "split.json").read_text()) == earlier
+    message = " ".join(r.message for r in caplog.records)
+    assert "another split" in message and "ease, itemknn, pop" in message and str(aside) in message
+    with pytest.raises(FileNotFoundError, match=f"moved the earlier baselines aside, to {aside}"):
+        compare_runs(fake_run, out / "ease", "NDCG@10", np.random.default_rng(0), 50)
+    compare_runs(fake_run, aside / "ease", "NDCG@10", np.random.default_rng(0), 50)  # still of the run's split
+    # a second change of split keeps the first copy and names a new folder
+    run_baselines(["pop"], config.baselines, random_prepared(n_users=90, n_items=60, per_user=10, seed=3),
+                  config.evaluation.ks, 0, out)
+    assert (aside / "ease").is_dir() and len(list(fake_run.glob("baselines-other-split-*"))) == 2

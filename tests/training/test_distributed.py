@@ -116,12 +116,22 @@ def test_two_gloo_processes_match_the_single_process_run(tmp_path):
     out = _run([str(TORCHRUN), "--nproc_per_node", "2", "--standalone", "-m", "booktower", "train",
                 "--config", str(config), "--output-dir", str(double), "--resume"])
     assert "finishedtrainingat" in "".join(out.split()) and snapshot(double) == before
-    for name in ("run.json", "metrics.json"):  # as if stopped after the last epoch, before the evaluation
-        (double / name).unlink()
+    # as if stopped after the last epoch, before the evaluation: run.json unfinished, no metrics.json
+    info = json.loads((double / "run.json").read_text())
+    del info["finished"]
+    (double / "run.json").write_text(json.dumps(info))
+    (double / "metrics.json").unlink()
     out = _run([PYTHON, "-m", "booktower", "train", "--config", str(config), "--output-dir", str(double),
                 "--resume"])
     assert "resumed from" in out
     assert json.loads((double / "metrics.json").read_text())["test"]["HR@10"] == two["HR@10"]
+    resumed = json.loads((double / "run.json").read_text())
+    segments = resumed["segments"]
+    assert [s["world_size"] for s in segments] == [2, 1] and resumed["world_size"] == 1
+    assert segments[0]["command"][:2] == ["torchrun", "--nproc_per_node=2"]
+    assert segments[0]["epochs"] == list(range(1, info["epochs_run"] + 1)) and "epochs" not in segments[1]
+    assert resumed["timings_seconds"]["fit"] >= segments[0]["timings_seconds"]["fit"]  # the 2-rank fit counts
+    assert "world sizes 2 -> 1" in (double / "report.md").read_text()
 
 
 def test_ddp_leaves_the_sparse_tables_and_the_content_codes_alone(small_config):

@@ -114,7 +114,9 @@ def compare_command(
                                              callback=_paths.run_dir),
     run_opt: list[Path] | None = typer.Option(None, "--run", "-r", help="Alternative to the arguments.",
                                               callback=_paths.run_dir),
-    metric: str = typer.Option("NDCG@10", help="Per-user metric column to compare."),
+    metric: str = typer.Option("NDCG@10", help="Per-user ranking metric to compare, where higher is better: "
+                                               "HR, Recall, Precision, NDCG, MRR or MAP at a K the runs scored "
+                                               "(e.g. NDCG@20)."),
     samples: int = typer.Option(2000, callback=at_least(1), help="Bootstrap resamples (1 or more)."),
     seed: int = typer.Option(0, callback=at_least(0), help="Seed of the bootstrap (0 or more)."),
     split: Split = typer.Option(Split.test, "--split",
@@ -140,8 +142,8 @@ def compare_command(
     console.print(f"A = {chosen[0]}\nB = {chosen[1]}")
     console.print(f"{metric} ({split.value}): A {result.mean_a:.4f}  B {result.mean_b:.4f}  A - B {result.diff:+.4f} "
                   f"[{result.ci_low:+.4f}, {result.ci_high:+.4f}]  p(bootstrap) {result.p_bootstrap:.3g}  "
-                  f"p(Wilcoxon) {result.p_wilcoxon:.3g}  users A better/worse {result.wins}/{result.losses} "
-                  f"of {result.n_users}")
+                  f"p(Wilcoxon) {result.p_wilcoxon:.3g}  users A better/worse (higher {metric} is better) "
+                  f"{result.wins}/{result.losses} of {result.n_users}")
     print(json.dumps(result.as_dict()))
 
 

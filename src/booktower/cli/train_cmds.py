@@ -75,8 +75,10 @@ def train_command(
         report = result.report
     if validation_only:
         console.print(f"validation (epoch {result.fit.best_epoch}) " + _headline(result.metrics["validation"]))
+        # without training.refit_on_validation the resume goes straight to the test, with no refit to wait for
+        then = "refit, then the test" if cfg.training.refit_on_validation else "the test"
         console.print(f"wrote {output_dir}; the test split was not read. `booktower train -o {output_dir} --resume` "
-                      "completes the run: refit, then the test, scored once")
+                      f"completes the run: {then}, scored once")
         return
     console.print("test " + _headline(result.metrics["test"]))
     console.print(f"wrote {output_dir}" + (f" and {report}" if report else ""))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
@@ -59,7 +60,8 @@ def _read_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[dict[str, Any]
         raise ConfigError(f"{path}: `{INHERIT_KEY}` forms a cycle through {[str(p) for p in seen]}")
     try:
         text = path.read_text(encoding="utf-8")
-        _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), path)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _refuse_duplicate_keys(node, path)
         raw = _load_yaml(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
@@ -70,7 +72,22 @@ def _read_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[dict[str, Any]
         return [raw]
     # Inheritance lets experiment configs hold only their deltas.
     parent_path = (path.parent / str(parent)).resolve()
+    if not parent_path.is_file():  # named here, the config that inherits it is named too
+        line = _key_line(node, INHERIT_KEY)
+        what = "is a folder, not a YAML file" if parent_path.is_dir() else "does not exist"
+        raise ConfigError(f"{path}{f', line {line}' if line else ''}: `{INHERIT_KEY}: {parent}` names {parent_path}, "
+                          f"which {what}. Fix: point `{INHERIT_KEY}:` at an existing YAML file (a relative path is "
+                          f"read from {path.parent}), or remove the line")
     return [*_read_layers(parent_path, seen + (path.resolve(),)), raw]
+
+
+def _key_line(node: yaml.Node | None, key: str) -> int | None:
+    """The line of a top-level key in a composed YAML document."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+                return key_node.start_mark.line + 1
+    return None
 
 
 _DATA_PATHS = ("interactions", "items")
@@ -190,11 +207,23 @@ def _section_in(annotation: Any) -> type[BaseModel] | None:
     return sections[0] if len(sections) == 1 else None
 
 
-def explain_validation_error(exc: ValidationError, source: str) -> ConfigError:
-    return explain_errors(exc.errors(), source)
+def explain_validation_error(exc: ValidationError, source: str, overrides: list[str] | None = None) -> ConfigError:
+    return explain_errors(exc.errors(), source, overrides)
 
 
-def explain_errors(errors: list[Any], source: str) -> ConfigError:
+def _list_hint(dotted: str, loc: tuple[Any, ...], value: Any, overrides: list[str]) -> str:
+    """How to write a list where a single value was given: `--set evaluation.ks=10` is one number to YAML.
+    The example is the key's default list when it has one, else the value given, as a list."""
+    default: Any = BooktowerConfig().model_dump(mode="json")
+    for part in loc:
+        default = default.get(str(part)) if isinstance(default, dict) else None
+    example = json.dumps(default if isinstance(default, list) and default else [value], separators=(",", ":"))
+    if any(parse_override(text)[0] == [str(p) for p in loc] for text in overrides if "=" in text):
+        return f"; write a list: --set '{dotted}={example}'"
+    return f"; write a list: {dotted.rpartition('.')[2]}: {example}"
+
+
+def explain_errors(errors: list[Any], source: str, overrides: list[str] | None = None) -> ConfigError:
     """Pydantic's errors as one ConfigError: each names its dotted key; an unknown key gets the near match."""
     lines = [f"{source}: the config is not valid:"]
     for err in errors:
@@ -212,7 +241,8 @@ def explain_errors(errors: list[Any], source: str) -> ConfigError:
             message = err["msg"].removeprefix("Value error, ")
             head = message if message.startswith(dotted) else f"{dotted}: {message}"
             shown = repr(err.get("input")) in message
-            lines.append(f"  - {head}" if shown else f"  - {head} (got {err.get('input')!r})")
+            hint = _list_hint(dotted, loc, err.get("input"), overrides or []) if err["type"] == "list_type" else ""
+            lines.append((f"  - {head}" if shown else f"  - {head} (got {err.get('input')!r})") + hint)
     return ConfigError("\n".join(lines))
 
 
@@ -231,7 +261,7 @@ def load_config(path: Path | str | None, overrides: list[str] | None = None) -> 
     try:
         return BooktowerConfig.model_validate(raw)
     except ValidationError as exc:
-        raise explain_validation_error(exc, source) from None
+        raise explain_validation_error(exc, source, overrides) from None
 
 
 def dump_config(config: BooktowerConfig) -> str:

@@ -24,6 +24,12 @@ def per_user_table(path: Path, part: str = "test") -> pl.DataFrame:
 def _why_no_table(path: Path, candidate: Path, part: str) -> str:
     """What the folder without a per-user table is, and the fix for that kind: only a trained run can be
     evaluated, so `booktower evaluate` is the fix for nothing else."""
+    moved = sorted(path.parent.parent.glob(f"{path.parent.name}-other-split*/{path.name}")) if path.name else []
+    if not path.exists() and moved:  # `booktower baselines` on another split moved this one aside
+        return (f"{path} is missing: `booktower baselines` on another split moved the earlier baselines aside, "
+                f"to {', '.join(str(m.parent) for m in moved)}. They were scored on another split than the folder's "
+                f"new ones. Fix: recompute it (booktower baselines ... -o {path.parent} --models {path.name}), or "
+                f"compare {moved[-1]} with a run of its own split")
     if path.suffix == ".parquet" or not path.is_dir():
         return f"{candidate} is missing. Fix: pass a run folder, a baseline folder or a per_user_{part}.parquet file"
     models = sorted(p.parent.name for p in path.glob(f"*/per_user_{part}.parquet"))
@@ -69,6 +75,23 @@ def compare_runs(a: Path, b: Path, metric: str, rng: np.random.Generator, sample
                          "the same readers and held-out books; re-run one of them on the other's data")
     for name, table in (("A", table_a), ("B", table_b)):
         if metric not in table.columns:
-            options = ", ".join(c for c in table.columns if "@" in c)
-            raise ValueError(f"run {name} has no per-user column {metric!r}; choose from {options}")
+            raise ValueError(f"run {name} has no per-user column {metric!r}; choose from {_ranking_columns(table)}")
+    if not is_ranking_metric(metric):
+        raise ValueError(f"{metric!r} is not a ranking-quality metric: the comparison counts a user as better "
+                         f"off in A when A's value is higher, which holds for {', '.join(RANKING_METRICS)} only "
+                         f"(a lower popularity@K may be the better list). Fix: --metric one of "
+                         f"{_ranking_columns(table_a)}")
     return paired_compare(table_a, table_b, metric, rng, samples)
+
+
+RANKING_METRICS = ("HR", "Recall", "Precision", "NDCG", "MRR", "MAP")
+"""The per-user metrics where higher is better, which is what "users A better / worse" counts."""
+
+
+def is_ranking_metric(metric: str) -> bool:
+    family, at, k = metric.partition("@")
+    return bool(at) and family in RANKING_METRICS and k.isdigit()
+
+
+def _ranking_columns(table: pl.DataFrame) -> str:
+    return ", ".join(c for c in table.columns if is_ranking_metric(c))

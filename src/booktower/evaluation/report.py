@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from booktower.config import EvaluationConfig, load_config
@@ -117,7 +116,6 @@ def _image(plots: dict[str, Path], name: str, caption: str) -> str:
 
 
 def render(files: RunFiles, plots: dict[str, Path]) -> str:
-    rng = np.random.default_rng(files.seed)
     parts = [
         f"# booktower report: `{files.run_dir.name}`\n",
         ("Exact full-catalogue ranking (no sampled candidates). Validation masks train items; test masks train + "
@@ -125,8 +123,8 @@ def render(files: RunFiles, plots: dict[str, Path]) -> str:
          f"({files.evaluation.bootstrap_samples} resamples).\n"),
         changed_data_note(files.metrics),
         ensemble_note(files.run_info),
-        headline_section(files, rng),
-        comparison_section(files, rng),
+        headline_section(files),
+        comparison_section(files),
         "## Training curves\n", _image(plots, "training", "loss and validation metrics per epoch"),
         "## Metrics at K\n", _image(plots, "metric_at_k", "HR, NDCG, MRR against K"),
         slices_section(files), _image(plots, "slices", "NDCG by slice"),

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from booktower.evaluation.stats import ACTIVITY_BINS, mean_ci, paired_compare, slice_table, with_activity
+from booktower.evaluation.stats import ACTIVITY_BINS, mean_ci, named_rng, paired_compare, slice_table, with_activity
 from booktower.evaluation.tables import markdown_table
 from booktower.utils.nested import flatten
 
@@ -23,14 +23,17 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _ci_cell(per_user: pl.DataFrame | None, metric: str, mean: float | None, rng, samples: int) -> str:
+def _ci_cell(per_user: pl.DataFrame | None, metric: str, mean: float | None, rng: np.random.Generator,
+             samples: int) -> str:
     if per_user is None or metric not in per_user.columns:
         return _fmt(mean)
     value, low, high = mean_ci(per_user[metric].to_numpy(), rng, samples)
     return f"{value:.4f} [{low:.4f}, {high:.4f}]"
 
 
-def headline_section(files: RunFiles, rng: np.random.Generator) -> str:
+def headline_section(files: RunFiles) -> str:
+    """The test metrics of the model and each baseline; each interval resampled by a generator of its own
+    (`named_rng`), so that adding or removing a baseline changes no other row."""
     ks = files.evaluation.ks
     k0, samples = ks[0], files.evaluation.bootstrap_samples
     others = [f"{name}@{k}" for k in ks[1:] for name in ("HR", "NDCG")]
@@ -40,8 +43,9 @@ def headline_section(files: RunFiles, rng: np.random.Generator) -> str:
         sources[name] = (parts.get("test", {}), files.baseline_per_user.get(name))
     rows = []
     for name, (metrics, per_user) in sources.items():
-        rows.append([name, _ci_cell(per_user, f"HR@{k0}", metrics.get(f"HR@{k0}"), rng, samples),
-                     _ci_cell(per_user, f"NDCG@{k0}", metrics.get(f"NDCG@{k0}"), rng, samples),
+        cells = [_ci_cell(per_user, key, metrics.get(key), named_rng(files.seed, "headline", name, key), samples)
+                 for key in (f"HR@{k0}", f"NDCG@{k0}")]
+        rows.append([name, *cells,
                      *(_fmt(metrics.get(key)) for key in others), _fmt(metrics.get(f"MRR@{k0}")),
                      _fmt(metrics.get(f"coverage@{ks[-1]}"))])
     text = ["## Headline: test metrics beside the baselines\n", markdown_table(header, rows), ""]
@@ -70,23 +74,40 @@ def headline_section(files: RunFiles, rng: np.random.Generator) -> str:
     return "\n".join(text)
 
 
-def comparison_section(files: RunFiles, rng: np.random.Generator) -> str:
-    if files.per_user is None or not files.baseline_per_user:
+def comparison_section(files: RunFiles) -> str:
+    """The model against each baseline on the same users. A baseline without a per-user table cannot be paired:
+    a note under the table names it, since the headline still lists it from metrics.json."""
+    if not files.baselines:
         return ""
+    title = "## Paired comparison with each baseline (same users, same held-out items)\n"
+    if files.per_user is None:
+        return "\n".join([title, f"_No paired comparison: {files.run_dir / 'per_user_test.parquet'} is missing "
+                                  f"(`booktower evaluate --run {files.run_dir}` writes it)._\n"])
     metric = f"NDCG@{files.evaluation.ks[0]}"
-    rows = []
-    for name, other in files.baseline_per_user.items():
-        try:
-            c = paired_compare(files.per_user, other, metric, rng, files.evaluation.bootstrap_samples)
-        except ValueError as exc:
-            rows.append([name, "-", "-", "-", "-", str(exc).replace("|", "/")])
-            continue
-        rows.append([name, f"{c.diff:+.4f}", f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]", f"{c.p_bootstrap:.3g}",
-                     f"{c.p_wilcoxon:.3g}", f"{c.wins} / {c.losses}"])
+    rows = [_paired_row(files, name, other, metric) for name, other in files.baseline_per_user.items()]
     header = ["baseline", f"model - baseline ({metric})", "95% CI", "p (paired bootstrap)", "p (Wilcoxon)",
               "users better / worse"]
-    return "\n".join(["## Paired comparison with each baseline (same users, same held-out items)\n",
-                      markdown_table(header, rows), ""])
+    text = [title, markdown_table(header, rows), ""] if rows else [title]
+    missing = [name for name in files.baselines if name not in files.baseline_per_user]
+    if missing:
+        folder = files.run_dir / "baselines"
+        text.append(f"_Left out of this table: {', '.join(missing)}, which {'has' if len(missing) == 1 else 'have'} "
+                    f"no per-user table ({', '.join(str(folder / name / 'per_user_test.parquet') for name in missing)}"
+                    f" is missing), so {'its' if len(missing) == 1 else 'their'} users cannot be paired with the "
+                    f"model's; the headline's numbers come from {folder / 'metrics.json'}. `booktower baselines "
+                    f"--config {files.run_dir / 'config.yaml'} -o {folder} --models {','.join(missing)}` "
+                    "recomputes them._\n")
+    return "\n".join(text)
+
+
+def _paired_row(files: RunFiles, name: str, other: pl.DataFrame, metric: str) -> list[str]:
+    rng = named_rng(files.seed, "paired", name, metric)
+    try:
+        c = paired_compare(files.per_user, other, metric, rng, files.evaluation.bootstrap_samples)
+    except ValueError as exc:
+        return [name, "-", "-", "-", "-", str(exc).replace("|", "/")]
+    return [name, f"{c.diff:+.4f}", f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]", f"{c.p_bootstrap:.3g}",
+            f"{c.p_wilcoxon:.3g}", f"{c.wins} / {c.losses}"]
 
 
 def slice_tables(per_user: pl.DataFrame, ks: list[int]) -> dict[str, pl.DataFrame]:
@@ -207,5 +228,75 @@ def run_section(info: dict[str, Any], epochs: pl.DataFrame | None) -> str:
     if epochs is not None and "examples_per_s" in epochs.columns and epochs.height:
         rates = epochs["examples_per_s"]
         rows.append(["training interactions/s per epoch", f"{rates.min():,.0f}-{rates.max():,.0f}"])
-    rows.append(["command", " ".join(info.get("command") or [])])
+    if not ensemble:
+        rows.append(["world size (processes)", world_size_cell(info)])
+    rows += command_rows(info)
     return "\n".join(["## Run\n", markdown_table(["", ""], [[k, _fmt(v)] for k, v in rows]), ""])
+
+
+def _segments(info: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in info.get("segments") or [] if isinstance(s, dict)]
+
+
+def world_size_cell(info: dict[str, Any]) -> str | None:
+    """How many processes trained, and through which world sizes a resumed run went: each process trains
+    training.batch_size rows a step, so the global batch is that many times larger."""
+    segments = _segments(info)
+    sizes = [s["world_size"] for s in segments if isinstance(s.get("world_size"), int)]
+    if not sizes and isinstance(info.get("world_size"), int):
+        sizes = [info["world_size"]]
+    if not sizes:
+        return None
+    text = str(sizes[-1])
+    if max(sizes) > 1:
+        text += " (each process trains training.batch_size rows a step: the global batch is world size x that)"
+    resumes = len(segments) - 1
+    if resumes > 0:
+        text += f"; resumed {resumes} time{'s' if resumes > 1 else ''}"
+        if len(set(sizes)) > 1:
+            text += f", world sizes {' -> '.join(str(size) for size in sizes)}"
+    return text
+
+
+def shown_command(argv: list[str], world_size: Any = 1) -> str:
+    """A recorded command as a reader would type it: a run.json written before segments holds sys.argv,
+    whose booktower/__main__.py names neither `python -m` nor torchrun."""
+    if argv and str(argv[0]).endswith("__main__.py"):
+        launcher = (f"torchrun ({world_size} processes)" if isinstance(world_size, int) and world_size > 1
+                    else "python")
+        return " ".join([launcher, "-m", "booktower", *map(str, argv[1:])])
+    return " ".join(map(str, argv))
+
+
+def _epochs_span(numbers: Any) -> str | None:
+    if not isinstance(numbers, list) or not numbers:
+        return None
+    return f"{numbers[0]}" if len(numbers) == 1 else f"{numbers[0]}-{numbers[-1]}"
+
+
+def _segment_note(segment: dict[str, Any], last: bool) -> str:
+    parts = [f"world size {segment.get('world_size')}", segment.get("device")]
+    trained = _epochs_span(segment.get("epochs"))
+    refit = _epochs_span(segment.get("refit_epochs"))
+    parts.append(f"epochs {trained}" if trained else "no epoch trained")
+    if refit:
+        parts.append(f"refit epochs {refit}")
+    if segment.get("ended_by"):
+        parts.append(str(segment["ended_by"]).replace("_", " "))
+    elif not last:  # never closed: killed (SIGKILL, a lost machine) after its last checkpointed epoch
+        parts.append("ended without closing (killed)")
+    return ", ".join(str(p) for p in parts if p)
+
+
+def command_rows(info: dict[str, Any]) -> list[list[Any]]:
+    """The command of each start and resume (run.json's segments), each with its world size, the epochs it
+    trained and how it ended; a run.json without segments gives its one command."""
+    segments = _segments(info)
+    if not segments:
+        return [["command", shown_command(info.get("command") or [], info.get("world_size"))]]
+    rows = []
+    for number, segment in enumerate(segments):
+        label = "command" if number == 0 else f"resume {number}"
+        command = shown_command(segment.get("command") or [], segment.get("world_size"))
+        rows.append([label, f"{command} ({_segment_note(segment, number == len(segments) - 1)})"])
+    return rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,14 @@ def bootstrap_means(values: np.ndarray, rng: np.random.Generator, samples: int, 
         idx = rng.integers(0, n, size=(size, n))  # (size, n)
         out[start : start + size] = values[idx].mean(axis=1)
     return out
+
+
+def named_rng(seed: int, *names: str) -> np.random.Generator:
+    """A generator of its own for one named interval or comparison (e.g. the report's seed, "paired", "ease",
+    "NDCG@10"): drawn from one shared generator in turn, an interval would change whenever another baseline
+    came or went before it."""
+    key = zlib.crc32("\x1f".join(names).encode("utf-8"))  # stable across processes, unlike hash()
+    return np.random.default_rng([int(seed), key])
 
 
 def mean_ci(values: np.ndarray, rng: np.random.Generator, samples: int = 1000, level: float = 0.95) -> tuple[float, float, float]:

@@ -27,12 +27,12 @@ from booktower.tracking import Tracker, check_local_store
 from booktower.training.trainer import FitResult, Trainer, apply_thread_limit, resolve_device
 from booktower.utils.atomic import atomic_write_json, atomic_write_text
 from booktower.utils.runinfo import (
+    RunSegment,
     Timings,
     finished_at,
     mark_finished,
     peak_memory_mb,
     record_start,
-    recorded_timings,
     write_run_info,
 )
 
@@ -234,13 +234,41 @@ def train_run(config: BooktowerConfig, run_dir: Path | str, resume: bool = False
         shutdown(dist)
 
 
+@dataclass
+class _Record:
+    """What rank 0 records as the run goes: its step timings, its segment of run.json (timings added to the
+    earlier segments'), its MLflow run."""
+
+    timings: Timings
+    segment: RunSegment
+    tracker: Tracker
+
+    def epoch(self, row: dict) -> None:
+        self.segment.trained("epochs", row["epoch"], self.timings.so_far())
+        self.tracker.log_epoch(row)
+
+    def refit_epoch(self, row: dict) -> None:
+        self.segment.trained("refit_epochs", row["epoch"], self.timings.so_far())
+        self.tracker.log_refit_epoch(row)
+
+    def total(self) -> dict[str, float]:
+        return self.segment.total(self.timings.seconds)
+
+    def stopped(self, exc: BaseException) -> None:
+        how = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else f"failed: {type(exc).__name__}"
+        try:
+            self.segment.close(how, self.timings.so_far())
+        except OSError as error:  # a full or read-only disk: the run's own error is the one to raise
+            log.warning("run.json could not record how this segment ended (%s): %s", how, error)
+        self.tracker.fail()
+
+
 def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: PreparedData | None,
                dist: DistContext, validation_only: bool) -> TrainResult:
     timings = Timings()
     config_yaml = dump_config(config)
     if resume:
         _check_resumable(run_dir, config, dist)
-        timings.seconds.update(recorded_timings(run_dir))  # the run's time so far: its steps add to them
     apply_thread_limit(config.training)
     inputs: list[Path] = []
     with timings.step("prepare"):
@@ -259,58 +287,75 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
         dist.barrier()  # wait for rank 0's final evaluation and artefacts
         return TrainResult(run_dir, {}, fit, model, data)
     _open_run_dir(run_dir, config_yaml, data, resume, inputs)
-    tracker = Tracker.start(config, run_dir, resume)
+    segment = RunSegment(run_dir, dist.world_size, str(device))
+    segment.open()
+    record = _Record(timings, segment, Tracker.start(config, run_dir, resume))
     try:
         with timings.step("fit"):
-            fit = trainer.fit(resume=resume, on_epoch=tracker.log_epoch)
+            fit = trainer.fit(resume=resume, on_epoch=record.epoch)
         if validation_only:
-            return _stop_after_fit(config, run_dir, fit, model, data, inputs, timings, tracker, dist)
-        load_weights(fit.best_checkpoint, model)
-        test_model = model
-        if config.training.refit_on_validation:
-            with timings.step("refit"):
-                test_model = refit(config, data, fit.best_epoch, run_dir, dist, resume=resume)
-        save_model(test_model, run_dir / "model")
-        with timings.step("evaluate"):
-            # the test split is scored here, once (by the refit model when there is one); validation by the
-            # selected checkpoint; diagnostics and audit beside them
-            metrics = evaluate_trained(run_dir, model, data, config, test_model=test_model).metrics()
-        write_run_info(run_dir, config_yaml=config_yaml, seed=config.seed, inputs=inputs, timings=timings.seconds,
-                       extra={"device": str(device), "best_epoch": fit.best_epoch, "epochs_run": len(fit.rows),
-                              "stopped_early": fit.stopped_early, "peak_rss_mb": round(peak_memory_mb(), 1),
-                              "world_size": dist.world_size, "training_step": trainer.step_kind(),
-                              "refit_on_validation": config.training.refit_on_validation})
-        with timings.step("report"):
-            report = maybe_write_report(run_dir)
-        (run_dir / VALIDATION_ONLY_FILE).unlink(missing_ok=True)  # a completed probe: metrics.json says it all
-        mark_finished(run_dir, timings.seconds)  # last: an interruption before it leaves a run to resume
-        tracker.finish(metrics, run_dir)
-    except BaseException:
-        tracker.fail()
+            return _stop_after_fit(config, run_dir, fit, model, data, inputs, record, dist)
+        result = _complete(config, run_dir, fit, model, trainer, data, inputs, record, dist, resume)
+    except BaseException as exc:
+        record.stopped(exc)
         raise
-    log.info("test: %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()
+    log.info("test: %s", ", ".join(f"{k} {v:.4f}" for k, v in result.metrics["test"].items()
                                   if k.split("@")[0] in ("HR", "NDCG") and "@" in k))
     dist.barrier()
+    return result
+
+
+def _complete(config: BooktowerConfig, run_dir: Path, fit: FitResult, model: TwoTower, trainer: Trainer,
+              data: PreparedData, inputs: list[Path], record: _Record, dist: DistContext,
+              resume: bool) -> TrainResult:
+    """After the fit: the refit, the test scored once, run.json, the report, and `finished` written last (an
+    interruption before it leaves a run to resume)."""
+    timings = record.timings
+    load_weights(fit.best_checkpoint, model)
+    test_model = model
+    if config.training.refit_on_validation:
+        with timings.step("refit"):
+            test_model = refit(config, data, fit.best_epoch, run_dir, dist, resume=resume,
+                               on_epoch=record.refit_epoch)
+    save_model(test_model, run_dir / "model")
+    with timings.step("evaluate"):
+        # the test split is scored here, once (by the refit model when there is one); validation by the
+        # selected checkpoint; diagnostics and audit beside them
+        metrics = evaluate_trained(run_dir, model, data, config, test_model=test_model).metrics()
+    write_run_info(run_dir, config_yaml=dump_config(config), seed=config.seed, inputs=inputs, timings=record.total(),
+                   extra={"device": record.segment.entry["device"], "best_epoch": fit.best_epoch,
+                          "epochs_run": len(fit.rows), "stopped_early": fit.stopped_early,
+                          "peak_rss_mb": round(peak_memory_mb(), 1), "world_size": dist.world_size,
+                          "training_step": trainer.step_kind(),
+                          "refit_on_validation": config.training.refit_on_validation})
+    with timings.step("report"):
+        report = maybe_write_report(run_dir)
+    (run_dir / VALIDATION_ONLY_FILE).unlink(missing_ok=True)  # a completed probe: metrics.json says it all
+    record.segment.close("finished", timings.seconds)
+    mark_finished(run_dir, record.total())
+    record.tracker.finish(metrics, run_dir)
     return TrainResult(run_dir, metrics, fit, test_model, data, report, selected=model)
 
 
 def _stop_after_fit(config: BooktowerConfig, run_dir: Path, fit: FitResult, model: TwoTower, data: PreparedData,
-                    inputs: list[Path], timings: Timings, tracker: Tracker, dist: DistContext) -> TrainResult:
+                    inputs: list[Path], record: _Record, dist: DistContext) -> TrainResult:
     """A validation-only run's end: the selected checkpoint scored on every validation reader is its result.
     run.json records what ran but not `finished`, which is what lets a later `--resume` go on to the refit and
     the test."""
     load_weights(fit.best_checkpoint, model)
-    with timings.step("evaluate"):
+    with record.timings.step("evaluate"):
         validation = evaluate_validation(run_dir, model, data, config).metrics
+    then = "refit, then the test" if config.training.refit_on_validation else "the test"
     atomic_write_json(run_dir / VALIDATION_ONLY_FILE, {
         "best_epoch": fit.best_epoch, "epochs_run": len(fit.rows), "stopped_early": fit.stopped_early,
         "selected_by": config.training.early_stopping.metric, "validation": validation,
-        "test": "not scored: `booktower train -o RUN --resume` completes the run (refit, then the test, once)"})
+        "test": f"not scored: `booktower train -o RUN --resume` completes the run ({then}, once)"})
+    record.segment.close("validation_only", record.timings.seconds)
     write_run_info(run_dir, config_yaml=dump_config(config), seed=config.seed, inputs=inputs,
-                   timings=timings.seconds, extra={"validation_only": True, "best_epoch": fit.best_epoch,
-                                                   "epochs_run": len(fit.rows), "world_size": dist.world_size,
-                                                   "peak_rss_mb": round(peak_memory_mb(), 1)})
-    tracker.finish({"validation": validation}, run_dir)
+                   timings=record.total(), extra={"validation_only": True, "best_epoch": fit.best_epoch,
+                                                  "epochs_run": len(fit.rows), "world_size": dist.world_size,
+                                                  "peak_rss_mb": round(peak_memory_mb(), 1)})
+    record.tracker.finish({"validation": validation}, run_dir)
     log.info("validation (epoch %d): %s; the test split was not read", fit.best_epoch,
              ", ".join(f"{k} {v:.4f}" for k, v in validation.items() if k.split("@")[0] in ("HR", "NDCG")))
     dist.barrier()

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from booktower.config import BooktowerConfig
 from booktower.data.types import PreparedData
@@ -35,10 +37,12 @@ def with_validation_in_train(data: PreparedData) -> PreparedData:
 
 
 def refit(config: BooktowerConfig, data: PreparedData, epochs: int, run_dir: Path,
-          dist: DistContext | None = None, resume: bool = False) -> TwoTower:
+          dist: DistContext | None = None, resume: bool = False,
+          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TwoTower:
     """A fresh model trained on train + validation for `epochs` epochs (no validation, no early stopping);
     `resume` continues an interrupted refit from RUN/refit/checkpoints/last. Under torchrun every rank calls
-    it, as for the selection run."""
+    it, as for the selection run. `on_epoch(row)` sees each refit epoch's row once it is checkpointed (rank 0
+    records it in run.json and MLflow)."""
     from booktower.training.pipeline import build_model
     from booktower.training.trainer import Trainer, resolve_device
 
@@ -54,5 +58,5 @@ def refit(config: BooktowerConfig, data: PreparedData, epochs: int, run_dir: Pat
     if resume:
         found = find_resume_checkpoint(trainer.checkpoints) if dist.is_main else None
         resume = dist.broadcast(found is not None)  # the other ranks' value is replaced by rank 0's
-    trainer.fit(resume=resume)
+    trainer.fit(resume=resume, on_epoch=on_epoch)
     return model

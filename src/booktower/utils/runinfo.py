@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import torch
 
@@ -104,14 +104,29 @@ class Timings:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self._open: dict[str, float] = {}
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
+        self._open[name] = start
         try:
             yield
         finally:
+            self._open.pop(name, None)
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
+
+    def so_far(self) -> dict[str, float]:
+        """`seconds` with the steps still running counted up to now: what a run killed at this moment spent."""
+        now = time.perf_counter()
+        current = dict(self.seconds)
+        for name, start in self._open.items():
+            current[name] = round(current.get(name, 0.0) + now - start, 3)
+        return current
+
+
+_KEPT_ON_REWRITE = ("started", "segments")
+"""run.json keys a rewrite keeps: when a training run started, and its segments (one per start or resume)."""
 
 
 def write_run_info(
@@ -134,6 +149,9 @@ def write_run_info(
         "command": sys.argv,
         WORKING_DIRECTORY: str(Path.cwd()),  # what the config's relative data paths were read against
     }
+    # a resumed run's history: written when it started and at each resume, it must outlive this rewrite
+    earlier = _run_json(output_dir) or {}
+    info.update({key: earlier[key] for key in _KEPT_ON_REWRITE if key in earlier})
     if extra:
         info.update(extra)
     atomic_write_json(output_dir / "run.json", info)
@@ -146,8 +164,7 @@ def record_start(run_dir: Path, inputs: list[Path] | None = None) -> None:
     """A training run's first run.json: the folder its config's relative paths are read against, kept there
     until the finished run's run.json replaces it, so that an interrupted run resumes from any folder; and the
     input files' sha256s, so that a resume refuses files changed since the run started."""
-    atomic_write_json(Path(run_dir) / "run.json", {WORKING_DIRECTORY: str(Path.cwd()),
-                                                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    atomic_write_json(Path(run_dir) / "run.json", {WORKING_DIRECTORY: str(Path.cwd()), "started": _now(),
                                                    "inputs": file_fingerprint([p for p in inputs or [] if p.exists()])})
 
 
@@ -182,6 +199,87 @@ def recorded_timings(run_dir: Path) -> dict[str, float]:
     return {str(k): float(v) for k, v in recorded.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+SEGMENTS = "segments"
+"""run.json's history of a training run: one entry per start or resume, each with its command, world size,
+device, start and end, the epochs it trained and its step timings. The run's `timings_seconds` is their sum;
+`command` and `world_size` stay the last segment's."""
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def launch_command(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The command as typed, near enough to run again. Under `python -m` or torchrun, sys.argv starts with
+    booktower/__main__.py, which names neither the launcher nor how many processes it started (the global
+    batch is that many times training.batch_size)."""
+    argv = list(sys.argv if argv is None else argv)
+    env = os.environ if environ is None else environ
+    if not argv or not argv[0].endswith("__main__.py"):
+        return argv
+    module = ["-m", Path(argv[0]).parent.name or "booktower", *argv[1:]]
+    if "TORCHELASTIC_RUN_ID" not in env and "LOCAL_WORLD_SIZE" not in env:
+        return ["python", *module]
+    local, world = env.get("LOCAL_WORLD_SIZE", "1"), env.get("WORLD_SIZE", env.get("LOCAL_WORLD_SIZE", "1"))
+    nodes = ([f"--nnodes={int(world) // int(local)}"]
+             if world != local and world.isdigit() and local.isdigit() and int(local) > 0 else [])
+    return ["torchrun", f"--nproc_per_node={local}", *nodes, *module]
+
+
+def sum_timings(parts: list[dict[str, Any]]) -> dict[str, float]:
+    """Step timings added up over segments (each a dict of step -> seconds), in the order steps first ran."""
+    total: dict[str, float] = {}
+    for timings in parts:
+        for name, value in (timings or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                total[name] = round(total.get(name, 0.0) + float(value), 3)
+    return total
+
+
+class RunSegment:
+    """This process's entry in run.json's `segments` (rank 0 writes it). Opened when training starts or resumes,
+    updated after every checkpointed epoch, so that a SIGKILL keeps the time up to the last checkpoint, and
+    closed with how the segment ended (finished, validation_only, interrupted, failed: ...)."""
+
+    def __init__(self, run_dir: Path, world_size: int, device: str) -> None:
+        self.run_dir = Path(run_dir)
+        self.entry: dict[str, Any] = {"command": launch_command(), "world_size": world_size, "device": device,
+                                      "started": _now()}
+        self.index = 0
+        self.earlier: dict[str, float] = {}
+
+    def open(self) -> None:
+        info = _run_json(self.run_dir) or {}
+        segments = [s for s in info.get(SEGMENTS) or [] if isinstance(s, dict)]
+        # a run.json written before segments were recorded holds only its total so far
+        self.earlier = (sum_timings([s.get("timings_seconds") or {} for s in segments]) if segments
+                        else recorded_timings(self.run_dir))
+        self.index = len(segments)
+        self._write(info, [*segments, self.entry])
+
+    def trained(self, key: str, epoch: int, timings: dict[str, float]) -> None:
+        """Epoch `epoch` of `key` ("epochs", or "refit_epochs") finished and was checkpointed."""
+        self.entry.setdefault(key, []).append(int(epoch))
+        self.entry["timings_seconds"] = timings
+        self._write(_run_json(self.run_dir) or {})
+
+    def close(self, ended_by: str, timings: dict[str, float]) -> None:
+        self.entry.update(ended=_now(), ended_by=ended_by, timings_seconds=timings)
+        self._write(_run_json(self.run_dir) or {})
+
+    def total(self, timings: dict[str, float]) -> dict[str, float]:
+        """The run's timings: the earlier segments' and this one's `timings`."""
+        return sum_timings([self.earlier, timings])
+
+    def _write(self, info: dict[str, Any], segments: list[dict[str, Any]] | None = None) -> None:
+        if segments is None:
+            segments = [s for s in info.get(SEGMENTS) or [] if isinstance(s, dict)][: self.index]
+            self.index = len(segments)  # a run.json rewritten without the earlier segments: stay the last
+            segments.append(self.entry)
+        info[SEGMENTS] = segments
+        atomic_write_json(self.run_dir / "run.json", info)
+
+
 def finished_at(run_dir: Path) -> str | None:
     """When the training run in `run_dir` finished (run.json's `finished`), or None while it has not."""
     info = _run_json(run_dir)
@@ -194,7 +292,7 @@ def mark_finished(run_dir: Path, timings: dict[str, float]) -> None:
     info = _run_json(run_dir)
     if info is None:
         raise FileNotFoundError(f"{run_dir}/run.json is missing or unreadable: write_run_info comes first")
-    info.update({"timings_seconds": timings, FINISHED: time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    info.update({"timings_seconds": timings, FINISHED: _now()})
     atomic_write_json(Path(run_dir) / "run.json", info)
 
 

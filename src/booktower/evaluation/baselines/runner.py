@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,16 +77,51 @@ def _short(metrics: dict[str, float]) -> str:
 
 def _earlier_results(output_dir: Path, ours: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Metrics and timings already in `output_dir` for this very split, so baselines can be added one command
-    at a time; results computed on another split are dropped, never mixed in."""
+    at a time; results computed on another split are moved aside, never mixed in."""
     theirs = read_split_identity(output_dir)
     if theirs is None or theirs.get("sha256") != ours["sha256"]:
-        if (output_dir / "metrics.json").exists():
-            log.warning("%s holds baselines of another split (%s): they are replaced", output_dir,
-                        split_mismatch(theirs, ours) or "no split.json")  # the folder's counts first
+        _move_other_split_aside(output_dir, theirs, ours)
         return {}, {}
     earlier = [json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
                for p in (output_dir / "metrics.json", output_dir / "timings.json")]
     return earlier[0], earlier[1]
+
+
+_SPLIT_FILES = ("metrics.json", "timings.json", "split.json")
+
+
+def _move_other_split_aside(output_dir: Path, theirs: dict[str, Any] | None, ours: dict[str, Any]) -> None:
+    """Move another split's baselines (their per-model folders and metrics) into a sibling folder named after
+    that split. Left in place, a model this command does not recompute would stay beside the new split's
+    metrics, and `compare RUN DIR/<model>` would pair it as if it were of the new split."""
+    if not output_dir.is_dir():
+        return
+    listed = set()
+    try:
+        listed = set(json.loads((output_dir / "metrics.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        pass
+    models = sorted(p.name for p in output_dir.iterdir() if p.is_dir() and (p.name in BASELINES or p.name in listed))
+    moved = [name for name in (*_SPLIT_FILES, *models) if (output_dir / name).exists()]
+    if not moved or moved == ["split.json"]:
+        return
+    digest = str((theirs or {}).get("sha256") or "")[:8]
+    aside = _free_name(output_dir.parent / f"{output_dir.name}-other-split{'-' + digest if digest else ''}")
+    aside.mkdir(parents=True)
+    for name in moved:
+        shutil.move(str(output_dir / name), str(aside / name))
+    log.warning("%s held baselines of another split (%s): this split's replace them, and the earlier ones (%s) "
+                "were moved to %s", output_dir, split_mismatch(theirs, ours) or "no split.json",
+                ", ".join(models) or "metrics only", aside)  # the folder's counts first
+
+
+def _free_name(path: Path) -> Path:
+    """`path`, or path-2, path-3, ... when it is taken."""
+    candidate, number = path, 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.name}-{number}")
+    return candidate
 
 
 def run_baselines(names: list[str], config: BaselineConfig, data: PreparedData, ks: list[int], seed: int,
