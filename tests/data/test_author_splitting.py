@@ -125,3 +125,12 @@ def test_the_config_key_sets_the_separator_for_prepare_and_its_warning_reaches_t
     crowded = prepare_from_raw(_raw(["Green, John, Levithan, David", "Grisham, John, Patterson, James",
                                      "Lee, Harper, Capote, Truman"]), CONFIG, DropLedger())
     assert any("data.features.author_separator" in w for w in crowded.summary["warnings"])
+
+
+def test_an_empty_author_separator_is_refused_with_the_quoting_hint():
+    import pytest
+
+    from booktower.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"author_separator is empty: YAML reads a bare \|"):
+        load_config(None, ["data.features.author_separator=|"])

@@ -61,3 +61,18 @@ def test_strict_makes_a_placeholder_id_an_error(tmp_path):
     with pytest.raises(DataError, match=r"placeholder_user_id\) on line 5 of log4.csv") as err:
         load_raw(_config(tmp_path, REAL + "NULL,1,1500000000\n", strict=True), DropLedger(strict=True))
     assert err.value.column == "user_id" and "real id" in str(err.value).split("Fix:")[1]
+
+
+
+
+def test_a_placeholder_id_in_the_catalogue_is_no_book(tmp_path):
+    config = _config(tmp_path, REAL)
+    (tmp_path / "books.csv").write_text("item_id,title\n1,One\nNULL,Nothing\n2,Two\nn/a,Nobody\n3,Three\n")
+    source = config.source.model_copy(update={"items": tmp_path / "books.csv"})
+    columns = config.columns.model_copy(update={"item_author": None, "item_categories": None, "item_numeric": [],
+                                                "item_count_columns": [], "item_nonnegative": []})
+    ledger = DropLedger()
+    raw, _ = load_raw(config.model_copy(update={"source": source, "columns": columns}), ledger)
+    assert raw.catalogue["item_id"].to_list() == ["1", "2", "3"]
+    assert ledger.as_dict() == {"catalogue_placeholder_item_id": 2}
+    assert ledger.notes["catalogue_placeholder_item_id"] == "on lines 3 and 5 of books.csv (the header is line 1)"

@@ -222,7 +222,7 @@ def test_a_member_process_that_fails_is_named_with_its_log_and_the_rest_are_kept
                                       "7,8", "--jobs", "2", "-o", str(tmp_path / "ens")])
     said = "".join(result.output.split())  # long paths wrap anywhere
     assert result.exit_code == 2, result.output
-    assert "".join(f"1 of 2 members did not finish: seed 8 (exit 2): {members / 'seed-8.log'}".split()) in said
+    assert "".join(f"1 of 2 members failed: seed 8 stopped (exit 2; {members / 'seed-8.log'})".split()) in said
     assert "is a file, not a folder" in " ".join(result.output.split())  # the member's own error, from its log
     assert "finishedmembersarekept" in said and not (tmp_path / "ens").exists()
     assert json.loads((members / "seed-7" / "run.json").read_text()).get("finished")

@@ -197,6 +197,15 @@ class FeatureConfig(StrictModel):
     author_separator: str | None = None
     """What separates two authors in the author column (e.g. `;`). None: `;`, ` & ` and ` and ` do, and commas too
     unless the column holds "Surname, Forename" names (decided over the training books, saved with the model)."""
+
+    @field_validator("author_separator", mode="before")
+    @classmethod
+    def _separator_not_empty(cls, value: Any) -> Any:
+        """An empty separator would split every character into an author."""
+        if value is not None and str(value) == "":
+            raise ValueError("data.features.author_separator is empty: YAML reads a bare | (or >) as empty text; "
+                             "quote it, e.g. '|', or leave the key out")
+        return value
     category_path: bool = True
     """Categories are a path (root first; every prefix is a feature level). False: an unordered set of tags
     (e.g. MovieLens genres), each its own level, and CAL uses the first tag."""

@@ -13,7 +13,7 @@ from booktower.data.errors import DataError, DropLedger
 from booktower.data.locations import SHOWN, TableFile
 from booktower.data.readers import blank_rows
 from booktower.data.textparse import parse_list_column, parse_text_column
-from booktower.data.values import read_numbers, unreadable_rows
+from booktower.data.values import PLACEHOLDERS, read_numbers, unreadable_rows
 from booktower.utils.wording import counted
 
 
@@ -58,6 +58,9 @@ def standardise_catalogue(table: TableFile, columns: ColumnMapping, ledger: Drop
     out = drop_rows(out, blank_rows(frame, no_id), "catalogue_empty_row", ledger, table, None, fix=BLANK_FIX)
     out = drop_rows(out, pl.col("item_id").is_null() | (pl.col("item_id") == ""), "catalogue_missing_item_id",
                     ledger, table, columns.catalogue_id)
+    # as in the log: a `NULL` or `n/a` id is no book of that name (it would be counted, and served, as one)
+    out = drop_rows(out, pl.col("item_id").str.to_lowercase().is_in(PLACEHOLDERS), "catalogue_placeholder_item_id",
+                    ledger, table, columns.catalogue_id, fix="give those books their real id, or remove the rows")
     out = drop_rows(out, pl.col("item_id").is_first_distinct().not_(), "catalogue_duplicate_item", ledger, table,
                     columns.catalogue_id, fix="each book must appear once in the catalogue; the first row is kept")
     for name in columns.item_nonnegative:

@@ -58,13 +58,19 @@ def train_side_by_side(config: BooktowerConfig, seeds: list[int], members_dir: P
              member_log(members_dir, seeds[0]).with_name("seed-S.log"))
     failed = _run_all(members, config_file, jobs, _thread_env(config, jobs))
     if failed:
-        named = "; ".join(f"seed {m.seed} (exit {m.process.returncode if m.process else '?'}): {m.log_file}"
-                          for m in failed)
-        raise DataError(f"{len(failed)} of {len(members)} members did not finish: {named}. Its last lines:\n"
-                        + _tail(failed[0].log_file),
-                        fix="read the log, fix the cause and run the same command again: finished members are "
-                            "kept and interrupted ones resumed")
+        raise DataError(_failure(members, failed), fix="fix the cause and run the same command again: finished "
+                                                       "members are kept and interrupted ones resumed")
     return [member.run_dir for member in members]
+
+
+def _failure(members: list[_Member], failed: list[_Member]) -> str:
+    """Each failed member with its own error (the last lines of its log), and the members never started."""
+    told = [f"seed {m.seed} stopped (exit {m.process.returncode}; {m.log_file}):\n{_tail(m.log_file, 6)}"
+            for m in failed]
+    waiting = [str(m.seed) for m in members if m.process is None]
+    if waiting:
+        told.append(f"not started after that: seed{'s' if len(waiting) > 1 else ''} {', '.join(waiting)}")
+    return f"{len(failed)} of {len(members)} members failed:\n" + "\n".join(told)
 
 
 def _run_all(members: list[_Member], config_file: Path, jobs: int, env: dict[str, str]) -> list[_Member]:
