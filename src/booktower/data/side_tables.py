@@ -49,18 +49,10 @@ def standardise_catalogue(table: TableFile, columns: ColumnMapping, ledger: Drop
         else pl.lit([], dtype=pl.List(pl.String)),
         row=pl.int_range(frame.height, dtype=pl.Int64),
     )
-    for name in columns.item_numeric:
-        values = _numbers_as_missing(table, name, "data.columns.item_numeric", ledger, missing, "catalogue", warnings)
-        out = out.with_columns(values.alias(f"num:{name}"))
-    for name in columns.item_categorical:
-        out = out.with_columns(frame[name].cast(pl.String).alias(f"cat:{name}"))
-    no_id = out.select(pl.col("item_id").is_null() | (pl.col("item_id") == "")).to_series()
-    out = drop_rows(out, blank_rows(frame, no_id), "catalogue_empty_row", ledger, table, None, fix=BLANK_FIX)
-    out = drop_rows(out, pl.col("item_id").is_null() | (pl.col("item_id") == ""), "catalogue_missing_item_id",
-                    ledger, table, columns.catalogue_id)
-    # as in the log: a `NULL` or `n/a` id is no book of that name (it would be counted, and served, as one)
-    out = drop_rows(out, pl.col("item_id").str.to_lowercase().is_in(PLACEHOLDERS), "catalogue_placeholder_item_id",
-                    ledger, table, columns.catalogue_id, fix="give those books their real id, or remove the rows")
+    out = _metadata(out, table, "catalogue", "item", columns.item_numeric, columns.item_categorical, ledger, missing,
+                    warnings)
+    out = _drop_rows_without_ids(out, table, "catalogue", "item_id", columns.catalogue_id, ledger,
+                                 fix="give those books their real id, or remove the rows")
     out = drop_rows(out, pl.col("item_id").is_first_distinct().not_(), "catalogue_duplicate_item", ledger, table,
                     columns.catalogue_id, fix="each book must appear once in the catalogue; the first row is kept")
     for name in columns.item_nonnegative:
@@ -73,6 +65,29 @@ def standardise_catalogue(table: TableFile, columns: ColumnMapping, ledger: Drop
     return out.drop("row")
 
 
+def _metadata(out: pl.DataFrame, table: TableFile, name: str, side: str, numeric: list[str], categorical: list[str],
+              ledger: DropLedger, missing: DropLedger, warnings: list[str]) -> pl.DataFrame:
+    """`out` with the table's `num:` columns (a value that is not a number set to missing, counted) and `cat:` ones."""
+    for column in numeric:
+        values = _numbers_as_missing(table, column, f"data.columns.{side}_numeric", ledger, missing, name, warnings)
+        out = out.with_columns(values.alias(f"num:{column}"))
+    for column in categorical:
+        out = out.with_columns(table.frame[column].cast(pl.String).alias(f"cat:{column}"))
+    return out
+
+
+def _drop_rows_without_ids(out: pl.DataFrame, table: TableFile, name: str, id_field: str, id_column: str,
+                           ledger: DropLedger, fix: str) -> pl.DataFrame:
+    """Blank rows, rows without an id, and rows whose id is a placeholder (`NULL`, `n/a`: as in the log, no reader
+    or book of that name), each dropped and counted under `<name>_...`."""
+    no_id = out.select(pl.col(id_field).is_null() | (pl.col(id_field) == "")).to_series()
+    out = drop_rows(out, blank_rows(table.frame, no_id), f"{name}_empty_row", ledger, table, None, fix=BLANK_FIX)
+    out = drop_rows(out, pl.col(id_field).is_null() | (pl.col(id_field) == ""), f"{name}_missing_{id_field}", ledger,
+                    table, id_column, fix=fix)
+    return drop_rows(out, pl.col(id_field).str.to_lowercase().is_in(PLACEHOLDERS), f"{name}_placeholder_{id_field}",
+                     ledger, table, id_column, fix=fix)
+
+
 def standardise_users(table: TableFile, columns: ColumnMapping, ledger: DropLedger, missing: DropLedger,
                       warnings: list[str]) -> pl.DataFrame:
     frame = table.frame
@@ -82,15 +97,10 @@ def standardise_users(table: TableFile, columns: ColumnMapping, ledger: DropLedg
     require_mapped(frame, table.path, "users", mapped)
     out = frame.select(pl.col(columns.user).cast(pl.String).str.strip_chars().alias("user_id"))
     out = out.with_columns(row=pl.int_range(frame.height, dtype=pl.Int64))
-    for name in columns.user_numeric:
-        values = _numbers_as_missing(table, name, "data.columns.user_numeric", ledger, missing, "users", warnings)
-        out = out.with_columns(values.alias(f"num:{name}"))
-    for name in columns.user_categorical:
-        out = out.with_columns(frame[name].cast(pl.String).alias(f"cat:{name}"))
-    no_id = out.select(pl.col("user_id").is_null() | (pl.col("user_id") == "")).to_series()
-    out = drop_rows(out, blank_rows(frame, no_id), "users_empty_row", ledger, table, None, fix=BLANK_FIX)
-    out = drop_rows(out, pl.col("user_id").is_null() | (pl.col("user_id") == ""), "users_missing_user_id", ledger,
-                    table, columns.user, fix="give each row of the users table its reader's id, or remove the row")
+    out = _metadata(out, table, "users", "user", columns.user_numeric, columns.user_categorical, ledger, missing,
+                    warnings)
+    out = _drop_rows_without_ids(out, table, "users", "user_id", columns.user, ledger,
+                                 fix="give each row of the users table its reader's id, or remove the row")
     out = drop_rows(out, pl.col("user_id").is_first_distinct().not_(), "users_duplicate_user", ledger, table,
                     columns.user)
     return out.drop("row")
