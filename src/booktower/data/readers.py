@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import difflib
 import gzip
 import json
@@ -24,6 +23,7 @@ from booktower.data._encodings import (
     warn_control_characters,
     wide_encoding,
 )
+from booktower.data._malformed import first_bad_csv_row, json_line_problem
 from booktower.data.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ def _read_csv(path: Path, role: str, separator: str | None, encoding: str, named
     except pl.exceptions.NoDataError:
         raise DataError(f"the {role} file is empty", path=path, fix=_give_rows(role, named_by)) from None
     except (pl.exceptions.ComputeError, pl.exceptions.ShapeError) as exc:
-        where = _first_bad_csv_row(path, sep)
+        where = first_bad_csv_row(path, sep)
         raise DataError(
             f"the {role} file could not be parsed as CSV with separator {_separator_name(sep)}: "
             f"{where or str(exc).splitlines()[0]}{'; correct or delete that row' if where else ''}",
@@ -262,33 +262,12 @@ def _csv_fix(sep: str, named_by: str) -> str:
             'line break, and write a quote inside it twice (""); or save the file again as CSV from a spreadsheet')
 
 
-def _first_bad_csv_row(path: Path, sep: str) -> str | None:
-    """Where a CSV that polars refused goes wrong as Python's csv module reads it ("line 7 has ..."); None
-    when it finds nothing (polars is stricter about a stray quote) or cannot read the file."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    start = 2  # the line the current row starts on
-    try:
-        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
-            reader = csv.reader(handle, delimiter=sep, strict=True)
-            header = next(reader, [])
-            for row in reader:
-                if len(row) > len(header):
-                    return f"line {start} has {len(row)} fields, the header {len(header)}"
-                start = reader.line_num + 1
-    except csv.Error as exc:
-        unclosed = ": a quote opened there is never closed" if "end of data" in str(exc) else ""
-        return f"the row starting on line {start} is not valid CSV ({exc}{unclosed})"
-    except _UNREADABLE:
-        return None
-    return None
-
-
 def ndjson_keys(path: Path, role: str, n_lines: int = 200) -> list[str]:
     """Field names seen in the first lines of a JSON-lines file (to validate a mapping before a full read)."""
     _check_exists(path, role)
     keys: dict[str, None] = {}
     for number, line in _first_lines(path, n_lines):
-        problem = _json_line_problem(number, line)
+        problem = json_line_problem(number, line)
         if problem:
             raise DataError(problem, path=path, fix="check the file is the .jsonl(.gz) download, one JSON object per "
                                                     "line")
@@ -324,25 +303,11 @@ def _first_line(exc: BaseException) -> str:
 _ONE_OBJECT = 'each line must be one JSON object, {"field": value, ...}'
 
 
-def _json_line_problem(number: int, line: bytes) -> str | None:
-    """What is wrong with line `number` of a JSON-lines file ("line 7 is not JSON (...)"); None when it is a JSON
-    object or blank."""
-    if not line.strip():
-        return None
-    try:
-        record = json.loads(line)
-    except ValueError as exc:  # the decoder's own "line 1 column 5" counts within this one line: not said
-        detail = f"{exc.msg}, character {exc.pos + 1}" if isinstance(exc, json.JSONDecodeError) else str(exc)
-        return f"line {number} is not JSON ({detail})"
-    kind = type(record).__name__
-    return None if isinstance(record, dict) else f"line {number} is not a JSON object (it is a {kind})"
-
-
 def _bad_json_line(path: Path, named_by: str | None) -> DataError | None:
     """The first line of a JSON-lines file that is not a JSON object, as the error to fix it; None when every line
     is one. A config's file may be a download cut short, whose fix is downloading it again."""
     for number, line in _first_lines(path, sys.maxsize, named_by):
-        problem = _json_line_problem(number, line)
+        problem = json_line_problem(number, line)
         if problem and named_by:
             return DataError(problem, path=path, fix=f"correct or delete line {number} of the file: {_ONE_OBJECT}")
         if problem:
@@ -371,7 +336,7 @@ def iter_ndjson_batches(
             try:
                 yield pl.read_ndjson(b"".join(lines), schema=schema)
             except pl.exceptions.PolarsError as exc:
-                where = next(filter(None, (_json_line_problem(before + i, line) for i, line in enumerate(lines, 1))),
+                where = next(filter(None, (json_line_problem(before + i, line) for i, line in enumerate(lines, 1))),
                              None)
                 raise DataError(f"a JSON line could not be read: {where or _first_line(exc)}", path=path,
                                 fix="re-download the file (it may be truncated or corrupt)") from None
