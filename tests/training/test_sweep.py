@@ -190,3 +190,24 @@ def test_a_trial_with_an_invalid_combination_is_logged_without_its_traceback():
     except ConfigError:
         record = logging.LogRecord("optuna", logging.WARNING, "", 0, "Trial 1 failed", None, sys.exc_info())
     assert sweep_module._no_interrupt_traceback(record) and record.exc_info is None
+
+
+def test_an_interrupted_trial_outside_a_narrowed_space_is_not_retried(tmp_path):
+    config = load_config(None, SMALL + SPACE)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    rates = []
+
+    def cut_first(config, trial_dir, report):
+        rates.append(config.training.optimizer.lr)
+        if len(rates) == 1:
+            raise KeyboardInterrupt
+        return 0.1
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep_module.run_sweep(config, 2, storage, "t", tmp_path / "out", cut_first)
+    low, high = (0.001, 0.9 * rates[0]) if rates[0] > 0.002 else (1.1 * rates[0], 0.01)  # the cut value left out
+    space = SPACE[0].replace("low: 0.001, high: 0.01", f"low: {low}, high: {high}")
+    result = sweep_module.run_sweep(load_config(None, SMALL + [space, SPACE[1]]), 2, storage, "t", tmp_path / "out",
+                                    cut_first)
+    assert all(low <= rate <= high for rate in rates[1:]) and len(rates) == 3
+    assert result.table.filter(pl.col("state") == "COMPLETE").height == 2

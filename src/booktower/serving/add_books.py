@@ -85,10 +85,16 @@ def _numbers_as_missing(frame: pl.DataFrame, column: str, path: Path | str) -> p
 
     parsed = read_numbers(frame, column, f"the {BOOKS_OPTION} file")
     if parsed.bad.any():
+        from booktower.data.readers import table_format
+
         examples = parsed.raw.filter(parsed.bad).unique(maintain_order=True).head(3).to_list()
-        lines = [int(i) + 2 for i in pl.arg_where(parsed.bad, eager=True).head(3).to_list()]  # below the header
-        log.warning("%s, column %r: %s (e.g. %s, on line%s %s): set to missing, as prepare sets a training book's",
-                    path, column, parsed.counted(), examples, "s" if len(lines) > 1 else "", ", ".join(map(str, lines)))
+        kind = table_format(Path(path))
+        first = {"csv": 2, "jsonl": 1}.get(kind, 1)  # a CSV's rows start below its header; Parquet rows count from 1
+        word = "row" if kind == "parquet" else "line"
+        places = [int(i) + first for i in pl.arg_where(parsed.bad, eager=True).head(3).to_list()]
+        log.warning("%s, column %r: %s (e.g. %s, on %s%s %s): set to missing, as prepare sets a training book's",
+                    path, column, parsed.counted(), examples, word, "s" if len(places) > 1 else "",
+                    ", ".join(map(str, places)))
     return parsed.values
 
 

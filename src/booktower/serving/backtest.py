@@ -69,7 +69,9 @@ def read_later_log(data: DataConfig, path: Path, since: datetime | None = None, 
         raise DataError("--log names a folder", path=path, fix="pass the file of reads logged since the export")
     source = data.source.model_copy(update={
         "interactions": path, "items": None, "users": None, "fallback_interactions": None, "fallback_items": None,
-        "format": data.source.format if path.is_dir() else "auto"})
+        # the training log's reader (the Amazon JSON-lines one streams only the mapped fields); a MovieLens folder's
+        # reader takes a folder, so one file of its rows is read by its extension
+        "format": "auto" if data.source.format == "movielens-100k" and not path.is_dir() else data.source.format})
     settings = data.model_copy(update={"source": source, "split": data.split.model_copy(update={"kind": "leave_last_out"})})
     ledger = DropLedger(strict=data.strict)
     raw, _ = load_raw(settings, ledger)

@@ -37,6 +37,8 @@ def collect_outside_reads(data: DataConfig, users: Vocabulary, items: Vocabulary
     quiet = logging.getLogger("booktower.data")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # its warnings were given at prepare; this is a second read of the same files
+    # a book missing from the catalogue is one `index add` may add later, from a fuller catalogue: keep its reads
+    data = data.model_copy(update={"drop_items_missing_from_catalogue": False})
     try:
         raw, _ = load_raw(data, DropLedger(strict=False))
     except (DataError, OSError) as exc:
@@ -45,7 +47,8 @@ def collect_outside_reads(data: DataConfig, users: Vocabulary, items: Vocabulary
         return None
     finally:
         quiet.setLevel(level)
-    frame = raw.interactions.sort("timestamp", "order", maintain_order=True)
+    by_time = [c for c in ("timestamp", "subsecond", "order") if c in raw.interactions.columns]
+    frame = raw.interactions.sort(by_time, maintain_order=True)
     outside = frame.filter(pl.col("user_id").is_in(users.ids.implode()) & ~pl.col("item_id").is_in(items.ids.implode()))
     outside = outside.unique(["user_id", "item_id"], keep="first", maintain_order=True)
     return pl.DataFrame({"user": users.encode(outside["user_id"]).astype(np.int64),

@@ -80,8 +80,8 @@ def _run_all(members: list[_Member], config_file: Path, jobs: int, env: dict[str
         while waiting or running:
             while waiting and len(running) < jobs and not failed:
                 member = waiting.pop(0)
+                running.append(member)  # before it starts: a stop in between must still reach it
                 member.process = _start(member, config_file, env)
-                running.append(member)
             if not running:
                 break  # a member failed: start no more, report it
             time.sleep(0.2)
@@ -112,6 +112,7 @@ def _start(member: _Member, config_file: Path, env: dict[str, str]) -> subproces
 
 
 def _stop(running: list[_Member]) -> None:
+    running = [member for member in running if member.process is not None]  # one stopped before its start
     for member in running:
         if member.process.poll() is None:
             member.process.send_signal(signal.SIGTERM)

@@ -31,6 +31,7 @@ from booktower.utils.runinfo import (
     Timings,
     finished_at,
     mark_finished,
+    older_data_format,
     peak_memory_mb,
     record_start,
     write_run_info,
@@ -189,8 +190,10 @@ def _refuse_other_data(run_dir: Path, data: PreparedData, dist: DistContext) -> 
     split.json). Rank 0 looks and every rank takes its answer."""
     changes = dist.broadcast(_data_changes(run_dir, data) if dist.is_main else None)
     if changes:
+        older = older_data_format(run_dir) if not any(c.startswith("input ") for c in changes) else None
         raise DataError(f"--resume: the data this config prepares now is not the data {run_dir} started on: "
-                        f"{'; '.join(changes[:4])}", path=run_dir,
+                        f"{'; '.join(changes[:4])}" + (f"; the input files are the same, but {older}" if older else ""),
+                        path=run_dir,
                         fix="point the config at the files the run started with, or train these files as a new run "
                             "(drop --resume, or pass a new --output-dir)")
 
@@ -287,9 +290,10 @@ def _train_run(config: BooktowerConfig, run_dir: Path, resume: bool, data: Prepa
         dist.barrier()  # wait for rank 0's final evaluation and artefacts
         return TrainResult(run_dir, {}, fit, model, data)
     _open_run_dir(run_dir, config_yaml, data, resume, inputs)
+    tracker = Tracker.start(config, run_dir, resume)  # first: a store that fails to start leaves no open segment
     segment = RunSegment(run_dir, dist.world_size, str(device))
     segment.open()
-    record = _Record(timings, segment, Tracker.start(config, run_dir, resume))
+    record = _Record(timings, segment, tracker)
     try:
         with timings.step("fit"):
             fit = trainer.fit(resume=resume, on_epoch=record.epoch)

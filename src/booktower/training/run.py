@@ -136,11 +136,22 @@ def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> Trained
                    "training rows, reader by reader and each reader's in time order, so an added, removed or "
                    "re-timed row can renumber them), which the model's rows cannot follow" if same_ids
                    else f"{len(vocab)} ids now, {len(saved)} saved in vocab/{name}.parquet")
-            raise DataError(f"the data that {run_dir}/config.yaml prepares now does not match the run's "
-                            f"{name} ({how}): the input files changed since training",
-                            path=run_dir / "vocab" / f"{name}.parquet",
-                            fix="point the run at the files it was trained on, or train a new run on these")
+            raise _other_data(run_dir, f"the data that {run_dir}/config.yaml prepares now does not match the run's "
+                                       f"{name} ({how})", run_dir / "vocab" / f"{name}.parquet")
     return TrainedRun(config, data, load_model(run_dir / "model", device))
+
+
+def _other_data(run_dir: Path, what: str, path: Path) -> DataError:
+    """The files changed since training, or (their sha256s the same) an older booktower prepared them."""
+    from booktower.evaluation.data_check import changed_inputs
+    from booktower.utils.runinfo import older_data_format
+
+    older = older_data_format(run_dir) if not changed_inputs(run_dir) else None
+    if older:
+        return DataError(f"{what}: the input files are the ones it was trained on, but {older}", path=path,
+                         fix="train a new run with this booktower, or use the version that trained this one")
+    return DataError(f"{what}: the input files changed since training", path=path,
+                     fix="point the run at the files it was trained on, or train a new run on these")
 
 
 def selection_model(run_dir: Path | str, config: BooktowerConfig, model: TwoTower) -> TwoTower:

@@ -23,6 +23,7 @@ from booktower.config import BooktowerConfig, ConfigError, apply_overrides, dump
 from booktower.config.loading import explain_errors, explain_validation_error
 from booktower.config.evaluation import check_selection_metric
 from booktower.config.sweep import ParamSpec
+from booktower.training.sweep_retry import INTERRUPTED_ATTR, queue_interrupted
 from booktower.utils.atomic import atomic_write_json, atomic_write_parquet, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -163,10 +164,6 @@ ID_ATTR = "booktower:study_id"
 """Study user attribute: a random id that `--output-dir`'s study.json names, to tell studies of one name apart."""
 CONFIG_ATTR = "booktower:config"
 """Trial user attribute: the trial's resolved config, which best_config.yaml is written from."""
-INTERRUPTED_ATTR = "booktower:interrupted"
-"""Trial user attribute: the trial was cut short by Ctrl-C or SIGTERM (not failed by its own doing)."""
-RETRY_ATTR = "booktower:retry_of"
-"""Trial user attribute: the number of the interrupted trial whose parameters this one trains again."""
 STUDY_FILE = "study.json"
 FREE_KEYS = ("training.progress", "training.num_threads", "tracking.", "data.cache_dir", "sweep.")
 """Base-config keys a resumed study (or a second worker) may change: what is shown, mirrored, cached, how fast a
@@ -323,7 +320,7 @@ def run_sweep(base: BooktowerConfig, trials: int, storage: str, study_name: str,
             raise
 
     if remaining:
-        _queue_interrupted(study, remaining)
+        queue_interrupted(study, remaining, sweep.space)
         running = {t.number for t in study.trials if t.state.name == "RUNNING"}
         optimize_log = logging.getLogger("optuna.study._optimize")
         optimize_log.addFilter(_no_interrupt_traceback)
@@ -335,18 +332,6 @@ def run_sweep(base: BooktowerConfig, trials: int, storage: str, study_name: str,
         finally:
             optimize_log.removeFilter(_no_interrupt_traceback)
     return summarise(study, base, output_dir)
-
-
-def _queue_interrupted(study: Any, room: int) -> None:
-    """The parameters of trials an interrupt cut short, queued to be trained first (at most `room` of them): a
-    resumed sweep then tries what the uninterrupted one would have, rather than losing a draw to Ctrl-C."""
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get(RETRY_ATTR) for t in trials}
-    cut = [t for t in trials if t.state.name == "FAIL" and t.user_attrs.get(INTERRUPTED_ATTR)
-           and t.number not in retried and t.params]
-    for trial in cut[:room]:
-        study.enqueue_trial(trial.params, user_attrs={RETRY_ATTR: trial.number})
-        log.info("trial %d was interrupted: its parameters are trained again first", trial.number)
 
 
 def summarise(study: Any, base: BooktowerConfig, output_dir: Path) -> SweepResult:

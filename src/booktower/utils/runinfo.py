@@ -148,6 +148,7 @@ def write_run_info(
         "timings_seconds": timings,
         "command": sys.argv,
         WORKING_DIRECTORY: str(Path.cwd()),  # what the config's relative data paths were read against
+        DATA_FORMAT: data_format(),
     }
     # a resumed run's history: written when it started and at each resume, it must outlive this rewrite
     earlier = _run_json(output_dir) or {}
@@ -160,12 +161,38 @@ def write_run_info(
 WORKING_DIRECTORY = "working_directory"
 
 
+DATA_FORMAT = "data_format"
+"""run.json key: the data layer's version that prepared the run's data (data.prepare.CACHE_FORMAT); a later
+version may order or validate the same files' rows differently."""
+
+
+def data_format() -> int:
+    from booktower.data.prepare import CACHE_FORMAT
+
+    return CACHE_FORMAT
+
+
+def older_data_format(run_dir: Path) -> str | None:
+    """Why the same files may prepare differently now: the run was prepared by an older data layer (None when it
+    was not, or run.json cannot say)."""
+    info = _run_json(Path(run_dir)) or {}
+    if not info:
+        return None
+    then = info.get(DATA_FORMAT)
+    if isinstance(then, int) and then >= data_format():
+        return None
+    version = f"data format {then}" if isinstance(then, int) else "a data format before 7"
+    return (f"the run was prepared by an older booktower ({version}; this one prepares format {data_format()}, "
+            "see CACHE_FORMAT in data/prepare.py), which can order or keep the same files' rows differently")
+
+
 def record_start(run_dir: Path, inputs: list[Path] | None = None) -> None:
     """A training run's first run.json: the folder its config's relative paths are read against, kept there
     until the finished run's run.json replaces it, so that an interrupted run resumes from any folder; and the
     input files' sha256s, so that a resume refuses files changed since the run started."""
     atomic_write_json(Path(run_dir) / "run.json", {WORKING_DIRECTORY: str(Path.cwd()), "started": _now(),
-                                                   "inputs": file_fingerprint([p for p in inputs or [] if p.exists()])})
+                                                   "inputs": file_fingerprint([p for p in inputs or [] if p.exists()]),
+                                                   DATA_FORMAT: data_format()})
 
 
 def working_directory(run_dir: Path) -> Path:
