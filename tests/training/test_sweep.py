@@ -211,3 +211,13 @@ def test_an_interrupted_trial_outside_a_narrowed_space_is_not_retried(tmp_path):
                                     cut_first)
     assert all(low <= rate <= high for rate in rates[1:]) and len(rates) == 3
     assert result.table.filter(pl.col("state") == "COMPLETE").height == 2
+
+
+def test_other_categorical_choices_for_a_stored_study_are_refused_in_words(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    sweep_module.run_sweep(load_config(None, SMALL + SPACE), 1, storage, "t", tmp_path / "out",
+                           lambda config, trial_dir, report: 0.1)
+    narrowed = load_config(None, SMALL + [SPACE[0].replace("[mean, recency]", "[recency]"), SPACE[1]])
+    with pytest.raises(ConfigError, match=r"sweep.space.model.history.pooling: study 't' draws it from "
+                                          r"\['mean', 'recency'\].*start a new study"):
+        sweep_module.open_study(narrowed, storage, "t", tmp_path / "out")

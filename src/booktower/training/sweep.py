@@ -23,7 +23,7 @@ from booktower.config import BooktowerConfig, ConfigError, apply_overrides, dump
 from booktower.config.loading import explain_errors, explain_validation_error
 from booktower.config.evaluation import check_selection_metric
 from booktower.config.sweep import ParamSpec
-from booktower.training.sweep_retry import INTERRUPTED_ATTR, queue_interrupted
+from booktower.training.sweep_retry import INTERRUPTED_ATTR, check_same_choices, queue_interrupted
 from booktower.utils.atomic import atomic_write_json, atomic_write_parquet, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -197,6 +197,7 @@ def open_study(base: BooktowerConfig, storage: str, study_name: str, output_dir:
     recorded = study.user_attrs.get(BASE_ATTR)
     if recorded is not None and study.trials:
         _check_same_base(study_name, recorded, fingerprint)
+        check_same_choices(study, study_name, base.sweep.space)
     elif recorded != fingerprint:
         # A new study, or one with no trial yet, takes this base. (A study begun before the base was recorded
         # has no record to compare with: its trials are taken as they are.)

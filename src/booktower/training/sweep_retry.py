@@ -1,10 +1,12 @@
-"""A resumed sweep trains the parameters an interrupt cut short first, rather than losing a draw to Ctrl-C."""
+"""Resuming a sweep: the parameters an interrupt cut short are trained first, rather than losing a draw to Ctrl-C;
+and a space the study cannot continue with is refused in words."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from booktower.config import ConfigError
 from booktower.config.sweep import ParamSpec
 
 log = logging.getLogger(__name__)
@@ -43,3 +45,19 @@ def in_space(params: dict[str, Any], space: dict[str, ParamSpec]) -> bool:
         elif not float(spec.low) <= float(value) <= float(spec.high):
             return False
     return True
+
+
+def check_same_choices(study: Any, study_name: str, space: dict[str, ParamSpec]) -> None:
+    """Optuna keeps a categorical's choices for the whole study (a resume may narrow a range, not a list of
+    choices): refused here before the data is prepared, rather than by Optuna's error at the first draw."""
+    drawn: dict[str, tuple[Any, ...]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        for key, distribution in trial.distributions.items():
+            if hasattr(distribution, "choices"):
+                drawn.setdefault(key, tuple(distribution.choices))
+    for key, choices in drawn.items():
+        spec = space.get(key)
+        if spec is not None and spec.type == "categorical" and tuple(spec.choices) != choices:
+            raise ConfigError(f"sweep.space.{key}: study {study_name!r} draws it from {list(choices)}, and one study "
+                              f"keeps a categorical's choices; this config gives {list(spec.choices)}. Fix: give the "
+                              "same choices, or start a new study (--study NAME) for the new ones")
