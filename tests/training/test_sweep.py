@@ -20,6 +20,17 @@ SMALL = ["training.early_stopping.metric=HR@50", "training.epochs=2", "training.
          "model.item.feature_hidden=[16]", "model.user.feature_hidden=[16]", "training.negatives.num_negatives=16"]
 
 
+def _interrupts_at(call: int, rates: list[float]):
+    """A trial function that records each trial's learning rate and is cut short by Ctrl-C in its `call`-th trial."""
+    def train(config, trial_dir, report):
+        rates.append(config.training.optimizer.lr)
+        if len(rates) == call:
+            raise KeyboardInterrupt
+        return 0.1 * len(rates)
+
+    return train
+
+
 def test_sweep_runs_resumes_and_never_scores_test(tmp_path, parts_scored):
     data = random_prepared(n_users=60, n_items=40, per_user=8)
     config = load_config(None, SMALL + SPACE)
@@ -99,14 +110,7 @@ def test_failed_trials_do_not_count_towards_the_requested_number(tmp_path):
     """A trial cut short (Ctrl-C marks it FAIL) is made up for by the next run of the same command."""
     config = load_config(None, SMALL + SPACE)
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    calls = []
-
-    def flaky(config, trial_dir, report):
-        calls.append(trial_dir.name)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return 0.1 * len(calls)
-
+    flaky = _interrupts_at(2, [])
     with pytest.raises(KeyboardInterrupt):
         sweep_module.run_sweep(config, 3, storage, "t", tmp_path / "out", flaky)
     result = sweep_module.run_sweep(config, 3, storage, "t", tmp_path / "out", flaky)
@@ -118,13 +122,7 @@ def test_a_resumed_sweep_trains_the_interrupted_trials_parameters_first(tmp_path
     config = load_config(None, SMALL + SPACE)
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     seen = []
-
-    def cut_at_second(config, trial_dir, report):
-        seen.append(config.training.optimizer.lr)
-        if len(seen) == 2:
-            raise KeyboardInterrupt
-        return 0.1 * len(seen)
-
+    cut_at_second = _interrupts_at(2, seen)
     with pytest.raises(KeyboardInterrupt):
         sweep_module.run_sweep(config, 3, storage, "t", tmp_path / "out", cut_at_second)
     result = sweep_module.run_sweep(config, 3, storage, "t", tmp_path / "out", cut_at_second)
@@ -196,13 +194,7 @@ def test_an_interrupted_trial_outside_a_narrowed_space_is_not_retried(tmp_path):
     config = load_config(None, SMALL + SPACE)
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     rates = []
-
-    def cut_first(config, trial_dir, report):
-        rates.append(config.training.optimizer.lr)
-        if len(rates) == 1:
-            raise KeyboardInterrupt
-        return 0.1
-
+    cut_first = _interrupts_at(1, rates)
     with pytest.raises(KeyboardInterrupt):
         sweep_module.run_sweep(config, 2, storage, "t", tmp_path / "out", cut_first)
     low, high = (0.001, 0.9 * rates[0]) if rates[0] > 0.002 else (1.1 * rates[0], 0.01)  # the cut value left out
