@@ -226,3 +226,23 @@ def test_a_member_process_that_fails_is_named_with_its_log_and_the_rest_are_kept
     assert "is a file, not a folder" in " ".join(result.output.split())  # the member's own error, from its log
     assert "finishedmembersarekept" in said and not (tmp_path / "ens").exists()
     assert json.loads((members / "seed-7" / "run.json").read_text()).get("finished")
+
+
+def test_members_started_with_another_config_are_named_before_any_member_trains(runs, tmp_path):
+    config, _ = runs
+    def command(epochs: int) -> list[str]:
+        return ["ensemble", "--config", str(config), "--set", f"training.epochs={epochs}", "--seeds", "11,12", "-o"]
+
+    first = CliRunner().invoke(app, [*command(1), str(tmp_path / "ens")])
+    assert first.exit_code == 0, first.output
+    members = tmp_path / "ens-members"
+    finished = {seed: json.loads((members / f"seed-{seed}" / "run.json").read_text())["finished"] for seed in (11, 12)}
+    for jobs in ("1", "2"):
+        changed = CliRunner().invoke(app, [*command(2), str(tmp_path / f"ens{jobs}"), "--members-dir", str(members),
+                                           "--jobs", jobs])
+        said = " ".join(changed.output.split())
+        assert changed.exit_code == 2, changed.output
+        assert "seeds 11, 12" in said and "training.epochs: 1 -> 2" in said and "new --members-dir" in said
+        assert not (members / "seed-11.log").exists()  # refused before a member process started
+    assert {seed: json.loads((members / f"seed-{seed}" / "run.json").read_text())["finished"]
+            for seed in (11, 12)} == finished

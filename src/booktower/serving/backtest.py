@@ -12,6 +12,9 @@ not scored: the first two are what a retrain would add, and the last two can nev
 The same readers are scored on the bundle's most-read list (`/popular`, each reader's books masked) as a
 baseline, and the model's lead over it is paired reader by reader (a bootstrap CI). The metrics are those of
 evaluation/metrics.py with several targets a reader: HR@K (any target in the top K), Recall@K, NDCG@K.
+
+Readers the bundle does not know are scored apart (serving/backtest_new_readers.py): served from their first few
+later reads, as the service answers an anonymous reader, and scored on the reads after those.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ import polars as pl
 from booktower.config.data import DataConfig
 from booktower.data.errors import DataError, DropLedger
 from booktower.data.types import Ragged
-from booktower.evaluation.metrics import hit_matrix, hit_rate, ndcg, recall
-from booktower.evaluation.stats import mean_ci
+from booktower.serving.backtest_new_readers import (NEW_READER_HISTORY, ORDER_COLUMNS, NewReaderBacktest,
+                                                    backtest_new_readers)
+from booktower.serving.backtest_scoring import most_read_lists, paired_leads, per_reader_metrics
 from booktower.serving.batch import ranked_blocks
 from booktower.serving.service import Recommender
 
@@ -37,8 +41,9 @@ METRICS = ("HR", "Recall", "NDCG")
 
 @dataclass
 class Backtest:
-    """What `backtest` measured: metrics of the model and of the most-read list, the model's paired lead on
-    each (mean, low, high), and the counts of what was and was not scored."""
+    """What `backtest` measured on known readers: metrics of the model and of the most-read list, the model's
+    paired lead on each (mean, low, high), and the counts of what was and was not scored; the same for new
+    readers in `new_readers` (None: not asked for)."""
 
     ks: list[int]
     model: dict[str, float]
@@ -48,18 +53,21 @@ class Backtest:
     dropped: dict[str, int] = field(default_factory=dict)
     window: dict[str, str | None] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    new_readers: NewReaderBacktest | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"ks": self.ks, "model": self.model, "popular": self.popular,
                 "lead_over_popular": {name: {"mean": m, "ci_low": lo, "ci_high": hi}
                                       for name, (m, lo, hi) in self.lead.items()},
-                "counts": self.counts, "dropped_rows": self.dropped, "window": self.window, "warnings": self.warnings}
+                "counts": self.counts, "dropped_rows": self.dropped, "window": self.window, "warnings": self.warnings,
+                "new_readers": self.new_readers.as_dict() if self.new_readers is not None else None}
 
 
 def read_later_log(data: DataConfig, path: Path, since: datetime | None = None, until: datetime | None = None
                    ) -> tuple[pl.DataFrame, dict[str, int], dict[str, str | None]]:
-    """(user_id, item_id, timestamp) of the later log read with the training log's settings, the rows dropped
-    by validation (by reason), and the window as applied. The catalogue and reader files are not read."""
+    """(user_id, item_id, timestamp, and `subsecond` / `order` where the log has them: what orders a reader's
+    reads) of the later log read with the training log's settings, the rows dropped by validation (by reason), and
+    the window as applied. The catalogue and reader files are not read."""
     from booktower.data.ingest import load_raw
 
     if since is not None and until is not None and since >= until:
@@ -75,7 +83,7 @@ def read_later_log(data: DataConfig, path: Path, since: datetime | None = None, 
     settings = data.model_copy(update={"source": source, "split": data.split.model_copy(update={"kind": "leave_last_out"})})
     ledger = DropLedger(strict=data.strict)
     raw, _ = load_raw(settings, ledger)
-    frame = raw.interactions.select("user_id", "item_id", "timestamp")
+    frame = raw.interactions.select("user_id", "item_id", *[c for c in ORDER_COLUMNS if c in raw.interactions.columns])
     outside = pl.lit(False)
     if since is not None:
         outside = outside | (pl.col("timestamp") < int(since.timestamp()))
@@ -96,35 +104,41 @@ def read_later_log(data: DataConfig, path: Path, since: datetime | None = None, 
 
 
 def backtest(rec: Recommender, later: pl.DataFrame, ks: list[int], rng: np.random.Generator,
-             samples: int = 1000) -> Backtest:
-    """Score `rec`'s served lists and its most-read list on the readers' later reads (see the module doc)."""
+             samples: int = 1000, new_reader_history: int | None = NEW_READER_HISTORY) -> Backtest:
+    """Score `rec`'s served lists and its most-read list on the readers' later reads (see the module doc); and
+    readers it does not know on the lists it serves their first `new_reader_history` books (None: not scored)."""
     ks = sorted(set(ks))
     targets, counts = _targets(rec, later)
     warnings = id_hints(rec, later)
     readers = np.flatnonzero(targets.offsets[1:] > targets.offsets[:-1])
-    if len(readers) == 0:
-        hints = "".join(f"; {hint}" for hint in warnings)
-        raise DataError(f"no read in the later log can be scored ({_describe(counts)}){hints}",
-                        fix="pass reads logged after the bundle's export, by readers it knows, of books it holds")
-    model_items = _served(rec, readers, max(ks))
-    popular_items = _most_read(rec, readers, max(ks))
-    n_targets = targets.offsets[readers + 1] - targets.offsets[readers]
-    model_values = _per_reader(model_items, targets, readers, n_targets, ks)
-    popular_values = _per_reader(popular_items, targets, readers, n_targets, ks)
-    counts["readers_scored"] = len(readers)
+    # one seed for both blocks; each metric's interval draws from a generator of its own (backtest_scoring)
     seed = int(rng.integers(2**31))
-    return Backtest(
-        ks=ks,
-        model={name: float(values.mean()) for name, values in model_values.items()},
-        popular={name: float(values.mean()) for name, values in popular_values.items()},
-        # one generator per metric, seeded from its name: a metric's interval does not depend on the others asked
-        lead={name: mean_ci(model_values[name] - popular_values[name], _metric_rng(seed, name), samples)
-              for name in model_values},
-        counts=counts, warnings=warnings)
+    new = None
+    if new_reader_history is not None:
+        new = backtest_new_readers(rec, later, ks, new_reader_history, seed, samples)
+    if len(readers) == 0 and (new is None or new.counts["readers_scored"] == 0):
+        hints = "".join(f"; {hint}" for hint in warnings)
+        newcomers = f"; new readers: {_describe(new.counts)}" if new is not None else ""
+        raise DataError(f"no read in the later log can be scored ({_describe(counts)}{newcomers}){hints}",
+                        fix="pass reads logged after the bundle's export, by readers it knows, of books it holds")
+    if len(readers) == 0:
+        warnings.append("no reader the bundle knows read a book it could have listed: only new readers are scored")
+    model, popular, lead = _score_known(rec, targets, readers, ks, seed, samples) if len(readers) else ({}, {}, {})
+    counts["readers_scored"] = len(readers)
+    return Backtest(ks=ks, model=model, popular=popular, lead=lead, counts=counts, warnings=warnings, new_readers=new)
 
 
-def _metric_rng(seed: int, name: str) -> np.random.Generator:
-    return np.random.default_rng([seed, *name.encode()])
+def _score_known(rec: Recommender, targets: Ragged, readers: np.ndarray, ks: list[int], seed: int, samples: int
+                 ) -> tuple[dict[str, float], dict[str, float], dict[str, tuple[float, float, float]]]:
+    """(model, most read, lead) of the known readers: their served lists and the most-read list, scored."""
+    model_items = _served(rec, readers, max(ks))
+    popular_items = most_read_lists(rec, [rec.parts.seen.row(int(reader)) for reader in readers], max(ks))
+    n_targets = targets.offsets[readers + 1] - targets.offsets[readers]
+    model_values = per_reader_metrics(model_items, targets, readers, n_targets, ks)
+    popular_values = per_reader_metrics(popular_items, targets, readers, n_targets, ks)
+    return ({name: float(values.mean()) for name, values in model_values.items()},
+            {name: float(values.mean()) for name, values in popular_values.items()},
+            paired_leads(model_values, popular_values, seed, samples))
 
 
 def id_hints(rec: Recommender, later: pl.DataFrame) -> list[str]:
@@ -189,30 +203,6 @@ def _served(rec: Recommender, readers: np.ndarray, k: int) -> np.ndarray:
     for _, scores, items in ranked_blocks(rec, readers, k):
         rows.append(np.where(np.isfinite(scores), items, -1))
     return np.concatenate(rows) if rows else np.zeros((0, k), dtype=np.int64)
-
-
-def _most_read(rec: Recommender, readers: np.ndarray, k: int) -> np.ndarray:
-    """(R, k) the `/popular` list with each reader's books masked (withdrawn books never listed); -1 past its end."""
-    order = np.lexsort((np.arange(rec.n_items), -rec.parts.popularity))
-    order = order[~rec.parts.withdrawn[order]]
-    out = np.full((len(readers), k), -1, dtype=np.int64)
-    for row, reader in enumerate(readers):
-        read = rec.parts.seen.row(int(reader))
-        head = order[: k + len(read)]
-        head = head[~np.isin(head, read)][:k]
-        out[row, : len(head)] = head
-    return out
-
-
-def _per_reader(items: np.ndarray, targets: Ragged, readers: np.ndarray, n_targets: np.ndarray,
-                ks: list[int]) -> dict[str, np.ndarray]:
-    hits = hit_matrix(np.maximum(items, 0), targets, readers) & (items >= 0)
-    values = {}
-    for k in ks:
-        values[f"HR@{k}"] = hit_rate(hits, k)
-        values[f"Recall@{k}"] = recall(hits, n_targets, k)
-        values[f"NDCG@{k}"] = ndcg(hits, n_targets, k)
-    return values
 
 
 def _describe(counts: dict[str, int]) -> str:

@@ -140,6 +140,7 @@ def train_members(config: BooktowerConfig, seeds: list[int], members_dir: Path, 
     if len(set(seeds)) != len(seeds) or len(seeds) < 2:
         raise DataError(f"--seeds {seeds}: an ensemble needs two or more different seeds (one config and seed "
                         "train the same model)", fix="e.g. --seeds 1,2,3")
+    _refuse_members_of_another_config(config, seeds, members_dir)
     if jobs > 1:
         return train_side_by_side(config, seeds, members_dir, jobs)
     run_dirs = []
@@ -153,6 +154,24 @@ def train_members(config: BooktowerConfig, seeds: list[int], members_dir: Path, 
             log.info("%s finished training already: kept as it is", run_dir)
         run_dirs.append(run_dir)
     return run_dirs
+
+
+def _refuse_members_of_another_config(config: BooktowerConfig, seeds: list[int], members_dir: Path) -> None:
+    """Before any member trains: members started under another config would each fail (or, finished, be kept
+    and combined with new ones), so every such seed is named at once, with the change."""
+    from booktower.training.pipeline import resume_config_changes
+
+    changed = {seed: resume_config_changes(members_dir / f"seed-{seed}", config.model_copy(update={"seed": seed}))
+               for seed in seeds}
+    stale = {seed: changes for seed, changes in changed.items() if changes}
+    if not stale:
+        return
+    named = ", ".join(str(seed) for seed in stale)
+    first = next(iter(stale.values()))
+    raise DataError(f"the members of seed{'s' if len(stale) > 1 else ''} {named} in {members_dir} were started "
+                    f"with another config ({'; '.join(first[:3])}{'; ...' if len(first) > 3 else ''})",
+                    fix="pass a new --members-dir for this config (or run the command again with "
+                                          "the config those members started with, to continue them)")
 
 
 def train_served_model(config: BooktowerConfig, run_dir: Path, data: PreparedData, seeds: list[int] | None = None,

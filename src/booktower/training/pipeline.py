@@ -114,15 +114,21 @@ RESUME_FREE_KEYS = ("training.progress", "tracking.", "data.cache_dir")
 cache's key is the data config and the input files' contents, so another cache folder holds the same data.)"""
 
 
+def resume_config_changes(run_dir: Path, config: BooktowerConfig) -> list[str]:
+    """What `config` changes that a resume of the run in `run_dir` may not ("key: was -> now"); none for a
+    folder without a run."""
+    if not (run_dir / "config.yaml").exists():
+        return []
+    was, now = config_as_files(run_config(run_dir)), config_as_files(config)
+    return [f"{key}: {was.get(key)!r} -> {now.get(key)!r}" for key in sorted(was.keys() | now.keys())
+            if was.get(key) != now.get(key) and not key.startswith(RESUME_FREE_KEYS)]
+
+
 def _check_resume_config(run_dir: Path, config: BooktowerConfig) -> None:
     """Refuse to resume with a config that trains something else. Data paths are compared as the files they
     name: the run's relative to the folder it started in, this one's relative to the current folder."""
     saved = run_dir / "config.yaml"
-    if not saved.exists():
-        return
-    was, now = config_as_files(run_config(run_dir)), config_as_files(config)
-    changed = [f"{key}: {was.get(key)!r} -> {now.get(key)!r}" for key in sorted(was.keys() | now.keys())
-               if was.get(key) != now.get(key) and not key.startswith(RESUME_FREE_KEYS)]
+    changed = resume_config_changes(run_dir, config)
     if not changed:
         return
     raise ConfigError(f"--resume: {saved} differs from this config ({'; '.join(changed[:5])}"
