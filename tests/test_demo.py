@@ -48,3 +48,16 @@ def test_demo_end_to_end_beats_popularity_widely(tmp_path):
     assert (result.run_dir / "metrics.json").exists() and (result.run_dir / "epochs.csv").exists()
     verify_bundle(result.bundle_dir)  # the exported bundle passes its own hash checks
     assert len(result.recommendations) == 5 and all(r["title"] for r in result.recommendations)
+
+
+def test_the_demo_says_when_its_baselines_saw_more_than_the_model(tmp_path):
+    from booktower.data.synth import SynthConfig
+    from booktower.demo import run_demo
+
+    small = SynthConfig(n_users=150, n_books=120)
+    plain = run_demo(tmp_path / "plain", seed=3, synth=small, extra=["training.num_threads=1", "training.epochs=1"])
+    assert "train only" in plain.protocol_note()
+    assert plain.model_refit == load_config(REPO / "configs" / "demo.yaml", []).training.refit_on_validation
+    refit = run_demo(tmp_path / "refit", seed=3, synth=small,
+                     extra=["training.num_threads=1", "training.epochs=1", "training.refit_on_validation=true"])
+    assert refit.protocol_note() is None

@@ -26,6 +26,8 @@ def demo_command(
         result = run_demo(output_dir, seed=seed)
     rows = {"two-tower": result.metrics["test"], **{name: m["test"] for name, m in result.baselines.items()}}
     print_metric_table(rows, [10, 20, 50], console, title="test split (full-catalogue ranking)")
+    if note := result.protocol_note():
+        console.print(f"note: {note}")
     console.print(f"top 5 for reader {result.reader} (from the bundle):")
     for row in result.recommendations:
         console.print(f"  {row['rank']}. {row['title']}  ({row['score']:.3f})")
