@@ -26,10 +26,17 @@ def backtest_command(
     out: Optional[Path] = typer.Option(None, "--out", callback=_paths.output_file,
                                        help="Write the measurements to this JSON file as well."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the bootstrap CI."),
+    new_readers: bool = typer.Option(True, "--new-readers/--no-new-readers",
+                                     help="Also score the readers the bundle does not know, served from their "
+                                          "first reads (one service call a reader)."),
+    new_reader_history: int = typer.Option(3, "--new-reader-history", min=1,
+                                           help="A new reader's first N books (of those the bundle holds) are "
+                                                "the history the service answers; the later ones are scored."),
 ) -> None:
     """Score a serving bundle on the reads logged after its export: the lists it serves each known reader
-    against the books they read next, beside its most-read list. The log is read with the run's data config
-    (--config, else the config of the run the bundle was exported from)."""
+    against the books they read next, beside its most-read list; and the lists it serves each new reader from
+    their first --new-reader-history books, against the books they read after those. The log is read with the
+    run's data config (--config, else the config of the run the bundle was exported from)."""
     import numpy as np
 
     from booktower.cli.serve_cmds import _bundle_errors
@@ -46,7 +53,8 @@ def backtest_command(
         data_config = _data_config(bundle, config, set_)
         rec = Recommender.from_bundle(bundle, index_kind="exact")
         later, dropped, window = read_later_log(data_config, later_log, *cutoffs)
-        result = backtest(rec, later, cut_offs, np.random.default_rng(seed))
+        result = backtest(rec, later, cut_offs, np.random.default_rng(seed),
+                          new_reader_history=new_reader_history if new_readers else None)
     result.dropped, result.window = dropped, window
     for warning in result.warnings:
         console.print(f"warning: {warning}")
@@ -96,21 +104,16 @@ def _ks(text: str) -> list[str]:
 
 
 def _print(result, bundle: Path) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"{bundle}: {result.counts['readers_scored']:,} readers, {result.counts['targets']:,} "
-                        "later reads scored")
-    for column in ("metric", "served lists", "most read", "lead [95% CI]"):
-        table.add_column(column, justify="left" if column == "metric" else "right")
-    for name in result.model:
-        mean, low, high = result.lead[name]
-        table.add_row(name, f"{result.model[name]:.4f}", f"{result.popular[name]:.4f}",
-                      f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]")
-    console.print(table)
+    if result.model:
+        _table(f"{bundle}: {result.counts['readers_scored']:,} readers, {result.counts['targets']:,} later reads "
+               "scored", "served lists", result)
     left_out = {key: value for key, value in result.counts.items()
                 if key not in ("rows", "readers_in_log", "targets", "readers_scored") and value}
+    notes = {"readers_unknown_to_bundle": " (as new readers: below)"} if result.new_readers is not None else {}
     console.print(f"{result.counts['rows']:,} rows by {result.counts['readers_in_log']:,} readers; not scored: "
-                  + (", ".join(f"{key.replace('_', ' ')} {value:,}" for key, value in left_out.items()) or "none"))
+                  + _listed(left_out, notes))
+    if result.new_readers is not None:
+        _print_new_readers(result.new_readers)
     outside = result.dropped.get("outside_window", 0)
     dropped = {key: value for key, value in result.dropped.items() if key != "outside_window"}
     if outside:
@@ -118,6 +121,45 @@ def _print(result, bundle: Path) -> None:
     if dropped:
         console.print("dropped while reading (as prepare drops them): "
                       + ", ".join(f"{key} {value:,}" for key, value in dropped.items()))
+
+
+def _print_new_readers(new) -> None:
+    """The new readers' table (when any was scored) and what of theirs was not scored."""
+    counts = new.counts
+    if new.model:
+        _table(f"new readers: {counts['readers_scored']:,} served from their first {new.history} books, "
+               f"{counts['targets']:,} later reads scored", "from history", new)
+    left_out = {key: value for key, value in counts.items() if value and key in (
+        "rows_of_books_not_in_bundle", "re_reads", "readers_with_too_few_reads", "pairs_of_withdrawn_books",
+        "readers_without_target")}
+    console.print(f"new readers: {counts['rows']:,} rows by {counts['readers']:,} readers; not scored: "
+                  + _listed(left_out)
+                  + (f" (a reader needs more than {new.history} books the bundle holds; --new-reader-history sets "
+                     "how many make the history)" if counts["readers_with_too_few_reads"] else ""))
+    if counts["history_reads_unpooled"]:
+        console.print(f"new readers: {counts['history_reads_unpooled']:,} history books the model cannot pool (added "
+                      "by `index add` to a model without model.history.content) count in the history features only, "
+                      "as the service counts them")
+
+
+def _listed(counts: dict[str, int], notes: dict[str, str] | None = None) -> str:
+    """`name 1,234, other 5` (a count's note after its number), or `none`."""
+    return ", ".join(f"{key.replace('_', ' ')} {value:,}{(notes or {}).get(key, '')}"
+                     for key, value in counts.items()) or "none"
+
+
+def _table(title: str, served: str, block) -> None:
+    """Metric, the model's lists, the most-read list, the lead with its CI: one row per metric of `block`."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("metric", served, "most read", "lead [95% CI]"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for name in block.model:
+        mean, low, high = block.lead[name]
+        table.add_row(name, f"{block.model[name]:.4f}", f"{block.popular[name]:.4f}",
+                      f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]")
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:

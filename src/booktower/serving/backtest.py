@@ -7,14 +7,14 @@ given. A reader the bundle knows gets exactly the list the service serves them: 
 known at export masked, withdrawn books never listed, ranked exactly (serving/batch.py). Their targets are the
 distinct books of the later log that the bundle holds, that they had not read at export and that are not
 withdrawn. Readers the bundle does not know, books it does not hold, re-reads and withdrawn books are counted,
-not scored: the first two are what a retrain would add, and the last two can never be in a served list.
+not scored here: the first two are what a retrain would add, and the last two can never be in a served list.
 
 The same readers are scored on the bundle's most-read list (`/popular`, each reader's books masked) as a
 baseline, and the model's lead over it is paired reader by reader (a bootstrap CI). The metrics are those of
 evaluation/metrics.py with several targets a reader: HR@K (any target in the top K), Recall@K, NDCG@K.
 
-Readers the bundle does not know are scored apart (serving/backtest_new_readers.py): served from their first few
-later reads, as the service answers an anonymous reader, and scored on the reads after those.
+Readers the bundle does not know are scored apart as new readers (serving/backtest_new_readers.py): served from
+their first few later books, as the service answers an anonymous reader, and scored on the books after those.
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ def read_later_log(data: DataConfig, path: Path, since: datetime | None = None, 
     settings = data.model_copy(update={"source": source, "split": data.split.model_copy(update={"kind": "leave_last_out"})})
     ledger = DropLedger(strict=data.strict)
     raw, _ = load_raw(settings, ledger)
-    frame = raw.interactions.select("user_id", "item_id", *[c for c in ORDER_COLUMNS if c in raw.interactions.columns])
+    order = [column for column in ORDER_COLUMNS if column in raw.interactions.columns]
+    frame = raw.interactions.select("user_id", "item_id", *order)
     outside = pl.lit(False)
     if since is not None:
         outside = outside | (pl.col("timestamp") < int(since.timestamp()))
