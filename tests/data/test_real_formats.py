@@ -189,3 +189,20 @@ def test_amazon2023_jsonl_truncated_download_is_named(tmp_path, fixtures_dir):
         with pytest.raises(DataError, match="truncated or corrupt") as exc:
             load_raw(_jsonl_config(reviews), DropLedger())
         assert str(reviews) in str(exc.value) and "download or export it again" in str(exc.value)
+
+
+def test_a_catalogue_whose_nested_field_is_empty_on_every_row_loads(tmp_path, fixtures_dir):
+    """`"details": {}` on every line reads as a struct with no fields: the column is left empty, not a crash."""
+    import json
+
+    lines = [json.loads(line) for line in (fixtures_dir / "amazon2023" / "meta_Books.jsonl").read_text().splitlines()]
+    (tmp_path / "meta_Books.jsonl").write_text("".join(json.dumps({**row, "details": {}}) + "\n" for row in lines))
+    (tmp_path / "Books.jsonl").write_bytes((fixtures_dir / "amazon2023" / "Books.jsonl").read_bytes())
+    cfg = DataConfig.model_validate({
+        "source": {"interactions": str(tmp_path / "Books.jsonl"), "items": str(tmp_path / "meta_Books.jsonl")},
+        "columns": {"user": "user_id", "rating": "rating"},
+        "min_user_interactions": 1, "min_item_interactions": 1, "cache_dir": None,
+    })
+    raw, _ = load_raw(cfg, DropLedger())
+    assert raw.catalogue is not None and raw.catalogue.height == len(lines)
+    assert raw.catalogue.filter(pl.col("item_id") == "2070360024")["author"].to_list() == ["Albert Camus"]

@@ -67,6 +67,9 @@ def flatten_amazon_meta(frame: pl.DataFrame) -> pl.DataFrame:
     for name, dtype in frame.schema.items():
         if isinstance(dtype, pl.Struct):
             fields = [f.name for f in dtype.fields]
+            if not fields:  # `"details": {}` on every row: nothing to take
+                exprs.append(pl.lit(None, dtype=pl.String).alias(name))
+                continue
             inner = "name" if "name" in fields else fields[0]
             exprs.append(pl.col(name).struct.field(inner).cast(pl.String).alias(name))
     return frame.with_columns(exprs) if exprs else frame
