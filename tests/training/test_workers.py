@@ -94,9 +94,10 @@ def test_a_run_with_workers_reproduces_bit_for_bit(small_config, tmp_path):
         assert torch.equal(a, b), name
 
 
-def test_the_old_key_hogwild_workers_still_reads_as_workers():
-    with pytest.warns(DeprecationWarning, match="renamed training.workers"):
+def test_the_old_key_hogwild_workers_still_reads_as_workers(caplog):
+    with caplog.at_level("WARNING"):
         assert load_config(None, ["training.hogwild_workers=2"]).training.workers == 2
+    assert "renamed training.workers" in caplog.text
     with pytest.raises(ValueError, match="set only workers"):
         load_config(None, ["training.hogwild_workers=2", "training.workers=2"])
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
+import logging
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -103,7 +103,9 @@ class TrainingConfig(StrictModel):
         if isinstance(data, dict) and "hogwild_workers" in data:
             if "workers" in data:
                 raise ValueError("training.hogwild_workers is the old name of training.workers: set only workers")
-            warnings.warn("training.hogwild_workers is renamed training.workers", DeprecationWarning, stacklevel=2)
+            # logged, not a DeprecationWarning: Python hides those from a command's user, who is the one to act
+            logging.getLogger(__name__).warning("training.hogwild_workers is renamed training.workers: the old "
+                                                "name still works, for now; write workers")
             data = {("workers" if key == "hogwild_workers" else key): value for key, value in data.items()}
         return data
 
