@@ -78,7 +78,9 @@ def evaluate_command(
              "the run's, numbered alike (a model has no row for a new one)."),
 ) -> None:
     """Re-score a trained run on validation and test; rewrite metrics.json, per-user tables, diagnostics.
-    Refused when the data changed since training (run.json's input sha256s, split.json's split hash)."""
+    Refused when the data changed since training (run.json's input sha256s, split.json's split hash). Each
+    scoring is recorded in RUN/test_scorings.json, with a warning when the folder's test split has been scored
+    by more than one model."""
     from booktower.evaluation.report import write_report
     from booktower.evaluation.run_eval import reevaluate_run
 
@@ -213,6 +215,7 @@ def _recommend_from_run(run: Path, users: list[str], all_test_users: bool, k: in
         fail("with --run pass --out FILE.csv or --out FILE.parquet")
     write = table_writer(out)  # before the model is loaded and scored
     from booktower.evaluation.run_eval import load_trained, recommend_test
+    from booktower.utils.scorings import model_file_sha256, record_test_scoring
 
     with friendly_errors():
         config, data, model = load_trained(run)
@@ -221,6 +224,8 @@ def _recommend_from_run(run: Path, users: list[str], all_test_users: bool, k: in
                  f"Fix: pass --k {data.n_items} or less")
         frame = recommend_test(model, data, k, None if all_test_users else users, config.evaluation.user_chunk)
         write(frame, out)
+        # the test lists, from which the test metrics follow: recorded as a reading of the test split (unscored)
+        record_test_scoring(run, "recommend", model_file_sha256(run), None, config.evaluation.ks)
     console.print(f"wrote {out} ({frame['user_id'].n_unique()} users x top-{k})")
 
 

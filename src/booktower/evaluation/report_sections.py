@@ -1,7 +1,9 @@
-"""Markdown sections of the report, each a pure function of already-read run files."""
+"""Markdown sections of the report, each a pure function of already-read run files (but the note on the test
+split's scorings, which reads RUN/test_scorings.json itself)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -10,6 +12,8 @@ import polars as pl
 from booktower.evaluation.stats import ACTIVITY_BINS, mean_ci, named_rng, paired_compare, slice_table, with_activity
 from booktower.evaluation.tables import markdown_table
 from booktower.utils.nested import flatten
+from booktower.utils.scorings import TEST_SCORINGS, read_test_scorings, scoring_models, short
+from booktower.utils.wording import counted
 
 if TYPE_CHECKING:
     from booktower.evaluation.report import RunFiles
@@ -48,7 +52,8 @@ def headline_section(files: RunFiles) -> str:
         rows.append([name, *cells,
                      *(_fmt(metrics.get(key)) for key in others), _fmt(metrics.get(f"MRR@{k0}")),
                      _fmt(metrics.get(f"coverage@{ks[-1]}"))])
-    text = ["## Headline: test metrics beside the baselines\n", markdown_table(header, rows), ""]
+    text = ["## Headline: test metrics beside the baselines\n", test_scorings_note(files.run_dir),
+            markdown_table(header, rows), ""]
     if files.stale_baselines:
         text.append(f"_The baselines in {files.run_dir / 'baselines'} are left out: they were computed on another "
                     f"split ({files.stale_baselines}). `booktower baselines --config {files.run_dir / 'config.yaml'} "
@@ -72,6 +77,45 @@ def headline_section(files: RunFiles) -> str:
         text += ["Validation (model selection happens here, never on test):\n",
                  markdown_table(keys, [[_fmt(validation.get(k)) for k in keys]]), ""]
     return "\n".join(text)
+
+
+def test_scorings_note(run_dir: Path) -> str:
+    """How often, and by how many models, this folder's test split was scored (RUN/test_scorings.json). Above
+    the numbers, since several models scored on one test split make a choice among them a choice on test."""
+    try:
+        entries = read_test_scorings(run_dir)
+    except ValueError as exc:
+        return f"> **The record of this folder's test scorings cannot be read**: {exc}\n"
+    models = scoring_models(entries)
+    if len(models) == 1 and len(entries) > 1:
+        lists = sum(1 for entry in entries if entry.get("headline") is None)  # `recommend --run`: lists, unscored
+        written = f" and its lists written {counted(lists, 'time')}" if lists else ""
+        return (f"_The test split was scored {counted(len(entries) - lists, 'time')} in this folder{written}, "
+                "each time by this model "
+                f"(`{short(models[0])}`; {run_dir / TEST_SCORINGS})._\n")
+    if len(models) < 2:
+        return ""
+    earlier = sum(1 for entry in entries if entry.get("earlier_run"))
+    scored = [entry for entry in entries if entry.get("headline") is not None]
+    current = short(str(scored[-1].get("model_sha256"))) if scored else "?"
+    rows = [_model_row(entries, model, current) for model in models]
+    return "\n".join([
+        f"> **The test split was scored by {len(models)} different models in this folder** ({len(entries)} "
+        f"scorings{f', {earlier} of them by runs trained into it earlier' if earlier else ''}; "
+        f"{run_dir / TEST_SCORINGS}). A model picked among them by their test numbers was selected on test, and "
+        f"its numbers read better than a new test split would give. The numbers below are model `{current}`'s.\n",
+        markdown_table(["model (sha256)", "scorings", "by earlier runs", "commands", "first scored", "test (last)"],
+                       rows), ""])
+
+
+def _model_row(entries: list[dict[str, Any]], model: str, current: str) -> list[str]:
+    mine = [entry for entry in entries if str(entry.get("model_sha256")) == model]
+    scored = [entry["headline"] for entry in mine if isinstance(entry.get("headline"), dict)]
+    last = ", ".join(f"{key} {_fmt(value)}" for key, value in scored[-1].items()) if scored else "-"
+    name = f"`{short(model)}`" + (" (this report's)" if short(model) == current else "")
+    commands = ", ".join(dict.fromkeys(str(entry.get("command")) for entry in mine))
+    earlier = sum(1 for entry in mine if entry.get("earlier_run"))
+    return [name, str(len(mine)), str(earlier), commands, str(mine[0].get("at", "-")), last]
 
 
 def comparison_section(files: RunFiles) -> str:

@@ -26,6 +26,7 @@ from booktower.evaluation.evaluator import EvaluationResult, Part, evaluate_spli
 from booktower.evaluation.ranking import ScoreFn, TopK
 from booktower.evaluation.split_identity import split_identity, write_split_identity
 from booktower.utils.atomic import atomic_write_json, atomic_write_parquet
+from booktower.utils.scorings import model_file_sha256, read_test_scorings, record_test_scoring
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +118,13 @@ def evaluate_validation(run_dir: Path, model: Any, data: PreparedData, config: B
 
 
 def evaluate_trained(run_dir: Path, model: Any, data: PreparedData, config: BooktowerConfig,
-                     test_model: Any | None = None, data_changed: dict[str, Any] | None = None) -> RunEvaluation:
+                     test_model: Any | None = None, data_changed: dict[str, Any] | None = None, *,
+                     scored_by: str) -> RunEvaluation:
     """Score validation with `model` and test with `test_model` (a refit on train + validation; default
     `model`); write metrics (with `data_changed`, the note of a scoring on changed data), per-user tables, and
-    the test model's diagnostics and audit."""
+    the test model's diagnostics and audit. The test scoring is recorded in RUN/test_scorings.json as done by
+    the command `scored_by` (train, evaluate, ensemble, ...), with the sha256 of RUN/model/model.safetensors:
+    `test_model` is that model (training saves it before scoring; `evaluate` loads it)."""
     from booktower.evaluation.diagnostics import embedding_diagnostics
     from booktower.training.scoring import score_fn_for
 
@@ -128,6 +132,8 @@ def evaluate_trained(run_dir: Path, model: Any, data: PreparedData, config: Book
     evaluation = evaluate_parts(lambda part: score_fn_for(test_model if part == "test" else model, data, part),
                                 data, config)
     write_metrics(run_dir, evaluation, data_changed)
+    record_test_scoring(run_dir, scored_by, model_file_sha256(run_dir), evaluation.test.metrics,
+                        config.evaluation.ks)
     write_split_identity(run_dir, split_identity(data))
     rng = np.random.default_rng(config.seed)
     try:
@@ -156,14 +162,17 @@ def load_trained(run_dir: Path) -> tuple[BooktowerConfig, PreparedData, Any]:
     return trained.config, trained.data, trained.model
 
 
-def reevaluate_run(run_dir: Path, allow_changed_data: bool = False) -> tuple[BooktowerConfig, RunEvaluation]:
+def reevaluate_run(run_dir: Path, allow_changed_data: bool = False,
+                   scored_by: str = "evaluate") -> tuple[BooktowerConfig, RunEvaluation]:
     """Score a finished run again as training did: validation by the selected checkpoint, test by the served
-    model (the refit one when the run was refit on train + validation).
+    model (the refit one when the run was refit on train + validation). The test scoring is recorded in
+    RUN/test_scorings.json, as done by `scored_by`.
 
     Refused (DataError) when the input files or the split differ from what the run recorded at training,
     unless `allow_changed_data`; then metrics.json records what changed."""
     from booktower.training.run import selection_model
 
+    read_test_scorings(run_dir)  # a damaged record refuses now, not after the scoring
     changes = changed_inputs(run_dir)
     if changes and not allow_changed_data:  # before the data is prepared, which can take minutes
         raise refuse_changed_data(run_dir, changes)
@@ -176,7 +185,7 @@ def reevaluate_run(run_dir: Path, allow_changed_data: bool = False) -> tuple[Boo
         log.warning("%s: scoring on changed data (%s); metrics.json records it under `%s`", run_dir,
                     "; ".join(changes), DATA_CHANGED)
     evaluation = evaluate_trained(run_dir, selection_model(run_dir, config, model), data, config, test_model=model,
-                                  data_changed=note)
+                                  data_changed=note, scored_by=scored_by)
     return config, evaluation
 
 

@@ -25,6 +25,7 @@ from booktower.models.spec import ModelSpec
 from booktower.training.run import VALIDATION_ONLY_FILE, config_as_files, run_config, selection_model
 from booktower.utils.atomic import atomic_write_json, make_temp_dir
 from booktower.utils.runinfo import file_fingerprint, finished_at, write_run_info
+from booktower.utils.scorings import record_test_scoring, weights_sha256
 
 if TYPE_CHECKING:
     from booktower.data.types import PreparedData
@@ -188,7 +189,11 @@ def train_served_model(config: BooktowerConfig, run_dir: Path, data: PreparedDat
     members = [train_run(config.model_copy(update={"seed": seed}), run_dir / f"seed-{seed}", data=data)
                for seed in seeds]
     model = ensemble_of([member.model.cpu() for member in members]).eval()  # the served (refit) models
-    return model, evaluate_split(score_fn_for(model, data, "test"), data, "test", ks or [10, 20, 50]).metrics
+    ks = ks or [10, 20, 50]
+    metrics = evaluate_split(score_fn_for(model, data, "test"), data, "test", ks).metrics
+    # the members' scorings are in their folders' test_scorings.json; the ensemble's goes in the folder above them
+    record_test_scoring(run_dir, "ensemble (hold-out)", weights_sha256(model), metrics, ks)
+    return model, metrics
 
 
 def build_ensemble_run(run_dirs: list[Path], output_dir: Path) -> RunEvaluation:
@@ -208,7 +213,7 @@ def build_ensemble_run(run_dirs: list[Path], output_dir: Path) -> RunEvaluation:
     tmp = make_temp_dir(output_dir.parent, f".{output_dir.name}.new.")
     try:
         _assemble(members, tmp)
-        _, evaluation = reevaluate_run(tmp)
+        _, evaluation = reevaluate_run(tmp, scored_by="ensemble")  # recorded in its test_scorings.json
         if output_dir.exists():
             output_dir.rmdir()
         tmp.rename(output_dir)

@@ -36,6 +36,8 @@ from booktower.utils.runinfo import (
     record_start,
     write_run_info,
 )
+from booktower.utils.scorings import TEST_SCORINGS, mark_earlier_run
+from booktower.utils.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +155,8 @@ def _finished_run(run_dir: Path, dist: DistContext) -> str | None:
 EARLIER_RUN_OUTPUTS = ("checkpoints", "refit", "model", "plots", "run.json", "metrics.json", "report.md",
                        "epochs.csv", "split.json", "per_user_validation.parquet", "per_user_test.parquet",
                        "diagnostics.json", "audit.json", VALIDATION_ONLY_FILE)
-"""What a training run writes and a new run over it replaces. Baselines (RUN/baselines) and the MLflow link stay."""
+"""What a training run writes and a new run over it replaces. Baselines (RUN/baselines), the MLflow link and the
+record of the folder's test scorings (RUN/test_scorings.json, its entries marked as an earlier run's) stay."""
 
 
 def _forget_earlier_run(run_dir: Path) -> None:
@@ -171,9 +174,12 @@ def _forget_earlier_run(run_dir: Path) -> None:
 def _open_run_dir(run_dir: Path, config_yaml: str, data: PreparedData, resume: bool, inputs: list[Path]) -> None:
     """Rank 0's first writes: what the run trains on, before the first epoch (the input files' sha256s and the
     split among them, which a resume compares with what the config prepares then)."""
+    earlier_scorings = 0 if resume else mark_earlier_run(run_dir)
     if not resume and (run_dir / "metrics.json").exists():
-        log.warning("%s already holds a %s: its files are being replaced (a new --output-dir keeps it)",
-                    run_dir, "ensemble run" if _ensemble_members(run_dir) else "trained run")
+        log.warning("%s already holds a %s: its files are being replaced (a new --output-dir keeps it)%s",
+                    run_dir, "ensemble run" if _ensemble_members(run_dir) else "trained run",
+                    f"; {TEST_SCORINGS} keeps its {counted(earlier_scorings, 'scoring')} of the test split, "
+                    "marked as an earlier run's" if earlier_scorings else "")
     elif not resume and (run_dir / VALIDATION_ONLY_FILE).exists():
         log.warning("%s holds a --validation-only run, which `--resume` would have completed: it is being replaced "
                     "(a new --output-dir keeps it)", run_dir)
@@ -329,9 +335,10 @@ def _complete(config: BooktowerConfig, run_dir: Path, fit: FitResult, model: Two
                                on_epoch=record.refit_epoch)
     save_model(test_model, run_dir / "model")
     with timings.step("evaluate"):
-        # the test split is scored here, once (by the refit model when there is one); validation by the
-        # selected checkpoint; diagnostics and audit beside them
-        metrics = evaluate_trained(run_dir, model, data, config, test_model=test_model).metrics()
+        # the test split is scored here, once (by the refit model when there is one), and recorded in
+        # test_scorings.json; validation by the selected checkpoint; diagnostics and audit beside them
+        metrics = evaluate_trained(run_dir, model, data, config, test_model=test_model,
+                                   scored_by="train --resume" if resume else "train").metrics()
     write_run_info(run_dir, config_yaml=dump_config(config), seed=config.seed, inputs=inputs, timings=record.total(),
                    extra={"device": record.segment.entry["device"], "best_epoch": fit.best_epoch,
                           "epochs_run": len(fit.rows), "stopped_early": fit.stopped_early,

@@ -1,0 +1,82 @@
+"""`booktower evaluate --run` and `recommend --run` record each reading of the test split in RUN/test_scorings.json:
+the same model scored again is recorded and harmless; another model scoring the folder's test split is warned about
+and the report says how many models did."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from booktower.cli.app import app
+from booktower.data.toy import random_prepared
+from booktower.evaluation import run_eval
+from booktower.models.io import load_model
+from booktower.training.pipeline import train_run
+from booktower.training.run import run_config
+from booktower.utils.scorings import read_test_scorings
+from tests.conftest import small_config
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(toy data, two finished runs of it, seeds 1 and 2); each test changes a copy."""
+    data = random_prepared(n_users=40, n_items=30, per_user=6)
+    base = tmp_path_factory.mktemp("scored")
+    for seed in (1, 2):
+        train_run(small_config("training.epochs=2", f"seed={seed}", "evaluation.bootstrap_samples=50"),
+                  base / f"seed{seed}", data=data)
+    return data, base / "seed1", base / "seed2"
+
+
+@pytest.fixture
+def run(trained, tmp_path, monkeypatch) -> Path:
+    """A copy of the seed-1 run, whose data `load_trained` hands back (toy data cannot be re-prepared)."""
+    data, first, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(first, copy)
+    monkeypatch.setattr(run_eval, "load_trained", lambda path: (run_config(path), data, load_model(path / "model")))
+    return copy
+
+
+def _served_sha256(run: Path) -> str:
+    return hashlib.sha256((run / "model" / "model.safetensors").read_bytes()).hexdigest()
+
+
+def test_evaluating_twice_records_two_scorings_by_the_same_model(run):
+    assert [entry["command"] for entry in read_test_scorings(run)] == ["train"]
+    for _ in range(2):
+        result = runner.invoke(app, ["evaluate", "--run", str(run)])
+        assert result.exit_code == 0, result.output
+        assert "different models" not in result.output
+    entries = read_test_scorings(run)
+    assert [entry["command"] for entry in entries] == ["train", "evaluate", "evaluate"]
+    assert {entry["model_sha256"] for entry in entries} == {_served_sha256(run)}
+    assert entries[1]["headline"] == entries[2]["headline"] == entries[0]["headline"]  # deterministic
+    report = (run / "report.md").read_text()
+    assert "different models" not in report and "scored 3 times in this folder, each time by this model" in report
+
+
+def test_another_model_scored_in_the_folder_is_warned_about_and_reported(run, trained):
+    shutil.rmtree(run / "model")
+    shutil.copytree(trained[2] / "model", run / "model")  # the folder's model replaced by another one
+    result = runner.invoke(app, ["evaluate", "--run", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "scored by 2 different models" in " ".join(result.output.split())
+    entries = read_test_scorings(run)
+    assert entries[-1]["model_sha256"] == _served_sha256(trained[2]) != entries[0]["model_sha256"]
+    assert "scored by 2 different models in this folder" in (run / "report.md").read_text()
+
+
+def test_recommend_from_a_run_records_its_test_lists_unscored(run, tmp_path):
+    result = runner.invoke(app, ["recommend", "--run", str(run), "--all-test-users", "--k", "5",
+                                 "--out", str(tmp_path / "top.csv")])
+    assert result.exit_code == 0, result.output
+    last = read_test_scorings(run)[-1]
+    assert last["command"] == "recommend" and last["headline"] is None
+    assert last["model_sha256"] == _served_sha256(run)
