@@ -26,8 +26,13 @@ def main() -> None:
     config = load_config(args.config, args.overrides)
     result = run_cold_eval(config, args.output_dir, args.fraction, seeds=args.seeds)
     atomic_write_json(args.output_dir / "cold_items.json", result)
+    print_cold(args.config.name, result)
+    print_new_books_in_histories(result["new_books_in_histories"])
 
-    print(f"\n{args.config.name}: {result['n_held_books']} held-out books of {result['n_catalogue']}, "
+
+def print_cold(name: str, result: dict) -> None:
+    """The content-only vectors against popularity and random, over the whole catalogue and the held-out books."""
+    print(f"\n{name}: {result['n_held_books']} held-out books of {result['n_catalogue']}, "
           f"{result['n_targets']} test readers whose test book is held out "
           f"({result['n_targets_lost_to_pruning']} lost to pruning)")
     keys = ["HR@10", "NDCG@10", "HR@20", "HR@50", "mean_rank"]
@@ -38,7 +43,6 @@ def main() -> None:
     warm = result["warm_test_metrics"]
     print(f"the run's own test (trained books, known readers): HR@10 {warm.get('HR@10', float('nan')):.4f}, "
           f"NDCG@20 {warm.get('NDCG@20', float('nan')):.4f}")
-    print_new_books_in_histories(result["new_books_in_histories"])
 
 
 def print_new_books_in_histories(found: dict) -> None:

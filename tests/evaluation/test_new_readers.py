@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from booktower.config import load_config
-from booktower.config.data import DataConfig
+from booktower.config import ConfigError, load_config
+from booktower.config.data import DataConfig, SplitConfig
 from booktower.config.model import ModelConfig
 from booktower.data.toy import checkerboard_raw
 from booktower.evaluation.new_readers import (
@@ -59,6 +59,28 @@ def test_item_based_baselines_serve_a_new_reader_from_their_books() -> None:
     against = paired_against(ranks, "ease", 1, np.random.default_rng(0))
     assert set(against) == {"two-tower", "pop", "itemknn"}
     assert against["itemknn"]["HR@1"]["diff"] == 0.0 and against["pop"]["HR@1"]["diff"] > 0
+
+
+_CUTOFF = {"kind": "time_cutoff", "valid_start": "2020-09-30", "test_start": "2020-10-01"}  # 2 test books a reader
+
+
+@pytest.mark.parametrize("split", [_CUTOFF, {"kind": "column"}])
+def test_a_split_with_several_test_books_a_reader_is_refused_naming_the_key_and_the_fix(split) -> None:
+    """Under a time cut-off (here each checkerboard reader's last two books are test) one test book of a reader
+    was scored and the others neither scored nor masked: the protocol takes leave-last-out only."""
+    config = _CONFIG.model_copy(update={"split": SplitConfig.model_validate(split)})
+    with pytest.raises(ConfigError, match=rf"data.split.kind: {split['kind']}.*--set data.split.kind=leave_last_out"):
+        new_reader_split(checkerboard_raw(40), config, 0.1, np.random.default_rng(1))
+
+
+def test_the_benchmark_refuses_before_reading_the_log(tmp_path) -> None:
+    from booktower.evaluation.new_readers import run_new_reader_eval
+
+    config = load_config(None, [f"data.split.{key}={value}" for key, value in _CUTOFF.items()]
+                         + ["data.source.interactions=/nonexistent/log.csv"])
+    with pytest.raises(ConfigError, match="leave_last_out"):
+        run_new_reader_eval(config, tmp_path / "run", 0.1)
+    assert not (tmp_path / "run").exists()
 
 
 def test_history_matrix_is_binary_rows_of_the_books_read() -> None:

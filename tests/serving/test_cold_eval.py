@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from booktower.config.data import DataConfig
+from booktower.config import ConfigError, load_config
+from booktower.config.data import DataConfig, SplitConfig
 from booktower.config.model import ModelConfig
 from booktower.data.toy import checkerboard_raw
 from booktower.models import TwoTower, spec_from_config
-from booktower.serving.cold_eval import cold_split_raw, score_cold, score_new_books_in_histories
+from booktower.serving.cold_eval import cold_split, cold_split_raw, score_cold, score_new_books_in_histories
 
 _CONFIG = DataConfig.model_validate({
     "min_user_interactions": 1, "min_item_interactions": 1,
@@ -38,6 +40,59 @@ def test_score_cold_runs_every_system() -> None:
         assert 0.0 <= system["all"]["HR@5"] <= 1.0 and 1.0 <= system["cold"]["mean_rank"] <= 4.0
     # popularity puts every never-read book after every read one
     assert result["popularity"]["all"]["mean_rank"] > data.n_items - 20
+
+
+def test_every_book_the_reader_read_before_the_target_is_masked_held_out_ones_too(monkeypatch) -> None:
+    """In the checkerboard a target's reader read every other held-out book of its parity before it. A stand-in
+    model scores each held-out book 1, the target 0.5 and each trained book 0: with the reader's books masked the
+    target ranks right after the held-out books of the other parity (the ones left unread), among the held-out
+    books and in the whole catalogue alike. (Masking only the reduced data's books left the earlier held-out reads
+    as candidates: rank 4 of 4 for every target, in both scopes.)"""
+    from booktower.models import encode
+
+    split = cold_split_raw(checkerboard_raw(40), _CONFIG, 0.1, np.random.default_rng(1))
+    n, n_held = split.data.n_items, split.n_held
+    scores = np.zeros((len(split.target_items), n + n_held), dtype=np.float32)  # (T, n + h): one row per target
+    scores[:, n:] = 1.0
+    scores[np.arange(len(split.target_items)), n + split.target_items] = 0.5
+    one_hot = torch.eye(n + n_held)  # item c's vector picks column c of a reader's row
+    monkeypatch.setattr(encode, "encode_items", lambda model, features, index=None: one_hot[:n] if index is None
+                        else one_hot[n:])
+    monkeypatch.setattr(encode, "encode_users", lambda *args: torch.from_numpy(scores))
+
+    result = score_cold(split, None, np.random.default_rng(0), [1])["two-tower content"]
+    held = [int(b[1:]) for b in split.held_catalogue["item_id"].to_list()]  # b38, b7, b27, b1
+    expected = [1 + sum((b - held[t]) % 2 for b in held) for t in split.target_items]
+    assert sorted(expected) == [2, 2, 2, 4]
+    assert result["cold"]["mean_rank"] == result["all"]["mean_rank"] == np.mean(expected)
+
+
+def test_split_lists_the_books_read_before_each_target_as_candidates() -> None:
+    split = cold_split_raw(checkerboard_raw(40), _CONFIG, 0.1, np.random.default_rng(1))
+    data, held = split.data, split.held_catalogue["item_id"].to_list()
+    for row, (user, item) in enumerate(zip(data.users.decode(split.target_users), split.target_items)):
+        u = int(user[1:])
+        assert held[item] == f"b{u}"
+        named = {held[c - data.n_items] if c >= data.n_items else data.items.decode([c])[0]
+                 for c in split.target_read.row(row)}
+        assert named == {f"b{i}" for i in range(40) if (i - u) % 2 == 0 and i != u}
+
+
+_CUTOFF = {"kind": "time_cutoff", "valid_start": "2020-09-30", "test_start": "2020-10-01"}  # 2 test books a reader
+
+
+@pytest.mark.parametrize("split", [_CUTOFF, {"kind": "column"}])
+def test_a_split_with_several_test_books_a_reader_is_refused_naming_the_key_and_the_fix(split) -> None:
+    config = _CONFIG.model_copy(update={"split": SplitConfig.model_validate(split)})
+    with pytest.raises(ConfigError, match=rf"data.split.kind: {split['kind']}.*--set data.split.kind=leave_last_out"):
+        cold_split_raw(checkerboard_raw(40), config, 0.1, np.random.default_rng(1))
+
+
+def test_the_benchmark_refuses_before_reading_the_log() -> None:
+    config = load_config(None, [f"data.split.{key}={value}" for key, value in _CUTOFF.items()]
+                         + ["data.source.interactions=/nonexistent/log.csv"])
+    with pytest.raises(ConfigError, match="leave_last_out"):
+        cold_split(config, 0.1, np.random.default_rng(1))
 
 
 def test_readers_of_held_out_books_keep_them_in_their_history_past_the_trained_books() -> None:

@@ -1,13 +1,14 @@
 """New readers: how well a reader the model never trained on is served from their history alone.
 
-Protocol. Prepare the data as usual (the configured split). Draw a random `fraction` of the readers and remove
-every one of their interactions; prepare again from the rest and train on it. Each held-out reader then arrives as
-an anonymous reader does at the API (`POST /recommendations`): their train + validation books (those the reduced
-catalogue kept) are the history, their test book the target, ranked over the whole catalogue with the history
-masked. The two-tower encodes them as the bundle's encoder does (the user tower on the history and the history
-features, no reader metadata); the item-based baselines, fitted on the reduced train + validation, fold them in
-from their books (popularity, ItemKNN, EASE) with no refit. The same run's test metrics over its known readers are
-the reference: a new reader is served as well as a known one where the two agree.
+Protocol. Prepare the data as usual (leave-last-out: one test book per reader, their last read; any other
+split is refused). Draw a random `fraction` of the readers and remove every one of their interactions; prepare
+again from the rest and train on it. Each held-out reader then arrives as an anonymous reader does at the API
+(`POST /recommendations`): their train + validation books (those the reduced catalogue kept) are the history,
+their test book the target, ranked over the whole catalogue with the history masked. The two-tower encodes
+them as the bundle's encoder does (the user tower on the history and the history features, no reader
+metadata); the item-based baselines, fitted on the reduced train + validation, fold them in from their books
+(popularity, ItemKNN, EASE) with no refit. The same run's test metrics over its known readers are the
+reference: a new reader is served as well as a known one where the two agree.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import polars as pl
 import scipy.sparse as sp
 import torch
 
-from booktower.config import BooktowerConfig
+from booktower.config import BooktowerConfig, ConfigError
 from booktower.config.data import DataConfig
 from booktower.data.errors import DropLedger
 from booktower.data.ingest import RawData, load_raw
@@ -44,7 +45,20 @@ class NewReaders:
     n_lost: int  # held-out readers not scored: their test book, or every book they read, left the reduced data
 
 
+def require_leave_last_out(config: DataConfig) -> None:
+    """The protocol scores one test book per reader, their last read, with everything before it as the history:
+    under another split a reader has several test books."""
+    if config.split.kind == "leave_last_out":
+        return
+    raise ConfigError(
+        f"the new-reader evaluation needs data.split.kind: leave_last_out, but the config has data.split.kind: "
+        f"{config.split.kind}, under which a reader can have several test books: one of them would be scored and "
+        "the others neither scored nor masked. Fix: run it with --set data.split.kind=leave_last_out (each "
+        "reader's last read is then their test book)")
+
+
 def new_reader_split(raw: RawData, config: DataConfig, fraction: float, rng: np.random.Generator) -> NewReaders:
+    require_leave_last_out(config)
     full = prepare_from_raw(raw, config, DropLedger())
     held = np.sort(rng.choice(full.n_users, size=max(1, math.ceil(fraction * full.n_users)), replace=False))
     held_ids = full.users.decode(held)
@@ -139,6 +153,7 @@ def run_new_reader_eval(config: BooktowerConfig, run_dir: Path, fraction: float 
 
     ks = ks or [10, 20, 50]
     rng = np.random.default_rng(config.seed)  # one split for every member: the base config's seed draws it
+    require_leave_last_out(config.data)  # before the log is read
     raw, _ = load_raw(config.data, DropLedger())
     split = new_reader_split(raw, config.data, fraction, rng)
     model, known = train_served_model(config, run_dir, split.data, seeds, ks)

@@ -1,14 +1,15 @@
 """Cold-item evaluation: how well content-only vectors rank books the model never saw in training.
 
-Protocol. Prepare the data as usual (leave-last-out). Draw a random `fraction` of the books and remove every one
-of their interactions; prepare again from what is left and train on it. The readers whose (full-protocol) test
-book is a held-out book are the targets: their history is everything they read apart from held-out books (all of
-it earlier than the target). Each held-out book gets an item vector through the item tower's content path
-(ID index -1), and the target book is ranked
-  * among the whole catalogue (trained books + held-out books), the reader's read books masked, and
-  * among the held-out books only (the question "which new book fits this reader?").
-Baselines rank the same candidates by training popularity (held-out books have none: ties broken at random) and
-at random.
+Protocol. Prepare the data as usual (leave-last-out: one test book per reader, their last read; any other split
+is refused). Draw a random `fraction` of the books and remove every one of their interactions; prepare again from
+what is left and train on it. The readers whose (full-protocol) test book is a held-out book are the targets: the
+model reads everything they read apart from held-out books (all of it earlier than the target). Each held-out book
+gets an item vector through the item tower's content path (ID index -1), and the target book is ranked
+  * among the whole catalogue (trained books + held-out books), and
+  * among the held-out books only (the question "which new book fits this reader?"),
+in both with every book the reader read before it masked: trained books and held-out books alike (the full data's
+train + validation, mapped to the candidates). Baselines rank the same candidates by training popularity
+(held-out books have none: ties broken at random) and at random.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from booktower.config import BooktowerConfig
+from booktower.config import BooktowerConfig, ConfigError
 from booktower.config.data import DataConfig
 from booktower.data.errors import DropLedger
 from booktower.data.ingest import RawData, load_raw
@@ -48,17 +49,32 @@ class ColdSplit:
     held_catalogue: pl.DataFrame  # standard catalogue rows of the held-out books (item_id, title, ...)
     target_users: np.ndarray  # (T,) user indices in `data`
     target_items: np.ndarray  # (T,) rows of `held_catalogue`
+    target_read: Ragged  # T rows: the books the reader read before the target, as candidates (held-out row r: n + r)
     n_held: int
     n_targets_lost: int  # targets whose reader did not survive pruning of the reduced data
     readers_of_new: ReadersOfNewBooks
 
 
 def cold_split(config: BooktowerConfig, fraction: float, rng: np.random.Generator) -> ColdSplit:
+    require_leave_last_out(config.data)  # before the log is read
     raw, _ = load_raw(config.data, DropLedger())
     return cold_split_raw(raw, config.data, fraction, rng)
 
 
+def require_leave_last_out(config: DataConfig) -> None:
+    """The protocol scores one test book per reader, their last read, with everything before it as the history:
+    under another split a reader has several test books, and their reads after a target would feed the history."""
+    if config.split.kind == "leave_last_out":
+        return
+    raise ConfigError(
+        f"the cold-item evaluation needs data.split.kind: leave_last_out, but the config has data.split.kind: "
+        f"{config.split.kind}, under which a reader can have several test books: the reader's reads after a target "
+        "book would feed their vector, and their other test books would be neither scored nor masked. Fix: run it "
+        "with --set data.split.kind=leave_last_out (each reader's last read is then their test book)")
+
+
 def cold_split_raw(raw: RawData, config: DataConfig, fraction: float, rng: np.random.Generator) -> ColdSplit:
+    require_leave_last_out(config)
     full = prepare_from_raw(raw, config, DropLedger())
     held = np.sort(rng.choice(full.n_items, size=max(1, math.ceil(fraction * full.n_items)), replace=False))
     held_ids = full.items.decode(held)
@@ -76,31 +92,46 @@ def cold_split_raw(raw: RawData, config: DataConfig, fraction: float, rng: np.ra
     row_of = {raw_id: r for r, raw_id in enumerate(held_ids)}
     items = np.array([row_of[i] for i in target_item_ids], dtype=np.int64)
     alive = users >= 0
-    return ColdSplit(data, catalogue, users[alive], items[alive], len(held_ids), int((~alive).sum()),
-                     _readers_of_new_books(full, data, held))
+    to_candidate = _candidate_index(full, data, held)
+    before_test, _ = full.histories("train", "valid")  # each reader's books before their test book
+    read = _as_candidates(before_test, to_candidate, full.split.test.user[is_target][alive])
+    return ColdSplit(data, catalogue, users[alive], items[alive], read, len(held_ids), int((~alive).sum()),
+                     _readers_of_new_books(full, data, before_test, to_candidate, held))
 
 
-def _readers_of_new_books(full: PreparedData, data: PreparedData, held: np.ndarray) -> ReadersOfNewBooks:
-    """The readers of `full` with a held-out book in their train + validation history and a test book the reduced
-    data kept (the same book: it is still their last read), their histories mapped into the reduced data."""
-    history, _ = full.histories("train", "valid")
-    to_reduced = data.items.encode(full.items.ids, unknown="null").copy()  # (n_full,) -1: pruned in the reduced data
-    to_reduced[held] = data.n_items + np.arange(len(held))
+def _candidate_index(full: PreparedData, data: PreparedData, held: np.ndarray) -> np.ndarray:
+    """(n_full,) each book of `full` among the scored candidates: its index in the reduced data, n + r for held-out
+    book r (n: the reduced data's books), -1 where the reduced data pruned it."""
+    to_candidate = data.items.encode(full.items.ids, unknown="null").copy()
+    to_candidate[held] = data.n_items + np.arange(len(held))
+    return to_candidate
+
+
+def _as_candidates(history: Ragged, to_candidate: np.ndarray, users: np.ndarray) -> Ragged:
+    """One row per entry of `users` (rows of `history`, a full-data history): their books, oldest first, as
+    candidates; books the reduced data pruned are left out (they are no candidates)."""
+    rows = []
+    for user in users:
+        mapped = to_candidate[history.row(user)]
+        rows.append(mapped[mapped >= 0].tolist())
+    return Ragged.from_lists(rows)
+
+
+def _readers_of_new_books(full: PreparedData, data: PreparedData, history: Ragged, to_candidate: np.ndarray,
+                          held: np.ndarray) -> ReadersOfNewBooks:
+    """The readers of `full` with a held-out book in their train + validation `history` and a test book the
+    reduced data kept (the same book: it is still their last read), their histories mapped into the reduced data."""
     owner = np.repeat(np.arange(full.n_users), np.diff(history.offsets))
     read_new = np.zeros(full.n_users, dtype=bool)
     read_new[owner[np.isin(history.values, held)]] = True
     test = full.split.test
     users = data.users.encode(full.users.decode(test.user), unknown="null")  # (T,)
-    items = to_reduced[test.item]
+    items = to_candidate[test.item]
     reduced_test = np.full(data.n_users, -1)
     reduced_test[data.split.test.user] = data.split.test.item
     keep = read_new[test.user] & (users >= 0) & (items >= 0) & (items < data.n_items)
     keep[keep] = reduced_test[users[keep]] == items[keep]
-    rows = []
-    for user in test.user[keep]:
-        mapped = to_reduced[history.row(user)]
-        rows.append(mapped[mapped >= 0].tolist())
-    return ReadersOfNewBooks(users[keep], items[keep], Ragged.from_lists(rows))
+    return ReadersOfNewBooks(users[keep], items[keep], _as_candidates(history, to_candidate, test.user[keep]))
 
 
 def score_cold(split: ColdSplit, model: Any, rng: np.random.Generator, ks: list[int]) -> dict[str, Any]:
@@ -113,6 +144,7 @@ def score_cold(split: ColdSplit, model: Any, rng: np.random.Generator, ks: list[
     cold_features = transform_items(data.feature_spec, split.held_catalogue)
     cold = encode_items(model, cold_features, np.full(split.n_held, -1)).cpu().numpy()  # (h, d)
     candidates = np.concatenate([warm, cold])  # (n + h, d): cold book r is candidate n + r
+    # every book of the reader the reduced data kept: under leave-last-out all read before the (held-out) target
     history, _ = data.histories("train", "valid", "test")
     users = encode_users(model, data.user_features, split.target_users, history).cpu().numpy()  # (T, d)
     popularity = np.concatenate([data.item_popularity(), np.zeros(split.n_held)]).astype(np.float64)
@@ -120,8 +152,9 @@ def score_cold(split: ColdSplit, model: Any, rng: np.random.Generator, ks: list[
     n = data.n_items
     systems = {"two-tower content": None, "popularity": popularity, "random": None}
     ranks: dict[str, dict[str, list[int]]] = {name: {"all": [], "cold": []} for name in systems}
-    for row, (user, item) in enumerate(zip(split.target_users, split.target_items)):
-        seen = history.row(user)
+    for row, item in enumerate(split.target_items):
+        seen = split.target_read.row(row)  # (m,) trained and held-out books, as candidates
+        cold_seen = seen[seen >= n] - n
         target = n + int(item)
         for name in systems:
             if name == "two-tower content":
@@ -131,7 +164,7 @@ def score_cold(split: ColdSplit, model: Any, rng: np.random.Generator, ks: list[
             else:
                 scores = rng.random(n + split.n_held)
             ranks[name]["all"].append(rank_of_target(scores, target, seen, rng))
-            ranks[name]["cold"].append(rank_of_target(scores[n:], int(item), np.zeros(0, dtype=np.int64), rng))
+            ranks[name]["cold"].append(rank_of_target(scores[n:], int(item), cold_seen, rng))
     return {
         name: {scope: hit_metrics(np.asarray(r), ks) for scope, r in by_scope.items()}
         for name, by_scope in ranks.items()
@@ -203,6 +236,6 @@ def run_cold_eval(config: BooktowerConfig, run_dir: Path, fraction: float = 0.05
     return {
         "fraction": fraction, "n_held_books": split.n_held, "n_targets": len(split.target_users),
         "n_targets_lost_to_pruning": split.n_targets_lost, "n_catalogue": split.data.n_items + split.n_held,
-        "seeds": seeds or [config.seed], "warm_test_metrics": warm, "cold": metrics,
+        "seeds": seeds or [config.seed], "split_seed": config.seed, "warm_test_metrics": warm, "cold": metrics,
         "new_books_in_histories": score_new_books_in_histories(split, model, rng),
     }
