@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 
 from booktower.utils.atomic import atomic_write_parquet
+from booktower.utils.run_files import MalformedFile, reading_run_file, retrain_fix
 
 UnknownPolicy = Literal["error", "null"]
 
@@ -89,8 +90,29 @@ class Vocabulary:
         atomic_write_parquet(pl.DataFrame({self.name: self._ids}), path)
 
     @classmethod
-    def load(cls, path: Path) -> "Vocabulary":
+    def load(cls, path: Path, fix: str | None = None) -> "Vocabulary":
+        """The vocabulary saved at `path`. A damaged or edited file (truncated, not Parquet, another table, null
+        or repeated ids) raises a DataError naming it and `fix`, by default a run's (RUN/vocab: train again).
+        Elsewhere, without a `fix`, it raises what reading raised, for that folder's reader to name its own fix
+        (a prepared-data cache entry is prepared again, a bundle exported again)."""
+        path = Path(path)
+        fix = fix or _run_fix(path)
+        if fix is None:
+            return cls._read(path)
+        with reading_run_file(path, fix):
+            return cls._read(path)
+
+    @classmethod
+    def _read(cls, path: Path) -> "Vocabulary":
         frame = pl.read_parquet(path)
         if frame.width != 1:
-            raise ValueError(f"{path}: a vocabulary file has exactly one column, found {frame.columns}")
+            raise MalformedFile(f"a vocabulary file has exactly one column, it has {frame.columns}")
         return cls(frame.to_series(), name=frame.columns[0])
+
+
+def _run_fix(path: Path) -> str | None:
+    """The fix for a damaged RUN/vocab file (training wrote it); None for a vocabulary file elsewhere."""
+    run_dir = path.parent.parent
+    if path.parent.name == "vocab" and (run_dir / "config.yaml").is_file():
+        return retrain_fix(run_dir)
+    return None

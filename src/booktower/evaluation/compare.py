@@ -9,6 +9,7 @@ import polars as pl
 
 from booktower.evaluation.split_identity import read_split_identity, split_mismatch
 from booktower.evaluation.stats import PairedComparison, paired_compare
+from booktower.utils.run_files import baselines_fix, read_parquet, rescore_fix
 from booktower.utils.runinfo import is_sweep_trial
 
 
@@ -18,7 +19,18 @@ def per_user_table(path: Path, part: str = "test") -> pl.DataFrame:
     candidate = path if path.suffix == ".parquet" else path / f"per_user_{part}.parquet"
     if not candidate.exists():
         raise FileNotFoundError(_why_no_table(path, candidate, part))
-    return pl.read_parquet(candidate)
+    return read_parquet(candidate, _rewrite_fix(candidate.parent), ("user_id", "item_id"))
+
+
+def _rewrite_fix(folder: Path) -> str:
+    """How a damaged per-user table is written again: a run's by `evaluate`, a baseline's (DIR/<model>) by
+    `booktower baselines`."""
+    if (folder / "config.yaml").is_file():
+        return rescore_fix(folder)
+    if (folder.parent / "metrics.json").is_file():
+        config = folder.parent.parent / "config.yaml"
+        return baselines_fix(folder.parent, config if config.is_file() else "CFG", folder.name)
+    return "pass a per-user table written by `booktower evaluate` or `booktower baselines`"
 
 
 def _why_no_table(path: Path, candidate: Path, part: str) -> str:

@@ -13,7 +13,6 @@ run's numbering.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from booktower.data.errors import DataError
 from booktower.data.types import PreparedData
 from booktower.evaluation.split_identity import read_split_identity, split_identity, split_mismatch
+from booktower.utils.run_files import RUN_JSON_SHAPE, damaged, read_json_object, rescore_fix, retrain_fix
 from booktower.utils.runinfo import file_fingerprint, working_directory
 
 DATA_CHANGED = "data_changed"
@@ -28,19 +28,20 @@ DATA_CHANGED = "data_changed"
 ALLOW_FLAG = "--allow-changed-data"
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return content if isinstance(content, dict) else {}
+def _recorded_inputs(run_dir: Path) -> dict[str, Any]:
+    """run.json's `inputs.files` ({name: {"sha256": ...}}); empty for a run that recorded none. A damaged
+    run.json is refused (DataError): the check it records would be skipped silently."""
+    path, fix = run_dir / "run.json", retrain_fix(run_dir)
+    files = (read_json_object(path, fix, RUN_JSON_SHAPE) or {}).get("inputs", {}).get("files", {})
+    if not isinstance(files, dict):
+        raise damaged(path, fix, "its inputs.files is not an object of the input files' sha256s")
+    return files
 
 
 def changed_inputs(run_dir: Path) -> list[str]:
     """The input files run.json recorded whose bytes differ now, or that are gone. A path recorded relative is
     read from the folder the run was trained from, as `load_run` reads RUN/config.yaml's."""
-    recorded = _read_json(Path(run_dir) / "run.json").get("inputs", {})
-    files = recorded.get("files", {}) if isinstance(recorded, dict) else {}
+    files = _recorded_inputs(Path(run_dir))
     base = working_directory(Path(run_dir))
     changes = []
     for name, entry in files.items():
@@ -58,10 +59,12 @@ def changed_inputs(run_dir: Path) -> list[str]:
 def trained_split(run_dir: Path) -> dict[str, Any] | None:
     """The split the run was trained and selected on: split.json, or the copy metrics.json keeps once an
     evaluation on changed data has rewritten split.json."""
-    kept = _read_json(Path(run_dir) / "metrics.json").get(DATA_CHANGED)
+    run_dir = Path(run_dir)
+    metrics = read_json_object(run_dir / "metrics.json", rescore_fix(run_dir, move_aside=True)) or {}
+    kept = metrics.get(DATA_CHANGED)
     if isinstance(kept, dict) and isinstance(kept.get("trained_split"), dict):
         return kept["trained_split"]
-    return read_split_identity(Path(run_dir))
+    return read_split_identity(run_dir)
 
 
 def split_change(run_dir: Path, data: PreparedData) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,16 @@ from booktower.evaluation.report_sections import (
 from booktower.evaluation.data_check import ALLOW_FLAG, DATA_CHANGED
 from booktower.evaluation.split_identity import read_split_identity, split_mismatch
 from booktower.utils.atomic import atomic_write_text
+from booktower.utils.run_files import (
+    RUN_JSON_SHAPE,
+    baselines_fix,
+    damaged,
+    read_json_object,
+    read_parquet,
+    reading_run_file,
+    rescore_fix,
+    retrain_fix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +57,31 @@ class RunFiles:
     stale_baselines: str | None = None  # why RUN/baselines was left out (computed on another split)
 
 
-def _json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+METRICS_SHAPE = {DATA_CHANGED: dict}  # validation and test: _metrics_problem
+AUDIT_SHAPE = {"rates": dict, "examples": list}
+DATA_SUMMARY_SHAPE = {"n_items": int, "warnings": list}
+PER_USER_COLUMNS = ("user_id", "item_id", "n_train", "rank")
+"""The per-user table's columns the report reads beyond the metrics' (pairing, slices, the rank histogram)."""
+
+
+def _metrics_problem(metrics: Any, where: str = "") -> str | None:
+    """What in a metrics object ({"validation": {...}, "test": {...}}) is not as evaluation writes it (each
+    metric a number, or null), in words; None when all is."""
+    if not isinstance(metrics, dict):
+        return f"its {where.rstrip('.')!r} is not an object of metrics"
+    for part in ("validation", "test"):
+        scores = metrics.get(part, {})
+        if not isinstance(scores, dict):
+            return f"its {where}{part} is not an object of metrics"
+        for key, value in scores.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                return f"its {where}{part} {key} is {str(value)[:40]!r}, not a number"
+    return None
+
+
+def _json(path: Path, fix: str, shape: dict[str, type] | None = None) -> dict[str, Any]:
+    """The file's JSON object; empty when it is missing (its section says so); a DataError when damaged."""
+    return read_json_object(path, fix, shape) or {}
 
 
 def _no_metrics(run_dir: Path) -> str:
@@ -64,31 +96,51 @@ def _no_metrics(run_dir: Path) -> str:
 
 
 def read_run(run_dir: Path) -> RunFiles:
+    """The run's files; a damaged or hand-edited one raises a DataError naming it and how to replace it."""
     run_dir = Path(run_dir)
     if not (run_dir / "metrics.json").exists():
         raise FileNotFoundError(_no_metrics(run_dir))
     config_path = run_dir / "config.yaml"
     config = load_config(config_path) if config_path.exists() else load_config(None)
-    files = RunFiles(run_dir, _json(run_dir / "metrics.json"), config.evaluation, config.seed,
+    rescore, retrain = rescore_fix(run_dir), retrain_fix(run_dir)
+    metrics_fix = rescore_fix(run_dir, move_aside=True)
+    metrics = _json(run_dir / "metrics.json", metrics_fix, METRICS_SHAPE)
+    if problem := _metrics_problem(metrics):
+        raise damaged(run_dir / "metrics.json", metrics_fix, problem)
+    files = RunFiles(run_dir, metrics, config.evaluation, config.seed,
                      config_path.read_text(encoding="utf-8") if config_path.exists() else "")
     if (run_dir / "epochs.csv").exists():
-        files.epochs = pl.read_csv(run_dir / "epochs.csv")
+        with reading_run_file(run_dir / "epochs.csv", retrain):
+            files.epochs = pl.read_csv(run_dir / "epochs.csv")
     if (run_dir / "per_user_test.parquet").exists():
-        files.per_user = pl.read_parquet(run_dir / "per_user_test.parquet")
-    files.diagnostics = _json(run_dir / "diagnostics.json")
-    files.audit = _json(run_dir / "audit.json")
-    files.data_summary = _json(run_dir / "data_summary.json")
-    files.run_info = _json(run_dir / "run.json")
-    files.baselines = _json(run_dir / "baselines" / "metrics.json")
+        files.per_user = read_parquet(run_dir / "per_user_test.parquet", rescore, PER_USER_COLUMNS)
+    files.diagnostics = _json(run_dir / "diagnostics.json", rescore)
+    files.audit = _json(run_dir / "audit.json", rescore, AUDIT_SHAPE)
+    if not all(isinstance(example, dict) for example in files.audit.get("examples", [])):
+        raise damaged(run_dir / "audit.json", rescore, "its 'examples' are not all objects")
+    files.data_summary = _json(run_dir / "data_summary.json", retrain, DATA_SUMMARY_SHAPE)
+    files.run_info = _json(run_dir / "run.json", retrain, RUN_JSON_SHAPE)
+    _read_baselines(files, config_path)
+    return files
+
+
+def _read_baselines(files: RunFiles, config_path: Path) -> None:
+    """RUN/baselines: their metrics and per-user tables, left out when they were computed on another split."""
+    folder, config = files.run_dir / "baselines", config_path if config_path.is_file() else "CFG"
+    fix = baselines_fix(folder, config)
+    files.baselines = _json(folder / "metrics.json", fix)
+    for name, parts in files.baselines.items():
+        if problem := _metrics_problem(parts, f"{name}."):
+            raise damaged(folder / "metrics.json", fix, problem)
     # the baselines' counts first: the report's sentence names them before the run
-    mismatch = split_mismatch(read_split_identity(run_dir / "baselines"), read_split_identity(run_dir))
+    mismatch = split_mismatch(read_split_identity(folder), read_split_identity(files.run_dir))
     if files.baselines and mismatch:
         files.stale_baselines, files.baselines = mismatch, {}
     for name in files.baselines:
-        path = run_dir / "baselines" / name / "per_user_test.parquet"
+        path = folder / name / "per_user_test.parquet"
         if path.exists():
-            files.baseline_per_user[name] = pl.read_parquet(path)
-    return files
+            files.baseline_per_user[name] = read_parquet(path, baselines_fix(folder, config, name),
+                                                         ("user_id", "item_id"))
 
 
 def _plots_for(files: RunFiles) -> dict[str, Path]:

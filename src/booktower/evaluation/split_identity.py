@@ -8,7 +8,6 @@ metrics records a hash of the split itself (vocabularies and interactions), whic
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from booktower.data.types import PreparedData
 from booktower.utils.atomic import atomic_write_json
+from booktower.utils.run_files import baselines_fix, read_json_object, retrain_fix
 
 SPLIT_FILE = "split.json"
 
@@ -38,8 +38,20 @@ def write_split_identity(directory: Path, identity: dict[str, Any]) -> None:
 
 
 def read_split_identity(directory: Path) -> dict[str, Any] | None:
-    path = Path(directory) / SPLIT_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    """DIR/split.json, or None when DIR has none; a damaged one raises a DataError naming it and the fix for a
+    run folder (training wrote it) or a baselines folder (`booktower baselines` did)."""
+    directory = Path(directory)
+    if not (directory / SPLIT_FILE).is_file():
+        return None
+    is_run = (directory / "config.yaml").is_file()
+    fix = retrain_fix(directory) if is_run else baselines_fix(directory, _run_config(directory))
+    return read_json_object(directory / SPLIT_FILE, fix)
+
+
+def _run_config(folder: Path) -> Path | str:
+    """The config a baselines folder inside a run (RUN/baselines) is computed from: the run's."""
+    config = folder.parent / "config.yaml"
+    return config if folder.name == "baselines" and config.is_file() else "CFG"
 
 
 def split_mismatch(first: dict[str, Any] | None, second: dict[str, Any] | None) -> str | None:

@@ -29,6 +29,7 @@ from booktower.training.divergence import check_finite
 from booktower.training.early_stopping import EarlyStopping, early_stop_note
 from booktower.training.evaluate import evaluate_model
 from booktower.training.graphed import graphed_step
+from booktower.training.resume_state import checked_state, restoring
 from booktower.training.optim import build_optimizers, sparse_parameters
 from booktower.training.task import TrainTask
 from booktower.training.workers import Workers
@@ -261,17 +262,19 @@ class Trainer:
         if found is None:
             log.warning("--resume: no checkpoint in %s, starting from scratch", self.checkpoints)
             return False
-        state = load_checkpoint(found, self.model, self.optim.optimizers)
-        self.epoch, self.rows = state["epoch"], state["rows"]
-        self.step = self._schedule_position(state["step"])
-        es = state["early_stopping"]
-        self.stopper.best, self.stopper.best_epoch, self.stopper.bad_epochs = es["best"], es["best_epoch"], es["bad_epochs"]
-        self.sampler.load_state_dict(state["sampler"])
-        set_generator_state(self.shuffle_gen, state["shuffle_generator"])
-        set_generator_state(self.dropout_gen, state["dropout_generator"])
-        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(torch.tensor(state["cuda_rng"], dtype=torch.uint8), self.device)
+        with restoring(found):  # a damaged or edited state.json: a CheckpointError naming it, and the fix
+            state = checked_state(found, load_checkpoint(found, self.model, self.optim.optimizers))
+            self.epoch, self.rows = state["epoch"], state["rows"]
+            self.step = self._schedule_position(state["step"])
+            es = state["early_stopping"]
+            self.stopper.best, self.stopper.best_epoch = es["best"], es["best_epoch"]
+            self.stopper.bad_epochs = es["bad_epochs"]
+            self.sampler.load_state_dict(state["sampler"])
+            set_generator_state(self.shuffle_gen, state["shuffle_generator"])
+            set_generator_state(self.dropout_gen, state["dropout_generator"])
+            torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+            if "cuda_rng" in state and self.device.type == "cuda":
+                torch.cuda.set_rng_state(torch.tensor(state["cuda_rng"], dtype=torch.uint8), self.device)
         log.info("resumed from %s after epoch %d (step %d)", found, self.epoch, self.step)
         return bool(state["stopped"])
 
