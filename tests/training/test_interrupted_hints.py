@@ -115,3 +115,55 @@ def test_load_run_of_a_sweep_trial_says_to_train_its_config_not_to_resume(tmp_pa
     with pytest.raises(FileNotFoundError, match=r"is a sweep trial.*booktower train --config .*trial_0001") as error:
         load_run(trial)
     assert "--resume" not in str(error.value)
+
+
+@pytest.mark.parametrize("earlier", [None, "finished", "same config, finished"])
+def test_a_run_interrupted_while_preparing_is_said_to_start_with_the_same_command(tmp_path, monkeypatch, earlier):
+    """Before its config.yaml is written the folder holds nothing of this run: `--resume` found no config.yaml,
+    or continued (or found finished) the earlier run. The hint names the command that starts this one."""
+    import booktower.training.pipeline as pipeline
+
+    config = write_dataset(tmp_path / "data", 12)
+    run = tmp_path / "run"
+    command = ["train", "--config", str(config), "--output-dir", str(run), "--set", "training.epochs=1"]
+    if earlier:
+        seed = "0" if earlier.startswith("same") else "7"
+        assert CliRunner().invoke(app, [*command, "--set", f"seed={seed}"]).exit_code == 0
+    before = (run / "config.yaml").read_bytes() if earlier else None
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "_prepare_in_turn", interrupted)
+        stopped = CliRunner().invoke(app, [*command, "--set", "seed=0"])
+    message = _flat(stopped.output)
+    assert stopped.exit_code == 130, stopped.output
+    assert "run the same command again to start it" in message and "`booktower train" not in message, message
+    assert ("earlier run's config.yaml" in message) == bool(earlier)
+    if earlier:
+        assert (run / "config.yaml").read_bytes() == before, "interrupted before it replaced anything"
+    again = CliRunner().invoke(app, [*command, "--set", "seed=0"])
+    assert again.exit_code == 0, again.output
+    assert "seed: 0" in (run / "config.yaml").read_text()
+
+
+def test_a_resume_interrupted_while_preparing_is_said_to_resume_again(tmp_path, monkeypatch, interrupt_after_epoch):
+    import booktower.training.pipeline as pipeline
+
+    config = write_dataset(tmp_path / "data", 12)
+    run = tmp_path / "run"
+    interrupt_after_epoch(1)
+    first = CliRunner().invoke(app, ["train", "--config", str(config), "-o", str(run), "--set", "training.epochs=2"])
+    assert first.exit_code == 130, first.output
+    monkeypatch.undo()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "_prepare_in_turn", interrupted)
+        stopped = CliRunner().invoke(app, ["train", "-o", str(run), "--resume"])
+    assert stopped.exit_code == 130 and "continues from the last finished epoch" in _flat(stopped.output)
+    resumed = CliRunner().invoke(app, _hinted_command(stopped.output))
+    assert resumed.exit_code == 0, resumed.output

@@ -113,7 +113,7 @@ def test_a_relative_cache_dir_is_the_start_folders_too(tmp_path, monkeypatch):
 def test_a_cache_dir_anchored_on_resume_is_no_change_of_config(tmp_path, monkeypatch):
     """The cache is where prepared data is kept, not what is trained: a --resume with the run's --config from
     another folder (absolute data paths, relative cache) is no other run."""
-    from booktower.training.pipeline import _check_resume_config
+    from booktower.training.run_folder import _check_resume_config
 
     config = load_config(write_dataset(tmp_path / "data", 12), ["data.cache_dir=cache"])
     run = tmp_path / "run"

@@ -76,3 +76,28 @@ def test_timings_so_far_count_a_step_still_running():
         time.sleep(0.05)
         assert timings.so_far()["fit"] >= 0.05 and "fit" not in timings.seconds
     assert timings.seconds["fit"] >= 0.05
+
+
+def test_finishing_closes_the_segment_and_marks_the_run_in_one_write(tmp_path, monkeypatch):
+    import booktower.utils.runinfo as runinfo
+
+    record_start(tmp_path)
+    segment = RunSegment(tmp_path, 1, "cpu")
+    segment.open()
+    writes: list[dict] = []
+    write = runinfo.atomic_write_json
+    monkeypatch.setattr(runinfo, "atomic_write_json", lambda path, obj: (writes.append(obj), write(path, obj)))
+    segment.finish({"fit": 2.0})
+    assert len(writes) == 1 and writes[0]["finished"] and writes[0]["segments"][-1]["ended_by"] == "finished"
+    assert writes[0]["timings_seconds"] == {"fit": 2.0}
+
+
+def test_a_segment_said_finished_in_an_unfinished_run_is_recorded_as_killed(tmp_path):
+    """What an older booktower left when killed between closing the segment and marking the run finished."""
+    record_start(tmp_path)
+    killed = RunSegment(tmp_path, 1, "cpu")
+    killed.open()
+    killed.close("finished", {"fit": 2.0})  # then SIGKILL: no `finished`
+    RunSegment(tmp_path, 1, "cpu").open()
+    segments = json.loads((tmp_path / "run.json").read_text())["segments"]
+    assert [s.get("ended_by") for s in segments] == ["killed before the run was marked finished", None]

@@ -83,9 +83,10 @@ def evaluate_command(
     by more than one model."""
     from booktower.evaluation.report import write_report
     from booktower.evaluation.run_eval import reevaluate_run
+    from booktower.utils.folder_lock import run_lock
 
     setup_logging()
-    with friendly_errors():
+    with friendly_errors(), run_lock(run, "evaluate"):  # refused while a training or another evaluate writes it
         config, evaluation = reevaluate_run(run, allow_changed_data)
         from booktower.evaluation.tables import print_metric_table
 

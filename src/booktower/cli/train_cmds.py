@@ -7,7 +7,7 @@ import os
 import shlex
 import signal
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
@@ -21,6 +21,9 @@ from booktower.cli._common import (
     friendly_errors,
     setup_logging,
 )
+
+if TYPE_CHECKING:
+    from booktower.config import BooktowerConfig
 
 
 def train_command(
@@ -42,20 +45,8 @@ def train_command(
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 logs and reports
     if not main_rank:
         logging.getLogger().setLevel(logging.WARNING)
-    if resume and config is None:
-        if not (output_dir / "config.yaml").is_file():  # a mistyped path would train the built-in default
-            fail(f"--resume: {output_dir} holds no config.yaml, so it is no booktower run that started. Fix: check "
-                 "the --output-dir path, or pass --config to train a new run there")
-        config = output_dir / "config.yaml"  # the run's own config: resuming needs no copy of the command line
-    cfg = cli_config(config, set_)
-    if resume and config == output_dir / "config.yaml":
-        from booktower.tracking import anchor_tracking_paths
-        from booktower.training.run import anchor_data_paths
-        from booktower.utils.runinfo import working_directory
-
-        # its relative paths (data, cache, MLflow store) were written for the folder training started in
-        start = working_directory(output_dir)
-        cfg = anchor_tracking_paths(anchor_data_paths(cfg, start), start)
+    cfg = _train_config(config, set_, output_dir, resume)
+    config_before = _file_identity(output_dir / "config.yaml")
     with friendly_errors():
         try:
             result = train_run(cfg, output_dir, resume=resume, validation_only=validation_only)
@@ -68,7 +59,7 @@ def train_command(
             if code not in (130, 128 + signal.SIGTERM):  # not a stop by the user or a scheduler
                 raise
             if main_rank:
-                console.print(_interrupted_hint(output_dir, validation_only))
+                console.print(_interrupted_hint(output_dir, validation_only, resume, config_before))
             raise typer.Exit(code) from None
         if not main_rank:
             return
@@ -84,11 +75,53 @@ def train_command(
     console.print(f"wrote {output_dir}" + (f" and {report}" if report else ""))
 
 
-def _interrupted_hint(output_dir: Path, validation_only: bool) -> str:
-    """The command that continues an interrupted run as it was started: without `--validation-only` a resume
-    would go on to the refit and score the test split."""
-    from booktower.training.checkpoint import find_resume_checkpoint
+def _train_config(config: Path | None, set_: list[str] | None, output_dir: Path, resume: bool) -> BooktowerConfig:
+    """The config to train: `--resume` without --config reads the run's own, its relative paths (data, cache,
+    MLflow store) read against the folder training started in."""
+    if resume and config is None:
+        if not (output_dir / "config.yaml").is_file():  # a mistyped path would train the built-in default
+            fail(f"--resume: {output_dir} holds no config.yaml: no run started there, or its start was interrupted "
+                 "before the config was written. Fix: check the --output-dir path, or train it without --resume "
+                 "(with its --config)")
+        config = output_dir / "config.yaml"  # the run's own config: resuming needs no copy of the command line
+    cfg = cli_config(config, set_)
+    if resume and config == output_dir / "config.yaml":
+        from booktower.tracking import anchor_tracking_paths
+        from booktower.training.run import anchor_data_paths
+        from booktower.utils.runinfo import working_directory
 
+        start = working_directory(output_dir)
+        cfg = anchor_tracking_paths(anchor_data_paths(cfg, start), start)
+    return cfg
+
+
+def _file_identity(path: Path) -> tuple[int, int, int] | None:
+    """Which file is at `path` (inode, modification time, size), or None: an atomic rewrite is another one."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+def _interrupted_hint(output_dir: Path, validation_only: bool, resume: bool,
+                      config_before: tuple[int, int, int] | None) -> str:
+    """What continues an interrupted run, from what the folder holds. A run writes its config.yaml after it
+    replaced the earlier run's files: before that (while preparing), `--resume` would continue an earlier run or
+    find nothing, and only the same command starts this one. Without `--validation-only` a resume would go on to
+    the refit and score the test split."""
+    from booktower.training.checkpoint import find_resume_checkpoint
+    from booktower.utils.runinfo import finished_at
+
+    config_now = _file_identity(output_dir / "config.yaml")
+    if config_now is None or (not resume and config_now == config_before):
+        held = ("still holds an earlier run's config.yaml, which `--resume` would continue instead"
+                if config_now is not None else "holds no config.yaml of it, so `--resume` has nothing to continue")
+        return (f"interrupted before the run was written to {output_dir}, which {held}: run the same command again "
+                "to start it")
+    finished = finished_at(output_dir)
+    if finished is not None:
+        return f"interrupted after {output_dir} finished training ({finished}): its files are complete"
     flag = " --validation-only" if validation_only else ""
     command = f"booktower train -o {shlex.quote(str(output_dir))} --resume{flag}"
     if find_resume_checkpoint(output_dir / "checkpoints") is None:
@@ -126,6 +159,7 @@ def ensemble_command(
     from booktower.evaluation.tables import print_metric_table
     from booktower.training.ensemble_run import build_ensemble_run, train_members
     from booktower.training.run import run_config
+    from booktower.utils.folder_lock import run_lock
 
     setup_logging()
     if bool(runs) == bool(seeds):
@@ -147,10 +181,12 @@ def ensemble_command(
                 console.print(f"interrupted: the same command continues (the members in {members} that finished "
                               "are kept, an interrupted one resumes from its last finished epoch)")
                 raise typer.Exit(code) from None
-        evaluation = build_ensemble_run(list(runs or []), output_dir)
-        print_metric_table({"validation": evaluation.validation.metrics, "test": evaluation.test.metrics},
-                           run_config(output_dir).evaluation.ks, console, title=f"ensemble of {len(runs or [])} runs")
-        written = write_report(output_dir) if report else None
+        with run_lock(output_dir, "ensemble", fix="wait for it to end (or stop it), or pass another --output-dir"):
+            evaluation = build_ensemble_run(list(runs or []), output_dir)
+            print_metric_table({"validation": evaluation.validation.metrics, "test": evaluation.test.metrics},
+                               run_config(output_dir).evaluation.ks, console,
+                               title=f"ensemble of {len(runs or [])} runs")
+            written = write_report(output_dir) if report else None
     console.print(f"wrote {output_dir}" + (f" and {written}" if written else ""))
 
 

@@ -125,8 +125,13 @@ class Timings:
         return current
 
 
-_KEPT_ON_REWRITE = ("started", "segments")
-"""run.json keys a rewrite keeps: when a training run started, and its segments (one per start or resume)."""
+HISTORY_LOST = "history_lost"
+"""run.json key of a run resumed after its run.json was lost: what that cost (the earlier segments, the input
+files' sha256s)."""
+
+_KEPT_ON_REWRITE = ("started", "segments", HISTORY_LOST)
+"""run.json keys a rewrite keeps: when a training run started, its segments (one per start or resume), and what
+of that history was lost."""
 
 
 def write_run_info(
@@ -208,6 +213,27 @@ them alone. run.json alone does not tell: `prepare` writes one too, and a traine
 report."""
 
 
+def run_json_problem(run_dir: Path) -> str | None:
+    """What is wrong with RUN/run.json ("is not valid JSON (...)", "cannot be read (...)"), or None when it is a
+    JSON object or missing (a run that has not started)."""
+    path = Path(run_dir) / "run.json"
+    if not path.exists():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        return f"is not valid JSON ({exc})"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return None if isinstance(info, dict) else f"holds a JSON {type(info).__name__}, not an object"
+
+
+def record_lost_history(run_dir: Path, note: str) -> None:
+    """The run.json of a run resumed without one: `note` says what was lost; the folder its config's relative
+    paths were read against is the current one."""
+    atomic_write_json(Path(run_dir) / "run.json", {WORKING_DIRECTORY: str(Path.cwd()), HISTORY_LOST: note})
+
+
 def _run_json(run_dir: Path) -> dict[str, Any] | None:
     """RUN/run.json, or None when it is missing or unreadable (then the run has not finished)."""
     try:
@@ -230,6 +256,10 @@ SEGMENTS = "segments"
 """run.json's history of a training run: one entry per start or resume, each with its command, world size,
 device, start and end, the epochs it trained and its step timings. The run's `timings_seconds` is their sum;
 `command` and `world_size` stay the last segment's."""
+
+
+KILLED_BEFORE_FINISHED = "killed before the run was marked finished"
+"""The end of a segment an older booktower recorded as finished, in a run.json without `finished`."""
 
 
 def _now() -> str:
@@ -278,6 +308,10 @@ class RunSegment:
     def open(self) -> None:
         info = _run_json(self.run_dir) or {}
         segments = [s for s in info.get(SEGMENTS) or [] if isinstance(s, dict)]
+        if FINISHED not in info:  # an older booktower closed the segment, then marked the run: killed between
+            for segment in segments:
+                if segment.get("ended_by") == "finished":
+                    segment["ended_by"] = KILLED_BEFORE_FINISHED
         # a run.json written before segments were recorded holds only its total so far
         self.earlier = (sum_timings([s.get("timings_seconds") or {} for s in segments]) if segments
                         else recorded_timings(self.run_dir))
@@ -293,6 +327,17 @@ class RunSegment:
     def close(self, ended_by: str, timings: dict[str, float]) -> None:
         self.entry.update(ended=_now(), ended_by=ended_by, timings_seconds=timings)
         self._write(_run_json(self.run_dir) or {})
+
+    def finish(self, timings: dict[str, float]) -> None:
+        """The last write of a training run, in one: this segment ends as finished, and run.json gains `finished`
+        and the run's timings (the earlier segments' and this one's `timings`). A kill before it leaves the
+        segment open (killed) and the run unfinished; none can leave one without the other."""
+        self.entry.update(ended=_now(), ended_by="finished", timings_seconds=timings)
+        info = _run_json(self.run_dir)
+        if info is None:
+            raise FileNotFoundError(f"{self.run_dir}/run.json is missing or unreadable: write_run_info comes first")
+        info.update({"timings_seconds": self.total(timings), FINISHED: _now()})
+        self._write(info)
 
     def total(self, timings: dict[str, float]) -> dict[str, float]:
         """The run's timings: the earlier segments' and this one's `timings`."""
@@ -311,16 +356,6 @@ def finished_at(run_dir: Path) -> str | None:
     """When the training run in `run_dir` finished (run.json's `finished`), or None while it has not."""
     info = _run_json(run_dir)
     return None if info is None else info.get(FINISHED)
-
-
-def mark_finished(run_dir: Path, timings: dict[str, float]) -> None:
-    """The last write of a training run: run.json gains `finished` and the timings of the steps after it was
-    written (the report)."""
-    info = _run_json(run_dir)
-    if info is None:
-        raise FileNotFoundError(f"{run_dir}/run.json is missing or unreadable: write_run_info comes first")
-    info.update({"timings_seconds": timings, FINISHED: _now()})
-    atomic_write_json(Path(run_dir) / "run.json", info)
 
 
 def is_sweep_trial(folder: Path) -> bool:
