@@ -47,11 +47,12 @@ def cli_config(config: Path | None, overrides: list[str] | None) -> BooktowerCon
 
 
 @contextmanager
-def friendly_errors() -> Iterator[None]:
+def friendly_errors(writing: Path | None = None) -> Iterator[None]:
     """Known user-facing errors print their message (which names the fix) and exit 2, without a traceback.
 
     Operating-system errors a user can fix (a read-only disk, no permission, a full disk, a file where a
-    folder belongs) are described with the path they hit; any other OSError is a bug and keeps its traceback.
+    folder belongs) are described with the path they hit, or the folder the command is `writing` where the
+    error names none; any other OSError is a bug and keeps its traceback.
     """
     from booktower.data.errors import DataError
     from booktower.data.vocab import UnknownIdError
@@ -62,7 +63,7 @@ def friendly_errors() -> Iterator[None]:
     except (DataError, ConfigError, UnknownIdError, WeightsError) as exc:
         fail(str(exc))
     except OSError as exc:
-        message = describe_os_error(exc)
+        message = describe_os_error(exc, writing)
         if message is None:
             raise
         fail(message)

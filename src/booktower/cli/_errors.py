@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 from typing import NoReturn
 
 import typer
@@ -39,14 +40,18 @@ _FIXES = {
     errno.EPERM: "operation not permitted. Fix: choose a path you may use, or change its permissions",
     errno.ENOSPC: "no space left on the device. Fix: free some space or write to another disk",
     errno.EDQUOT: "the disk quota is exceeded. Fix: free some space or write to another disk",
+    errno.EFBIG: "the file is too large for this file system. Fix: write to another disk",
     errno.EISDIR: "this is a folder where a file is expected. Fix: pass the path of a file",
     errno.ENOTDIR: "part of this path is a file where a folder is expected. Fix: pass a path under a folder",
     errno.EEXIST: "this already exists and is not a folder. Fix: choose a new path, or move the file away",
 }
 
 
-def describe_os_error(exc: OSError) -> str | None:
-    """The path an OSError hit and what the user can do about it; None for errors not theirs to fix."""
+def describe_os_error(exc: OSError, writing: Path | None = None) -> str | None:
+    """The path an OSError hit and what the user can do about it; None for errors not theirs to fix.
+
+    `writing`: the folder the command writes, named when the error carries no path (a failed `write()` or
+    `fsync()` leaves OSError.filename empty)."""
     if exc.errno is None:  # raised by booktower itself: a FileNotFoundError's message names the missing file
         return str(exc) if isinstance(exc, FileNotFoundError) else None
     path = exc.filename2 if exc.filename2 is not None else exc.filename  # a rename fails at its target
@@ -55,4 +60,6 @@ def describe_os_error(exc: OSError) -> str | None:
     problem = _FIXES.get(exc.errno)
     if problem is None:
         return None
+    if path is None and writing is not None:
+        return f"writing {writing}: {problem}"
     return f"{path}: {problem}" if path is not None else f"{exc.strerror}: {problem}"

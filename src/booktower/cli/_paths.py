@@ -95,13 +95,19 @@ def run_dir(param: typer.CallbackParam, value: Path | list[Path] | None) -> Path
 def bundle_dir(param: typer.CallbackParam, value: Path | None) -> Path | None:
     """An existing bundle folder the command reads."""
     fix = "pass a bundle folder written by `booktower export`"
-    return _each(value, lambda path: _existing_dir(option_name(param), path, fix))
+
+    def check(path: Path) -> None:
+        _refuse_interrupted(option_name(param), path)
+        _existing_dir(option_name(param), path, fix)
+
+    return _each(value, check)
 
 
 def changed_bundle_dir(param: typer.CallbackParam, value: Path | None) -> Path | None:
     """An existing bundle that is rewritten in place: a new copy is written beside it, then swapped in."""
     def check(path: Path) -> None:
         name = option_name(param)
+        _refuse_interrupted(name, path)
         _existing_dir(name, path, "pass a bundle folder written by `booktower export`")
         _check_writable(name, path, path.absolute().parent,
                         fix="copy the bundle to a folder you can write to and change the copy")
@@ -122,6 +128,16 @@ def new_bundle_dir(param: typer.CallbackParam, value: Path | None) -> Path | Non
                  f"exporting replaces the whole folder. Fix: pass a new folder, e.g. {path / 'bundle'}")
 
     return _each(value, check)
+
+
+def _refuse_interrupted(name: str, path: Path) -> None:
+    """A bundle that a write killed in its swap left missing: name the previous version beside it and the fix,
+    rather than only "does not exist"."""
+    from booktower.serving.bundle_read import interrupted_write, interrupted_write_message
+
+    previous = interrupted_write(path)
+    if previous is not None:
+        fail(f"{name} {interrupted_write_message(path, previous)}")
 
 
 def _existing_dir(name: str, path: Path, fix: str) -> None:

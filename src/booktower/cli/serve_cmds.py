@@ -31,11 +31,12 @@ INDEX_OPTION = typer.Option(None, "--index", help="Index kind (default: the run'
 
 
 @contextmanager
-def _bundle_errors() -> Iterator[None]:
-    """Bundle problems are user-facing too: print the message (it names the file), exit 2."""
+def _bundle_errors(writing: Path | None = None) -> Iterator[None]:
+    """Bundle problems are user-facing too: print the message (it names the file), exit 2. `writing`: the
+    bundle folder a command writes, named by an OS error that names no file (see `friendly_errors`)."""
     from booktower.serving.bundle import BundleError
 
-    with friendly_errors():
+    with friendly_errors(writing):
         try:
             yield
         except BundleError as exc:
@@ -50,7 +51,7 @@ def export_command(run: Path = RUN_OPTION,
     from booktower.serving.export import export_run
 
     setup_logging()
-    with _bundle_errors():
+    with _bundle_errors(writing=output_dir):
         manifest = export_run(run, output_dir, index_kind=index.value if index else None)
     ann = manifest["ann"]
     recall = ann[f"recall@{ann['k']}"]

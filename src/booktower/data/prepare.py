@@ -181,7 +181,7 @@ def cache_key(config: DataConfig, fingerprint: str) -> str:
 def prepare(config: DataConfig) -> tuple[PreparedData, list[Path]]:
     """Load (or reuse from cache) the prepared data. Returns it and the input files it came from."""
     from booktower.data.ingest import resolve_source
-    from booktower.data.store import load_prepared, save_prepared
+    from booktower.data.store import load_cached, save_prepared
     from booktower.utils.runinfo import file_fingerprint
 
     start = time.perf_counter()
@@ -191,8 +191,9 @@ def prepare(config: DataConfig) -> tuple[PreparedData, list[Path]]:
     if config.cache_dir is not None and inputs:
         key = cache_key(config, file_fingerprint([path.resolve() for path in inputs])["sha256"])
         cache_dir = config.cache_dir / key
-        if (cache_dir / "summary.json").exists():
-            data = load_prepared(cache_dir)
+        # An entry that cannot be read is a miss (a warning says why): prepared again below, and replaced.
+        data = load_cached(cache_dir) if (cache_dir / "summary.json").exists() else None
+        if data is not None:
             # `strict` is not in the key (it changes no array), but an entry a lenient run wrote after dropping
             # rows or blanking values must not let a strict run pass: it reads the files again, and stops there.
             if not (config.strict and (data.summary.get("dropped") or data.summary.get("set_to_missing"))):

@@ -40,11 +40,17 @@ def state_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
 
 
+def write_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Atomically. A full (or read-only) disk raises an OSError naming `path`, not safetensors' own error
+    type, so the CLI says which file and what to do (utils.atomic.writing)."""
+    with atomic_path(path) as tmp:  # safetensors itself writes 0600 files
+        save_file(tensors, str(tmp))
+
+
 def save_model(model: TwoTower | Ensemble, directory: Path | str) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    with atomic_path(directory / WEIGHTS) as tmp:
-        save_file(state_tensors(model), str(tmp))
+    write_tensors(state_tensors(model), directory / WEIGHTS)
     atomic_write_json(directory / SPEC, model.spec.to_dict())
 
 

@@ -67,27 +67,28 @@ def _flock(fd: int, exclusive: bool, path: Path) -> bool:
 
 
 @contextmanager
-def bundle_lock(directory: Path, exclusive: bool) -> Iterator[None]:
-    """Hold the bundle's lock (shared for reading, exclusive for writing) for the `with` block."""
+def bundle_lock(directory: Path, exclusive: bool) -> Iterator[bool]:
+    """Hold the bundle's lock (shared for reading, exclusive for writing) for the `with` block. Yields whether it
+    is held (False where locking is skipped): only a writer that holds it knows no other process is writing."""
     path = lock_path(directory)
     held: dict[Path, bool] = _held.__dict__.setdefault("locks", {})
     if path in held:
         if exclusive and not held[path]:
             raise RuntimeError(f"{path}: cannot upgrade a shared bundle lock to an exclusive one")
-        yield
+        yield True
         return
     fd = _open(path) if fcntl is not None else None
     if fd is None:
         log.debug("no lock for %s (fcntl missing or %s cannot be opened): going on unlocked", directory, path)
-        yield
+        yield False
         return
     try:
         if not _flock(fd, exclusive, path):
-            yield
+            yield False
             return
         held[path] = exclusive
         try:
-            yield
+            yield True
         finally:
             del held[path]
     finally:

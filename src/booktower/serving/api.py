@@ -119,16 +119,19 @@ class ReloadState(BaseModel):
     every_s: float | None = Field(description="Seconds between checks of the bundle folder (null: never)")
     reloads: int = Field(description="Changed bundles loaded since this worker started")
     reloaded_at: str | None = Field(description="When the last one was loaded (UTC)")
-    error: str | None = Field(description="Why the bundle on disk could not be loaded (null: no failure)")
+    loaded_at: str = Field(description="When the bundle being served was loaded (UTC)")
+    error: str | None = Field(description="Why the bundle on disk could not be loaded, or that it is gone (null: "
+                                          "neither)")
     failed_at: str | None = Field(description="When that load failed (UTC)")
     loaded_manifest: ManifestIdentity | None = Field(description="The manifest of the bundle being served")
     disk_manifest: ManifestIdentity | None = Field(description="The manifest in the bundle folder now (null: none)")
 
 
 class Health(BaseModel):
-    status: str = Field(description="`ok`, or `degraded`: the bundle on disk changed but failed to load, and the "
-                                    "previous one is still served (`reload.error` says why; fix or re-export the "
-                                    "bundle and the next check loads it)")
+    status: str = Field(description="`ok`, or `degraded`: the bundle on disk changed but failed to load, or is "
+                                    "gone (its folder deleted, moved, or left missing by an interrupted write), and "
+                                    "the version loaded before is still served (`reload.error` says why; fix, put "
+                                    "back or re-export the bundle and the next check loads it)")
     n_items: int
     n_withdrawn: int = Field(description="books `index withdraw` keeps out of every answer")
     n_users: int

@@ -21,6 +21,8 @@ Layout (paths relative to the bundle folder):
 Only the files the manifest lists are read (a stray file in the folder is ignored and dropped by the next write).
 Beside the folder lives `.<name>.lock` (see `_lock.py`): writers hold it exclusively, readers shared, so a reader
 sees the old bundle or the new one and concurrent `index add` runs queue instead of losing books. Leave it there.
+A write killed before its swap leaves `.<name>.new.*`, one killed between the swap's renames `.<name>.old.*` (and
+no bundle: reads then name it); the next write, holding the lock, removes them and logs it (`_publish`).
 """
 
 from __future__ import annotations
@@ -50,14 +52,16 @@ from booktower.serving.outside_reads import (
     write_outside_reads,
 )
 from booktower.serving.bundle_read import (
-    metadata_file, model_files, reading, seen_from, vectors_file, vocabulary_file, withdrawn_flags,
+    OLD_SUFFIX, metadata_file, model_files, old_prefix, reading, refuse_interrupted, seen_from, vectors_file,
+    vocabulary_file, withdrawn_flags,
 )
 from booktower.serving.manifest import (
     FEATURE_SPEC, FORMAT, FORMAT_VERSION, ITEM_VECTORS, ITEMS, MANIFEST, MODEL_DIR, REEXPORT, REQUIRED, SEEN,
     USER_VECTORS, VOCAB_ITEMS, VOCAB_USERS, BundleError, Manifest, parse_manifest, read_manifest_file,
 )
 from booktower.utils.atomic import (
-    atomic_path, atomic_write_json, atomic_write_parquet, atomic_write_text, make_temp_dir,
+    atomic_path, atomic_write_json, atomic_write_parquet, atomic_write_text, make_temp_dir, named_as,
+    remove_leftover_dirs, writing,
 )
 
 __all__ = ["BundleError", "BundleParts", "load_bundle", "manifest_signature", "read_catalogue", "read_manifest",
@@ -129,7 +133,8 @@ def _write_files(parts: BundleParts, folder: Path) -> None:
     for name, content in parts.model_files.items():
         if Path(name).name != name or not name.endswith((".safetensors", ".json")):
             raise BundleError(f"model file {name!r}: only flat .safetensors / .json files go into a bundle")
-        (folder / MODEL_DIR / name).write_bytes(content)
+        with writing(folder / MODEL_DIR / name):
+            (folder / MODEL_DIR / name).write_bytes(content)
     parts.users.save(folder / VOCAB_USERS)
     parts.items.save(folder / VOCAB_ITEMS)
     atomic_write_text(folder / FEATURE_SPEC, json.dumps(parts.feature_spec, sort_keys=True))
@@ -231,18 +236,23 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 def _publish(directory: Path, fill: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
     """`fill(folder)` writes a version's files into a temporary sibling folder and returns its manifest, which is
-    checked, written, and the folder swapped in under the bundle's exclusive lock."""
+    checked, written, and the folder swapped in under the bundle's exclusive lock.
+
+    A write that holds the lock knows no live process is writing this bundle, so it removes what killed writes
+    left beside it: their temporary folders first, and once its own version is in place, the previous versions
+    a kill between the swap's two renames left (`.NAME.old.*`; then the bundle itself was missing)."""
     # The real folder: `.` cannot be renamed, and through a symlink the swap would replace the link, not the bundle.
     directory = Path(directory).resolve()
     _refuse_to_replace(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    with bundle_lock(directory, exclusive=True):
-        tmp = make_temp_dir(directory.parent, f".{directory.name}.new.")
-        old = directory.parent / f".{directory.name}.old.{time.time_ns()}"
+    with bundle_lock(directory, exclusive=True) as locked:
+        tmp = make_temp_dir(directory.parent, f".{directory.name}.new.", sole_writer=locked)
+        old = directory.parent / f"{old_prefix(directory)}{time.time_ns()}"
         try:
-            manifest = fill(tmp)
-            parse_manifest(manifest, tmp / MANIFEST)  # what a reader will check, checked before it is published
-            atomic_write_json(tmp / MANIFEST, manifest)
+            with named_as(tmp, directory):  # an error names the bundle's file, not the hidden temporary one
+                manifest = fill(tmp)
+                parse_manifest(manifest, tmp / MANIFEST)  # what a reader will check, checked before it is published
+                atomic_write_json(tmp / MANIFEST, manifest)
             if directory.exists():
                 directory.rename(old)
             try:
@@ -255,6 +265,8 @@ def _publish(directory: Path, fill: Callable[[Path], dict[str, Any]]) -> dict[st
             shutil.rmtree(tmp, ignore_errors=True)
             if directory.exists():  # else `old` is the only copy left (putting it back failed too): keep it
                 shutil.rmtree(old, ignore_errors=True)
+                if locked:
+                    remove_leftover_dirs(directory.parent, old_prefix(directory), OLD_SUFFIX)
     return manifest
 
 
@@ -269,7 +281,9 @@ def manifest_signature(directory: Path) -> tuple[int, ...] | None:
 
 
 def read_manifest(directory: Path) -> Manifest:
-    """The manifest, its fields validated (format, version, sizes, index settings, file entries)."""
+    """The manifest, its fields validated (format, version, sizes, index settings, file entries). A bundle that
+    a killed write left missing raises a BundleError naming the previous version beside it (`interrupted_write`)."""
+    refuse_interrupted(Path(directory))
     return read_manifest_file(Path(directory) / MANIFEST)
 
 

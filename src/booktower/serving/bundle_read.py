@@ -1,8 +1,12 @@
 """Reading a bundle's files one by one: each parse checked against what the manifest says, and whatever a damaged
-or edited file raises turned into a BundleError naming the file (bundle.py verifies the sha256s first)."""
+or edited file raises turned into a BundleError naming the file (bundle.py verifies the sha256s first). And a
+bundle that is missing because a write was killed in the middle of its swap: `interrupted_write` finds the
+previous version that write left beside it, for a message that names it (it is never read in the bundle's place).
+"""
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +18,13 @@ from safetensors.numpy import load_file
 
 from booktower.data.types import Ragged
 from booktower.data.vocab import Vocabulary
-from booktower.serving.manifest import MANIFEST, MODEL_DIR, REEXPORT, VOCAB_ITEMS, BundleError, Manifest, why
+from booktower.serving.manifest import (
+    MANIFEST, MODEL_DIR, REEXPORT, VOCAB_ITEMS, BundleError, Manifest, read_manifest_file, why,
+)
+from booktower.utils.atomic import leftover_dirs
+
+# A write swaps a bundle in with two renames: BUNDLE -> .NAME.old.<time_ns>, then the new folder -> BUNDLE.
+OLD_SUFFIX = r"[0-9]+"
 
 # What parsing a damaged or edited file raises (its sha256 matched: the manifest was re-hashed over it).
 _DAMAGED = (ValueError, KeyError, TypeError, IndexError, OSError, SafetensorError, pl.exceptions.PolarsError)
@@ -98,3 +108,46 @@ def model_files(directory: Path, manifest: Manifest) -> dict[str, bytes]:
         with reading(directory / MODEL_DIR / name):
             files[name] = (directory / MODEL_DIR / name).read_bytes()
     return files
+
+
+def old_prefix(directory: Path) -> str:
+    """The name a write gives the previous version while it swaps the new one in: this, then `OLD_SUFFIX`."""
+    return f".{Path(directory).name}.old."
+
+
+def interrupted_write(directory: Path) -> Path | None:
+    """The previous version of a missing bundle, where a write was killed between the two renames of its swap and
+    left it beside, whole (the newest such); None when the bundle is there or no whole previous version is."""
+    try:
+        directory = Path(directory).resolve()  # a write swaps the folder a symlink points to, beside that folder
+    except (OSError, RuntimeError):  # a symlink loop: no bundle, and no write of one
+        return None
+    if directory.exists():
+        return None
+    for folder in sorted(leftover_dirs(directory.parent, old_prefix(directory), OLD_SUFFIX),
+                         key=lambda folder: int(folder.name.rsplit(".", 1)[1]), reverse=True):
+        if _whole(folder):
+            return folder
+    return None
+
+
+def _whole(folder: Path) -> bool:
+    """A valid manifest and every file it lists, of the listed size (a cheap check: no sha256 is computed)."""
+    try:
+        manifest = read_manifest_file(folder / MANIFEST)
+        return all((folder / name).stat().st_size == entry.bytes for name, entry in manifest.files.items())
+    except (BundleError, OSError):
+        return False
+
+
+def interrupted_write_message(directory: Path, previous: Path) -> str:
+    return (f"{directory} does not exist: a write of this bundle was interrupted (killed while it swapped the new "
+            f"version in); the previous version is at {previous}: rename it back "
+            f"(mv {shlex.quote(str(previous))} {shlex.quote(str(Path(directory).resolve()))}) or export again")
+
+
+def refuse_interrupted(directory: Path) -> None:
+    """Raise a BundleError naming the previous version when a killed write left only that of the bundle."""
+    previous = interrupted_write(directory)
+    if previous is not None:
+        raise BundleError(interrupted_write_message(directory, previous))

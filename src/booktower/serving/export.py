@@ -17,6 +17,7 @@ from booktower.serving.bundle import BundleParts, sha256_file, write_bundle
 from booktower.serving.index import AnnReport, compare_with_exact
 from booktower.serving.manifest import CatalogueColumns
 from booktower.serving.outside_reads import collect_outside_reads
+from booktower.serving.bundle_read import interrupted_write
 from booktower.serving.withdraw import carry_withdrawals
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,8 @@ def export_parts(parts: BundleParts, output_dir: Path, config: IndexConfig, rng:
     parts.info = {"index": config.model_dump(mode="json"), "ann": report.as_dict(), "source": source or {},
                   "catalogue": (catalogue or CatalogueColumns()).model_dump(mode="json")}
     with bundle_lock(Path(output_dir), exclusive=True):  # no `index withdraw` between the carry and the write
-        carry_withdrawals(Path(output_dir), parts)
+        # a write killed in its swap left the previous version beside a missing bundle: its withdrawals still hold
+        carry_withdrawals(interrupted_write(Path(output_dir)) or Path(output_dir), parts)
         return write_bundle(parts, output_dir)
 
 

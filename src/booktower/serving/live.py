@@ -8,7 +8,10 @@ swapped in one assignment, so a request sees the old bundle or the new one, neve
 requests are answered from the old bundle, and memory holds both. A bundle that fails to load is logged and the
 old one kept, until the next change, and `health()` says so (/health: status "degraded", with the error), so a
 monitor sees that the server answers from a bundle that is no longer on disk; in the foreground
-(`background=False`, as `recommend_from_bundle` uses it) the error is raised instead.
+(`background=False`, as `recommend_from_bundle` uses it) the error is raised instead. So with a bundle folder
+that is gone (deleted, moved, or left missing by a write killed in its swap, whose previous version
+`interrupted_write` finds): health says "degraded" (the loaded version is still served, and a restart would fail),
+the foreground raises, and a bundle put back is loaded again.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from booktower.config.serving import ServingConfig
-from booktower.serving.bundle import manifest_signature
+from booktower.serving._lock import bundle_lock
+from booktower.serving.bundle import BundleError, manifest_signature
+from booktower.serving.bundle_read import interrupted_write, interrupted_write_message
+from booktower.serving.manifest import MANIFEST
 from booktower.serving.service import Recommender
 
 log = logging.getLogger(__name__)
@@ -64,6 +70,7 @@ class LiveRecommender:
         self._signature = manifest_signature(self.directory)  # taken before the load: a later change reloads
         self._recommender = Recommender.from_bundle(self.directory, config, index_kind)
         self._loaded_signature = self._signature  # what is served; _signature is the last one tried
+        self.loaded_at = _now()  # when the Recommender served was loaded
         self._checked = time.monotonic()
         self._loading = threading.Lock()  # one reload at a time
         self._stop = threading.Event()
@@ -91,15 +98,30 @@ class LiveRecommender:
 
     def health(self) -> dict[str, Any]:
         """What /health adds for a followed bundle: status "degraded" while the bundle on disk changed but failed
-        to load (the previous one is served), and the `reload` state: the error, the loaded and on-disk manifests."""
-        failure = self.failure
+        to load, or is gone (the loaded one is served), and the `reload` state: the error, the loaded and on-disk
+        manifests. A stat: a bundle gone since the last check (or with no checks) is reported without waiting."""
+        failure, disk = self.failure, manifest_signature(self.directory)
+        if disk is None and failure is None:
+            failure = ReloadFailure(self._gone_error(), _now())
         return {"status": "ok" if failure is None else "degraded", "reload": {
             "every_s": self.check_every_s if math.isfinite(self.check_every_s) else None,
-            "reloads": self.reloads, "reloaded_at": self.reloaded_at,
+            "reloads": self.reloads, "reloaded_at": self.reloaded_at, "loaded_at": self.loaded_at,
             "error": None if failure is None else failure.error, "failed_at": None if failure is None else failure.at,
             "loaded_manifest": manifest_identity(self._loaded_signature),
-            "disk_manifest": manifest_identity(manifest_signature(self.directory)),
+            "disk_manifest": manifest_identity(disk),
         }}
+
+    def _gone_reason(self) -> str:
+        """Why there is no bundle to load: its manifest is missing (naming the version a killed write left)."""
+        previous = interrupted_write(self.directory)
+        if previous is not None:
+            return interrupted_write_message(self.directory, previous)
+        return f"the bundle on disk is gone: {self.directory / MANIFEST} does not exist"
+
+    def _gone_error(self) -> str:
+        """The reason, and what is served meanwhile."""
+        return (f"{self._gone_reason()}; still serving the version loaded at {self.loaded_at} (a restart would "
+                "fail: put the bundle back or export it again, and the next check loads it)")
 
     def close(self) -> None:
         """Stop watching the bundle (the loaded recommender stays usable)."""
@@ -111,8 +133,24 @@ class LiveRecommender:
 
     def _check(self) -> None:
         signature = manifest_signature(self.directory)
-        if signature != self._signature and signature is not None and self._loading.acquire(blocking=False):
+        if signature is None:
+            self._gone()
+        elif signature != self._signature and self._loading.acquire(blocking=False):
             self._reload(signature)
+
+    def _gone(self) -> None:
+        """The manifest is missing: say so once (log, health), and load whatever is put back, even the same folder
+        moved back. In the foreground, raise, on every call until the bundle is back."""
+        with bundle_lock(self.directory, exclusive=False):  # a writer swapping a version in holds it exclusively
+            if manifest_signature(self.directory) is not None:
+                return  # the swap of a new version, seen between its two renames: the next check loads it
+        if self._signature is not None:
+            self._signature = None
+            self.failure = ReloadFailure(self._gone_error(), _now())
+            if self.background:
+                log.error("%s: %s", self.directory, self.failure.error)
+        if not self.background:
+            raise BundleError(self._gone_reason())
 
     def _reload(self, signature: tuple[int, ...]) -> None:
         try:
@@ -129,7 +167,7 @@ class LiveRecommender:
             self._recommender = fresh  # one assignment: requests see the old or the new state, whole
             self._signature = self._loaded_signature = signature
             self.reloads += 1
-            self.reloaded_at = _now()
+            self.reloaded_at = self.loaded_at = _now()
             recovered = " (the previous change had failed to load)" if self.failure is not None else ""
             self.failure = None
             log.info("%s reloaded%s: %d books (was %d), %d withdrawn", self.directory, recovered, fresh.n_items,

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from booktower.models.io import WeightsError, reading_weights, save_model, state_tensors
+from booktower.models.io import WeightsError, reading_weights, save_model, state_tensors, write_tensors
 from booktower.models.two_tower import TwoTower
-from booktower.utils.atomic import atomic_path, make_temp_dir
+from booktower.utils.atomic import fsync_files, make_temp_dir, named_as, writing
 
 OPTIMIZER, STATE = "optimizer.safetensors", "state.json"
 
@@ -56,25 +55,26 @@ def _join_optimizer_state(tensors: dict[str, torch.Tensor], meta: list[dict]) ->
     return states
 
 
-def _fsync_dir(path: Path) -> None:
-    for child in path.iterdir():
-        with open(child, "rb") as handle:
-            os.fsync(handle.fileno())
+def _write_into(tmp: Path, model: TwoTower, optimizers: list[torch.optim.Optimizer],
+                state: dict[str, Any]) -> None:
+    save_model(model, tmp)
+    tensors, meta = _split_optimizer_state(optimizers)
+    write_tensors(tensors, tmp / OPTIMIZER)
+    with writing(tmp / STATE):
+        (tmp / STATE).write_text(json.dumps({**state, "optimizers": meta}))
+    fsync_files(tmp)
 
 
 def save_checkpoint(directory: Path, model: TwoTower, optimizers: list[torch.optim.Optimizer],
                     state: dict[str, Any]) -> None:
-    """Write into a temporary sibling, then swap it in: a reader finds the old or the new checkpoint whole."""
+    """Write into a temporary sibling, then swap it in: a reader finds the old or the new checkpoint whole. A
+    full disk raises an OSError naming the checkpoint file, and leaves the previous checkpoint as it was."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(directory.parent, f".{directory.name}.new.")
+    tmp = make_temp_dir(directory.parent, f".{directory.name}.new.", sole_writer=True)  # rank 0 alone saves
     try:
-        save_model(model, tmp)
-        tensors, meta = _split_optimizer_state(optimizers)
-        with atomic_path(tmp / OPTIMIZER) as part:  # safetensors itself writes 0600 files
-            save_file(tensors, str(part))
-        (tmp / STATE).write_text(json.dumps({**state, "optimizers": meta}))
-        _fsync_dir(tmp)
+        with named_as(tmp, directory):  # `checkpoints/last/optimizer.safetensors`, not the hidden folder
+            _write_into(tmp, model, optimizers, state)
         old = directory.parent / f".{directory.name}.old"
         if old.exists():
             shutil.rmtree(old)
