@@ -5,6 +5,7 @@ and the report says how many models did."""
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -80,3 +81,23 @@ def test_recommend_from_a_run_records_its_test_lists_unscored(run, tmp_path):
     last = read_test_scorings(run)[-1]
     assert last["command"] == "recommend" and last["headline"] is None
     assert last["model_sha256"] == _served_sha256(run)
+
+
+@pytest.mark.parametrize("earlier", ["[1]", '{"validation": {"HR@10": 0.1', '{"epochs_note": "kept"}'])
+def test_metrics_json_is_written_over_a_damaged_one_and_keeps_a_whole_ones_keys(tmp_path, earlier, caplog):
+    from types import SimpleNamespace
+
+    import polars as pl
+
+    from booktower.evaluation.run_eval import write_metrics
+
+    (tmp_path / "metrics.json").write_text(earlier)
+    part = SimpleNamespace(per_user=pl.DataFrame({"user_id": ["u"], "rank": [1]}))
+    evaluation = SimpleNamespace(metrics=lambda: {"validation": {"HR@10": 1.0}, "test": {"HR@10": 0.5}},
+                                 test=part, validation=part)
+    with caplog.at_level("WARNING"):
+        write_metrics(tmp_path, evaluation)
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["test"] == {"HR@10": 0.5}
+    assert ("epochs_note" in written) == ("kept" in earlier)
+    assert ("written anew" in caplog.text) == ("kept" not in earlier)

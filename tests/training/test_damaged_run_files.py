@@ -72,6 +72,8 @@ STATE_EDITS = {  # name: (the edit, what the message says after "state.json: ")
     "a key removed": (lambda state: state.pop("sampler") and None, "no sampler"),
     "the epoch a word": (lambda state: state.update(epoch="one"), "epoch is 'one', not a whole number"),
     "early stopping a list": (lambda state: state.update(early_stopping=[]), "early_stopping is [], not an"),
+    "not an object": (lambda state: [1], "not the object with an `optimizers` list"),
+    "no optimizers": (lambda state: state.pop("optimizers") and None, "not the object with an `optimizers` list"),
     "a generator state cut short": (lambda state: state.update(torch_rng=[1, 2]),
                                     "RuntimeError: Expected a CPUGeneratorImplState"),
 }

@@ -47,7 +47,7 @@ def train_command(
         logging.getLogger().setLevel(logging.WARNING)
     cfg = _train_config(config, set_, output_dir, resume)
     config_before = _file_identity(output_dir / "config.yaml")
-    with friendly_errors():
+    with friendly_errors(writing=output_dir):  # a disk error that names no file names the run folder
         try:
             result = train_run(cfg, output_dir, resume=resume, validation_only=validation_only)
         except RunAlreadyFinished as done:  # every rank gets it; nothing to do, and that is no error

@@ -58,7 +58,7 @@ def write_metrics(run_dir: Path, evaluation: RunEvaluation, data_changed: dict[s
     """metrics.json keeps any other top-level keys the trainer wrote; validation/test are replaced, and so is
     the note of an evaluation on changed data (`data_changed`: kept only while these metrics come from one)."""
     path = run_dir / "metrics.json"
-    existing: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    existing = _readable_object(path)
     existing.update(evaluation.metrics())
     existing.pop(DATA_CHANGED, None)
     if data_changed:
@@ -66,6 +66,19 @@ def write_metrics(run_dir: Path, evaluation: RunEvaluation, data_changed: dict[s
     atomic_write_json(path, existing)
     atomic_write_parquet(evaluation.test.per_user, run_dir / "per_user_test.parquet")
     atomic_write_parquet(evaluation.validation.per_user, run_dir / "per_user_validation.parquet")
+
+
+def _readable_object(path: Path) -> dict[str, Any]:
+    """The earlier metrics.json's keys, to keep; a damaged one is replaced whole (what it held is rewritten)."""
+    try:
+        earlier = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError) as exc:
+        log.warning("%s could not be read (%s): it is written anew", path, exc)
+        return {}
+    if not isinstance(earlier, dict):
+        log.warning("%s held a %s where booktower writes an object: it is written anew", path, type(earlier).__name__)
+        return {}
+    return earlier
 
 
 def top_k_frame(top_k: TopK, data: PreparedData, k: int | None = None) -> pl.DataFrame:

@@ -22,9 +22,11 @@ class CheckpointError(WeightsError):
     """A checkpoint that cannot be restored; the message names the folder and what to do instead."""
 
 
+_READING_FIX = "train into a new --output-dir without --resume, or restore the run folder from a copy"
+
+
 def _reading(directory: Path) -> AbstractContextManager[None]:
-    return reading_weights(f"the checkpoint {directory}", "train into a new --output-dir without --resume, or "
-                           "restore the run folder from a copy", CheckpointError)
+    return reading_weights(f"the checkpoint {directory}", _READING_FIX, CheckpointError)
 
 
 def _split_optimizer_state(optimizers: list[torch.optim.Optimizer]) -> tuple[dict[str, torch.Tensor], list[dict]]:
@@ -108,6 +110,9 @@ def load_checkpoint(directory: Path, model: TwoTower, optimizers: list[torch.opt
     with _reading(directory):
         model.load_state_dict(load_file(str(directory / "model.safetensors")))
         state = json.loads((directory / STATE).read_text())
+        if not isinstance(state, dict) or not isinstance(state.get("optimizers"), list):
+            raise CheckpointError(f"the checkpoint {directory} cannot be loaded ({STATE}: not the object with an "
+                                  f"`optimizers` list that training writes). Fix: {_READING_FIX}")
         opt_states = _join_optimizer_state(load_file(str(directory / OPTIMIZER)), state.pop("optimizers"))
         if len(opt_states) != len(optimizers):
             raise CheckpointError(f"{directory}: the checkpoint has {len(opt_states)} optimisers, this run builds "
