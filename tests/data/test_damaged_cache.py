@@ -154,3 +154,29 @@ def test_an_entry_another_process_put_in_place_first_is_kept(cached, monkeypatch
     monkeypatch.undo()
     assert load_prepared(entry).items == data.items
     assert [p.name for p in entry.parent.iterdir()] == [entry.name]
+
+
+def test_a_cache_the_disk_refuses_is_warned_about_and_the_prepare_command_goes_on(cached, monkeypatch):
+    import errno
+
+    from booktower.data import store
+
+    config, entry = cached
+    shutil.rmtree(entry)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store, "save_prepared", full)
+    source = config.source
+    result = CliRunner().invoke(app, [
+        "prepare", "-o", str(entry.parent.parent / "run"),
+        "--set", f"data.source.interactions={source.interactions}",
+        "--set", f"data.source.items={source.items}",
+        "--set", f"data.cache_dir={config.cache_dir}",
+        "--set", "data.min_user_interactions=2", "--set", "data.min_item_interactions=2"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "could not be cached in" in said and "No space left on device" in said
+    assert "prepared arrays not kept" in said and "Traceback" not in result.output
+    assert not entry.exists()

@@ -56,6 +56,8 @@ def prepare_command(
 
 def _where_the_arrays_are(cache: dict | None) -> str:
     """The output folder holds the record only: say where the prepared arrays went, or that none were kept."""
+    if cache and cache.get("error"):
+        return f"prepared arrays not kept: {cache['path']} could not be written ({cache['error']}; data.cache_dir)"
     if cache:
         return f"prepared arrays {'reused from' if cache['hit'] else 'cached in'} {cache['path']} (data.cache_dir)"
     return "prepared arrays not kept: data.cache_dir is null (set it to a folder to keep them for `train`)"

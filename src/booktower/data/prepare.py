@@ -207,7 +207,13 @@ def prepare(config: DataConfig) -> tuple[PreparedData, list[Path]]:
     data.summary["warnings"] = read_warnings + data.summary.get("warnings", [])
     data.summary["inputs"] = [str(p) for p in raw.input_paths]
     if cache_dir is not None:
-        save_prepared(data, cache_dir)
         data.summary["cache"] = {"hit": False, "path": str(cache_dir)}
+        try:
+            save_prepared(data, cache_dir)
+        except OSError as exc:  # a full or read-only disk costs the next run a prepare, not this run
+            data.summary["cache"]["error"] = f"{exc.strerror or exc}"
+            log.warning("the prepared data could not be cached in %s (%s): this run goes on without it, and the "
+                        "next one prepares again (free space there, or set data.cache_dir to another folder)",
+                        cache_dir, exc.strerror or exc)
     data.summary["seconds"] = round(time.perf_counter() - start, 3)
     return data, inputs

@@ -35,7 +35,8 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
             table.add_row(f"{label}: {reason}", f"{count:,}" + (f" ({where[reason]})" if reason in where else ""))
     cache = summary.get("cache")
     if cache:
-        table.add_row("cache", ("reused " if cache["hit"] else "written ") + cache["path"])
+        done = "reused" if cache["hit"] else f"not written ({cache['error']})" if cache.get("error") else "written"
+        table.add_row("cache", f"{done} {cache['path']}")
     for warning in summary.get("warnings", []):
         table.add_row("warning", warning)
     console.print(table)
