@@ -60,6 +60,17 @@ def cached(tmp_path) -> tuple[DataConfig, Path]:
     return config, Path(data.summary["cache"]["path"])
 
 
+def _prepare_command(config: DataConfig, entry: Path):
+    """`booktower prepare` of `config`'s files into a run folder beside the cache."""
+    source = config.source
+    return CliRunner().invoke(app, [
+        "prepare", "-o", str(entry.parent.parent / "run"),
+        "--set", f"data.source.interactions={source.interactions}",
+        "--set", f"data.source.items={source.items}",
+        "--set", f"data.cache_dir={config.cache_dir}",
+        "--set", "data.min_user_interactions=2", "--set", "data.min_item_interactions=2"])
+
+
 @pytest.mark.parametrize("damage", list(DAMAGES))
 def test_a_damaged_entry_is_a_miss_that_is_warned_about_and_replaced(cached, damage, caplog):
     config, entry = cached
@@ -82,13 +93,7 @@ def test_a_damaged_entry_does_not_stop_the_prepare_command(cached, monkeypatch):
     config, entry = cached
     _truncate(entry / "arrays.npz")
     monkeypatch.chdir(entry.parent.parent)
-    source = config.source
-    result = CliRunner().invoke(app, [
-        "prepare", "-o", str(entry.parent.parent / "run"),
-        "--set", f"data.source.interactions={source.interactions}",
-        "--set", f"data.source.items={source.items}",
-        "--set", f"data.cache_dir={config.cache_dir}",
-        "--set", "data.min_user_interactions=2", "--set", "data.min_item_interactions=2"])
+    result = _prepare_command(config, entry)
     assert result.exit_code == 0, result.output
     flat = "".join(result.output.split())
     assert "".join(f"the prepared-data cache entry {entry} cannot be read (BadZipFile".split()) in flat
@@ -168,13 +173,7 @@ def test_a_cache_the_disk_refuses_is_warned_about_and_the_prepare_command_goes_o
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(store, "save_prepared", full)
-    source = config.source
-    result = CliRunner().invoke(app, [
-        "prepare", "-o", str(entry.parent.parent / "run"),
-        "--set", f"data.source.interactions={source.interactions}",
-        "--set", f"data.source.items={source.items}",
-        "--set", f"data.cache_dir={config.cache_dir}",
-        "--set", "data.min_user_interactions=2", "--set", "data.min_item_interactions=2"])
+    result = _prepare_command(config, entry)
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
     assert "could not be cached in" in said and "No space left on device" in said

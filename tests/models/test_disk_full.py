@@ -6,6 +6,7 @@ they do on one (safetensors and polars raise their own types, `write()` an OSErr
 from __future__ import annotations
 
 import errno
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,9 @@ from safetensors import SafetensorError
 from typer.testing import CliRunner
 
 from booktower.cli.app import app
-from booktower.data.toy import checkerboard_raw
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "training"))
+from test_resume import write_dataset  # noqa: E402
 
 SAFETENSORS_FULL = "Error while serializing: I/O error: No space left on device (os error 28)"
 POLARS_FULL = "parquet: File out of specification: underlying IO error: No space left on device (os error 28)"
@@ -40,30 +43,9 @@ def _root_cause(exc: BaseException) -> BaseException:
 
 
 def _write_dataset(folder: Path) -> Path:
-    """The 12x12 checkerboard as CSV files, and a config that trains on it in a second."""
-    raw = checkerboard_raw(12)
-    folder.mkdir(parents=True, exist_ok=True)
-    raw.interactions.write_csv(folder / "interactions.csv")
-    raw.catalogue.rename({"num:price": "price"}).with_columns(
-        categories=raw.catalogue["categories"].list.join(" > ")).write_csv(folder / "items.csv")
-    config = folder / "config.yaml"
-    config.write_text(f"""
-data:
-  cache_dir: {folder / 'cache'}
-  min_user_interactions: 1
-  min_item_interactions: 1
-  source: {{format: csv, interactions: {folder / 'interactions.csv'}, items: {folder / 'items.csv'}}}
-  columns: {{user: user_id, item: item_id, timestamp: timestamp, timestamp_unit: s, order: order,
-             item_numeric: [price], item_count_columns: [], item_nonnegative: [price]}}
-  features: {{text_buckets: 256}}
-training:
-  progress: false
-  num_threads: 1
-  batch_size: 32
-  epochs: 2
-  negatives: {{num_negatives: 16}}
-  early_stopping: {{patience: 0}}
-""")
+    """The 12x12 checkerboard as CSV files, and a config that trains on it in a second (two epochs)."""
+    config = write_dataset(folder, 12)
+    config.write_text(config.read_text().replace("epochs: 5", "epochs: 2"))
     return config
 
 

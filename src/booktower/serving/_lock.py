@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from booktower.utils.folder_lock import lock_path, open_lock_file
+
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; the loader's change check still applies
@@ -29,24 +31,11 @@ except ImportError:  # Windows: no advisory locks; the loader's change check sti
 
 log = logging.getLogger(__name__)
 
+__all__ = ["bundle_lock", "lock_path"]
+
 # Locks this thread already holds, by lock file: add_books holds the exclusive lock and calls load_bundle and
 # write_bundle, which must not lock again (a second flock on a new descriptor would wait for ourselves).
 _held = threading.local()
-
-
-def lock_path(directory: Path) -> Path:
-    directory = Path(directory).resolve()  # `x/../b`, `b`, `.` inside it and a symlink to it share one lock
-    return directory.parent / f".{directory.name}.lock"
-
-
-def _open(path: Path) -> int | None:
-    """A descriptor of the lock file, or None where it cannot be opened (a read-only or missing folder)."""
-    for flag in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):  # flock works on a read-only descriptor too
-        try:
-            return os.open(path, flag, 0o644)
-        except OSError:
-            continue
-    return None
 
 
 def _flock(fd: int, exclusive: bool, path: Path) -> bool:
@@ -77,7 +66,7 @@ def bundle_lock(directory: Path, exclusive: bool) -> Iterator[bool]:
             raise RuntimeError(f"{path}: cannot upgrade a shared bundle lock to an exclusive one")
         yield True
         return
-    fd = _open(path) if fcntl is not None else None
+    fd = open_lock_file(path) if fcntl is not None else None
     if fd is None:
         log.debug("no lock for %s (fcntl missing or %s cannot be opened): going on unlocked", directory, path)
         yield False
