@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,14 @@ def toy_parts(n_clusters: int = 4, per_cluster: int = 30, seen_per_user: int = 5
 @pytest.fixture
 def parts_and_labels() -> tuple[BundleParts, np.ndarray]:
     return toy_parts()
+
+
+def wait_until(condition, seconds: float = 30.0) -> None:
+    """Poll `condition` (a server's reload thread acts in the background) and fail if it never holds."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert condition()
 
 
 def toy_recommender(**serving: object):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,7 @@ from booktower.serving.api import create_app
 from booktower.serving.bundle import BundleError
 from booktower.serving.live import LiveRecommender
 
-
-def _wait(condition, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert condition()
+from .conftest import wait_until
 
 
 def test_health_is_degraded_while_the_bundle_folder_is_gone(trained, tmp_path: Path, caplog) -> None:
@@ -34,7 +28,7 @@ def test_health_is_degraded_while_the_bundle_folder_is_gone(trained, tmp_path: P
         assert fine["status"] == "ok"
         with caplog.at_level(logging.ERROR, logger="booktower.serving.live"):
             shutil.rmtree(bundle)
-            _wait(lambda: live.failure is not None)
+            wait_until(lambda: live.failure is not None)
             gone = client.get("/health").json()
         assert gone["status"] == "degraded" and gone["n_items"] == data.n_items, "the loaded bundle is still served"
         error = gone["reload"]["error"]
@@ -46,7 +40,7 @@ def test_health_is_degraded_while_the_bundle_folder_is_gone(trained, tmp_path: P
         assert len([r for r in caplog.records if "gone" in r.getMessage()]) == 1, "said once, not every check"
 
         shutil.copytree(directory, bundle)  # put back: loaded again, and healthy
-        _wait(lambda: live.reloads == 1)
+        wait_until(lambda: live.reloads == 1)
         healed = client.get("/health").json()
         assert healed["status"] == "ok" and healed["reload"]["error"] is None
     finally:

@@ -6,21 +6,15 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
 from booktower.serving.api import create_app
 from booktower.serving.live import LiveRecommender
+
+from .conftest import wait_until
 from booktower.serving.service import Recommender
-
-
-def _wait(condition, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert condition()
 
 
 def test_health_is_degraded_while_a_changed_bundle_fails_to_load(trained, tmp_path: Path, caplog) -> None:
@@ -35,7 +29,7 @@ def test_health_is_degraded_while_a_changed_bundle_fails_to_load(trained, tmp_pa
 
         good = (bundle / "manifest.json").read_text()
         (bundle / "manifest.json").write_text(good[:40])  # a truncated copy: not JSON
-        _wait(lambda: live.failure is not None)
+        wait_until(lambda: live.failure is not None)
         broken = client.get("/health").json()
         assert broken["status"] == "degraded" and broken["n_items"] == data.n_items, "the old bundle is still served"
         assert "manifest.json" in broken["reload"]["error"] and broken["reload"]["failed_at"]
@@ -45,7 +39,7 @@ def test_health_is_degraded_while_a_changed_bundle_fails_to_load(trained, tmp_pa
 
         with caplog.at_level(logging.INFO, logger="booktower.serving.live"):
             (bundle / "manifest.json").write_text(good)  # put right: a new file, so the next check loads it
-            _wait(lambda: live.reloads == 1)
+            wait_until(lambda: live.reloads == 1)
         healed = client.get("/health").json()
         assert healed["status"] == "ok" and healed["reload"]["error"] is None and healed["reload"]["reloads"] == 1
         assert healed["reload"]["loaded_manifest"] == healed["reload"]["disk_manifest"]
