@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 from cold_items import print_cold, print_new_books_in_histories
 
-from booktower.config import load_config
 from booktower.data.vocab import Vocabulary
 from booktower.models.ensemble import ensemble_of
 from booktower.models.io import load_model
 from booktower.serving.cold_eval import cold_split, score_cold, score_new_books_in_histories
+from booktower.training.run import run_config
 from booktower.utils.atomic import atomic_write_json
 
 KEYS = ["HR@20", "HR@50", "mean_rank"]
@@ -40,7 +40,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     before = json.loads((args.run / "cold_items.json").read_text())
     members = [args.run] if (args.run / "model").exists() else [args.run / f"seed-{s}" for s in before["seeds"]]
-    config = load_config(members[0] / "config.yaml")
+    config = run_config(members[0])  # relative data paths read from the folder the run was trained in
     seed = args.split_seed if args.split_seed is not None else before.get("split_seed", config.seed)
     if args.split_seed is None and "split_seed" not in before and len(members) > 1:
         parser.error(f"{args.run} is an ensemble run from before cold_items.json recorded its split seed: pass "

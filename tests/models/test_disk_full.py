@@ -198,3 +198,17 @@ def test_a_full_disk_while_caching_prepared_data_names_the_entry_and_keeps_the_o
     assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC, str(entry))
     assert [p.name for p in entry.parent.iterdir()] == ["0123abcd"]
     assert store.load_prepared(entry).n_items == data.n_items  # the earlier entry, whole
+
+
+def test_a_folder_that_refuses_the_temporary_file_names_the_file_asked_for(tmp_path, monkeypatch):
+    import tempfile
+
+    from booktower.utils.atomic import atomic_write_text
+
+    def refused(prefix, suffix, dir):
+        raise OSError(errno.EROFS, "Read-only file system", str(Path(dir) / f"{prefix}x1y2.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(OSError) as caught:
+        atomic_write_text(tmp_path / "test_scorings.json", "{}")
+    assert (caught.value.errno, caught.value.filename) == (errno.EROFS, str(tmp_path / "test_scorings.json"))

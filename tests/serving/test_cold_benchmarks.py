@@ -13,9 +13,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _script(name: str, *args: str) -> str:
+def _script(name: str, *args: str, cwd: Path = REPO) -> str:
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / name), *args], capture_output=True, text=True,
-                         timeout=600, cwd=REPO)
+                         timeout=600, cwd=cwd)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
@@ -26,9 +26,10 @@ def test_a_rescored_run_gives_the_numbers_it_wrote(tmp_path, seeds) -> None:
     from test_resume import write_dataset
 
     config = write_dataset(tmp_path / "data", 40)
+    config.write_text(config.read_text().replace(f"{tmp_path}/", ""))  # data paths relative to tmp_path
     run = tmp_path / "run"
     _script("cold_items.py", "--config", str(config), "--output-dir", str(run), "--fraction", "0.2",
-            "--set", "training.epochs=1", *seeds)
+            "--set", "training.epochs=1", *seeds, cwd=tmp_path)  # the re-scoring below runs from another folder
     written = json.loads((run / "cold_items.json").read_text())
     assert written["split_seed"] == 42 and written["n_targets"] > 0
 

@@ -73,3 +73,9 @@ def test_what_restoring_raises_becomes_a_checkpoint_error_and_one_passes_through
         with restoring(FOLDER):
             raise mine
     assert error.value is mine
+
+
+def test_out_of_memory_while_restoring_is_not_called_a_damaged_checkpoint():
+    with pytest.raises(torch.OutOfMemoryError):
+        with restoring(FOLDER):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

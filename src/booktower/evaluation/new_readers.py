@@ -23,16 +23,20 @@ import polars as pl
 import scipy.sparse as sp
 import torch
 
-from booktower.config import BooktowerConfig, ConfigError
+from booktower.config import BooktowerConfig
 from booktower.config.data import DataConfig
 from booktower.data.errors import DropLedger
 from booktower.data.ingest import RawData, load_raw
 from booktower.data.prepare import prepare_from_raw
 from booktower.data.types import PreparedData, Ragged
-from booktower.evaluation.target_rank import hit_metrics, rank_of_target
+from booktower.evaluation.target_rank import hit_metrics, rank_of_target, require_leave_last_out
 
 FOLD_IN_BASELINES = ("pop", "itemknn", "ease")
 
+
+PROTOCOL = "new-reader evaluation"
+HARM = "one of them would be scored and the others neither scored nor masked"
+"""What another split than leave-last-out would do to this protocol, said when it is refused."""
 
 @dataclass
 class NewReaders:
@@ -45,20 +49,8 @@ class NewReaders:
     n_lost: int  # held-out readers not scored: their test book, or every book they read, left the reduced data
 
 
-def require_leave_last_out(config: DataConfig) -> None:
-    """The protocol scores one test book per reader, their last read, with everything before it as the history:
-    under another split a reader has several test books."""
-    if config.split.kind == "leave_last_out":
-        return
-    raise ConfigError(
-        f"the new-reader evaluation needs data.split.kind: leave_last_out, but the config has data.split.kind: "
-        f"{config.split.kind}, under which a reader can have several test books: one of them would be scored and "
-        "the others neither scored nor masked. Fix: run it with --set data.split.kind=leave_last_out (each "
-        "reader's last read is then their test book)")
-
-
 def new_reader_split(raw: RawData, config: DataConfig, fraction: float, rng: np.random.Generator) -> NewReaders:
-    require_leave_last_out(config)
+    require_leave_last_out(config, PROTOCOL, HARM)
     full = prepare_from_raw(raw, config, DropLedger())
     held = np.sort(rng.choice(full.n_users, size=max(1, math.ceil(fraction * full.n_users)), replace=False))
     held_ids = full.users.decode(held)
@@ -153,7 +145,7 @@ def run_new_reader_eval(config: BooktowerConfig, run_dir: Path, fraction: float 
 
     ks = ks or [10, 20, 50]
     rng = np.random.default_rng(config.seed)  # one split for every member: the base config's seed draws it
-    require_leave_last_out(config.data)  # before the log is read
+    require_leave_last_out(config.data, PROTOCOL, HARM)  # before the log is read
     raw, _ = load_raw(config.data, DropLedger())
     split = new_reader_split(raw, config.data, fraction, rng)
     model, known = train_served_model(config, run_dir, split.data, seeds, ks)

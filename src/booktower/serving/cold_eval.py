@@ -22,14 +22,19 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from booktower.config import BooktowerConfig, ConfigError
+from booktower.config import BooktowerConfig
 from booktower.config.data import DataConfig
 from booktower.data.errors import DropLedger
 from booktower.data.ingest import RawData, load_raw
 from booktower.data.prepare import prepare_from_raw
 from booktower.data.types import PreparedData, Ragged
-from booktower.evaluation.target_rank import hit_metrics, rank_of_target
+from booktower.evaluation.target_rank import hit_metrics, rank_of_target, require_leave_last_out
 
+
+PROTOCOL = "cold-item evaluation"
+HARM = ("the reader's reads after a target book would feed their vector, and their other test books would be "
+        "neither scored nor masked")
+"""What another split than leave-last-out would do to this protocol, said when it is refused."""
 
 @dataclass
 class ReadersOfNewBooks:
@@ -56,25 +61,13 @@ class ColdSplit:
 
 
 def cold_split(config: BooktowerConfig, fraction: float, rng: np.random.Generator) -> ColdSplit:
-    require_leave_last_out(config.data)  # before the log is read
+    require_leave_last_out(config.data, PROTOCOL, HARM)  # before the log is read
     raw, _ = load_raw(config.data, DropLedger())
     return cold_split_raw(raw, config.data, fraction, rng)
 
 
-def require_leave_last_out(config: DataConfig) -> None:
-    """The protocol scores one test book per reader, their last read, with everything before it as the history:
-    under another split a reader has several test books, and their reads after a target would feed the history."""
-    if config.split.kind == "leave_last_out":
-        return
-    raise ConfigError(
-        f"the cold-item evaluation needs data.split.kind: leave_last_out, but the config has data.split.kind: "
-        f"{config.split.kind}, under which a reader can have several test books: the reader's reads after a target "
-        "book would feed their vector, and their other test books would be neither scored nor masked. Fix: run it "
-        "with --set data.split.kind=leave_last_out (each reader's last read is then their test book)")
-
-
 def cold_split_raw(raw: RawData, config: DataConfig, fraction: float, rng: np.random.Generator) -> ColdSplit:
-    require_leave_last_out(config)
+    require_leave_last_out(config, PROTOCOL, HARM)
     full = prepare_from_raw(raw, config, DropLedger())
     held = np.sort(rng.choice(full.n_items, size=max(1, math.ceil(fraction * full.n_items)), replace=False))
     held_ids = full.items.decode(held)

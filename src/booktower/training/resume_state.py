@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from booktower.training.checkpoint import STATE, CheckpointError
 
 FIX = "train into a new --output-dir without --resume, or restore the run folder from a copy"
@@ -89,7 +91,7 @@ def restoring(directory: Path) -> Iterator[None]:
     """Whatever loading and applying the checkpoint in `directory` raises: a CheckpointError naming it."""
     try:
         yield
-    except CheckpointError:
+    except (CheckpointError, torch.OutOfMemoryError):  # out of memory is the machine's, not the checkpoint's
         raise
     except _DAMAGED as exc:
         detail = (str(exc).strip().splitlines() or [""])[0][:300]

@@ -151,7 +151,10 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     (see `writing`)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:  # a read-only or full folder: name the file the user asked for, not the hidden one
+        raise OSError(exc.errno, exc.strerror, str(target)) from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:
