@@ -38,6 +38,7 @@ PROTOCOL = "new-reader evaluation"
 HARM = "one of them would be scored and the others neither scored nor masked"
 """What another split than leave-last-out would do to this protocol, said when it is refused."""
 
+
 @dataclass
 class NewReaders:
     """The reduced data to train on and the held-out readers to serve from their histories."""

@@ -30,11 +30,11 @@ from booktower.data.prepare import prepare_from_raw
 from booktower.data.types import PreparedData, Ragged
 from booktower.evaluation.target_rank import hit_metrics, rank_of_target, require_leave_last_out
 
-
 PROTOCOL = "cold-item evaluation"
 HARM = ("the reader's reads after a target book would feed their vector, and their other test books would be "
         "neither scored nor masked")
 """What another split than leave-last-out would do to this protocol, said when it is refused."""
+
 
 @dataclass
 class ReadersOfNewBooks:
