@@ -32,8 +32,6 @@ from booktower.data.types import PreparedData, Ragged
 from booktower.evaluation.target_rank import hit_metrics, rank_of_target, require_leave_last_out
 
 FOLD_IN_BASELINES = ("pop", "itemknn", "ease")
-
-
 PROTOCOL = "new-reader evaluation"
 HARM = "one of them would be scored and the others neither scored nor masked"
 """What another split than leave-last-out would do to this protocol, said when it is refused."""
