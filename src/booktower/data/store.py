@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -72,10 +74,11 @@ def _swap_in(tmp: Path, directory: Path) -> None:
     """Rename `tmp` to `directory`, replacing an older entry by moving it aside first (a rename replaces only
     an empty folder), so `directory` is never a half-deleted entry. When another process put its entry there in
     the meantime, that one stays: both were prepared from the same inputs and config (the key says so)."""
-    old = make_temp_dir(directory.parent, f".{directory.name}.old.")
+    # a name no folder has yet (renaming onto an existing empty folder works on POSIX only)
+    old = directory.parent / f".{directory.name}.old.{os.getpid()}.{time.time_ns()}"
     try:
         try:
-            directory.rename(old)  # onto the empty folder just made
+            directory.rename(old)
         except FileNotFoundError:
             pass  # no older entry, or another run moved it aside a moment ago
         try:
