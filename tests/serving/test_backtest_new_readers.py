@@ -136,6 +136,8 @@ def test_limits_of_the_service_and_a_log_with_nothing_to_score():
     with pytest.raises(DataError, match=r"no read in the later log can be scored .*new readers: readers: 1, rows: 5.*"
                                         r"readers with too few reads: 1"):
         backtest(_clusters(), later, [10], np.random.default_rng(0), new_reader_history=5)
+    with pytest.raises(DataError, match=r"Fix: drop --no-new-readers: the 1 reader the bundle does not know"):
+        backtest(_clusters(), later, [10], np.random.default_rng(0), new_reader_history=None)
 
 
 def test_the_command_prints_and_writes_the_new_readers_block(trained, tmp_path):

@@ -130,3 +130,11 @@ def test_evaluate_with_metrics_json_not_an_object_says_to_move_it_aside_which_wo
     result = runner.invoke(app, ["evaluate", "--run", str(finished)])
     assert result.exit_code == 0, result.output
     assert set(json.loads((finished / "metrics.json").read_text())) >= {"validation", "test"}
+
+
+def test_a_damaged_config_yaml_names_the_file_and_the_fix(finished: Path):
+    config = finished / "config.yaml"
+    config.write_text(config.read_text()[: config.stat().st_size // 2] + "\n  broken: [\n")
+    said = _invoke("evaluate", "--run", str(finished))
+    assert _flat(f"{config}: not valid YAML") in said and "unicodestring" not in said
+    assert _flat("restore it (or the run folder) from a copy, or train the run again") in said

@@ -64,7 +64,8 @@ def _read_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[dict[str, Any]
         _refuse_duplicate_keys(node, path)
         raw = _load_yaml(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        where = str(exc).replace('"<unicode string>"', str(path))  # PyYAML names a string, not the file
+        raise ConfigError(f"{path}: not valid YAML: {where}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
     parent = raw.pop(INHERIT_KEY, None)

@@ -35,6 +35,7 @@ from booktower.serving.backtest_new_readers import (NEW_READER_HISTORY, ORDER_CO
 from booktower.serving.backtest_scoring import most_read_lists, paired_leads, per_reader_metrics
 from booktower.serving.batch import ranked_blocks
 from booktower.serving.service import Recommender
+from booktower.utils.wording import counted
 
 METRICS = ("HR", "Recall", "NDCG")
 
@@ -121,7 +122,7 @@ def backtest(rec: Recommender, later: pl.DataFrame, ks: list[int], rng: np.rando
         hints = "".join(f"; {hint}" for hint in warnings)
         newcomers = f"; new readers: {_describe(new.counts)}" if new is not None else ""
         raise DataError(f"no read in the later log can be scored ({_describe(counts)}{newcomers}){hints}",
-                        fix="pass reads logged after the bundle's export, by readers it knows, of books it holds")
+                        fix=_nothing_scored_fix(counts, new is not None, bool(warnings)))
     if len(readers) == 0:
         warnings.append("no reader the bundle knows read a book it could have listed: only new readers are scored")
     model, popular, lead = _score_known(rec, targets, readers, ks, seed, samples) if len(readers) else ({}, {}, {})
@@ -140,6 +141,16 @@ def _score_known(rec: Recommender, targets: Ragged, readers: np.ndarray, ks: lis
     return ({name: float(values.mean()) for name, values in model_values.items()},
             {name: float(values.mean()) for name, values in popular_values.items()},
             paired_leads(model_values, popular_values, seed, samples))
+
+
+def _nothing_scored_fix(counts: dict[str, int], new_readers_scored: bool, ids_hinted: bool) -> str:
+    """The likeliest cause first: ids written another way, then readers left out of the new-reader block."""
+    if ids_hinted:
+        return "write the log's ids as the bundle writes them (see above), or pass reads by readers it knows"
+    if not new_readers_scored and counts.get("readers_unknown_to_bundle"):
+        unknown = counted(counts["readers_unknown_to_bundle"], "reader")
+        return f"drop --no-new-readers: the {unknown} the bundle does not know are then scored as new readers"
+    return "pass reads logged after the bundle's export, by readers it knows, of books it holds"
 
 
 def id_hints(rec: Recommender, later: pl.DataFrame) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from booktower.config import BooktowerConfig, dump_config, load_config
+from booktower.config import BooktowerConfig, ConfigError, dump_config, load_config
 from booktower.data.errors import DataError
 from booktower.data.ingest import PACKAGE_PREFIX
 from booktower.data.prepare import SOURCE_PATHS, prepare
@@ -36,7 +36,14 @@ def run_config(run_dir: Path | str) -> BooktowerConfig:
     if not (run_dir / "config.yaml").exists():
         raise FileNotFoundError(_bundle_not_run(run_dir) or
                                 f"{run_dir}/config.yaml is missing: not a booktower run directory")
-    return anchor_data_paths(load_config(run_dir / "config.yaml"), working_directory(run_dir))
+    try:
+        config = load_config(run_dir / "config.yaml")
+    except ConfigError as exc:  # booktower wrote this file: damaged, or edited by hand
+        if "Fix:" in str(exc):
+            raise
+        raise ConfigError(f"{exc}. Fix: it is {run_dir}'s record of how the run trained: restore it (or the "
+                          "run folder) from a copy, or train the run again") from exc
+    return anchor_data_paths(config, working_directory(run_dir))
 
 
 def _bundle_not_run(run_dir: Path) -> str | None:
