@@ -83,6 +83,66 @@ def test_recommend_from_a_run_records_its_test_lists_unscored(run, tmp_path):
     assert last["model_sha256"] == _served_sha256(run)
 
 
+def test_recommend_on_a_folder_it_cannot_write_writes_the_lists_and_warns(run, tmp_path, monkeypatch):
+    import errno
+
+    from booktower.utils import scorings
+
+    def read_only(path, obj):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(scorings, "atomic_write_json", read_only)
+    result = runner.invoke(app, ["recommend", "--run", str(run), "--all-test-users", "--k", "5",
+                                 "--out", str(tmp_path / "top.csv")])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert (tmp_path / "top.csv").is_file() and "wrote" in output
+    assert "could not be recorded" in output and "Read-only file system" in output
+    assert [entry["command"] for entry in read_test_scorings(run)] == ["train"]
+
+
+def test_recommend_records_the_model_it_loaded_even_if_the_file_is_replaced_while_it_scores(run, trained, tmp_path,
+                                                                                              monkeypatch):
+    loaded = _served_sha256(run)
+    scored = run_eval.recommend_test
+
+    def replaced_while_scoring(*args, **kwargs):
+        shutil.rmtree(run / "model")
+        shutil.copytree(trained[2] / "model", run / "model")  # e.g. a `train -o RUN` of another seed finishing
+        return scored(*args, **kwargs)
+
+    monkeypatch.setattr(run_eval, "recommend_test", replaced_while_scoring)
+    result = runner.invoke(app, ["recommend", "--run", str(run), "--all-test-users", "--k", "5",
+                                 "--out", str(tmp_path / "top.csv")])
+    assert result.exit_code == 0, result.output
+    assert read_test_scorings(run)[-1]["model_sha256"] == loaded != _served_sha256(run)
+
+
+def test_recommend_refuses_a_damaged_record_before_it_scores(run, tmp_path, monkeypatch):
+    (run / "test_scorings.json").write_text("{not json")
+    monkeypatch.setattr(run_eval, "recommend_test", lambda *a, **k: pytest.fail("scored before the record was read"))
+    result = runner.invoke(app, ["recommend", "--run", str(run), "--all-test-users", "--k", "5",
+                                 "--out", str(tmp_path / "top.csv")])
+    assert result.exit_code == 2 and "move it aside" in " ".join(result.output.split())
+    assert not (tmp_path / "top.csv").exists() and (run / "test_scorings.json").read_text() == "{not json"
+
+
+def test_the_reports_model_is_the_one_the_folder_serves_not_the_last_recorded(tmp_path):
+    from booktower.evaluation.report_sections import test_scorings_note
+    from booktower.utils.scorings import record_test_scoring
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.safetensors").write_bytes(b"the single-seed run's weights")
+    served = _served_sha256(tmp_path)
+    record_test_scoring(tmp_path, "train", served, {"NDCG@10": 0.25}, [10])
+    record_test_scoring(tmp_path, "ensemble (hold-out)", "e" * 64, {"NDCG@10": 0.5}, [10], folder_model=False)
+    note = test_scorings_note(tmp_path)
+    assert f"`{served[:12]}` (this report's)" in note and f"numbers below are model `{served[:12]}`'s" in note
+    assert "`eeeeeeeeeeee` (not saved in this folder)" in note
+    (tmp_path / "model" / "model.safetensors").unlink()
+    assert "(this report's)" not in test_scorings_note(tmp_path)  # no model: none of them is the report's
+
+
 @pytest.mark.parametrize("earlier", ["[1]", '{"validation": {"HR@10": 0.1', '{"epochs_note": "kept"}'])
 def test_metrics_json_is_written_over_a_damaged_one_and_keeps_a_whole_ones_keys(tmp_path, earlier, caplog):
     from types import SimpleNamespace

@@ -95,3 +95,34 @@ def test_an_ensemble_run_records_its_one_scoring(small_config, data, tmp_path, m
     assert [entry["command"] for entry in entries] == ["ensemble"]
     assert entries[0]["model_sha256"] == _served_sha256(tmp_path / "ensemble")
     assert [len(read_test_scorings(member)) for member in members] == [1, 1]  # the members' own, untouched
+
+
+def test_a_hold_out_ensemble_is_recorded_as_no_model_of_the_folder_and_the_report_keeps_the_folders(
+        small_config, data, tmp_path):
+    from booktower.evaluation.report import write_report
+    from booktower.training.ensemble_run import train_served_model
+
+    config = small_config("training.epochs=1")
+    train_served_model(config, tmp_path, data)  # the benchmark with one seed: a run in tmp_path itself
+    train_served_model(config, tmp_path, data, seeds=[1, 2])  # then with two: seed-1, seed-2 and their ensemble
+    served = _served_sha256(tmp_path)
+    entries = read_test_scorings(tmp_path)
+    assert [(entry["command"], entry.get("folder_model", True)) for entry in entries] == \
+        [("train", True), ("ensemble (hold-out)", False)]
+    assert entries[0]["model_sha256"] == served != entries[1]["model_sha256"]
+    write_report(tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert f"`{served[:12]}` (this report's)" in report
+    assert f"`{entries[1]['model_sha256'][:12]}` (not saved in this folder)" in report
+
+
+def test_a_resume_refuses_a_damaged_record_before_it_trains_or_scores_test(small_config, data, tmp_path):
+    from booktower.data.errors import DataError
+
+    config = small_config("training.epochs=2", "training.refit_on_validation=true")
+    train_run(config, tmp_path, data=data, validation_only=True)
+    (tmp_path / TEST_SCORINGS).write_text('{"scorings": [')
+    with pytest.raises(DataError, match="a resume scores the test split.*move it aside"):
+        train_run(config, tmp_path, resume=True, data=data)
+    assert not (tmp_path / "model").exists() and not (tmp_path / "metrics.json").exists()  # no refit, no scoring
+    assert (tmp_path / TEST_SCORINGS).read_text() == '{"scorings": ['

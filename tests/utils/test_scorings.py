@@ -87,3 +87,53 @@ def test_a_damaged_record_is_refused_and_left_as_it_is(tmp_path, text):
     with pytest.raises(DataError, match="move it aside"):
         record_test_scoring(tmp_path, "evaluate", "a" * 64, METRICS, KS)
     assert (tmp_path / TEST_SCORINGS).read_text() == text
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from booktower.utils.scorings import record_test_scoring
+run, name, times = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+(run.parent / f"{name}.ready").touch()
+while len(list(run.parent.glob("*.ready"))) < 2:  # both processes start writing together
+    time.sleep(0.001)
+for _ in range(times):
+    record_test_scoring(run, name, "a" * 64, None, [10])
+"""
+
+
+def test_two_processes_recording_at_once_keep_every_entry(tmp_path):
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    run.mkdir()
+    times = 60
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(run), name, str(times)])
+               for name in ("evaluate", "recommend")]
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0]
+    entries = read_test_scorings(run)
+    assert sorted(entry["command"] for entry in entries) == ["evaluate"] * times + ["recommend"] * times
+    assert sorted(path.name for path in run.iterdir()) == [TEST_SCORINGS]  # no lock file left in the run
+
+
+def test_the_record_waits_for_a_writer_holding_its_lock(tmp_path):
+    import threading
+
+    from booktower.utils.scorings import record_lock
+
+    record_test_scoring(tmp_path, "train", "a" * 64, METRICS, KS)
+    written = threading.Event()
+
+    def other() -> None:
+        record_test_scoring(tmp_path, "recommend", "a" * 64, None, KS)
+        written.set()
+
+    with record_lock(tmp_path):
+        thread = threading.Thread(target=other)
+        thread.start()
+        assert not written.wait(0.3)  # it waits for the holder (another descriptor: as another process would)
+        mark_earlier_run(tmp_path)  # the holder's own write, in between
+    thread.join(10)
+    entries = read_test_scorings(tmp_path)
+    assert [(entry["command"], entry["earlier_run"]) for entry in entries] == [("train", True), ("recommend", False)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -24,6 +25,8 @@ from booktower.cli._ranges import at_least
 
 if TYPE_CHECKING:
     import polars as pl
+
+log = logging.getLogger(__name__)
 
 RUN_OPTION = typer.Option(..., "--run", "-r", help="A run directory written by `booktower train`.",
                           callback=_paths.run_dir)
@@ -216,18 +219,33 @@ def _recommend_from_run(run: Path, users: list[str], all_test_users: bool, k: in
         fail("with --run pass --out FILE.csv or --out FILE.parquet")
     write = table_writer(out)  # before the model is loaded and scored
     from booktower.evaluation.run_eval import load_trained, recommend_test
-    from booktower.utils.scorings import model_file_sha256, record_test_scoring
+    from booktower.utils.scorings import model_file_sha256, read_test_scorings
 
     with friendly_errors():
+        read_test_scorings(run)  # a damaged record refuses now, not after the scoring
         config, data, model = load_trained(run)
+        model_sha256 = model_file_sha256(run)  # the model just loaded (load_trained reads it last), before scoring
         if k > data.n_items:
             fail(f"--k {k} is larger than the run's catalogue ({data.n_items} books). "
                  f"Fix: pass --k {data.n_items} or less")
         frame = recommend_test(model, data, k, None if all_test_users else users, config.evaluation.user_chunk)
         write(frame, out)
-        # the test lists, from which the test metrics follow: recorded as a reading of the test split (unscored)
-        record_test_scoring(run, "recommend", model_file_sha256(run), None, config.evaluation.ks)
+    _record_test_lists(run, model_sha256, config.evaluation.ks)
     console.print(f"wrote {out} ({frame['user_id'].n_unique()} users x top-{k})")
+
+
+def _record_test_lists(run: Path, model_sha256: str | None, ks: list[int]) -> None:
+    """The test lists, from which the test metrics follow: recorded as a reading of the test split (unscored).
+    `recommend` only reads the run, so a record it cannot write (a read-only folder, a full disk) is a warning."""
+    from booktower.data.errors import DataError
+    from booktower.utils.scorings import TEST_SCORINGS, record_test_scoring
+
+    try:
+        record_test_scoring(run, "recommend", model_sha256, None, ks)
+    except (OSError, DataError) as exc:
+        log.warning(
+            "the lists were written, but this reading of the test split could not be recorded in %s (%s): "
+            "it is missing from the record of the folder's test scorings", run / TEST_SCORINGS, exc)
 
 
 def table_writer(out: Path) -> Callable[[pl.DataFrame, Path], None]:

@@ -12,7 +12,13 @@ import polars as pl
 from booktower.evaluation.stats import ACTIVITY_BINS, mean_ci, named_rng, paired_compare, slice_table, with_activity
 from booktower.evaluation.tables import markdown_table
 from booktower.utils.nested import flatten
-from booktower.utils.scorings import TEST_SCORINGS, read_test_scorings, scoring_models, short
+from booktower.utils.scorings import (
+    TEST_SCORINGS,
+    model_file_sha256,
+    read_test_scorings,
+    scoring_models,
+    short,
+)
 from booktower.utils.wording import counted
 
 if TYPE_CHECKING:
@@ -81,13 +87,15 @@ def headline_section(files: RunFiles) -> str:
 
 def test_scorings_note(run_dir: Path) -> str:
     """How often, and by how many models, this folder's test split was scored (RUN/test_scorings.json). Above
-    the numbers, since several models scored on one test split make a choice among them a choice on test."""
+    the numbers, since several models scored on one test split make a choice among them a choice on test. The
+    report's model is the one the folder serves (RUN/model, by its sha256), whichever scored last."""
     try:
         entries = read_test_scorings(run_dir)
     except ValueError as exc:
         return f"> **The record of this folder's test scorings cannot be read**: {exc}\n"
     models = scoring_models(entries)
-    if len(models) == 1 and len(entries) > 1:
+    current = model_file_sha256(run_dir)
+    if len(models) == 1 and len(entries) > 1 and models[0] == current:
         lists = sum(1 for entry in entries if entry.get("headline") is None)  # `recommend --run`: lists, unscored
         written = f" and its lists written {counted(lists, 'time')}" if lists else ""
         return (f"_The test split was scored {counted(len(entries) - lists, 'time')} in this folder{written}, "
@@ -96,23 +104,33 @@ def test_scorings_note(run_dir: Path) -> str:
     if len(models) < 2:
         return ""
     earlier = sum(1 for entry in entries if entry.get("earlier_run"))
-    scored = [entry for entry in entries if entry.get("headline") is not None]
-    current = short(str(scored[-1].get("model_sha256"))) if scored else "?"
     rows = [_model_row(entries, model, current) for model in models]
     return "\n".join([
         f"> **The test split was scored by {len(models)} different models in this folder** ({len(entries)} "
         f"scorings{f', {earlier} of them by runs trained into it earlier' if earlier else ''}; "
         f"{run_dir / TEST_SCORINGS}). A model picked among them by their test numbers was selected on test, and "
-        f"its numbers read better than a new test split would give. The numbers below are model `{current}`'s.\n",
+        f"its numbers read better than a new test split would give. {_whose_numbers(current, models)}\n",
         markdown_table(["model (sha256)", "scorings", "by earlier runs", "commands", "first scored", "test (last)"],
                        rows), ""])
 
 
-def _model_row(entries: list[dict[str, Any]], model: str, current: str) -> list[str]:
+def _whose_numbers(current: str | None, models: list[str]) -> str:
+    if current is None:
+        return "This folder holds no model (model/model.safetensors), so none of them is this report's."
+    if current not in models:
+        return f"The folder's model `{short(current)}` is none of them: its test scoring was not recorded."
+    return f"The numbers below are model `{short(current)}`'s, the one this folder serves."
+
+
+def _model_row(entries: list[dict[str, Any]], model: str, current: str | None) -> list[str]:
     mine = [entry for entry in entries if str(entry.get("model_sha256")) == model]
     scored = [entry["headline"] for entry in mine if isinstance(entry.get("headline"), dict)]
     last = ", ".join(f"{key} {_fmt(value)}" for key, value in scored[-1].items()) if scored else "-"
-    name = f"`{short(model)}`" + (" (this report's)" if short(model) == current else "")
+    name = f"`{short(model)}`"
+    if model == current:
+        name += " (this report's)"
+    elif all(entry.get("folder_model") is False for entry in mine):
+        name += " (not saved in this folder)"
     commands = ", ".join(dict.fromkeys(str(entry.get("command")) for entry in mine))
     earlier = sum(1 for entry in mine if entry.get("earlier_run"))
     return [name, str(len(mine)), str(earlier), commands, str(mine[0].get("at", "-")), last]

@@ -178,7 +178,8 @@ def _refuse_members_of_another_config(config: BooktowerConfig, seeds: list[int],
 def train_served_model(config: BooktowerConfig, run_dir: Path, data: PreparedData, seeds: list[int] | None = None,
                        ks: list[int] | None = None) -> tuple[Any, dict[str, float]]:
     """For the hold-out benchmarks: the served model trained on `data` (a run written into `run_dir`; with
-    several `seeds`, one run each in `run_dir/seed-S`, combined as their ensemble), and its test metrics."""
+    several `seeds`, one run each in `run_dir/seed-S`, combined as their ensemble, whose scoring is recorded in
+    `run_dir`'s test_scorings.json with `folder_model: false`), and its test metrics."""
     from booktower.evaluation import evaluate_split
     from booktower.training.pipeline import train_run
     from booktower.training.scoring import score_fn_for
@@ -191,8 +192,10 @@ def train_served_model(config: BooktowerConfig, run_dir: Path, data: PreparedDat
     model = ensemble_of([member.model.cpu() for member in members]).eval()  # the served (refit) models
     ks = ks or [10, 20, 50]
     metrics = evaluate_split(score_fn_for(model, data, "test"), data, "test", ks).metrics
-    # the members' scorings are in their folders' test_scorings.json; the ensemble's goes in the folder above them
-    record_test_scoring(run_dir, "ensemble (hold-out)", weights_sha256(model), metrics, ks)
+    # the members' scorings are in their folders' test_scorings.json; the ensemble's goes in the folder above them,
+    # marked as no model of that folder's: it scored the same test split (a single-seed run there is compared with
+    # it, which the record is for), but it is held only in memory, and RUN/model may be another model's
+    record_test_scoring(run_dir, "ensemble (hold-out)", weights_sha256(model), metrics, ks, folder_model=False)
     return model, metrics
 
 

@@ -25,7 +25,7 @@ from booktower.training.run import VALIDATION_ONLY_FILE, config_as_files, run_co
 from booktower.utils.atomic import atomic_write_json, atomic_write_text
 from booktower.utils.folder_lock import RunInUse, run_lock
 from booktower.utils.runinfo import finished_at, older_data_format, record_lost_history, record_start, run_json_problem
-from booktower.utils.scorings import TEST_SCORINGS, mark_earlier_run
+from booktower.utils.scorings import RECORD_FIX, TEST_SCORINGS, mark_earlier_run, record_problem
 from booktower.utils.wording import counted
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,10 @@ def check_resumable(run_dir: Path, config: BooktowerConfig, dist: DistContext) -
                         "that a resume checks the data against", path=run_dir / "run.json",
                         fix="restore it (from a backup or a copy of the folder), or train the run again without "
                             "--resume")
+    if kind == TEST_SCORINGS:
+        raise DataError(f"--resume: {detail}; a resume scores the test split at its end, and that scoring would go "
+                        "unrecorded", path=run_dir / TEST_SCORINGS,
+                        fix=f"{RECORD_FIX}, then resume again")
     raise RunAlreadyFinished(run_dir, detail)
 
 
@@ -139,7 +143,10 @@ def _resume_verdict(run_dir: Path, config: BooktowerConfig) -> tuple[str, str] |
     if problem is not None:
         return "run.json", problem
     finished = finished_at(run_dir)
-    return None if finished is None else ("finished", finished)
+    if finished is not None:
+        return "finished", finished  # nothing to continue: its record is not written either
+    problem = record_problem(run_dir)  # refused now, not after the resume has trained and scored test
+    return None if problem is None else (TEST_SCORINGS, problem)
 
 
 EARLIER_RUN_OUTPUTS = ("config.yaml", "checkpoints", "refit", "model", "plots", "run.json", "metrics.json",
