@@ -71,3 +71,35 @@ def test_the_foreground_raises_while_the_bundle_is_gone(trained, tmp_path: Path)
             live.current()
     away.rename(bundle)
     assert live.current().n_items == trained[0].n_items and live.failure is None
+
+
+def test_health_is_ok_while_a_writer_swaps_a_new_version_in(trained, tmp_path: Path) -> None:
+    """Every export passes through a moment with no manifest (between its swap's two renames, under the bundle's
+    exclusive lock): /health said "degraded" then, and a monitor paging on one reading fired on routine exports.
+    With no writer, the same missing bundle is gone."""
+    import threading
+
+    from booktower.serving._lock import bundle_lock
+
+    bundle = shutil.copytree(trained[2], tmp_path / "b")
+    live = LiveRecommender(bundle, check_every_s=float("inf"))
+    swapping, done = threading.Event(), threading.Event()
+
+    def writer() -> None:  # another writer (an export in another process would be the same to the lock)
+        with bundle_lock(bundle, exclusive=True):
+            bundle.rename(tmp_path / ".b.old.1")
+            swapping.set()
+            assert done.wait(60)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert swapping.wait(60)
+        mid = live.health()
+        assert mid["status"] == "ok" and mid["reload"]["error"] is None and mid["reload"]["disk_manifest"] is None
+    finally:
+        done.set()
+        thread.join(60)
+    assert live.health()["status"] == "degraded", "the writer left without putting a bundle back"
+    with bundle_lock(bundle, exclusive=True):  # this thread's own write (export_run's swap, as it sees itself)
+        assert live.health()["status"] == "ok"

@@ -4,12 +4,15 @@ holder named from its record (or said unknown)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 
 import pytest
 
-from booktower.utils.folder_lock import RunInUse, describe_holder, lock_path, run_lock
+from booktower.training.run_folder import EARLIER_RUN_OUTPUTS
+from booktower.utils import folder_lock
+from booktower.utils.folder_lock import INSIDE_LOCK, RunInUse, describe_holder, holds_run_lock, lock_path, run_lock
 
 
 def test_the_holding_thread_may_lock_again_and_another_thread_is_refused_naming_it(tmp_path):
@@ -40,3 +43,61 @@ def test_the_holding_thread_may_lock_again_and_another_thread_is_refused_naming_
 def test_a_holder_that_recorded_nothing_readable_is_said_unknown(tmp_path, record):
     (tmp_path / "lock").write_text(record)
     assert describe_holder(tmp_path / "lock") == "another process (it recorded no pid)"
+
+
+def _no_file_beside(monkeypatch, run):
+    """The run folder's parent is not writable: `.run.lock` cannot be made there (the tests run as root, where a
+    chmod would not refuse it)."""
+    real = folder_lock.open_lock_file
+    monkeypatch.setattr(folder_lock, "open_lock_file", lambda path: None if path == lock_path(run) else real(path))
+
+
+def _refusal_in_another_thread(run) -> list[RunInUse]:
+    refused: list[RunInUse] = []
+
+    def second() -> None:
+        try:
+            with run_lock(run, "train"):
+                pass
+        except RunInUse as exc:
+            refused.append(exc)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    thread.join(30)
+    return refused
+
+
+def test_where_the_parent_is_not_writable_the_lock_is_a_file_inside_the_run_folder(tmp_path, monkeypatch):
+    """It was skipped, with a DEBUG line only: two trainings ran at once, each deleting the other's checkpoint
+    folders in the making."""
+    run = tmp_path / "run"
+    run.mkdir()
+    _no_file_beside(monkeypatch, run)
+    with run_lock(run, "train"):
+        assert holds_run_lock(run / "checkpoints" / "last")
+        refused = _refusal_in_another_thread(run)
+        assert len(refused) == 1 and str(run / INSIDE_LOCK) in str(refused[0])
+    assert not holds_run_lock(run / "checkpoints" / "last") and (run / INSIDE_LOCK).is_file()
+    assert INSIDE_LOCK not in EARLIER_RUN_OUTPUTS, "a new run over an earlier one would delete a held lock"
+
+
+def test_a_command_that_can_lock_beside_the_folder_also_locks_the_file_inside_it(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    with monkeypatch.context() as patched:
+        _no_file_beside(patched, run)
+        with run_lock(run, "train"):  # held inside the folder; the other can make `.run.lock` (another user)
+            patched.undo()
+            refused = _refusal_in_another_thread(run)
+    assert len(refused) == 1 and f"pid {os.getpid()}" in str(refused[0])
+
+
+def test_a_run_with_no_lock_says_so_as_a_warning_and_does_not_hold_it(tmp_path, monkeypatch, caplog):
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.setattr(folder_lock, "open_lock_file", lambda path: None)  # a read-only folder in a read-only one
+    with caplog.at_level(logging.WARNING, logger="booktower.utils.folder_lock"), run_lock(run, "train"):
+        assert not holds_run_lock(run)
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "going on unlocked" in warned[0].getMessage() and str(run) in warned[0].getMessage()

@@ -21,10 +21,12 @@ from booktower.config import load_config
 from booktower.data.toy import random_prepared
 from booktower.training.checkpoint import save_checkpoint
 from booktower.training.pipeline import build_model
+from booktower.utils.folder_lock import run_lock
 
 model = build_model(load_config(None), random_prepared(n_users=20, n_items=15, per_user=5), torch.device("cpu"))
 os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)
-save_checkpoint(Path(sys.argv[1]), model, [torch.optim.Adam(model.parameters())], {"epoch": 0})
+with run_lock(Path(sys.argv[1]).parent.parent, "train"):  # a training's save: the run folder's sole writer
+    save_checkpoint(Path(sys.argv[1]), model, [torch.optim.Adam(model.parameters())], {"epoch": 0})
 """
 
 
@@ -78,6 +80,7 @@ def test_a_checkpoint_save_removes_what_killed_saves_left(tmp_path: Path, caplog
     from booktower.data.toy import random_prepared
     from booktower.training.checkpoint import find_checkpoint, save_checkpoint
     from booktower.training.pipeline import build_model
+    from booktower.utils.folder_lock import run_lock
 
     checkpoints = tmp_path / "checkpoints"
     for _ in range(2):
@@ -87,7 +90,7 @@ def test_a_checkpoint_save_removes_what_killed_saves_left(tmp_path: Path, caplog
     assert len(_names(checkpoints, ".last.new.")) == 1, "each save removed the folder the previous kill left"
 
     model = build_model(load_config(None), random_prepared(n_users=20, n_items=15, per_user=5), torch.device("cpu"))
-    with caplog.at_level(logging.WARNING, logger="booktower.utils.atomic"):
+    with caplog.at_level(logging.WARNING, logger="booktower.utils.atomic"), run_lock(tmp_path, "train"):
         save_checkpoint(checkpoints / "last", model, [torch.optim.Adam(model.parameters())], {"epoch": 1})
     assert _names(checkpoints, ".last.") == [] and find_checkpoint(checkpoints / "last") == checkpoints / "last"
     assert any("removed 1 folder(s)" in r.getMessage() for r in caplog.records)

@@ -6,6 +6,7 @@ import logging
 import os
 import shlex
 import signal
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -45,9 +46,10 @@ def train_command(
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 logs and reports
     if not main_rank:
         logging.getLogger().setLevel(logging.WARNING)
-    cfg = _train_config(config, set_, output_dir, resume)
-    config_before = _file_identity(output_dir / "config.yaml")
-    with friendly_errors(writing=output_dir):  # a disk error that names no file names the run folder
+    # a disk error that names no file names the run folder
+    with friendly_errors(writing=output_dir), _holding_run(output_dir, resume and config is None, main_rank):
+        cfg = _train_config(config, set_, output_dir, resume)
+        config_before = _file_identity(output_dir / "config.yaml")
         try:
             result = train_run(cfg, output_dir, resume=resume, validation_only=validation_only)
         except RunAlreadyFinished as done:  # every rank gets it; nothing to do, and that is no error
@@ -73,6 +75,18 @@ def train_command(
         return
     console.print("test " + _headline(result.metrics["test"]))
     console.print(f"wrote {output_dir}" + (f" and {report}" if report else ""))
+
+
+def _holding_run(output_dir: Path, reads_run_config: bool, main_rank: bool) -> AbstractContextManager[None]:
+    """A `--resume` that reads the run's own config.yaml takes the run folder's lock first, so that a folder
+    another training writes is said to be in use (not to hold no config). Rank 0's, as train_run takes it (there
+    nested: no second holder); the other ranks hear a refusal through train_run's."""
+    from booktower.training.run_folder import TRAIN_FIX
+    from booktower.utils.folder_lock import run_lock
+
+    if not (reads_run_config and main_rank):
+        return nullcontext()
+    return run_lock(output_dir, "train --resume", TRAIN_FIX)
 
 
 def _train_config(config: Path | None, set_: list[str] | None, output_dir: Path, resume: bool) -> BooktowerConfig:
@@ -157,7 +171,7 @@ def ensemble_command(
     scored as a run: validation by the members' selected checkpoints, test by their served models."""
     from booktower.evaluation.report import write_report
     from booktower.evaluation.tables import print_metric_table
-    from booktower.training.ensemble_run import build_ensemble_run, train_members
+    from booktower.training.ensemble_run import build_ensemble_run
     from booktower.training.run import run_config
     from booktower.utils.folder_lock import run_lock
 
@@ -168,26 +182,43 @@ def ensemble_command(
     if not seeds and (config or set_ or members_dir or jobs > 1):
         fail("--config, --set, --members-dir and --jobs say how to train members, which only --seeds does. Fix: add "
              "--seeds 1,2,3, or leave them out to combine the runs as they were trained")
-    with friendly_errors():
+    # OUT's lock and its check come before any member trains (hours), and the lock is held through
+    with friendly_errors(), run_lock(output_dir, "ensemble", fix="wait for it to end (or stop it), or pass "
+                                                               "another --output-dir"):
         if seeds:
-            numbers = _seed_list(seeds)
+            _refuse_filled_output(output_dir)
             members = members_dir or output_dir.parent / f"{output_dir.name}-members"
-            try:
-                runs = train_members(cli_config(config, set_), numbers, members, jobs)
-            except (KeyboardInterrupt, SystemExit) as stop:
-                code = 130 if isinstance(stop, KeyboardInterrupt) else stop.code
-                if code not in (130, 128 + signal.SIGTERM):
-                    raise
-                console.print(f"interrupted: the same command continues (the members in {members} that finished "
-                              "are kept, an interrupted one resumes from its last finished epoch)")
-                raise typer.Exit(code) from None
-        with run_lock(output_dir, "ensemble", fix="wait for it to end (or stop it), or pass another --output-dir"):
-            evaluation = build_ensemble_run(list(runs or []), output_dir)
-            print_metric_table({"validation": evaluation.validation.metrics, "test": evaluation.test.metrics},
-                               run_config(output_dir).evaluation.ks, console,
-                               title=f"ensemble of {len(runs or [])} runs")
-            written = write_report(output_dir) if report else None
+            runs = _train_seed_members(cli_config(config, set_), _seed_list(seeds), members, jobs)
+        evaluation = build_ensemble_run(list(runs or []), output_dir)
+        print_metric_table({"validation": evaluation.validation.metrics, "test": evaluation.test.metrics},
+                           run_config(output_dir).evaluation.ks, console, title=f"ensemble of {len(runs or [])} runs")
+        written = write_report(output_dir) if report else None
     console.print(f"wrote {output_dir}" + (f" and {written}" if written else ""))
+
+
+def _refuse_filled_output(output_dir: Path) -> None:
+    """The ensemble's folder must be new or empty (as build_ensemble_run checks again at the end): said before
+    the members train, not after."""
+    from booktower.data.errors import DataError
+
+    if output_dir.is_dir() and any(output_dir.iterdir()):
+        raise DataError("the output folder is not empty", path=output_dir,
+                        fix="name a new folder for the ensemble run (--output-dir)")
+
+
+def _train_seed_members(config: BooktowerConfig, seeds: list[int], members: Path, jobs: int) -> list[Path]:
+    """train_members, with the hint that the same command continues when it is stopped."""
+    from booktower.training.ensemble_run import train_members
+
+    try:
+        return train_members(config, seeds, members, jobs)
+    except (KeyboardInterrupt, SystemExit) as stop:
+        code = 130 if isinstance(stop, KeyboardInterrupt) else stop.code
+        if code not in (130, 128 + signal.SIGTERM):
+            raise
+        console.print(f"interrupted: the same command continues (the members in {members} that finished are "
+                      "kept, an interrupted one resumes from its last finished epoch)")
+        raise typer.Exit(code) from None
 
 
 def _seed_list(text: str) -> list[int]:

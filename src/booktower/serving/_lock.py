@@ -9,8 +9,9 @@ version N+1's vectors. So:
 The lock is `flock` on `.<bundle name>.lock` in the bundle's parent folder: it must outlive the folder swap, so
 it cannot live inside the bundle, and it is never deleted (deleting a lock file lets two processes lock two
 different files). Where it cannot be used (no `fcntl`, as on Windows; a read-only mount where the file cannot be
-created) the lock is skipped: a read-only bundle has no writer to wait for, and `load_bundle` also re-reads a
-bundle whose manifest changed while it was being read.
+created) the lock is skipped, with a warning once per bundle (a server reads it on every reload): a read-only
+bundle has no writer to wait for, and `load_bundle` also re-reads a bundle whose manifest changed while it was
+being read.
 """
 
 from __future__ import annotations
@@ -31,11 +32,21 @@ except ImportError:  # Windows: no advisory locks; the loader's change check sti
 
 log = logging.getLogger(__name__)
 
-__all__ = ["bundle_lock", "lock_path"]
+__all__ = ["bundle_being_written", "bundle_lock", "lock_path"]
 
 # Locks this thread already holds, by lock file: add_books holds the exclusive lock and calls load_bundle and
 # write_bundle, which must not lock again (a second flock on a new descriptor would wait for ourselves).
 _held = threading.local()
+_warned: set[Path] = set()  # lock files whose skipping was logged: once per bundle, not on every read
+_warned_lock = threading.Lock()
+
+
+def _warn_once(path: Path, message: str, *args: object) -> None:
+    with _warned_lock:
+        if path in _warned:
+            return
+        _warned.add(path)
+    log.warning(message, *args)
 
 
 def _flock(fd: int, exclusive: bool, path: Path) -> bool:
@@ -50,7 +61,7 @@ def _flock(fd: int, exclusive: bool, path: Path) -> bool:
                      "reading or writing" if exclusive else "writing")
             fcntl.flock(fd, mode)
     except OSError as exc:
-        log.warning("%s cannot be locked (%s): going on without the bundle lock", path, exc)
+        _warn_once(path, "%s cannot be locked (%s): going on without the bundle lock", path, exc)
         return False
     return True
 
@@ -68,7 +79,9 @@ def bundle_lock(directory: Path, exclusive: bool) -> Iterator[bool]:
         return
     fd = open_lock_file(path) if fcntl is not None else None
     if fd is None:
-        log.debug("no lock for %s (fcntl missing or %s cannot be opened): going on unlocked", directory, path)
+        _warn_once(path, "no lock for %s (%s): going on unlocked (a read that a write changed is read again, "
+                   "but two writes are not kept apart)", directory,
+                   "this system has no fcntl" if fcntl is None else f"{path} cannot be created or opened")
         yield False
         return
     try:
@@ -82,3 +95,25 @@ def bundle_lock(directory: Path, exclusive: bool) -> Iterator[bool]:
             del held[path]
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def bundle_being_written(directory: Path) -> bool:
+    """Whether another process holds the bundle's exclusive lock now: a write (an export's swap, an `index add`)
+    is in progress (this thread's own, where it holds the lock exclusively). Asked without waiting; False where
+    the lock cannot be used."""
+    path = lock_path(directory)
+    held: dict[Path, bool] = _held.__dict__.get("locks", {})
+    if fcntl is None or path in held:
+        return held.get(path, False)
+    fd = open_lock_file(path)
+    if fd is None:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # releases the shared lock it may have taken
+    return False

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from booktower.config.serving import ServingConfig
-from booktower.serving._lock import bundle_lock
+from booktower.serving._lock import bundle_being_written, bundle_lock
 from booktower.serving.bundle import BundleError, manifest_signature
 from booktower.serving.bundle_read import interrupted_write, interrupted_write_message
 from booktower.serving.manifest import MANIFEST
@@ -99,10 +99,14 @@ class LiveRecommender:
     def health(self) -> dict[str, Any]:
         """What /health adds for a followed bundle: status "degraded" while the bundle on disk changed but failed
         to load, or is gone (the loaded one is served), and the `reload` state: the error, the loaded and on-disk
-        manifests. A stat: a bundle gone since the last check (or with no checks) is reported without waiting."""
+        manifests. A stat: a bundle gone since the last check (or with no checks) is reported without waiting. A
+        manifest missing while a writer holds the bundle's lock is a write's swap in progress, not a bundle gone:
+        "ok" (disk_manifest null), as every export passes through it."""
         failure, disk = self.failure, manifest_signature(self.directory)
-        if disk is None and failure is None:
-            failure = ReloadFailure(self._gone_error(), _now())
+        if disk is None and failure is None and not bundle_being_written(self.directory):
+            disk = manifest_signature(self.directory)  # a write that ended since the first look swapped it in
+            if disk is None:
+                failure = ReloadFailure(self._gone_error(), _now())
         return {"status": "ok" if failure is None else "degraded", "reload": {
             "every_s": self.check_every_s if math.isfinite(self.check_every_s) else None,
             "reloads": self.reloads, "reloaded_at": self.reloaded_at, "loaded_at": self.loaded_at,

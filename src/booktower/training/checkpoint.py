@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from booktower.models.io import WeightsError, reading_weights, save_model, state_tensors, write_tensors
 from booktower.models.two_tower import TwoTower
 from booktower.utils.atomic import fsync_files, make_temp_dir, named_as, writing
+from booktower.utils.folder_lock import holds_run_lock
 
 OPTIMIZER, STATE = "optimizer.safetensors", "state.json"
 
@@ -70,10 +71,13 @@ def _write_into(tmp: Path, model: TwoTower, optimizers: list[torch.optim.Optimiz
 def save_checkpoint(directory: Path, model: TwoTower, optimizers: list[torch.optim.Optimizer],
                     state: dict[str, Any]) -> None:
     """Write into a temporary sibling, then swap it in: a reader finds the old or the new checkpoint whole. A
-    full disk raises an OSError naming the checkpoint file, and leaves the previous checkpoint as it was."""
+    full disk raises an OSError naming the checkpoint file, and leaves the previous checkpoint as it was.
+
+    The `.NAME.new.*` folders a killed save left are removed first only where this thread holds the run's lock:
+    unlocked (see utils/folder_lock.py), another training may be writing the same folder, and they may be its."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(directory.parent, f".{directory.name}.new.", sole_writer=True)  # rank 0 alone saves
+    tmp = make_temp_dir(directory.parent, f".{directory.name}.new.", sole_writer=holds_run_lock(directory))
     try:
         with named_as(tmp, directory):  # `checkpoints/last/optimizer.safetensors`, not the hidden folder
             _write_into(tmp, model, optimizers, state)
