@@ -180,3 +180,98 @@ def test_under_torchrun_rank_0_alone_holds_the_lock_and_its_refusal_reaches_ever
         with hold_run_folder(run, told, "train"):
             pass
     assert f"pid {holder.pid}" in str(refused.value)
+
+
+def test_a_checkpoint_save_removes_a_killed_saves_folder_only_while_it_holds_the_run_lock(tmp_path):
+    """Unlocked (no lock file could be made), another training may be writing the same folder: its `.last.new.*`
+    folder in the making was deleted by each save of the other."""
+    import torch
+
+    from booktower.config import load_config
+    from booktower.training.checkpoint import find_checkpoint, save_checkpoint
+    from booktower.training.pipeline import build_model
+    from booktower.utils.folder_lock import run_lock
+
+    model = build_model(load_config(None), random_prepared(n_users=20, n_items=15, per_user=5), torch.device("cpu"))
+    run = tmp_path / "run"
+    theirs = run / "checkpoints" / ".last.new.a1b2c3d4"
+    theirs.mkdir(parents=True)
+    save_checkpoint(run / "checkpoints" / "last", model, [torch.optim.Adam(model.parameters())], {"epoch": 1})
+    assert theirs.is_dir() and find_checkpoint(run / "checkpoints" / "last") is not None
+    with run_lock(run, "train"):
+        save_checkpoint(run / "checkpoints" / "last", model, [torch.optim.Adam(model.parameters())], {"epoch": 2})
+    assert not theirs.exists()
+
+
+def test_a_training_whose_run_folder_parent_is_read_only_locks_inside_it_and_keeps_that_lock(
+        small_config, tmp_path, monkeypatch):
+    """A run trained over an earlier one in such a folder removes the earlier outputs, never the held lock."""
+    from booktower.utils import folder_lock
+
+    data = random_prepared(n_users=30, n_items=20, per_user=5)
+    run = tmp_path / "run"
+    run.mkdir()
+    real = folder_lock.open_lock_file
+    monkeypatch.setattr(folder_lock, "open_lock_file", lambda path: None if path == lock_path(run) else real(path))
+    for seed in (1, 2):  # the second replaces the first run's outputs
+        train_run(small_config("training.epochs=1", f"seed={seed}"), run, data=data)
+        assert (run / folder_lock.INSIDE_LOCK).is_file() and (run / "metrics.json").is_file()
+    assert not lock_path(run).exists()
+
+
+def test_resume_of_a_held_folder_without_config_is_said_in_use_not_to_hold_no_config(tmp_path, lock_holder):
+    """`train -o RUN --resume` read RUN/config.yaml before taking the lock: while another training was still
+    starting RUN (no config.yaml yet), it said the folder holds no config."""
+    from typer.testing import CliRunner
+
+    from booktower.cli.app import app
+
+    run = tmp_path / "run"
+    holder = lock_holder(run)
+    outcome = CliRunner().invoke(app, ["train", "-o", str(run), "--resume"])
+    said = _flat(outcome.output)
+    assert outcome.exit_code == 2 and f"{run} is in use" in said and f"pid {holder.pid}" in said, said
+    assert "no config.yaml" not in said
+
+
+def test_an_ensemble_into_a_filled_or_held_folder_is_refused_before_any_member_trains(tmp_path, lock_holder,
+                                                                                      monkeypatch):
+    from typer.testing import CliRunner
+
+    from booktower.cli.app import app
+    from booktower.training import ensemble_run
+
+    config = write_dataset(tmp_path / "data", 12)
+    trained: list[Any] = []
+    monkeypatch.setattr(ensemble_run, "train_members", lambda *args, **kwargs: trained.append(args) or [])
+    out = tmp_path / "ens"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    command = ["ensemble", "--config", str(config), "--seeds", "1,2", "-o", str(out)]
+    filled = CliRunner().invoke(app, command)
+    assert filled.exit_code == 2 and "the output folder is not empty" in _flat(filled.output), filled.output
+    (out / "notes.txt").unlink()
+    holder = lock_holder(out)
+    held = CliRunner().invoke(app, command)
+    assert held.exit_code == 2 and f"pid {holder.pid}" in _flat(held.output), held.output
+    assert trained == [] and not (tmp_path / "ens-members").exists()
+
+
+def test_reading_a_run_another_process_is_writing_says_so_not_that_it_was_interrupted(tmp_path, lock_holder):
+    from typer.testing import CliRunner
+
+    from booktower.cli.app import app
+
+    config = write_dataset(tmp_path / "data", 12)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(config.read_text())  # a training that has started, no model yet
+    holder = lock_holder(run)
+    for args in (["export", "--run", str(run), "-o", str(tmp_path / "b")], ["report", "--run", str(run)],
+                 ["compare", str(run), str(run)]):
+        said = _flat(CliRunner().invoke(app, args).output)
+        assert _flat(f"{run} is being written right now by pid {holder.pid}") in said, (args, said)
+        assert "--resume" not in said
+    holder.kill()  # and waited for
+    said = _flat(CliRunner().invoke(app, ["export", "--run", str(run), "-o", str(tmp_path / "b")]).output)
+    assert _flat("interrupted, it seems") in said and "--resume" in said

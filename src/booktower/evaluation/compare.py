@@ -9,6 +9,7 @@ import polars as pl
 
 from booktower.evaluation.split_identity import read_split_identity, split_mismatch
 from booktower.evaluation.stats import PairedComparison, paired_compare
+from booktower.utils.folder_lock import writer_of
 from booktower.utils.run_files import baselines_fix, read_parquet, rescore_fix
 from booktower.utils.runinfo import is_sweep_trial
 
@@ -63,6 +64,8 @@ def _why_no_table(path: Path, candidate: Path, part: str) -> str:
         return (f"{path} is a sweep trial: it keeps its config and epochs.csv only (no model, no per-user table). "
                 f"Fix: train its config as a run, e.g. booktower train --config {path / 'config.yaml'} -o RUN "
                 "--validation-only, and compare RUN (--split validation)")
+    if (path / "config.yaml").exists() and (writer := writer_of(path)) is not None:
+        return f"{path} is being written right now by {writer}. Fix: wait for it to finish, then compare it"
     if (path / "config.yaml").exists():
         return (f"{path} is a run that has not finished training (no model/). "
                 f"Fix: finish it (booktower train -o {path} --resume), then compare it")

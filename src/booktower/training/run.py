@@ -17,6 +17,7 @@ from booktower.data.types import PreparedData
 from booktower.data.vocab import Vocabulary
 from booktower.models.io import SPEC, load_model
 from booktower.models.two_tower import TwoTower
+from booktower.utils.folder_lock import writer_of
 from booktower.utils.nested import flatten
 from booktower.utils.runinfo import finished_at, is_sweep_trial, working_directory
 
@@ -108,7 +109,11 @@ def unfinished_reason(run_dir: Path) -> str | None:
         return (f"{run_dir} is a sweep trial: it keeps its config and epochs.csv, no model. Fix: train its config as "
                 f"a run (booktower train --config {run_dir / 'config.yaml'} -o RUN) and use that run")
     if finished_at(run_dir) is None:
-        return f"{run_dir} has not finished training (interrupted, or still running): it has no model yet. {fix}"
+        if (writer := writer_of(run_dir)) is not None:
+            return (f"{run_dir} is being written right now by {writer}: it has no model yet. Fix: wait for it to "
+                    "finish, then run this again")
+        return (f"{run_dir} has not finished training (interrupted, it seems: no process holds its lock): it has no "
+                f"model yet. {fix}")
     return None
 
 
