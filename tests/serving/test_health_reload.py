@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 
 from booktower.serving.api import create_app
 from booktower.serving.live import LiveRecommender
+from booktower.serving.service import Recommender
 
 from .conftest import wait_until
-from booktower.serving.service import Recommender
 
 
 def test_health_is_degraded_while_a_changed_bundle_fails_to_load(trained, tmp_path: Path, caplog) -> None:
