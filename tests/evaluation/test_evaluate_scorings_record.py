@@ -161,3 +161,12 @@ def test_metrics_json_is_written_over_a_damaged_one_and_keeps_a_whole_ones_keys(
     assert written["test"] == {"HR@10": 0.5}
     assert ("epochs_note" in written) == ("kept" in earlier)
     assert ("written anew" in caplog.text) == ("kept" not in earlier)
+
+
+def test_report_of_a_run_whose_record_is_damaged_says_so_on_the_terminal_and_in_the_report(run):
+    (run / "test_scorings.json").write_text('{"scorings": [')
+    result = runner.invoke(app, ["report", "--run", str(run)])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "test scorings cannot be read" in said
+    assert "The record of this folder's test scorings cannot be read" in (run / "report.md").read_text()

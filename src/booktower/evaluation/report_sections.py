@@ -3,6 +3,7 @@ split's scorings, which reads RUN/test_scorings.json itself)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ from booktower.utils.wording import counted
 
 if TYPE_CHECKING:
     from booktower.evaluation.report import RunFiles
+
+log = logging.getLogger(__name__)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -92,6 +95,7 @@ def test_scorings_note(run_dir: Path) -> str:
     try:
         entries = read_test_scorings(run_dir)
     except ValueError as exc:
+        log.warning("the record of %s's test scorings cannot be read (the report says so too): %s", run_dir, exc)
         return f"> **The record of this folder's test scorings cannot be read**: {exc}\n"
     models = scoring_models(entries)
     current = model_file_sha256(run_dir)
