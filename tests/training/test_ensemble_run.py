@@ -246,3 +246,15 @@ def test_members_started_with_another_config_are_named_before_any_member_trains(
         assert not (members / "seed-11.log").exists()  # refused before a member process started
     assert {seed: json.loads((members / f"seed-{seed}" / "run.json").read_text())["finished"]
             for seed in (11, 12)} == finished
+
+
+def test_an_output_folder_holding_only_a_lock_file_counts_as_empty(runs, tmp_path):
+    from booktower.utils.folder_lock import INSIDE_LOCK
+
+    _, members = runs
+    out = tmp_path / "ens"
+    out.mkdir()
+    (out / INSIDE_LOCK).write_text("")  # left by a command that locked inside the folder (its parent read-only)
+    result = CliRunner().invoke(app, ["ensemble", *map(str, members), "-o", str(out), "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert (out / "metrics.json").is_file()

@@ -101,3 +101,26 @@ def test_a_run_with_no_lock_says_so_as_a_warning_and_does_not_hold_it(tmp_path, 
         assert not holds_run_lock(run)
     warned = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 1 and "going on unlocked" in warned[0].getMessage() and str(run) in warned[0].getMessage()
+
+
+def test_a_reader_probing_for_a_writer_never_makes_a_writer_refused(tmp_path):
+    """`writer_of` (export, report, compare) takes a shared lock for an instant: a command taking the run lock at
+    that instant waits it out instead of being refused by a writer that is not there."""
+    import subprocess
+    import sys
+
+    from booktower.utils.folder_lock import run_lock
+
+    run = tmp_path / "run"
+    run.mkdir()
+    code = ("import sys, time\nfrom pathlib import Path\nfrom booktower.utils.folder_lock import writer_of\n"
+            "print('probing', flush=True)\nend = time.time() + 3\n"
+            "while time.time() < end:\n    writer_of(Path(sys.argv[1]))\n")
+    probes = [subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    assert all(probe.stdout.readline().strip() == "probing" for probe in probes)
+    taken = 0
+    while any(probe.poll() is None for probe in probes):
+        with run_lock(run, "train"):  # refused (RunInUse) if a probe's instant counted as a writer
+            taken += 1
+    assert taken > 100 and all(probe.returncode == 0 for probe in probes)

@@ -80,11 +80,13 @@ def train_command(
 def _holding_run(output_dir: Path, reads_run_config: bool, main_rank: bool) -> AbstractContextManager[None]:
     """A `--resume` that reads the run's own config.yaml takes the run folder's lock first, so that a folder
     another training writes is said to be in use (not to hold no config). Rank 0's, as train_run takes it (there
-    nested: no second holder); the other ranks hear a refusal through train_run's."""
+    nested: no second holder). Under a launch of several processes it is left to train_run, whose refusal
+    reaches every rank: one refused here would leave the others waiting for it in the process group."""
     from booktower.training.run_folder import TRAIN_FIX
     from booktower.utils.folder_lock import run_lock
 
-    if not (reads_run_config and main_rank):
+    alone = int(os.environ.get("WORLD_SIZE", "1")) == 1
+    if not (reads_run_config and main_rank and alone):
         return nullcontext()
     return run_lock(output_dir, "train --resume", TRAIN_FIX)
 
@@ -200,8 +202,9 @@ def _refuse_filled_output(output_dir: Path) -> None:
     """The ensemble's folder must be new or empty (as build_ensemble_run checks again at the end): said before
     the members train, not after."""
     from booktower.data.errors import DataError
+    from booktower.utils.folder_lock import has_run_files
 
-    if output_dir.is_dir() and any(output_dir.iterdir()):
+    if output_dir.is_dir() and has_run_files(output_dir):
         raise DataError("the output folder is not empty", path=output_dir,
                         fix="name a new folder for the ensemble run (--output-dir)")
 

@@ -24,6 +24,7 @@ from booktower.models.io import SPEC, WEIGHTS, load_model, save_model
 from booktower.models.spec import ModelSpec
 from booktower.training.run import VALIDATION_ONLY_FILE, config_as_files, run_config, selection_model
 from booktower.utils.atomic import atomic_write_json, make_temp_dir
+from booktower.utils.folder_lock import INSIDE_LOCK, has_run_files
 from booktower.utils.runinfo import file_fingerprint, finished_at, write_run_info
 from booktower.utils.scorings import record_test_scoring, weights_sha256
 
@@ -207,7 +208,7 @@ def build_ensemble_run(run_dirs: list[Path], output_dir: Path) -> RunEvaluation:
 
     if len(run_dirs) < 2:
         raise DataError(f"an ensemble needs at least 2 runs, got {len(run_dirs)}", fix="name two or more runs")
-    if output_dir.exists() and any(output_dir.iterdir()):
+    if output_dir.exists() and has_run_files(output_dir):
         raise DataError("the output folder is not empty", path=output_dir,
                         fix="name a new folder for the ensemble run (--output-dir)")
     members = [read_member(Path(run)) for run in run_dirs]
@@ -218,6 +219,7 @@ def build_ensemble_run(run_dirs: list[Path], output_dir: Path) -> RunEvaluation:
         _assemble(members, tmp)
         _, evaluation = reevaluate_run(tmp, scored_by="ensemble")  # recorded in its test_scorings.json
         if output_dir.exists():
+            (output_dir / INSIDE_LOCK).unlink(missing_ok=True)  # the folder is replaced whole, rename needs it empty
             output_dir.rmdir()
         tmp.rename(output_dir)
     finally:

@@ -102,16 +102,28 @@ def _record_holder(fd: int, doing: str) -> None:
         pass
 
 
+_ATTEMPTS = 10  # ~0.45 s before another holder is taken for a writer
+
+
 def _try_lock(fd: int, path: Path) -> bool | None:
-    """True: locked. False: another process holds it. None: the file system refuses locks."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    except OSError as exc:
-        log.warning("%s cannot be locked (%s): going on without the run folder's lock", path, exc)
-        return None
-    return True
+    """True: locked. False: another process holds it. None: the file system refuses locks. A holder is given a
+    moment to let go: `writer_of` probes hold a shared lock for microseconds, a writer holds it for minutes."""
+    for attempt in range(_ATTEMPTS):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt + 1 < _ATTEMPTS:
+                time.sleep(0.05)
+        except OSError as exc:
+            log.warning("%s cannot be locked (%s): going on without the run folder's lock", path, exc)
+            return None
+    return False
+
+
+def has_run_files(directory: Path) -> bool:
+    """Whether `directory` holds anything but the lock file a command may leave inside it (INSIDE_LOCK)."""
+    return any(path.name != INSIDE_LOCK for path in Path(directory).iterdir())
 
 
 def _held_folders() -> set[Path]:
