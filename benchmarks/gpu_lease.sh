@@ -11,12 +11,13 @@
 #   bash benchmarks/gpu_lease.sh device
 #   ONLY="train_graph_1k" bash benchmarks/gpu_lease.sh device      # a rerun of some steps
 # installs the wheels into /tmp/site and runs benchmarks/gpu.sh on .gpudata (the steps in ONLY, by default those
-# the CUDA-graph step still needs measured); its logs come back as $OUT/gpu-logs.tar.gz, its summary is printed.
+# not measured yet: the captured step at 8,192, the top of training.cuda_graph: auto, against the eager one);
+# its logs come back as $OUT/gpu-logs.tar.gz, its summary is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WHEELS=(polars polars-runtime-32 pydantic pydantic_core annotated-types typing-inspection)
-DEFAULT_ONLY="cuda_tests train_default train_graph_1k fit_graph_1k host_syncs_static"
+DEFAULT_ONLY="cuda_tests train_graph_8k train_batch8k host_syncs_static"
 
 prepare() {
     local data_dir=${1:-../shared/data}

@@ -257,6 +257,17 @@ def print_profile(step, device: str, steps: int = 5) -> None:
 def step_setting(setting: str, trainer: Trainer):
     """Inside the block: booktower's C kernels on ("c") or off ("pytorch"), read at every call; or on CUDA the
     in-batch softmax compiled ("compile-on") or eager ("compile-off")."""
+    if setting.startswith("compile-") and trainer.graphed is not None:
+        # the graphed step compiles its whole body or none of it, fixed when it was built (training.compile);
+        # flipping the task's own compile flag here would change what Dynamo guards on and force a recompile
+        # inside the capture, which fails it
+        if setting != f"compile-{'on' if trainer.graphed.compile else 'off'}":
+            raise SystemExit(f"--compile {setting.removeprefix('compile-')} with the graphed step (training."
+                             f"cuda_graph, auto on CUDA up to batch 8,192): set --set training.compile="
+                             f"{'true' if setting == 'compile-on' else 'false'} for it, or time the eager step "
+                             "with --set training.cuda_graph=false")
+        yield
+        return
     if setting.startswith("compile-"):
         before_compile = trainer.task.compile
         trainer.task.compile = setting == "compile-on"

@@ -11,7 +11,7 @@ import torch
 
 from booktower.data.samplers import accidental_hit_mask, accidental_hit_pairs, gather_rows
 from booktower.data.toy import random_prepared
-from booktower.training.graphed import GraphedStep, graph_blockers
+from booktower.training.graphed import GraphedStep, graph_blockers, graph_choice
 from booktower.training.optim import LazyAdam, masked_adam_
 from booktower.training.pipeline import build_model
 from booktower.training.trainer import Trainer
@@ -245,6 +245,33 @@ def test_cuda_graph_setting_is_ignored_with_a_warning_on_the_cpu(small_config, t
         trainer = _trainer(small_config(*GRAPHABLE, "training.cuda_graph=true"), data, tmp_path)
     assert trainer.graphed is None
     assert "training.cuda_graph is for CUDA" in caplog.text
+
+
+def test_auto_is_the_default_and_stays_silent_on_the_cpu(small_config, tmp_path, caplog):
+    config = small_config(*GRAPHABLE)
+    assert config.training.cuda_graph == "auto"
+    with caplog.at_level(logging.INFO):
+        trainer = _trainer(config, random_prepared(n_users=30, n_items=20, per_user=6), tmp_path)
+    assert trainer.graphed is None and "cuda_graph" not in caplog.text
+
+
+@pytest.mark.parametrize(("wanted", "device", "batch", "blockers", "weights", "use", "says"), [
+    ("auto", "cuda", 1024, [], 1_000, True, None),
+    ("auto", "cuda", 8192, [], 1_000, True, None),
+    ("auto", "cuda", 8193, [], 1_000, False, None),  # a GPU-sized batch: eager, as measured
+    ("auto", "cpu", 1024, [], 1_000, False, None),
+    ("auto", "cuda", 1024, ["the category alignment loss"], 1_000, False, "runs eagerly (training.cuda_graph: auto)"),
+    ("auto", "cuda", 1024, [], 70_000_000, False, "70,000,000 weights"),
+    (True, "cuda", 32768, [], 1_000, True, None),
+    (True, "cuda", 1024, [], 70_000_000, True, "may well be faster"),
+    (True, "cpu", 1024, [], 1_000, False, "is for CUDA and is ignored on cpu"),
+    (True, "cuda", 1024, ["torchrun"], 1_000, False, "cannot be captured with torchrun"),
+    (False, "cuda", 1024, [], 1_000, False, None),
+])
+def test_graph_choice(wanted, device, batch, blockers, weights, use, says):
+    chosen, line = graph_choice(wanted, device, batch, blockers, weights)
+    assert chosen is use
+    assert (line is None) if says is None else (says in line)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: the capture itself")

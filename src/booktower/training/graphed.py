@@ -55,26 +55,47 @@ def graph_blockers(task: TrainTask, distributed: bool) -> list[str]:
     return reasons
 
 
+AUTO_MAX_BATCH = 8192
+"""The largest batch that `training.cuda_graph: auto` captures. Up to here the eager step waits on the host's
+kernel launches (an H200 took 12.5 ms per eager step at 1,024 rows and 14.0 at 8,192; the captured, compiled step
+0.5 ms at 1,024); past it the eager step is bound by the GPU's arithmetic (1.9M training interactions/s at 32,768),
+and the graph's dense table gradients would only add work (docs/benchmarks.md, "GPU")."""
+
+
+def graph_choice(wanted: bool | str, device_type: str, batch_size: int, blockers: list[str],
+                 table_weights: int) -> tuple[bool, str | None]:
+    """Whether to capture the step, and a line for the log: a warning where `training.cuda_graph: true` asked
+    for what cannot be (or should not be) done, an info line where `auto` chose the eager step for a reason the
+    user may want to know."""
+    if wanted is False:
+        return False, None
+    asked = wanted is True
+    if device_type != "cuda":
+        return False, f"training.cuda_graph is for CUDA and is ignored on {device_type}" if asked else None
+    if not asked and batch_size > AUTO_MAX_BATCH:
+        return False, None  # a GPU-sized batch: the eager step is already bound by the GPU
+    eager = "training.cuda_graph is ignored" if asked else "the training step runs eagerly (training.cuda_graph: auto)"
+    if blockers:
+        return False, f"{eager}: this run's step cannot be captured with {'; '.join(blockers)}"
+    if table_weights > LARGE_TABLES:
+        passes = (f"the graphed step passes over every row of the tables each step ({table_weights:,} weights "
+                  "here, with their Adam moments)")
+        if not asked:
+            return False, f"{eager}: {passes}; training.cuda_graph=true asks for it anyway"
+        return True, (f"training.cuda_graph: {passes}: for a catalogue this size a large training.batch_size "
+                      "without the graph may well be faster; compare both with benchmarks/train_throughput.py")
+    return True, None
+
+
 def graphed_step(task: TrainTask, optim: Optimizers, config: TrainingConfig, device: torch.device,
                  distributed: bool) -> "GraphedStep | None":
-    """The step of `training.cuda_graph`, or None: eager steps (also, with a warning, on a CPU or where the step
-    cannot be captured)."""
-    if not config.cuda_graph:
-        return None
-    if device.type != "cuda":
-        log.warning("training.cuda_graph is for CUDA and is ignored on %s", device.type)
-        return None
-    blockers = graph_blockers(task, distributed)
-    if blockers:
-        log.warning("training.cuda_graph is ignored: this run's step cannot be captured with %s", "; ".join(blockers))
-        return None
+    """The step of `training.cuda_graph`, or None: eager steps (see `graph_choice`)."""
+    blockers = graph_blockers(task, distributed) if device.type == "cuda" else []
     table_weights = sum(p.numel() for p in sparse_parameters(task.model))
-    if table_weights > LARGE_TABLES:
-        log.warning("training.cuda_graph: the graphed step passes over every row of the tables each step (%s "
-                    "weights here, with their Adam moments): for a catalogue this size a large training.batch_size "
-                    "without the graph may well be faster; compare both with benchmarks/train_throughput.py",
-                    f"{table_weights:,}")
-    return GraphedStep(task, optim, config.batch_size, config.bf16)
+    use, line = graph_choice(config.cuda_graph, device.type, config.batch_size, blockers, table_weights)
+    if line:
+        log.log(logging.WARNING if config.cuda_graph is True else logging.INFO, "%s", line)
+    return GraphedStep(task, optim, config.batch_size, config.bf16) if use else None
 
 
 class GraphedStep:

@@ -184,11 +184,12 @@ class TrainTask:
             # Outside autograd: recorded, index_put_'s backward would clone the whole (B, C) gradient to zero
             # these entries, and the loss's gradient there is already 0 (the softmax of a -inf logit).
             with torch.no_grad():
-                minus_inf = z.new_full((), float("-inf"))  # new_full: no host-to-device copy
                 if self.static:
-                    z.masked_fill_(masked, minus_inf)
+                    # a Python scalar: with a tensor value the CUDA kernel reads it back with .item(), a sync
+                    # that fails a CUDA-graph capture (seen on an H200)
+                    z.masked_fill_(masked, float("-inf"))
                 else:
-                    z.index_put_(masked, minus_inf)
+                    z.index_put_(masked, z.new_full((), float("-inf")))  # new_full: no host-to-device copy
         return losses.softmax_cross_entropy(z, pool.positive, log_q, self.compile)
 
     def main_loss(self, c: Candidates) -> torch.Tensor:

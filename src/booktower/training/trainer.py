@@ -91,8 +91,9 @@ def small_gpu_batch_note(device_type: str, batch_size: int) -> str | None:
     (docs/benchmarks.md, "GPU"): up to there a larger batch is nearly free throughput."""
     if device_type != "cuda" or batch_size >= 8192:
         return None
-    return (f"batch {batch_size:,} on a GPU: steps this small are bound by kernel launches (about 80k training "
-            "interactions/s on an H200 at 1,024, 2.2M/s at 32,768); configs/amazon-books-2014-gpu.yaml shows a "
+    return (f"batch {batch_size:,} on a GPU without a CUDA graph: eager steps this small are bound by kernel "
+            "launches (about 80k training interactions/s on an H200 at 1,024; 1.9M/s there with the step captured, "
+            "training.cuda_graph, and 1.9-2.2M/s eager at 32,768); configs/amazon-books-2014-gpu.yaml shows a "
             "GPU-sized batch and settings that train well at it")
 
 
@@ -137,13 +138,13 @@ class Trainer:
         self.optim = build_optimizers(model, config.optimizer, schedule_steps, config.grad_clip)
         self.sparse_tables = sparse_parameters(model)
         self.workers = self._workers()
-        note = small_gpu_batch_note(self.device.type, config.batch_size)  # per rank: each GPU runs its own batch
-        if note and self.dist.rank == 0 and validate:  # once per run: the refit builds a second trainer
-            log.info(note)
         self.forward = self.task.losses
         if self.dist.enabled:
             self.forward = self._wrap_ddp()
         self.graphed = graphed_step(self.task, self.optim, config, self.device, self.dist.enabled)
+        note = small_gpu_batch_note(self.device.type, config.batch_size)  # per rank: each GPU runs its own batch
+        if note and self.graphed is None and self.dist.rank == 0 and validate:  # once: a refit builds another
+            log.info(note)
         self.valid_users = self._validation_users(seed)
         self.stopper = EarlyStopping(config.early_stopping.patience, config.early_stopping.min_delta)
         self.rows: list[dict[str, Any]] = []

@@ -40,6 +40,10 @@ class SyncRecorder(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         why = SYNCING.get(func)
+        if func in (aten.masked_fill.Tensor, aten.masked_fill_.Tensor):
+            # below the dispatcher the kernel reads the value tensor with .item(): on CUDA a sync that a capture
+            # refuses (seen on an H200, PyTorch 2.11); a Python scalar value is a kernel argument instead
+            why = "value to the host"
         if func is aten.repeat_interleave.Tensor and kwargs.get("output_size") is not None:
             why = None  # the caller gave the size: no sync
         if func in (aten._to_copy.default, aten.copy_.default):
