@@ -6,7 +6,11 @@
     .venv/bin/python benchmarks/train_throughput.py --config ... --nproc 1 2   # 1 and 2 gloo processes
     .venv/bin/python benchmarks/train_throughput.py --threads 2 --workers 2 --rounds 5 [--breakdown]   # worker threads vs one step at a time
     python3 benchmarks/train_throughput.py --device cuda --compile on off   # CUDA: compiled vs eager loss passes
-    python3 benchmarks/train_throughput.py --device cuda --set training.cuda_graph=true   # CUDA: the graphed step
+    python3 benchmarks/train_throughput.py --device cuda --set training.cuda_graph=true --paths fused
+        # CUDA: the step captured in a CUDA graph (what training.cuda_graph: auto trains with up to batch 8,192)
+
+The step is the eager one unless --set training.cuda_graph=... says otherwise: this benchmark compares settings
+that a captured step fixes when it is built (the in-batch path, the compile).
 
 Prints one table row per thread count and kernel (CUDA: compile) setting (or per process count with --nproc: each process has
 one thread and trains its shard through DistributedDataParallel, exactly as under torchrun). Other processes on
@@ -38,7 +42,7 @@ from booktower.training.workers import RoundTimes
 
 def make_step(trainer: Trainer, perm: torch.Tensor, batch_size: int):
     """One optimisation step on the k-th batch of `perm`, as the trainer's loop takes it (`Trainer.train_step`:
-    DDP when distributed, the CUDA graph with training.cuda_graph=true)."""
+    DDP when distributed, the CUDA graph when the trainer built one)."""
 
     def step(k: int) -> None:
         trainer.train_step(perm[(k * batch_size) % (len(perm) - batch_size):][:batch_size])
@@ -192,7 +196,7 @@ def main() -> None:
     parser.add_argument("--nproc", type=int, nargs="+", default=None,
                         help="instead: time these numbers of single-thread gloo processes (CPU, DDP)")
     args = parser.parse_args()
-    config = load_config(args.config, ["training.progress=false", *args.overrides])
+    config = load_config(args.config, ["training.progress=false", "training.cuda_graph=false", *args.overrides])
     data, _ = prepare(config.data)
     print(f"load average {os.getloadavg()[0]:.2f}; batch {config.training.batch_size}; "
           f"{config.training.loss.main} + {config.training.negatives.sampler}({config.training.negatives.num_negatives}); "
@@ -210,6 +214,9 @@ def main() -> None:
         torch.set_num_threads(threads)
         model = build_model(config, data, torch.device(args.device))
         trainer = Trainer(model, data, config.training, config.seed, config.evaluation.ks, "/tmp/booktower-bench")
+        if trainer.graphed is not None and path != "fused":
+            raise SystemExit("--paths general with training.cuda_graph: the graph captures the fused path only "
+                             "(the general one has data-dependent shapes); pass --paths fused")
         trainer.task.fused = path == "fused"
         perm = torch.randperm(trainer.train.n, generator=torch.Generator().manual_seed(0)).to(trainer.device)
         step = make_step(trainer, perm, config.training.batch_size)

@@ -11,7 +11,7 @@ import torch
 
 from booktower.data.samplers import accidental_hit_mask, accidental_hit_pairs, gather_rows
 from booktower.data.toy import random_prepared
-from booktower.training.graphed import GraphedStep, graph_blockers, graph_choice
+from booktower.training.graphed import GraphedStep, graph_blockers, graph_choice, graphed_step
 from booktower.training.optim import LazyAdam, masked_adam_
 from booktower.training.pipeline import build_model
 from booktower.training.trainer import Trainer
@@ -253,6 +253,21 @@ def test_auto_is_the_default_and_stays_silent_on_the_cpu(small_config, tmp_path,
     with caplog.at_level(logging.INFO):
         trainer = _trainer(config, random_prepared(n_users=30, n_items=20, per_user=6), tmp_path)
     assert trainer.graphed is None and "cuda_graph" not in caplog.text
+
+
+@pytest.mark.parametrize(("wanted", "level", "announce", "logged"), [
+    ("auto", logging.INFO, True, True), ("auto", logging.INFO, False, False),  # other ranks, a refit: quiet
+    (True, logging.WARNING, True, True), (True, logging.WARNING, False, True)])
+def test_a_step_the_graph_cannot_hold_is_said_once_and_warned_only_when_asked_for(
+        small_config, tmp_path, caplog, wanted, level, announce, logged):
+    """The decision for a CUDA device, on a CPU-built task: the category alignment loss blocks the capture."""
+    trainer = _trainer(small_config(*GRAPHABLE, "training.loss.cal_weight=1"), random_prepared(
+        n_users=30, n_items=20, per_user=6), tmp_path)
+    config = trainer.config.model_copy(update={"cuda_graph": wanted})
+    with caplog.at_level(logging.DEBUG, logger="booktower.training.graphed"):
+        assert graphed_step(trainer.task, trainer.optim, config, torch.device("cuda"), False, announce) is None
+    lines = [r for r in caplog.records if "category alignment" in r.getMessage()]
+    assert [r.levelno for r in lines] == ([level] if logged else [])
 
 
 @pytest.mark.parametrize(("wanted", "device", "batch", "blockers", "weights", "use", "says"), [

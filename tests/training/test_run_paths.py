@@ -126,6 +126,25 @@ def test_a_cache_dir_anchored_on_resume_is_no_change_of_config(tmp_path, monkeyp
     _check_resume_config(run, config)  # no ConfigError
 
 
+def test_a_run_saved_before_the_auto_cuda_graph_resumes_with_todays_config(tmp_path):
+    """Runs saved before `training.cuda_graph: auto` became the default say `false`; the graph changes how fast a
+    step runs, not what it trains, so a --resume with the same --config is no other run (nor is `true`)."""
+    from booktower.training.run_folder import _check_resume_config, resume_config_changes
+
+    source = write_dataset(tmp_path / "data", 12)
+    config = load_config(source)
+    assert config.training.cuda_graph == "auto"
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = config.model_copy(update={"training": config.training.model_copy(update={"cuda_graph": False})})
+    (run / "config.yaml").write_text(dump_config(saved))
+    (run / "run.json").write_text(json.dumps({"working_directory": str(tmp_path)}))
+    _check_resume_config(run, config)  # no ConfigError
+    assert resume_config_changes(run, load_config(source, ["training.cuda_graph=true"])) == []
+    changed = resume_config_changes(run, load_config(source, ["training.epochs=7"]))  # the check can fail
+    assert len(changed) == 1 and changed[0].startswith("training.epochs:")
+
+
 def test_a_run_on_the_bundled_sample_loads_from_another_folder(tmp_path, monkeypatch):
     """The built-in default falls back to the sample when data/users.csv is missing; read from elsewhere, its
     config names that path absolutely, and the fallback must still stand in for it."""

@@ -13,7 +13,7 @@ import torch
 from booktower.data.toy import checkerboard, random_prepared
 from booktower.training.batching import TrainingData
 from booktower.training.pipeline import train_run
-from booktower.training.trainer import small_gpu_batch_note
+from booktower.training.graphed import small_gpu_batch_note
 
 
 def _loss_columns(path) -> list[dict[str, str]]:

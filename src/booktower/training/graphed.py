@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 Parts = dict[str, torch.Tensor]
 
 LARGE_TABLES = 64_000_000
-"""Table weights past which `graphed_step` warns: the dense gradients and the masked update read and write about
+"""Table weights past which `auto` keeps the eager step (and `true` warns): the dense gradients and the masked update read and write about
 seven copies of every table per step, ~1.8 GB at this size (~0.4 ms at an H200's ~4.8 TB/s; an estimate from
 bandwidth, not a measurement), against ~1 ms for a whole step of the default config to reach 1M/s."""
 
@@ -62,6 +62,18 @@ kernel launches (an H200 took 12.5 ms per eager step at 1,024 rows and 14.0 at 8
 and the graph's dense table gradients would only add work (docs/benchmarks.md, "GPU")."""
 
 
+def small_gpu_batch_note(device_type: str, batch_size: int) -> str | None:
+    """A hint for a GPU run whose batch leaves the GPU waiting on the host, or None. At 1,024 rows an H200 spent
+    1.1 ms of a 12.5 ms step computing, and steps of 8,192 and 32,768 rows took 14.0 and 14.8 ms
+    (docs/benchmarks.md, "GPU"): up to there a larger batch is nearly free throughput."""
+    if device_type != "cuda" or batch_size >= 8192:
+        return None
+    return (f"batch {batch_size:,} on a GPU without a CUDA graph: eager steps this small are bound by kernel "
+            "launches (about 80k training interactions/s on an H200 at 1,024; 1.9M/s there with the step captured, "
+            "training.cuda_graph, and 1.9-2.2M/s eager at 32,768); configs/amazon-books-2014-gpu.yaml shows a "
+            "GPU-sized batch and settings that train well at it")
+
+
 def graph_choice(wanted: bool | str, device_type: str, batch_size: int, blockers: list[str],
                  table_weights: int) -> tuple[bool, str | None]:
     """Whether to capture the step, and a line for the log: a warning where `training.cuda_graph: true` asked
@@ -88,13 +100,15 @@ def graph_choice(wanted: bool | str, device_type: str, batch_size: int, blockers
 
 
 def graphed_step(task: TrainTask, optim: Optimizers, config: TrainingConfig, device: torch.device,
-                 distributed: bool) -> "GraphedStep | None":
-    """The step of `training.cuda_graph`, or None: eager steps (see `graph_choice`)."""
+                 distributed: bool, announce: bool = True) -> "GraphedStep | None":
+    """The step of `training.cuda_graph`, or None: eager steps (see `graph_choice`). `announce=False` (other
+    ranks; a refit's second trainer) keeps `auto`'s info line out of the log; `true`'s warnings stay."""
     blockers = graph_blockers(task, distributed) if device.type == "cuda" else []
     table_weights = sum(p.numel() for p in sparse_parameters(task.model))
     use, line = graph_choice(config.cuda_graph, device.type, config.batch_size, blockers, table_weights)
-    if line:
-        log.log(logging.WARNING if config.cuda_graph is True else logging.INFO, "%s", line)
+    asked = config.cuda_graph is True
+    if line and (asked or announce):
+        log.log(logging.WARNING if asked else logging.INFO, "%s", line)
     return GraphedStep(task, optim, config.batch_size, config.bf16) if use else None
 
 

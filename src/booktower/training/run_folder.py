@@ -78,9 +78,11 @@ class RunAlreadyFinished(Exception):
                          "drop --resume (the run is replaced) or pass a new --output-dir")
 
 
-RESUME_FREE_KEYS = ("training.progress", "tracking.", "data.cache_dir")
-"""Keys a resumed run may change: they decide what is shown, mirrored or kept ready, not what is trained. (The
-cache's key is the data config and the input files' contents, so another cache folder holds the same data.)"""
+RESUME_FREE_KEYS = ("training.progress", "tracking.", "data.cache_dir", "training.cuda_graph")
+"""Keys a resumed run may change: they decide what is shown, mirrored or kept ready, or how fast a step runs, not
+what is trained. (The cache's key is the data config and the input files' contents, so another cache folder
+holds the same data. The graphed step trains as the eager one does, tests/training/test_graphed.py; and runs
+saved before its `auto` default say `false`.)"""
 
 
 def resume_config_changes(run_dir: Path, config: BooktowerConfig) -> list[str]:

@@ -165,7 +165,8 @@ ID_ATTR = "booktower:study_id"
 CONFIG_ATTR = "booktower:config"
 """Trial user attribute: the trial's resolved config, which best_config.yaml is written from."""
 STUDY_FILE = "study.json"
-FREE_KEYS = ("training.progress", "training.num_threads", "tracking.", "data.cache_dir", "sweep.")
+FREE_KEYS = ("training.progress", "training.num_threads", "training.cuda_graph", "tracking.", "data.cache_dir",
+             "sweep.")
 """Base-config keys a resumed study (or a second worker) may change: what is shown, mirrored, cached, how fast a
 trial runs or how trials are drawn and pruned, not what a trial trains and scores. (`sweep.metric` is compared
 as the trials' `training.early_stopping.metric`.)"""

@@ -28,7 +28,7 @@ from booktower.training.distributed import DistContext, average_sparse_gradients
 from booktower.training.divergence import check_finite
 from booktower.training.early_stopping import EarlyStopping, early_stop_note
 from booktower.training.evaluate import evaluate_model
-from booktower.training.graphed import graphed_step
+from booktower.training.graphed import graphed_step, small_gpu_batch_note
 from booktower.training.resume_state import checked_state, restoring
 from booktower.training.optim import build_optimizers, sparse_parameters
 from booktower.training.task import TrainTask
@@ -85,18 +85,6 @@ class LossModule(torch.nn.Module):
         return self.task.losses(batch)
 
 
-def small_gpu_batch_note(device_type: str, batch_size: int) -> str | None:
-    """A hint for a GPU run whose batch leaves the GPU waiting on the host, or None. At 1,024 rows an H200 spent
-    1.1 ms of a 12.5 ms step computing, and steps of 8,192 and 32,768 rows took 14.0 and 14.8 ms
-    (docs/benchmarks.md, "GPU"): up to there a larger batch is nearly free throughput."""
-    if device_type != "cuda" or batch_size >= 8192:
-        return None
-    return (f"batch {batch_size:,} on a GPU without a CUDA graph: eager steps this small are bound by kernel "
-            "launches (about 80k training interactions/s on an H200 at 1,024; 1.9M/s there with the step captured, "
-            "training.cuda_graph, and 1.9-2.2M/s eager at 32,768); configs/amazon-books-2014-gpu.yaml shows a "
-            "GPU-sized batch and settings that train well at it")
-
-
 def epoch_generator(seed: int, epoch: int, rank: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A generator that depends only on (seed, epoch, rank): what a rank draws in an epoch needs no saved state,
     so a distributed run resumes under any world size."""
@@ -141,9 +129,10 @@ class Trainer:
         self.forward = self.task.losses
         if self.dist.enabled:
             self.forward = self._wrap_ddp()
-        self.graphed = graphed_step(self.task, self.optim, config, self.device, self.dist.enabled)
+        announce = self.dist.rank == 0 and validate  # once per run: a refit builds a second trainer
+        self.graphed = graphed_step(self.task, self.optim, config, self.device, self.dist.enabled, announce)
         note = small_gpu_batch_note(self.device.type, config.batch_size)  # per rank: each GPU runs its own batch
-        if note and self.graphed is None and self.dist.rank == 0 and validate:  # once: a refit builds another
+        if note and self.graphed is None and announce:
             log.info(note)
         self.valid_users = self._validation_users(seed)
         self.stopper = EarlyStopping(config.early_stopping.patience, config.early_stopping.min_delta)
@@ -213,8 +202,8 @@ class Trainer:
                         "one step at a time (give each rank its own cores instead)", workers)
             return None
         if self.device.type != "cpu":
-            log.warning("training.workers=%d is for the CPU and is ignored on %s: one step at a time (a larger "
-                        "training.batch_size keeps a GPU busy instead)", workers, self.device.type)
+            log.warning("training.workers=%d is for the CPU and is ignored on %s: one step at a time (on a GPU "
+                        "a CUDA graph of the step, training.cuda_graph, does the work)", workers, self.device.type)
             return None
         samplers = [build_sampler(self.config.negatives, self.train.item_counts, torch.Generator())
                     for _ in range(workers)]
