@@ -275,7 +275,7 @@ def test_a_step_the_graph_cannot_hold_is_said_once_and_warned_only_when_asked_fo
     ("auto", "cuda", 8192, [], 1_000, True, None),
     ("auto", "cuda", 8193, [], 1_000, False, None),  # a GPU-sized batch: eager, as measured
     ("auto", "cpu", 1024, [], 1_000, False, None),
-    ("auto", "cuda", 1024, ["the category alignment loss"], 1_000, False, "runs eagerly (training.cuda_graph: auto)"),
+    ("auto", "cuda", 1024, ["the category loss"], 1_000, False, "runs eagerly (training.cuda_graph: auto)"),
     ("auto", "cuda", 1024, [], 70_000_000, False, "70,000,000 weights"),
     (True, "cuda", 32768, [], 1_000, True, None),
     (True, "cuda", 1024, [], 70_000_000, True, "may well be faster"),

@@ -76,8 +76,8 @@ def test_a_study_resumed_with_another_base_config_is_refused(tmp_path):
 
 
 def test_settings_that_do_not_change_results_may_change_between_runs(tmp_path, monkeypatch):
-    """Progress bars, MLflow, threads, the CUDA graph, the cache folder, the sweep's own settings and the searched keys' base
-    values; a data path written relative to the current folder or absolute is the same file."""
+    """Progress bars, MLflow, threads, the CUDA graph, the cache folder, the sweep's own settings and the searched
+    keys' base values; a data path written relative to the current folder or absolute is the same file."""
     monkeypatch.chdir(tmp_path)
     storage = f"sqlite:///{tmp_path / 's.db'}"
     first = load_config(None, SMALL + SPACE + ["data.source.interactions=data/users.csv"])

@@ -125,9 +125,10 @@ class TrainingConfig(StrictModel):
     graph and replay it for every full batch (training/graphed.py). `auto` does so for a batch of up to 8,192
     rows, whose eager step waits on the host's kernel launches (an H200, amazon default at 1,024: 1.94M training
     interactions/s captured and compiled, against 75-111k/s eager; the capture has been timed at 1,024 only),
-    where the step can be captured (`graph_blockers`) and the tables hold at most 64M weights; `true` asks for it at any batch and warns where it cannot; `false` never.
-    The tables then take dense gradients and a masked LazyAdam, O(table) per step. A capture that fails gives
-    a warning and the eager step on the same static shapes."""
+    where the step can be captured (`graph_blockers`) and the tables hold at most 64M weights; `true` asks for
+    it at any batch and warns where it cannot; `false` never. The tables then take dense gradients and a masked
+    LazyAdam, O(table) per step. A capture that fails gives a warning and the eager step on the same static
+    shapes."""
     loss: LossConfig = Field(default_factory=LossConfig)
     negatives: NegativeConfig = Field(default_factory=NegativeConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)

@@ -32,9 +32,10 @@ log = logging.getLogger(__name__)
 Parts = dict[str, torch.Tensor]
 
 LARGE_TABLES = 64_000_000
-"""Table weights past which `auto` keeps the eager step (and `true` warns): the dense gradients and the masked update read and write about
-seven copies of every table per step, ~1.8 GB at this size (~0.4 ms at an H200's ~4.8 TB/s; an estimate from
-bandwidth, not a measurement), against ~1 ms for a whole step of the default config to reach 1M/s."""
+"""Table weights past which `auto` keeps the eager step (and `true` warns): the dense gradients and the masked
+update read and write about seven copies of every table per step, ~1.8 GB at this size (~0.4 ms at an H200's
+~4.8 TB/s; an estimate from bandwidth, not a measurement), against ~1 ms for a whole step of the default config
+to reach 1M/s."""
 
 
 def graph_blockers(task: TrainTask, distributed: bool) -> list[str]:
@@ -86,7 +87,8 @@ def graph_choice(wanted: bool | str, device_type: str, batch_size: int, blockers
         return False, f"training.cuda_graph is for CUDA and is ignored on {device_type}" if asked else None
     if not asked and batch_size > AUTO_MAX_BATCH:
         return False, None  # a GPU-sized batch: the eager step is already bound by the GPU
-    eager = "training.cuda_graph is ignored" if asked else "the training step runs eagerly (training.cuda_graph: auto)"
+    eager = ("training.cuda_graph is ignored" if asked
+             else "the training step runs eagerly (training.cuda_graph: auto)")
     if blockers:
         return False, f"{eager}: this run's step cannot be captured with {'; '.join(blockers)}"
     if table_weights > LARGE_TABLES:

@@ -202,8 +202,8 @@ class Trainer:
                         "one step at a time (give each rank its own cores instead)", workers)
             return None
         if self.device.type != "cpu":
-            log.warning("training.workers=%d is for the CPU and is ignored on %s: one step at a time (on a GPU "
-                        "a CUDA graph of the step, training.cuda_graph, does the work)", workers, self.device.type)
+            log.warning("training.workers=%d is for the CPU and is ignored on %s: one step at a time (a GPU "
+                        "is kept busy by training.cuda_graph or a larger batch)", workers, self.device.type)
             return None
         samplers = [build_sampler(self.config.negatives, self.train.item_counts, torch.Generator())
                     for _ in range(workers)]
